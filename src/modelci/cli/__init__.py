@@ -1,0 +1,109 @@
+"""The `modelci` command: one group whose subcommands are imported only when called.
+
+This is the one place that catches ModelciError: it prints the message (or one JSON document
+under --json) and exits with the error's code. `--traceback` re-raises instead.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from modelci import __version__
+from modelci.console import Output
+from modelci.errors import ConfigError, ModelciError
+
+# name -> ("module:attribute", one-line help). Modules load only when their command runs.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "changed": ("modelci.cli.changed:changed", "List the models a commit range touches."),
+    "validate": ("modelci.cli.validate:validate", "Check modelci.toml and every model.toml."),
+    "build": ("modelci.cli.pending:build", "Build each model's locked environment."),
+    "train": ("modelci.cli.pending:train", "Train models from a clean export of a commit."),
+    "test": ("modelci.cli.pending:test", "Run reproducibility, golden and gate checks."),
+    "deploy": ("modelci.cli.pending:deploy", "Deploy a version to an environment."),
+    "promote": ("modelci.cli.pending:promote", "Promote a version to the next environment."),
+    "rollback": ("modelci.cli.pending:rollback", "Return an environment to an earlier version."),
+    "alias": ("modelci.cli.pending:alias", "Set or show an alias such as `latest`."),
+    "status": ("modelci.cli.status:status", "Show what each environment runs."),
+    "history": ("modelci.cli.status:history", "Show a model's events, newest first."),
+    "run": ("modelci.cli.pending:run", "The merge pipeline for every changed model."),
+    "release": ("modelci.cli.pending:release", "The tag pipeline: promote to production."),
+    "serve": ("modelci.cli.pending:serve", "Host every locally deployed endpoint."),
+    "invoke": ("modelci.cli.pending:invoke", "Send a request to an endpoint."),
+    "sample": ("modelci.cli.pending:sample", "Write a channel's deterministic sample."),
+    "golden": ("modelci.cli.pending:golden", "Record golden outputs."),
+    "registry": ("modelci.cli.registry:registry", "Manage the registry (upgrade)."),
+    "ci-config": ("modelci.cli.pending:ci_config", "Write a CI configuration."),
+    "init": ("modelci.cli.init:init", "Write a starter model repository."),
+}
+
+
+class LazyGroup(click.Group):
+    """A group that imports a subcommand's module only when that subcommand runs."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in COMMANDS:
+            return None
+        module_name, attribute = COMMANDS[cmd_name][0].split(":")
+        command: click.Command = getattr(importlib.import_module(module_name), attribute)
+        return command
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        with formatter.section("Commands"):
+            formatter.write_dl([(name, help_) for name, (_, help_) in COMMANDS.items()])
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "--version", prog_name="modelci", message="%(prog)s %(version)s")
+@click.option(
+    "-C", "--repo", "repo", type=click.Path(file_okay=False, path_type=Path), default=None,
+    help="Run as if started in DIR (like git -C).",
+)
+@click.option("--traceback", is_flag=True, help="Show the full traceback of an error.")
+@click.pass_context
+def cli(ctx: click.Context, repo: Path | None, traceback: bool) -> None:
+    """Continuous integration and delivery for machine-learning models kept in git."""
+    from modelci.workspace import Workspace
+
+    if repo is not None and not repo.is_dir():
+        raise ConfigError(f"-C {repo}: no such directory")
+    ctx.obj = Workspace(repo)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the `modelci` script."""
+    args = sys.argv[1:] if argv is None else argv
+    output = Output(json_mode="--json" in args)
+    try:
+        cli.main(args=args, prog_name="modelci", standalone_mode=False)
+    except ModelciError as error:
+        if "--traceback" in args:
+            raise
+        output.error(error)
+        sys.exit(error.exit_code)
+    except click.exceptions.Exit as done:
+        sys.exit(done.exit_code)
+    except click.Abort:
+        output.err.print("aborted")
+        sys.exit(1)
+    except click.ClickException as error:
+        if output.json_mode:
+            output.error(ConfigError(error.format_message()))
+        else:
+            error.show()
+        sys.exit(2 if isinstance(error, click.UsageError) else error.exit_code)
+    sys.exit(0)
+
+
+def json_option(function: Any) -> Any:
+    """The `--json` flag every command takes."""
+    return click.option("--json", "json_mode", is_flag=True, help="Print one JSON document.")(
+        function
+    )

@@ -1,0 +1,72 @@
+"""`modelci changed`: which models a commit range touches."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import click
+
+from modelci.cli import json_option
+from modelci.console import Output, escape
+from modelci.workspace import Workspace
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from modelci.changes import ChangeReport
+
+
+def last_deployed_commit(workspace: Workspace) -> str | None:
+    """The commit of the version last deployed to the first environment, if the registry has
+    one. Only read when --base is not given, so that a plain range stays fast."""
+    if not workspace.registry_exists():
+        return None
+    first = workspace.environments[0]
+    with workspace.registry() as registry:
+        for event in registry.events(kind="deploy"):
+            if event.environment == first and event.commit:
+                return event.commit
+    return None
+
+
+@click.command()
+@click.option("--base", help="Compare from this revision (default: last deploy, else HEAD^).")
+@click.option("--head", default="HEAD", show_default=True, help="Compare up to this revision.")
+@json_option
+@click.pass_obj
+def changed(workspace: Workspace, base: str | None, head: str, json_mode: bool) -> None:
+    """List the models that the commits from BASE to HEAD touch, with the reasons."""
+    from modelci.changes import detect
+
+    output = Output(json_mode)
+    report = detect(
+        workspace.root,
+        base=base,
+        head=head,
+        default_base=(lambda _head: last_deployed_commit(workspace)) if base is None else None,
+    )
+    output.result(report.to_json(), lambda console: _render(console, report))
+
+
+def _render(console: Console, report: ChangeReport) -> None:
+    from rich.table import Table
+
+    base = report.base[:12] if report.base else "(root)"
+    console.print(f"[bold]{base}..{report.head[:12]}[/]: {len(report.changed)} changed")
+    if report.changed:
+        table = Table(box=None, pad_edge=False)
+        for column in ("model", "path", "reasons"):
+            table.add_column(column)
+        for entry in report.changed:
+            data = entry.to_json()
+            reasons = ", ".join(data["reasons"])
+            if entry.renamed_from:
+                reasons += f" (was {entry.renamed_from})"
+            table.add_row(entry.model, entry.path, escape(reasons))
+        console.print(table)
+    if report.deleted:
+        console.print(f"deleted: {', '.join(report.deleted)}")
+    if report.uncommitted:
+        console.print(
+            f"[yellow]uncommitted changes[/] (not counted): {', '.join(report.uncommitted)}"
+        )

@@ -1,0 +1,80 @@
+"""The errors modelci reports, and the exit code each one carries.
+
+    ModelciError            exit 1: the work failed
+    ├── ConfigError         exit 2: a spec, setting or argument is wrong
+    │   ├── NotBuiltYet     exit 2: the command exists in the design but not yet in this build
+    │   └── GitError        exit 2: git refused a revision or the repository is not usable
+    ├── PointerConflict     exit 1: a compare-and-set lost a race
+    ├── ArtifactCorrupted   exit 1: a stored artifact no longer matches its digest
+    ├── ArtifactNotFound    exit 1: the store has no artifact with that digest
+    ├── RegistryError       exit 1: the registry failed (connection, migration)
+    └── GateFailed          exit 1: a gate or golden output did not hold
+
+Only `modelci.cli` catches these: it prints the message and exits with `exit_code`.
+The library raises; it never prints and never calls `sys.exit`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+
+class ModelciError(Exception):
+    """Base of every error modelci reports."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, *, file: Path | str | None = None, key: str | None = None):
+        self.message = message
+        self.file = str(file) if file is not None else None
+        self.key = key
+        super().__init__(self.render())
+
+    def render(self) -> str:
+        """The one-line message: `file: key: message`, leaving out what is unknown."""
+        parts = [p for p in (self.file, self.key) if p]
+        return ": ".join([*parts, self.message])
+
+    def to_json(self) -> dict[str, Any]:
+        """The error as `--json` prints it under `"error"`."""
+        return {
+            "type": type(self).__name__,
+            "message": self.render(),
+            "file": self.file,
+            "key": self.key,
+        }
+
+
+class ConfigError(ModelciError):
+    """A spec, setting or argument is wrong; exit 2."""
+
+    exit_code = 2
+
+
+class NotBuiltYet(ConfigError):
+    """The command is part of the design but not of this build yet; exit 2."""
+
+
+class GitError(ConfigError):
+    """git refused a revision, or the folder is not a usable repository; exit 2."""
+
+
+class PointerConflict(ModelciError):
+    """A compare-and-set on an environment pointer found another value than expected."""
+
+
+class ArtifactCorrupted(ModelciError):
+    """A stored artifact's content no longer matches its sha256."""
+
+
+class ArtifactNotFound(ModelciError):
+    """The store holds no artifact with the asked digest."""
+
+
+class RegistryError(ModelciError):
+    """The registry could not be reached or used."""
+
+
+class GateFailed(ModelciError):
+    """A gate or golden output did not hold."""

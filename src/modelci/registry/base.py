@@ -1,0 +1,134 @@
+"""The registry: versions, environment pointers and the append-only event log.
+
+Every pointer change is a compare-and-set on the pointer's generation, done in one transaction
+with the event that records it, so two CI jobs racing on one model never lose an update.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+VersionStatus = Literal["training", "ready", "failed"]
+
+
+@dataclass(frozen=True)
+class VersionRecord:
+    """One model built from one commit: `<model>-<sha12>`."""
+
+    version: str
+    model: str
+    commit: str
+    status: VersionStatus = "training"
+    fingerprint: str | None = None
+    artifact_uri: str | None = None
+    artifact_sha256: str | None = None
+    metrics: dict[str, float] = field(default_factory=dict)
+    lock_hash: str | None = None
+    actor: str | None = None
+    ci_url: str | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Pointer:
+    """Which version an environment of a model wants; `generation` counts its changes."""
+
+    model: str
+    environment: str
+    version: str
+    generation: int
+    updated_at: datetime
+    actor: str | None = None
+
+
+@dataclass(frozen=True)
+class Event:
+    """One entry of the append-only log. `id` and `time` are set by the registry."""
+
+    kind: str
+    model: str
+    version: str | None = None
+    environment: str | None = None
+    from_version: str | None = None
+    to_version: str | None = None
+    commit: str | None = None
+    tag: str | None = None
+    actor: str | None = None
+    ci_url: str | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+    id: int | None = None
+    time: datetime | None = None
+
+
+class Registry(abc.ABC):
+    """The one source of truth for versions, pointers and events."""
+
+    @abc.abstractmethod
+    def upgrade(self) -> str:
+        """Apply every pending migration; return the schema revision now in force."""
+
+    @abc.abstractmethod
+    def add_version(self, record: VersionRecord) -> VersionRecord:
+        """Insert a version (its model row too, when new); an existing name is a ConfigError."""
+
+    @abc.abstractmethod
+    def update_version(self, version: str, **fields: Any) -> VersionRecord:
+        """Change fields of a version (status, artifact, metrics, details...)."""
+
+    @abc.abstractmethod
+    def get_version(self, version: str) -> VersionRecord | None:
+        """The version of that name, or None."""
+
+    @abc.abstractmethod
+    def list_versions(self, model: str | None = None) -> list[VersionRecord]:
+        """Versions, newest first, of one model or of all."""
+
+    @abc.abstractmethod
+    def find_by_fingerprint(self, model: str, fingerprint: str) -> VersionRecord | None:
+        """The newest ready version of the model with this fingerprint, or None."""
+
+    @abc.abstractmethod
+    def models(self) -> list[str]:
+        """Names of every model the registry knows, sorted."""
+
+    @abc.abstractmethod
+    def get_pointer(self, model: str, environment: str) -> Pointer | None:
+        """The pointer of one environment of a model, or None when never set."""
+
+    @abc.abstractmethod
+    def pointers(self, model: str | None = None) -> list[Pointer]:
+        """Every pointer, of one model or of all."""
+
+    @abc.abstractmethod
+    def set_pointer(
+        self, model: str, environment: str, version: str, *, expected_generation: int | None,
+        event: Event,
+    ) -> Pointer:
+        """Compare-and-set: point the environment at `version` if its generation is still
+        `expected_generation` (None: the pointer must not exist yet), and append `event` in the
+        same transaction. Raises PointerConflict, changing nothing, when another writer won."""
+
+    @abc.abstractmethod
+    def append_event(self, event: Event) -> Event:
+        """Append an event; return it with its id and time."""
+
+    @abc.abstractmethod
+    def events(
+        self, model: str | None = None, *, kind: str | None = None, limit: int | None = None
+    ) -> list[Event]:
+        """Events, newest first."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Release connections."""
+
+    def __enter__(self) -> Registry:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

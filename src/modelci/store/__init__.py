@@ -1,0 +1,90 @@
+"""Artifact stores, chosen by the scheme of `[store] url`.
+
+    .modelci/artifacts          a folder, relative to the repository root
+    /abs/path, file:///abs/path a folder given absolutely
+    s3://bucket/prefix          S3 or an S3-compatible service
+    oci://host/repository       an OCI registry (ECR and others)
+
+A store's module is imported only when chosen, so `modelci --help` never loads boto3.
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+from pathlib import Path
+from urllib.parse import urlsplit
+from urllib.request import url2pathname
+
+from modelci.errors import ConfigError, NotBuiltYet
+from modelci.store.base import Store, StoredArtifact
+
+__all__ = ["Store", "StoredArtifact", "open_store"]
+
+_STORES = {
+    "file": "modelci.store.local:LocalStore",
+    "s3": "modelci.store.s3:S3Store",
+    "oci": "modelci.store.oci:OciStore",
+}
+
+# Which optional-dependency extra brings what a store needs, for the error message.
+_EXTRAS = {"s3": "s3", "oci": "oci"}
+
+_KEY = "store.url"
+# `scheme://` marks a URL; anything else (including `C:\\...`) is a path.
+_URL = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
+
+
+def _local_path(url: str, root: Path) -> Path:
+    """The folder a `file://` URL or plain path names; plain relative paths start at `root`."""
+    if not _URL.match(url):
+        path = Path(url).expanduser()
+        return path if path.is_absolute() else Path(root) / path
+    parts = urlsplit(url)
+    if parts.netloc not in ("", "localhost"):
+        raise ConfigError(
+            f"{url!r}: a file:// URL takes an absolute path (file:///abs/path); "
+            "write a plain path for a folder relative to the repository",
+            key=_KEY,
+        )
+    return Path(url2pathname(parts.path))
+
+
+def _load(scheme: str) -> type[Store]:
+    module_name, _, class_name = _STORES[scheme].partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as error:
+        if error.name == module_name:
+            raise NotBuiltYet(
+                f"the {scheme}:// store is not built yet; use a local folder for now",
+                key=_KEY,
+            ) from None
+        raise ConfigError(
+            f"the {scheme}:// store needs the package {error.name!r}: "
+            f"install modelci[{_EXTRAS.get(scheme, scheme)}]",
+            key=_KEY,
+        ) from error
+    store_class: type[Store] = getattr(module, class_name)
+    return store_class
+
+
+def open_store(url: str, root: Path) -> Store:
+    """The store `url` names; a plain or relative path is a folder under `root` (the repo root).
+
+    Raises ConfigError (key `store.url`) for an unknown scheme or a store not available here.
+    """
+    match = _URL.match(url)
+    scheme = match.group(1).lower() if match else "file"
+    if scheme not in _STORES:
+        known = ", ".join(f"{name}://" for name in _STORES)
+        raise ConfigError(
+            f"unknown store scheme {scheme!r} in {url!r}; known schemes: {known} "
+            "(or a plain folder path)",
+            key=_KEY,
+        )
+    store_class = _load(scheme)
+    if scheme == "file":
+        return store_class(_local_path(url, root))  # type: ignore[call-arg]
+    # Remote stores parse their own URL (bucket, prefix, registry host, repository).
+    return store_class(url)  # type: ignore[call-arg]

@@ -1,0 +1,65 @@
+"""Gate expressions over a version's metrics: `">= 0.85"`, `"< 0.3"`, `"between 0.1 0.2"`."""
+
+from __future__ import annotations
+
+import math
+import operator
+from collections.abc import Callable
+from dataclasses import dataclass
+
+_OPERATORS: dict[str, Callable[[float, float], bool]] = {
+    ">=": operator.ge,
+    "<=": operator.le,
+    ">": operator.gt,
+    "<": operator.lt,
+    "==": operator.eq,
+    "!=": operator.ne,
+}
+
+
+@dataclass(frozen=True)
+class Gate:
+    """One parsed gate: `op` is a comparison or `between` (inclusive on both ends)."""
+
+    metric: str
+    op: str
+    bounds: tuple[float, ...]
+
+    def holds(self, value: float) -> bool:
+        """Whether a metric's value passes the gate."""
+        if self.op == "between":
+            low, high = self.bounds
+            return low <= value <= high
+        return _OPERATORS[self.op](value, self.bounds[0])
+
+    def __str__(self) -> str:
+        return f"{self.op} {' '.join(f'{b:g}' for b in self.bounds)}"
+
+
+def _number(text: str, expression: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"{expression!r}: {text!r} is not a number") from None
+    if math.isnan(value):
+        raise ValueError(f"{expression!r}: NaN is not a bound")
+    return value
+
+
+def parse_gate(expression: str, *, metric: str) -> Gate:
+    """Parse a gate expression; a malformed one raises ValueError saying what is expected."""
+    words = expression.split()
+    expected = '"<op> <number>" with <op> one of >= <= > < == != or "between <low> <high>"'
+    if len(words) == 3 and words[0] == "between":
+        low, high = _number(words[1], expression), _number(words[2], expression)
+        if low > high:
+            raise ValueError(f"{expression!r}: the low bound is above the high bound")
+        return Gate(metric, "between", (low, high))
+    if len(words) == 1:  # ">=0.85" written without a space
+        for symbol in sorted(_OPERATORS, key=len, reverse=True):
+            if words[0].startswith(symbol):
+                words = [symbol, words[0][len(symbol) :]]
+                break
+    if len(words) == 2 and words[0] in _OPERATORS:
+        return Gate(metric, words[0], (_number(words[1], expression),))
+    raise ValueError(f"{metric}: malformed gate {expression!r}: expected {expected}")

@@ -1,0 +1,99 @@
+"""The repository a command works on: its root, settings, models, registry and store,
+each loaded when first asked for."""
+
+from __future__ import annotations
+
+import os
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from modelci import git
+
+if TYPE_CHECKING:
+    from modelci.registry.base import Registry
+    from modelci.spec import ModelSpec, ProjectFile
+    from modelci.store.base import Store
+
+
+class Workspace:
+    """A model repository and what modelci keeps beside it in `.modelci/`."""
+
+    def __init__(self, start: Path | None = None):
+        self.start = (start or Path.cwd()).resolve()
+
+    @cached_property
+    def root(self) -> Path:
+        """The top of the git work tree."""
+        return git.find_root(self.start)
+
+    @property
+    def state_dir(self) -> Path:
+        """`.modelci/` beside the repository's files: registry, artifacts, caches."""
+        return self.root / ".modelci"
+
+    @cached_property
+    def project(self) -> ProjectFile:
+        """The validated project settings, MODELCI_* overrides applied."""
+        from modelci.spec import load_project
+
+        return load_project(self.root)
+
+    def files(self) -> list[str]:
+        """The work tree's files that git tracks or would track (ignored ones left out)."""
+        out = git.run(self.root, "ls-files", "-z", "--cached", "--others", "--exclude-standard")
+        return [f for f in out.decode().split("\0") if f]
+
+    @cached_property
+    def models(self) -> list[ModelSpec]:
+        """Every model of the work tree, validated."""
+        from modelci.spec import load_models
+
+        return load_models(self.root, self.project, self.files())
+
+    def registry(self) -> Registry:
+        """Open the registry, applying migrations on first use."""
+        from modelci.registry import open_registry
+
+        return open_registry(self.project.registry.url, self.root)
+
+    def registry_exists(self) -> bool:
+        """Whether a registry has been made yet (always True for a server URL)."""
+        url = self.project.registry.url
+        if url.startswith("sqlite:///"):
+            return (self.root / url[len("sqlite:///") :]).exists()
+        return True
+
+    def store(self) -> Store:
+        """Open the artifact store."""
+        from modelci.store import open_store
+
+        return open_store(self.project.store.url, self.root)
+
+    @property
+    def environments(self) -> list[str]:
+        """Environment names in order: the first takes merges, the last is production."""
+        return list(self.project.environments)
+
+    def endpoint(self, model: str, environment: str) -> str:
+        """`<model><suffix>` for an environment."""
+        return model + self.project.environments[environment].suffix
+
+    def actor(self) -> str:
+        """Who acts: the CI user when in CI, else the git identity, else the OS user."""
+        for variable in ("CIRCLE_USERNAME", "GITHUB_ACTOR", "GITLAB_USER_LOGIN"):
+            if os.environ.get(variable):
+                return os.environ[variable]
+        return git.identity(self.root) or os.environ.get("USER", "unknown")
+
+    @staticmethod
+    def ci_url() -> str | None:
+        """The URL of the CI run acting now, read from CircleCI's or GitHub Actions' variables."""
+        if os.environ.get("CIRCLE_BUILD_URL"):
+            return os.environ["CIRCLE_BUILD_URL"]
+        server, repo, run = (
+            os.environ.get(v) for v in ("GITHUB_SERVER_URL", "GITHUB_REPOSITORY", "GITHUB_RUN_ID")
+        )
+        if server and repo and run:
+            return f"{server}/{repo}/actions/runs/{run}"
+        return None

@@ -1,0 +1,93 @@
+"""Every test runs with its own HOME and a fixed git identity, and can make real git
+repositories, including copies of the bundled example repository."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Callable, Iterator
+from typing import Any
+from pathlib import Path
+
+import pytest
+
+from tests.support.repos import GitRepo
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+@pytest.fixture(autouse=True)
+def isolated_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A fresh HOME and git identity, and no MODELCI_* or CI variables from outside."""
+    home = tmp_path_factory.mktemp("home")
+    saved = dict(os.environ)
+    for variable in list(os.environ):
+        if variable.startswith(("MODELCI_", "GIT_", "CIRCLE_", "GITHUB_")):
+            del os.environ[variable]
+    os.environ.update({
+        "HOME": str(home),
+        "GIT_CONFIG_NOSYSTEM": "1",
+        "GIT_AUTHOR_NAME": "Test Author",
+        "GIT_AUTHOR_EMAIL": "author@example.com",
+        "GIT_COMMITTER_NAME": "Test Author",
+        "GIT_COMMITTER_EMAIL": "author@example.com",
+        "NO_COLOR": "1",
+    })
+    (home / ".gitconfig").write_text("[init]\n\tdefaultBranch = main\n")
+    yield home
+    os.environ.clear()
+    os.environ.update(saved)
+
+
+@pytest.fixture
+def git_repo(tmp_path: Path) -> Callable[..., GitRepo]:
+    """Factory: `git_repo()` an empty repository, `git_repo(examples=True)` a committed copy
+    of the bundled example repository."""
+    count = 0
+
+    def make(*, examples: bool = False) -> GitRepo:
+        nonlocal count
+        count += 1
+        root = tmp_path / f"repo{count}"
+        if examples:
+            shutil.copytree(EXAMPLES, root, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            root.mkdir()
+        repo = GitRepo(root)
+        repo.git("init", "-q", "-b", "main")
+        if examples:
+            repo.commit("example repository")
+        return repo
+
+    return make
+
+
+class CliResult:
+    """What one in-process `modelci` call printed and returned."""
+
+    def __init__(self, code: int, stdout: str, stderr: str):
+        self.code = code
+        self.stdout = stdout
+        self.stderr = stderr
+
+    def json(self) -> Any:
+        return json.loads(self.stdout)
+
+
+@pytest.fixture
+def modelci(capsys: pytest.CaptureFixture[str]) -> Callable[..., CliResult]:
+    """Run `modelci ARGS...` in process through its real entry point, error handling included."""
+    from modelci.cli import main
+
+    def run(*args: str | Path) -> CliResult:
+        capsys.readouterr()
+        try:
+            main([str(a) for a in args])
+            code = 0
+        except SystemExit as done:
+            code = done.code if isinstance(done.code, int) else 1
+        captured = capsys.readouterr()
+        return CliResult(code, captured.out, captured.err)
+
+    return run
