@@ -213,11 +213,26 @@ def _known_keys(model: type[BaseModel], loc: tuple[int | str, ...]) -> list[str]
     return []
 
 
+# pydantic names the member of a union that failed inside the location: not a key of the file
+_UNION_MEMBERS = {"str", "int", "float", "bool", "NoRegression", "SampleSection"}
+_TYPE_WORDS = {"string_type": "a string", "int_type": "an integer", "float_type": "a number",
+               "bool_type": "a boolean", "model_type": "a table", "dict_type": "a table"}
+# dict-valued keys whose validators name the entry at fault as "<entry>: <message>"
+_KEYED_VALIDATORS = {("gates",), ("train", "metrics")}
+
+
+def _clean_loc(loc: tuple[int | str, ...]) -> tuple[int | str, ...]:
+    return tuple(
+        p for p in loc if not (isinstance(p, str) and ("[" in p or p in _UNION_MEMBERS))
+    )
+
+
 def _explain(exc: ValidationError, model: type[BaseModel], file: Path | str) -> ConfigError:
     """The first validation problem as one ConfigError naming file and dotted key."""
-    error = exc.errors(include_url=False)[0]
-    loc = tuple(p for p in error["loc"] if not (isinstance(p, str) and "[" in p))
-    key = ".".join(str(p) for p in loc)
+    errors = exc.errors(include_url=False)
+    error = errors[0]
+    loc = _clean_loc(error["loc"])
+    same_place = [e for e in errors if _clean_loc(e["loc"]) == loc]
     kind = error["type"]
     if kind == "extra_forbidden":
         known = _known_keys(model, loc[:-1])
@@ -230,14 +245,20 @@ def _explain(exc: ValidationError, model: type[BaseModel], file: Path | str) -> 
         message = "required key is missing"
     elif kind == "value_error":
         message = str(error["ctx"]["error"]) if "ctx" in error else error["msg"]
+        entry, _, rest = message.partition(": ")
+        if loc in _KEYED_VALIDATORS and rest and " " not in entry:
+            loc, message = (*loc, entry), rest
+    elif len(same_place) > 1 and all(e["type"] in _TYPE_WORDS for e in same_place):
+        words = sorted({_TYPE_WORDS[e["type"]] for e in same_place})
+        message = f"expected {', '.join(words[:-1])} or {words[-1]}, got {error['input']!r}"
     else:
         message = error["msg"][0].lower() + error["msg"][1:]
         if "input" in error and not isinstance(error["input"], dict | list):
             message += f", got {error['input']!r}"
-    extra = len(exc.errors()) - 1
+    extra = len({_clean_loc(e["loc"]) for e in errors}) - 1
     if extra:
         message += f" (and {extra} more problem{'s' if extra > 1 else ''})"
-    return ConfigError(message, file=file, key=key or None)
+    return ConfigError(message, file=file, key=".".join(str(p) for p in loc) or None)
 
 
 def load_project(root: Path, environ: Mapping[str, str] | None = None) -> ProjectFile:

@@ -1,0 +1,186 @@
+"""`modelci validate`: every bad spec gets exit 2 and one message naming file, key and what
+was expected; nothing else is touched."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from modelci.spec import load_project
+from tests.conftest import CliResult
+from tests.support.repos import GitRepo, add_model
+
+Run = Callable[..., CliResult]
+
+
+@pytest.fixture
+def repo(git_repo: Callable[..., GitRepo]) -> GitRepo:
+    repo = git_repo()
+    add_model(repo, "models/churn")
+    add_model(repo, "models/price")
+    repo.commit("two models")
+    return repo
+
+
+def test_valid_repository(repo: GitRepo, modelci: Run) -> None:
+    result = modelci("-C", repo.root, "validate", "--json")
+    assert result.code == 0, result.stderr
+    assert result.json() == {
+        "ok": True,
+        "models": [{"model": "churn", "path": "models/churn"},
+                   {"model": "price", "path": "models/price"}],
+        "warnings": [],
+    }
+
+
+def test_example_repository_is_valid(git_repo: Callable[..., GitRepo], modelci: Run) -> None:
+    repo = git_repo(examples=True)
+    result = modelci("-C", repo.root, "validate", "--json")
+    assert result.code == 0, result.stdout + result.stderr
+    assert {m["model"] for m in result.json()["models"]} == {"churn", "price"}
+    assert result.json()["warnings"] == []
+
+
+def bad(repo: GitRepo, modelci: Run, text: str, file: str = "models/churn/model.toml") -> str:
+    """Write `text` into `file`, validate, and return the one error message (exit 2)."""
+    repo.write(file, text)
+    result = modelci("-C", repo.root, "validate", "--json")
+    assert result.code == 2, result.stdout
+    error = result.json()["error"]
+    assert error["file"] == file
+    human = modelci("-C", repo.root, "validate")
+    assert human.code == 2
+    assert human.stderr.startswith("error: ") and file in human.stderr
+    return str(error["message"])
+
+
+def test_toml_syntax_error_names_line_and_column(repo: GitRepo, modelci: Run) -> None:
+    message = bad(repo, modelci, '[train]\nentrypoint = "train.py"\nseed = = 3\n')
+    assert "invalid TOML" in message
+    assert "line 3" in message and "column" in message
+
+
+def test_unknown_key_suggests_the_close_one(repo: GitRepo, modelci: Run) -> None:
+    message = bad(repo, modelci, '[train]\nentrypoint = "train.py"\nhyperparamters = {}\n')
+    assert "train.hyperparamters" in message
+    assert "did you mean 'hyperparameters'?" in message
+
+
+def test_unknown_section_lists_known_ones(repo: GitRepo, modelci: Run) -> None:
+    message = bad(repo, modelci, '[train]\nentrypoint = "train.py"\n[serving]\nworkers = 2\n')
+    assert "serving: unknown key; did you mean 'serve'?" in message
+
+
+def test_wrong_type_names_key_and_expectation(repo: GitRepo, modelci: Run) -> None:
+    message = bad(repo, modelci, '[train]\nentrypoint = "train.py"\nseed = "forty-two"\n')
+    assert "train.seed" in message and "integer" in message and "forty-two" in message
+
+
+def test_non_scalar_hyperparameter(repo: GitRepo, modelci: Run) -> None:
+    message = bad(
+        repo, modelci, '[train]\nentrypoint = "train.py"\nhyperparameters = { C = [1, 2] }\n'
+    )
+    assert "train.hyperparameters.C" in message
+
+
+def test_missing_entrypoint_key(repo: GitRepo, modelci: Run) -> None:
+    message = bad(repo, modelci, "[train]\nseed = 1\n")
+    assert "train.entrypoint: required key is missing" in message
+
+
+def test_missing_entrypoint_file(repo: GitRepo, modelci: Run) -> None:
+    message = bad(repo, modelci, '[train]\nentrypoint = "fit.py"\n')
+    assert "train.entrypoint" in message and "'fit.py' does not exist" in message
+
+
+def test_bad_model_name(repo: GitRepo, modelci: Run) -> None:
+    message = bad(repo, modelci, '[model]\nname = "Churn_v2"\n[train]\nentrypoint = "train.py"\n')
+    assert "model.name" in message and "'Churn_v2'" in message and "^[a-z]" in message
+
+
+def test_bad_folder_name_asks_for_an_explicit_name(repo: GitRepo, modelci: Run) -> None:
+    add_model(repo, "models/Price_Model")
+    result = modelci("-C", repo.root, "validate", "--json")
+    assert result.code == 2
+    assert "the folder's name" in result.json()["error"]["message"]
+
+
+def test_two_models_with_one_name(repo: GitRepo, modelci: Run) -> None:
+    message = bad(repo, modelci, '[model]\nname = "churn"\n[train]\nentrypoint = "train.py"\n',
+                  file="models/price/model.toml")
+    assert "'churn' is used twice" in message and "models/churn/model.toml" in message
+
+
+@pytest.mark.parametrize("gate", ["~ 0.85", ">= high", "between 0.9 0.1"])
+def test_malformed_gate(repo: GitRepo, modelci: Run, gate: str) -> None:
+    text = f'[train]\nentrypoint = "train.py"\n[gates]\naccuracy = "{gate}"\n'
+    message = bad(repo, modelci, text)
+    assert message.startswith("models/churn/model.toml: gates.accuracy: malformed gate")
+    assert gate in message
+
+
+def test_bad_metric_regex(repo: GitRepo, modelci: Run) -> None:
+    message = bad(repo, modelci, '[train]\nentrypoint = "train.py"\nmetrics = { acc = "acc=" }\n')
+    assert "train.metrics" in message and "capturing group" in message
+
+
+def test_bad_project_file(repo: GitRepo, modelci: Run) -> None:
+    message = bad(repo, modelci, '[project]\nmodel = ["models/*"]\n', file="modelci.toml")
+    assert "project.model: unknown key; did you mean 'models'?" in message
+
+
+def test_depends_on_matching_nothing_is_a_warning(repo: GitRepo, modelci: Run) -> None:
+    repo.write("models/churn/model.toml",
+               '[model]\ndepends_on = ["lib/nothing/**"]\n[train]\nentrypoint = "train.py"\n')
+    result = modelci("-C", repo.root, "validate", "--json")
+    assert result.code == 0
+    assert result.json()["warnings"] == [
+        "models/churn/model.toml: model.depends_on: 'lib/nothing/**' matches no file"
+    ]
+    assert "warning:" in modelci("-C", repo.root, "validate").stderr
+
+
+def test_every_bad_file_is_reported(repo: GitRepo, modelci: Run) -> None:
+    repo.write("models/churn/model.toml", "[train\n")
+    repo.write("models/price/model.toml", "[train]\nseed = 1\n")
+    result = modelci("-C", repo.root, "validate")
+    assert result.code == 2
+    assert "models/churn/model.toml" in result.stderr
+    assert "models/price/model.toml" in result.stderr
+
+
+def test_environment_overrides_project_file(repo: GitRepo) -> None:
+    repo.write("modelci.toml", '[registry]\nurl = "sqlite:///a.db"\n')
+    project = load_project(repo.root, {"MODELCI_REGISTRY_URL": "postgresql://db/x",
+                                       "MODELCI_TRAIN_BACKEND": "ray"})
+    assert project.registry.url == "postgresql://db/x"
+    assert project.train.backend == "ray"
+    assert load_project(repo.root, {}).registry.url == "sqlite:///a.db"
+
+
+def test_bad_override_names_the_key(repo: GitRepo, modelci: Run,
+                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MODELCI_TRAIN_BACKEND", "kubernetes")
+    result = modelci("-C", repo.root, "validate", "--json")
+    assert result.code == 2
+    assert result.json()["error"]["key"] == "train.backend"
+    assert "'local', 'ray' or 'sagemaker'" in result.json()["error"]["message"]
+
+
+def test_defaults_of_the_design(repo: GitRepo) -> None:
+    project = load_project(repo.root, {})
+    assert project.project.main == "main"
+    assert project.project.models == ["models/*"]
+    assert list(project.environments) == ["staging", "production"]
+    assert project.environments["staging"].suffix == "-staging"
+    assert project.registry.url == "sqlite:///.modelci/registry.db"
+    assert project.store.url == ".modelci/artifacts"
+
+
+def test_validate_changes_nothing(repo: GitRepo, modelci: Run) -> None:
+    before = sorted(p.relative_to(repo.root) for p in Path(repo.root).rglob("*"))
+    modelci("-C", repo.root, "validate")
+    after = sorted(p.relative_to(repo.root) for p in Path(repo.root).rglob("*"))
+    assert before == after
