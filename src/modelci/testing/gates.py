@@ -36,24 +36,35 @@ class Gate:
         return f"{self.op} {' '.join(f'{b:g}' for b in self.bounds)}"
 
 
-def _number(text: str, expression: str) -> float:
+class _Malformed(ValueError):
+    pass
+
+
+def _number(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
-        raise ValueError(f"{expression!r}: {text!r} is not a number") from None
+        raise _Malformed(f"{text!r} is not a number") from None
     if math.isnan(value):
-        raise ValueError(f"{expression!r}: NaN is not a bound")
+        raise _Malformed("NaN is not a bound")
     return value
 
 
 def parse_gate(expression: str, *, metric: str) -> Gate:
-    """Parse a gate expression; a malformed one raises ValueError saying what is expected."""
+    """Parse a gate expression; a malformed one raises ValueError saying what is expected,
+    as `<metric>: malformed gate '<expression>': <why>`."""
+    try:
+        return _parse(expression, metric)
+    except _Malformed as exc:
+        raise ValueError(f"{metric}: malformed gate {expression!r}: {exc}") from None
+
+
+def _parse(expression: str, metric: str) -> Gate:
     words = expression.split()
-    expected = '"<op> <number>" with <op> one of >= <= > < == != or "between <low> <high>"'
     if len(words) == 3 and words[0] == "between":
-        low, high = _number(words[1], expression), _number(words[2], expression)
+        low, high = _number(words[1]), _number(words[2])
         if low > high:
-            raise ValueError(f"{expression!r}: the low bound is above the high bound")
+            raise _Malformed("the low bound is above the high bound")
         return Gate(metric, "between", (low, high))
     if len(words) == 1:  # ">=0.85" written without a space
         for symbol in sorted(_OPERATORS, key=len, reverse=True):
@@ -61,5 +72,7 @@ def parse_gate(expression: str, *, metric: str) -> Gate:
                 words = [symbol, words[0][len(symbol) :]]
                 break
     if len(words) == 2 and words[0] in _OPERATORS:
-        return Gate(metric, words[0], (_number(words[1], expression),))
-    raise ValueError(f"{metric}: malformed gate {expression!r}: expected {expected}")
+        return Gate(metric, words[0], (_number(words[1]),))
+    raise _Malformed(
+        'expected "<op> <number>" with <op> one of >= <= > < == != or "between <low> <high>"'
+    )
