@@ -24,7 +24,7 @@ DESIGN_COMMANDS = (
 )
 NOT_BUILT = (
     "build", "train", "test", "deploy", "promote", "rollback", "alias", "run", "release",
-    "serve", "invoke", "sample", "golden", "ci-config",
+    "serve", "invoke", "golden", "ci-config",
 )
 
 

@@ -34,7 +34,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "release": ("modelci.cli.pending:release", "The tag pipeline: promote to production."),
     "serve": ("modelci.cli.pending:serve", "Host every locally deployed endpoint."),
     "invoke": ("modelci.cli.pending:invoke", "Send a request to an endpoint."),
-    "sample": ("modelci.cli.pending:sample", "Write a channel's deterministic sample."),
+    "sample": ("modelci.cli.sample:sample", "Write a channel's deterministic sample."),
     "golden": ("modelci.cli.pending:golden", "Record golden outputs."),
     "registry": ("modelci.cli.registry:registry", "Manage the registry (upgrade)."),
     "ci-config": ("modelci.cli.pending:ci_config", "Write a CI configuration."),
