@@ -7,6 +7,7 @@ needs of each `model.toml` by blob id, so that `modelci changed` stays fast on l
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -93,9 +94,16 @@ class SpecCache:
         self.entries: dict[str, list[Any]] = {}
         self.dirty = False
         try:
-            self.entries = json.loads(self.path.read_bytes())
+            loaded = json.loads(self.path.read_bytes())
         except (OSError, ValueError):
-            self.entries = {}
+            return
+        if isinstance(loaded, dict):  # a cache from elsewhere or half-written: keep what fits
+            self.entries = {
+                blob: value for blob, value in loaded.items()
+                if isinstance(value, list) and len(value) == 2
+                and (value[0] is None or isinstance(value[0], str))
+                and isinstance(value[1], list) and all(isinstance(g, str) for g in value[1])
+            }
 
     def save(self) -> None:
         if not self.dirty:
@@ -250,10 +258,13 @@ def _old_names(
         for folder, blob in olds.items():
             if blob in contents:
                 file = f"{folder}{suffix}"
-                cache.entries[blob] = _spec_values(parse_toml(contents[blob], file), file)
+                # a broken old spec (which this range may fix) names no model: use the folder's
+                with contextlib.suppress(ConfigError):
+                    cache.entries[blob] = _spec_values(parse_toml(contents[blob], file), file)
         cache.dirty = True
     return {
-        folder: cache.entries[blob][0] or folder.rsplit("/", 1)[-1]
+        folder: (cache.entries[blob][0] if blob in cache.entries else None)
+        or folder.rsplit("/", 1)[-1]
         for folder, blob in olds.items()
     }
 
@@ -272,9 +283,13 @@ def _moves(
     if base_sha is None:
         return []
     head_names = head_snap.by_name()
+    base_snap = None
     if any(c.path == PROJECT_FILE for c in changes):
         # the project's `models` globs may have moved: compare whole snapshots
-        base_snap = snapshot(root, base_sha, cache, environ)
+        # a broken base (which this range may fix) leaves the diff alone to judge by
+        with contextlib.suppress(ConfigError):
+            base_snap = snapshot(root, base_sha, cache, environ)
+    if base_snap is not None:
         old_names = {folder: entry.name for folder, entry in base_snap.models.items()}
         added = [f for f in head_snap.models if f not in base_snap.models]
     else:
@@ -327,7 +342,8 @@ def detect(
     else:
         base_sha = None
         deployed = default_base(head_sha) if default_base else None
-        if deployed and git.resolve(root, deployed) and git.is_ancestor(root, deployed, head_sha):
+        deployed = git.resolve(root, deployed) if deployed else None
+        if deployed and git.is_ancestor(root, deployed, head_sha):
             base_sha = deployed
         else:
             parents = git.parents(root, head_sha)

@@ -126,9 +126,9 @@ def diff(root: Path, base: str, head: str) -> list[FileChange]:
 
 
 def uncommitted_paths(root: Path) -> list[str]:
-    """Files changed in the work tree or index against HEAD; an untracked folder is listed
-    as the folder (with no trailing slash), not file by file."""
-    out = run(root, "status", "--porcelain", "-z", "--untracked-files=normal")
+    """Files changed in the work tree or index against HEAD, untracked ones file by file (an
+    untracked folder's name alone would slip past globs such as `data/churn/*.csv`)."""
+    out = run(root, "status", "--porcelain", "-z", "--untracked-files=all")
     paths: list[str] = []
     fields = out.split(b"\0")
     i = 0
