@@ -18,12 +18,12 @@ from tests.support.repos import GitRepo
 Run = Callable[..., CliResult]
 
 DESIGN_COMMANDS = (
-    "changed", "validate", "build", "train", "test", "deploy", "promote", "rollback", "alias",
+    "changed", "validate", "build", "test", "deploy", "promote", "rollback", "alias",
     "status", "history", "run", "release", "serve", "invoke", "sample", "golden", "registry",
     "ci-config", "init",
 )
 NOT_BUILT = (
-    "build", "train", "test", "deploy", "promote", "rollback", "alias", "run", "release",
+    "test", "deploy", "promote", "rollback", "alias", "run", "release",
     "serve", "invoke", "golden", "ci-config",
 )
 

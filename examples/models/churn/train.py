@@ -29,7 +29,8 @@ LABEL = "label"
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Hyperparameters and SageMaker's folders; the folders default to SageMaker's variables."""
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--C", type=float, default=1.0, help="inverse regularisation strength")
+    # SageMaker passes a one-letter hyperparameter as `-C`, a longer one as `--name`
+    parser.add_argument("-C", "--C", type=float, default=1.0, help="inverse regularisation")
     parser.add_argument("--max_iter", type=int, default=200)
     parser.add_argument("--seed", type=int, default=int(os.environ.get("MODELCI_SEED", "42")))
     parser.add_argument("--model-dir", default=os.environ.get("SM_MODEL_DIR"))

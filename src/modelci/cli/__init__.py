@@ -21,8 +21,8 @@ from modelci.errors import ConfigError, ModelciError
 COMMANDS: dict[str, tuple[str, str]] = {
     "changed": ("modelci.cli.changed:changed", "List the models a commit range touches."),
     "validate": ("modelci.cli.validate:validate", "Check modelci.toml and every model.toml."),
-    "build": ("modelci.cli.pending:build", "Build each model's locked environment."),
-    "train": ("modelci.cli.pending:train", "Train models from a clean export of a commit."),
+    "build": ("modelci.cli.build:build", "Build each model's locked environment."),
+    "train": ("modelci.cli.train:train", "Train models from a clean export of a commit."),
     "test": ("modelci.cli.pending:test", "Run reproducibility, golden and gate checks."),
     "deploy": ("modelci.cli.pending:deploy", "Deploy a version to an environment."),
     "promote": ("modelci.cli.pending:promote", "Promote a version to the next environment."),

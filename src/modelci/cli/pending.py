@@ -23,8 +23,6 @@ def _pending(name: str, help_text: str) -> click.Command:
     return command
 
 
-build = _pending("build", "Build each model's locked environment.")
-train = _pending("train", "Train models from a clean export of a commit.")
 test = _pending("test", "Run reproducibility, golden and gate checks.")
 deploy = _pending("deploy", "Deploy a version to an environment.")
 promote = _pending("promote", "Promote a version to the next environment.")

@@ -20,7 +20,8 @@ def read_channel(folder: str) -> pd.DataFrame:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--C", type=float, default=1.0)
+    # SageMaker passes a one-letter hyperparameter as `-C`, a longer one as `--name`
+    parser.add_argument("-C", "--C", type=float, default=1.0)
     parser.add_argument("--max_iter", type=int, default=200)
     parser.add_argument("--model-dir", default=os.environ.get("SM_MODEL_DIR", "model"))
     parser.add_argument("--train", default=os.environ.get("SM_CHANNEL_TRAIN"))

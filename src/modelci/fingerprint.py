@@ -1,0 +1,65 @@
+"""The fingerprint: a sha256 over everything that decides a trained model.
+
+The model folder's files, the files its `depends_on` and the project's `shared` globs match,
+the lock, the hyperparameters, the seed and the content of every channel. Two commits with
+one fingerprint train the same model, so the second reuses the first one's artifact.
+File contents enter as digests: git's blob ids for a commit, sha256 for a dirty work tree.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from pathlib import Path
+
+from modelci.settings import glob_regex
+from modelci.spec import ModelSpec
+
+VERSION = "1"  # bump when what enters the fingerprint changes
+
+
+def file_digests(root: Path, files: list[str]) -> dict[str, str]:
+    """sha256 of each work-tree file (for `--dirty` training)."""
+    digests: dict[str, str] = {}
+    for relative in files:
+        path = root / relative
+        if path.is_file():
+            digests[relative] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return digests
+
+
+def fingerprint(
+    tree: Mapping[str, str], model: ModelSpec, *, shared: list[str], lock_hash: str
+) -> str:
+    """The fingerprint of `model` given `tree` (path -> content digest) and its lock's hash."""
+    folder = model.folder + "/"
+    globs = [glob_regex(p) for p in (*model.depends_on, *shared)]
+    channel_paths = {
+        name: source.strip("/") for name, source in model.train.channels.items()
+        if "://" not in source
+    }
+    sections: dict[str, list[str]] = {"folder": [], "depends": [], "channels": []}
+    for path in sorted(tree):
+        digest = tree[path]
+        if path.startswith(folder):
+            sections["folder"].append(f"{path[len(folder):]}\0{digest}")
+        elif any(g.fullmatch(path) for g in globs):
+            sections["depends"].append(f"{path}\0{digest}")
+        for name, source in channel_paths.items():
+            if path == source or path.startswith(source + "/"):
+                sections["channels"].append(f"{name}\0{path}\0{digest}")
+    uris = {n: s for n, s in model.train.channels.items() if "://" in s}
+    header = {
+        "fingerprint": VERSION,
+        "lock": lock_hash,
+        "hyperparameters": model.train.hyperparameters,
+        "seed": model.train.seed,
+        "entrypoint": model.train.entrypoint,
+        "uri_channels": uris,
+    }
+    digest = hashlib.sha256(json.dumps(header, sort_keys=True).encode())
+    for name in ("folder", "depends", "channels"):
+        digest.update(f"\n[{name}]\n".encode())
+        digest.update("\n".join(sections[name]).encode())
+    return digest.hexdigest()

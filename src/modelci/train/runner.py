@@ -1,0 +1,310 @@
+"""`modelci train`: from a clean export of a commit to a recorded version.
+
+For each model: read its spec at the commit, check the job's inputs, build (or reuse) its
+environment, compute the fingerprint, and then either reuse a version with the same
+fingerprint or run the job, pack `model/` as model.tar.gz, store it and record the version.
+"""
+
+from __future__ import annotations
+
+import io
+import shutil
+import tarfile
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from modelci import git
+from modelci.errors import ConfigError, NotBuiltYet
+from modelci.fingerprint import file_digests, fingerprint
+from modelci.registry.base import Event, Registry, VersionRecord
+from modelci.settings import MODEL_FILE, parse_toml
+from modelci.spec import ModelSpec, find_model, parse_model
+from modelci.train.artifacts import pack, parse_metrics
+from modelci.train.base import JobResult, TrainingJob
+from modelci.train.jobdir import JobDir, add_channel, write_config
+from modelci.workspace import Workspace
+
+Note = Callable[[str], None]
+
+
+@dataclass
+class TrainOutcome:
+    """What `train` did for one model."""
+
+    model: str
+    version: str
+    commit: str
+    status: str  # ready | failed
+    cached: bool = False
+    reused_from: str | None = None
+    artifact: dict[str, str] | None = None
+    metrics: dict[str, float] = field(default_factory=dict)
+    duration_s: float | None = None
+    reason: str | None = None
+    recorded: bool = True
+    job_dir: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "model": self.model, "version": self.version, "commit": self.commit,
+            "status": self.status, "cached": self.cached, "reused_from": self.reused_from,
+            "artifact": self.artifact, "metrics": self.metrics, "duration_s": self.duration_s,
+            "reason": self.reason, "recorded": self.recorded, "job_dir": self.job_dir,
+        }
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    rev: str = "HEAD"
+    dirty: bool = False
+    force: bool = False
+    sample: bool = False
+
+
+def version_name(model: str, commit: str, *, dirty: bool = False) -> str:
+    """`<model>-<sha12>`; a dirty work tree's version says so."""
+    return f"{model}-{commit[:12]}" + ("-dirty" if dirty else "")
+
+
+def spec_at(workspace: Workspace, name: str, commit: str, dirty: bool) -> ModelSpec:
+    """The model's spec as the commit (or, with --dirty, the work tree) has it."""
+    current = find_model(workspace.models, name)
+    if dirty:
+        return current
+    spec_file = f"{current.folder}/{MODEL_FILE}"
+    tree = git.tree_blobs(workspace.root, commit)
+    if spec_file not in tree:
+        raise ConfigError(
+            f"model {name!r} has no {spec_file} at commit {commit[:12]}: commit it first, or "
+            "train the work tree with --dirty"
+        )
+    text = git.read_blobs(workspace.root, [tree[spec_file]])[tree[spec_file]]
+    return parse_model(current.folder, parse_toml(text, spec_file), spec_file)
+
+
+def check_inputs(spec: ModelSpec, files: set[str]) -> None:
+    """Everything the job reads must exist before it starts: exit 2 naming the key."""
+    if f"{spec.folder}/{spec.train.entrypoint}" not in files:
+        raise ConfigError(f"entry point {spec.train.entrypoint!r} does not exist in "
+                          f"{spec.folder}/", file=spec.spec_file, key="train.entrypoint")
+    for name, source in spec.train.channels.items():
+        if "://" in source:
+            if not source.startswith("file://"):
+                raise NotBuiltYet(
+                    f"channel URI {source!r}: the local backend reads repository paths and "
+                    "file:// URIs; other schemes are not built yet",
+                    file=spec.spec_file, key=f"train.channels.{name}",
+                )
+            if not Path(source[len("file://"):]).exists():
+                raise ConfigError(f"{source!r} does not exist", file=spec.spec_file,
+                                  key=f"train.channels.{name}")
+            continue
+        path = source.strip("/")
+        if path not in files and not any(f.startswith(path + "/") for f in files):
+            raise ConfigError(f"channel path {source!r} does not exist in the repository",
+                              file=spec.spec_file, key=f"train.channels.{name}")
+
+
+def export(root: Path, commit: str | None, paths: list[str], destination: Path) -> None:
+    """A clean copy of `paths` as the commit has them (or as the work tree has them)."""
+    destination.mkdir(parents=True, exist_ok=True)
+    if commit is None:
+        for path in paths:
+            source = root / path
+            target = destination / path
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if source.is_dir():
+                shutil.copytree(source, target, dirs_exist_ok=True,
+                                ignore=shutil.ignore_patterns("__pycache__", ".modelci"))
+            else:
+                shutil.copy2(source, target)
+        return
+    data = git.run(root, "archive", "--format=tar", commit, "--", *paths)
+    with tarfile.open(fileobj=io.BytesIO(data)) as archive:
+        archive.extractall(destination, filter="data")
+
+
+def lay_out_job(workspace: Workspace, spec: ModelSpec, commit: str | None, job: JobDir,
+                *, sample: bool) -> list[str]:
+    """Make the job folder: the model folder as code, channels under input/data."""
+    job.create()
+    repo_channels = {n: s.strip("/") for n, s in spec.train.channels.items() if "://" not in s}
+    with tempfile.TemporaryDirectory(dir=job.root.parent) as scratch:
+        exported = Path(scratch)
+        export(workspace.root, commit, [spec.folder, *repo_channels.values()], exported)
+        shutil.copytree(exported / spec.folder, job.code, dirs_exist_ok=True)
+        for name, source in spec.train.channels.items():
+            path = exported / repo_channels[name] if name in repo_channels \
+                else Path(source[len("file://"):])
+            if sample:
+                from modelci.testing.sampling import sample_channel
+
+                settings = spec.train.sample
+                if settings is None:
+                    raise ConfigError("--sample needs a [train].sample section",
+                                      file=spec.spec_file, key="train.sample")
+                target = job.channel(name) / path.name if path.is_file() else job.channel(name)
+                sample_channel(path, target, fraction=settings.fraction, key=settings.key,
+                               seed=spec.train.seed)
+            else:
+                add_channel(job, name, path)
+    write_config(job, dict(spec.train.hyperparameters), list(spec.train.channels))
+    return list(spec.train.channels)
+
+
+def trainer_for(workspace: Workspace) -> Any:
+    """The training backend the settings name."""
+    backend = workspace.project.train.backend
+    if backend == "local":
+        from modelci.train.local import LocalTrainer
+
+        return LocalTrainer()
+    raise NotBuiltYet(f"the {backend!r} training backend is not built yet",
+                      file="modelci.toml", key="train.backend")
+
+
+def run_job(workspace: Workspace, spec: ModelSpec, commit: str | None, python: Path,
+            job_root: Path, *, sample: bool, on_line: Note | None) -> JobResult:
+    """Lay out and run one job."""
+    job = JobDir(job_root)
+    channels = lay_out_job(workspace, spec, commit, job, sample=sample)
+    training = TrainingJob(
+        name=job_root.name, job=job, python=python, entrypoint=spec.train.entrypoint,
+        hyperparameters=dict(spec.train.hyperparameters), channels=channels,
+        seed=spec.train.seed, timeout=spec.train.timeout,
+    )
+    result: JobResult = trainer_for(workspace).run(training, on_line)
+    return result
+
+
+def _job_root(workspace: Workspace, version: str) -> Path:
+    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
+    root = workspace.state_dir / "jobs" / f"{version}-{stamp}"
+    suffix = 1
+    while root.exists():
+        suffix += 1
+        root = root.with_name(f"{version}-{stamp}-{suffix}")
+    root.parent.mkdir(parents=True, exist_ok=True)
+    return root
+
+
+def train_model(workspace: Workspace, registry: Registry, name: str, options: TrainOptions,
+                *, note: Note, on_line: Note | None = None) -> TrainOutcome:
+    """Train one model (or reuse what is already trained) and record the version."""
+    from modelci.envs.uv import ensure_environment
+
+    commit = git.resolve(workspace.root, options.rev)
+    if commit is None:
+        raise ConfigError(f"--rev {options.rev!r} does not name a commit of this repository")
+    spec = spec_at(workspace, name, commit, options.dirty)
+    files = workspace.files() if options.dirty else list(git.tree_blobs(workspace.root, commit))
+    check_inputs(spec, set(files))
+    environment = ensure_environment(workspace.root, spec, progress=note)
+    tree = (file_digests(workspace.root, files) if options.dirty
+            else git.tree_blobs(workspace.root, commit))
+    print_ = fingerprint(tree, spec, shared=workspace.project.project.shared,
+                         lock_hash=environment.lock_hash)
+    version = version_name(spec.name, commit, dirty=options.dirty)
+    actor, ci_url = workspace.actor(), workspace.ci_url()
+
+    if options.sample:  # a quick run on the sample: nothing is recorded
+        job_root = _job_root(workspace, version + "-sample")
+        result = run_job(workspace, spec, None if options.dirty else commit,
+                         environment.python, job_root, sample=True, on_line=on_line)
+        metrics = parse_metrics(result.log_path.read_text(errors="replace"),
+                                dict(spec.train.metrics))
+        return TrainOutcome(spec.name, version, commit, "ready" if result.succeeded else "failed",
+                            metrics=metrics, duration_s=round(result.duration_s, 3),
+                            reason=result.reason, recorded=False, job_dir=str(job_root))
+
+    existing = registry.get_version(version)
+    if existing is not None and existing.status == "ready" and not options.force:
+        note(f"{version}: already trained")
+        return _outcome(existing, cached=True)
+    if not options.force:
+        match = registry.find_by_fingerprint(spec.name, print_)
+        if match is not None and match.version != version:
+            note(f"{version}: reused from {match.version} (same fingerprint)")
+            record = VersionRecord(
+                version=version, model=spec.name, commit=commit, status="ready",
+                fingerprint=print_, artifact_uri=match.artifact_uri,
+                artifact_sha256=match.artifact_sha256, metrics=dict(match.metrics),
+                lock_hash=environment.lock_hash, actor=actor, ci_url=ci_url,
+                details={"reused_from": match.version, "dirty": options.dirty},
+            )
+            if existing is None:
+                record = registry.add_version(record)
+            else:
+                record = registry.update_version(version, **_fields(record))
+            registry.append_event(Event(kind="train", model=spec.name, version=version,
+                                        commit=commit, actor=actor, ci_url=ci_url,
+                                        details={"reused_from": match.version}))
+            return _outcome(record, reused_from=match.version)
+
+    started = VersionRecord(
+        version=version, model=spec.name, commit=commit, status="training", fingerprint=print_,
+        lock_hash=environment.lock_hash, actor=actor, ci_url=ci_url,
+        details={"dirty": options.dirty},
+    )
+    if existing is None:
+        registry.add_version(started)
+    elif existing.status != "ready":
+        registry.update_version(version, status="training", fingerprint=print_,
+                                lock_hash=environment.lock_hash)
+
+    job_root = _job_root(workspace, version)
+    note(f"{version}: training in {job_root.relative_to(workspace.root)}")
+    result = run_job(workspace, spec, None if options.dirty else commit, environment.python,
+                     job_root, sample=False, on_line=on_line)
+    store = workspace.store()
+    log_artifact = store.put_file(result.log_path)
+    details = {"dirty": options.dirty, "duration_s": round(result.duration_s, 3),
+               "job_dir": str(job_root), "log_sha256": log_artifact.sha256,
+               "returncode": result.returncode, **result.details}
+    if not result.succeeded:
+        details |= {"reason": result.reason, "timed_out": result.timed_out}
+        if existing is None or existing.status != "ready":
+            registry.update_version(version, status="failed", details=details)
+        registry.append_event(Event(kind="train_failed", model=spec.name, version=version,
+                                    commit=commit, actor=actor, ci_url=ci_url,
+                                    details={"reason": result.reason,
+                                             "timed_out": result.timed_out}))
+        return TrainOutcome(spec.name, version, commit, "failed",
+                            duration_s=details["duration_s"], reason=result.reason,
+                            job_dir=str(job_root))
+
+    archive = pack(JobDir(job_root).model, job_root / "output" / "model.tar.gz")
+    artifact = store.put_file(archive)
+    metrics = parse_metrics(result.log_path.read_text(errors="replace"),
+                            dict(spec.train.metrics))
+    record = registry.update_version(
+        version, status="ready", fingerprint=print_, artifact_uri=artifact.uri,
+        artifact_sha256=artifact.sha256, metrics=metrics, lock_hash=environment.lock_hash,
+        details=details,
+    )
+    registry.append_event(Event(kind="train", model=spec.name, version=version, commit=commit,
+                                actor=actor, ci_url=ci_url,
+                                details={"artifact_sha256": artifact.sha256}))
+    return _outcome(record, job_dir=str(job_root))
+
+
+def _fields(record: VersionRecord) -> dict[str, Any]:
+    return {k: getattr(record, k) for k in (
+        "status", "fingerprint", "artifact_uri", "artifact_sha256", "metrics", "lock_hash",
+        "actor", "ci_url", "details")}
+
+
+def _outcome(record: VersionRecord, *, cached: bool = False, reused_from: str | None = None,
+             job_dir: str | None = None) -> TrainOutcome:
+    artifact = ({"uri": record.artifact_uri, "sha256": record.artifact_sha256}
+                if record.artifact_uri and record.artifact_sha256 else None)
+    return TrainOutcome(
+        record.model, record.version, record.commit, record.status, cached=cached,
+        reused_from=reused_from or record.details.get("reused_from"), artifact=artifact,
+        metrics=dict(record.metrics), duration_s=record.details.get("duration_s"),
+        reason=record.details.get("reason"), job_dir=job_dir,
+    )
