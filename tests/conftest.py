@@ -22,6 +22,8 @@ def isolated_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """A fresh HOME and git identity, and no MODELCI_* or CI variables from outside."""
     home = tmp_path_factory.mktemp("home")
     saved = dict(os.environ)
+    # uv's download cache stays the real user's, so that environments build without the network
+    uv_cache = os.environ.get("UV_CACHE_DIR") or str(Path.home() / ".cache" / "uv")
     for variable in list(os.environ):
         if variable.startswith(("MODELCI_", "GIT_", "CIRCLE_", "GITHUB_")):
             del os.environ[variable]
@@ -33,6 +35,7 @@ def isolated_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         "GIT_COMMITTER_NAME": "Test Author",
         "GIT_COMMITTER_EMAIL": "author@example.com",
         "NO_COLOR": "1",
+        "UV_CACHE_DIR": uv_cache,
     })
     (home / ".gitconfig").write_text("[init]\n\tdefaultBranch = main\n")
     yield home

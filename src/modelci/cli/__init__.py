@@ -82,7 +82,8 @@ def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
     output = Output(json_mode="--json" in args)
     try:
-        cli.main(args=args, prog_name="modelci", standalone_mode=False)
+        # without standalone mode click returns an Exit's code instead of exiting
+        code = cli.main(args=args, prog_name="modelci", standalone_mode=False)
     except ModelciError as error:
         if "--traceback" in args:
             raise
@@ -99,7 +100,7 @@ def main(argv: list[str] | None = None) -> None:
         else:
             error.show()
         sys.exit(2 if isinstance(error, click.UsageError) else error.exit_code)
-    sys.exit(0)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 def json_option(function: Any) -> Any:

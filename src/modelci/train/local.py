@@ -68,6 +68,7 @@ class LocalTrainer(Trainer):
                 self._stop(process)
                 raise
             reader.join(timeout=KILL_GRACE_S)
+            process.stdout.close()
         duration = time.monotonic() - started
         if timed_out:
             return JobResult(False, duration, job.job.log, returncode,
