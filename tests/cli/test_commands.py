@@ -18,7 +18,7 @@ from tests.support.repos import GitRepo
 Run = Callable[..., CliResult]
 
 DESIGN_COMMANDS = (
-    "changed", "validate", "build", "test", "deploy", "promote", "rollback", "alias",
+    "changed", "validate", "build", "train", "test", "deploy", "promote", "rollback", "alias",
     "status", "history", "run", "release", "serve", "invoke", "sample", "golden", "registry",
     "ci-config", "init",
 )
