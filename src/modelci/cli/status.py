@@ -149,13 +149,17 @@ def _render_history(console: Console, model: str, events: list[dict[str, Any]]) 
     if not events:
         console.print(f"{model}: no events yet")
         return
+    with_ci = any(e["ci_url"] for e in events)
     table = Table(box=None, pad_edge=False)
-    for column in ("time", "kind", "environment", "version", "from", "commit", "actor", "ci"):
-        table.add_column(column)
+    for column in ("time (UTC)", "kind", "environment", "version", "from", "commit", "actor",
+                   *(("ci run",) if with_ci else ())):
+        table.add_column(column, no_wrap=column != "ci run", overflow="fold")
     for e in events:
+        actor = (e["actor"] or "").split(" <")[0]  # the name; the email is in --json
         table.add_row(
-            (e["time"] or "")[:19], e["kind"], e["environment"] or "",
-            e["version"] or e["to_version"] or "", e["from_version"] or "",
-            (e["commit"] or "")[:12], escape(e["actor"] or ""), escape(e["ci_url"] or ""),
+            (e["time"] or "")[:19].replace("T", " "), e["kind"], e["environment"] or "",
+            e["to_version"] or e["version"] or "", e["from_version"] or "",
+            (e["commit"] or "")[:12], escape(actor),
+            *((escape(e["ci_url"] or ""),) if with_ci else ()),
         )
     console.print(table)
