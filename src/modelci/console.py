@@ -28,7 +28,9 @@ class Output:
         if self._out is None:
             from rich.console import Console
 
-            self._out = Console(highlight=False, soft_wrap=True)
+            # piped output is read by programs and people alike: don't fold it at 80 columns
+            width = None if sys.stdout.isatty() else 200
+            self._out = Console(highlight=False, soft_wrap=True, width=width)
         return self._out
 
     @property
