@@ -8,6 +8,7 @@
     ├── ArtifactCorrupted   exit 1: a stored artifact no longer matches its digest
     ├── ArtifactNotFound    exit 1: the store has no artifact with that digest
     ├── RegistryError       exit 1: the registry failed (connection, migration)
+    ├── EnvironmentFailed   exit 1: uv could not resolve or install a model's environment
     └── GateFailed          exit 1: a gate or golden output did not hold
 
 Only `modelci.cli` catches these: it prints the message and exits with `exit_code`.
@@ -74,6 +75,10 @@ class ArtifactNotFound(ModelciError):
 
 class RegistryError(ModelciError):
     """The registry could not be reached or used."""
+
+
+class EnvironmentFailed(ModelciError):
+    """uv could not resolve or install a model's environment; the message carries uv's reason."""
 
 
 class GateFailed(ModelciError):

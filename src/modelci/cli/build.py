@@ -1,0 +1,194 @@
+"""`modelci build`: each model's locked environment, and with --image its container image."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from modelci.cli import json_option
+from modelci.console import Output, escape
+from modelci.workspace import Workspace
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from modelci.envs.docker import Image
+    from modelci.envs.uv import Environment
+
+
+@click.command()
+@click.argument("models", nargs=-1, required=True, metavar="MODEL...")
+@click.option("--write-lock", is_flag=True,
+              help="Write requirements.lock beside each model, to be committed.")
+@click.option("--image", is_flag=True,
+              help="Also write a SageMaker-compatible Dockerfile and build it with docker or "
+                   "podman (exit 2, context kept, when neither answers).")
+@click.option("--registry", metavar="HOST/PREFIX", default=None,
+              help="Image registry for the tag <registry>/<model>:<sha12> "
+                   "[default: $MODELCI_IMAGE_REGISTRY, else modelci.local].")
+@json_option
+@click.pass_obj
+def build(
+    workspace: Workspace, models: tuple[str, ...], write_lock: bool, image: bool,
+    registry: str | None, json_mode: bool,
+) -> None:
+    """Build each MODEL's environment: its requirements locked by uv (with hashes) and a
+    virtualenv cached by hash under .modelci/envs/, reused when the lock has not changed."""
+    output = Output(json_mode)
+    root = workspace.root
+    names = list(dict.fromkeys(models))
+    entries: list[dict[str, Any]] = []
+    seconds: list[float] = []
+    hits = None if (write_lock or image) else _all_cached(workspace, names)
+    if hits is not None:
+        for name, (environment, took) in zip(names, hits, strict=True):
+            entries.append(_entry(name, environment))
+            seconds.append(took)
+        output.result({"environments": entries},
+                      lambda console: _render(console, root, entries, seconds))
+        return
+
+    from modelci.envs.uv import ensure_environment
+    from modelci.spec import find_model
+
+    specs = [find_model(workspace.models, name) for name in names]
+    for model in specs:
+        started = time.perf_counter()
+        environment = ensure_environment(root, model, write_lock=write_lock, progress=output.info)
+        seconds.append(time.perf_counter() - started)
+        entries.append(_entry(model.name, environment))
+
+    if image:
+        _build_images(workspace, specs, entries, registry, output)
+
+    result = {"environments": entries}
+    output.result(result, lambda console: _render(console, root, entries, seconds))
+
+
+def _entry(model: str, environment: Environment) -> dict[str, Any]:
+    """One model's entry of the `--json` document."""
+    return {
+        "model": model,
+        "lock_hash": environment.lock_hash,
+        "env_hash": environment.env_hash,
+        "path": str(environment.path),
+        "python": str(environment.python),
+        "status": "cached" if environment.cached else "built",
+        "lock": str(environment.lock_path),
+        "image": None,
+    }
+
+
+def _all_cached(
+    workspace: Workspace, names: list[str]
+) -> list[tuple[Environment, float]] | None:
+    """Each named model's environment with the seconds it took to find, when every one is
+    already built; else None, and the caller takes the full path.
+
+    Read from the bare TOML, not the validated specs: loading pydantic alone costs more than
+    the whole cache hit is allowed to. Anything unusual (an unknown name, a clash, a file that
+    does not parse) goes down the full path, where validation reports it.
+    """
+    from modelci.envs.uv import ModelRef, cached_environment
+    from modelci.errors import ConfigError
+    from modelci.settings import (
+        MODEL_FILE,
+        PROJECT_FILE,
+        apply_overrides,
+        model_folders,
+        read_toml,
+        string_list,
+    )
+
+    root = workspace.root
+    refs: dict[str, ModelRef] = {}
+    try:
+        project_path = root / PROJECT_FILE
+        project = read_toml(project_path, PROJECT_FILE) if project_path.is_file() else {}
+        project = apply_overrides(project, os.environ)
+        patterns = string_list(project, "project", "models", ["models/*"], PROJECT_FILE)
+        for folder in model_folders(workspace.files(), patterns):
+            section = read_toml(root / folder / MODEL_FILE).get("model", {})
+            if not isinstance(section, dict):
+                return None
+            name = section.get("name") or folder.rsplit("/", 1)[-1]
+            requirements = section.get("requirements")
+            if name in refs or not isinstance(name, str):
+                return None
+            if requirements is not None and not isinstance(requirements, str):
+                return None
+            refs[name] = ModelRef(name, folder, requirements)
+    except ConfigError:
+        return None
+    found: list[tuple[Environment, float]] = []
+    for name in names:
+        started = time.perf_counter()
+        try:
+            environment = cached_environment(root, refs[name]) if name in refs else None
+        except OSError:  # say, a requirements file that is gone: validation will name it
+            return None
+        if environment is None:
+            return None
+        found.append((environment, time.perf_counter() - started))
+    return found
+
+
+def _build_images(
+    workspace: Workspace, specs: list[Any], entries: list[dict[str, Any]],
+    registry_option: str | None, output: Output,
+) -> None:
+    """Write each model's context, then build them all with the engine that answers; with no
+    engine the contexts stay and a ConfigError (exit 2) says how to build them elsewhere."""
+    from modelci import git
+    from modelci.envs import docker
+    from modelci.errors import ConfigError
+
+    root = workspace.root
+    commit = git.resolve(root, "HEAD")
+    if commit is None:
+        raise ConfigError("--image needs a commit to tag the image with; commit first")
+    registry = docker.registry_from(registry_option)
+    files = workspace.files()
+    dirty = set(git.uncommitted_paths(root))
+    images: list[Image] = []
+    for model, entry in zip(specs, entries, strict=True):
+        if any(p.startswith(model.folder.rstrip("/") + "/") for p in dirty):
+            output.warn(f"{model.folder}/ has uncommitted changes: the image tagged "
+                        f"{commit[:12]} holds the work tree's files, not the commit's")
+        written = docker.write_context(root, model, commit, registry=registry, files=files)
+        output.info(f"{model.name}: wrote {_shown(root, written.context)}/")
+        images.append(written)
+        entry["image"] = written.to_json()
+    engine = docker.find_engine()
+    if engine is None:
+        raise docker.no_engine_error(images)
+    for written, entry in zip(images, entries, strict=True):
+        built = docker.build(written, engine, progress=output.info)
+        entry["image"] = entry["image"] | {"engine": built.engine, "built": built.built}
+
+
+def _render(
+    console: Console, root: Path, entries: list[dict[str, Any]], seconds: list[float]
+) -> None:
+    for entry, took in zip(entries, seconds, strict=True):
+        status = entry["status"]
+        colour = "green" if status == "built" else "cyan"
+        path, lock = (escape(_shown(root, Path(entry[key]))) for key in ("path", "lock"))
+        line = (f"{escape(entry['model'])}: [{colour}]{status}[/] {path} "
+                f"(lock {entry['lock_hash'][:12]} from {lock}, {took:.2f} s)")
+        console.print(line)
+        if entry["image"]:
+            image = entry["image"]
+            built = f"built with {image['engine']}" if image["built"] else "context written"
+            console.print(f"  image {escape(image['tag'])}: {built}")
+
+
+def _shown(root: Path, path: Path) -> str:
+    try:
+        return path.relative_to(root).as_posix()
+    except ValueError:
+        return str(path)
