@@ -40,9 +40,10 @@ class Workspace:
         return load_project(self.root)
 
     def files(self) -> list[str]:
-        """The work tree's files that git tracks or would track (ignored ones left out)."""
+        """The work tree's files that git tracks or would track (ignored ones left out, and
+        tracked ones deleted from the work tree too)."""
         out = git.run(self.root, "ls-files", "-z", "--cached", "--others", "--exclude-standard")
-        return [f for f in out.decode().split("\0") if f]
+        return [f for f in out.decode().split("\0") if f and (self.root / f).exists()]
 
     @cached_property
     def models(self) -> list[ModelSpec]:
