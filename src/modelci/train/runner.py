@@ -264,6 +264,7 @@ def train_model(workspace: Workspace, registry: Registry, name: str, options: Tr
     log_artifact = store.put_file(result.log_path)
     details = {"dirty": options.dirty, "duration_s": round(result.duration_s, 3),
                "job_dir": str(job_root), "log_sha256": log_artifact.sha256,
+               "env_hash": environment.env_hash,
                "returncode": result.returncode, **result.details}
     if not result.succeeded:
         details |= {"reason": result.reason, "timed_out": result.timed_out}
