@@ -59,7 +59,7 @@ def apply_overrides(data: dict[str, Any], environ: Mapping[str, str]) -> dict[st
     for section, keys in OVERRIDABLE.items():
         for key in keys:
             value = environ.get(f"MODELCI_{section.upper()}_{key.upper()}")
-            if value is None:
+            if not value:  # unset, or a CI secret that is not defined (an empty string)
                 continue
             target = merged.setdefault(section, {})
             if not isinstance(target, dict):

@@ -24,7 +24,7 @@ DESIGN_COMMANDS = (
 )
 NOT_BUILT = (
     "test", "deploy", "promote", "rollback", "alias", "run", "release",
-    "serve", "invoke", "golden", "ci-config",
+    "serve", "invoke", "golden",
 )
 
 

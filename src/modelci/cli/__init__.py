@@ -37,7 +37,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "sample": ("modelci.cli.sample:sample", "Write a channel's deterministic sample."),
     "golden": ("modelci.cli.pending:golden", "Record golden outputs."),
     "registry": ("modelci.cli.registry:registry", "Manage the registry (upgrade)."),
-    "ci-config": ("modelci.cli.pending:ci_config", "Write a CI configuration."),
+    "ci-config": ("modelci.cli.ci_config:ci_config", "Write a CI configuration."),
     "init": ("modelci.cli.init:init", "Write a starter model repository."),
 }
 
