@@ -106,7 +106,12 @@ class Registry(abc.ABC):
 
     @abc.abstractmethod
     def set_pointer(
-        self, model: str, environment: str, version: str, *, expected_generation: int | None,
+        self,
+        model: str,
+        environment: str,
+        version: str,
+        *,
+        expected_generation: int | None,
         event: Event,
     ) -> Pointer:
         """Compare-and-set: point the environment at `version` if its generation is still

@@ -1,0 +1,67 @@
+"""The registry backends, chosen by the URL's scheme.
+
+Each scheme maps to `"module:Class"`, imported only when chosen, so that importing modelci (and
+`modelci --help`) never loads SQLAlchemy.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+from modelci.errors import ConfigError
+from modelci.registry.base import Event, Pointer, Registry, VersionRecord, VersionStatus
+
+__all__ = [
+    "Event",
+    "Pointer",
+    "Registry",
+    "VersionRecord",
+    "VersionStatus",
+    "mask_url",
+    "open_registry",
+]
+
+_REGISTRIES = {
+    "sqlite": "modelci.registry.sql:SqlRegistry",
+    "postgresql": "modelci.registry.sql:SqlRegistry",
+    "postgresql+psycopg": "modelci.registry.sql:SqlRegistry",
+    "postgres": "modelci.registry.sql:SqlRegistry",
+}
+
+
+def open_registry(url: str, root: Path) -> Registry:
+    """Open the registry at `url`; a relative SQLite path is taken from `root`, the repository.
+
+    The schema is brought up to date on first use, not here: opening costs no query.
+    Raises ConfigError (key `registry.url`) for a scheme no backend serves.
+    """
+    scheme = url.partition("://")[0].lower() if "://" in url else ""
+    target = _REGISTRIES.get(scheme)
+    if target is None:
+        known = ", ".join(f"{name}://" for name in _REGISTRIES)
+        raise ConfigError(
+            f"unknown registry URL {mask_url(url)!r}: the scheme must be one of {known}",
+            key="registry.url",
+        )
+    module_name, _, class_name = target.partition(":")
+    registry_class: Callable[..., Registry] = getattr(
+        importlib.import_module(module_name), class_name
+    )
+    return registry_class(url, root=root)
+
+
+def mask_url(url: str) -> str:
+    """The URL with its password, if any, replaced by `***`, fit for messages and logs."""
+    try:
+        parts = urlsplit(url)
+        password = parts.password
+    except ValueError:
+        return url
+    if not password:
+        return url
+    user = parts.username or ""
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))

@@ -1,0 +1,582 @@
+"""The SQL registry: SQLite (the embedded default) and PostgreSQL, through SQLAlchemy Core.
+
+Every pointer change is one write transaction that reads the pointer, compares its generation,
+writes the new one and appends the event: on SQLite the transaction starts with
+`BEGIN IMMEDIATE`, so writers queue on the database lock instead of failing half-way; on
+PostgreSQL the `UPDATE ... WHERE generation = expected` waits for a concurrent writer's row lock
+and then no longer matches, so the loser sees a conflict and nothing is lost.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, Engine, Row, Table, create_engine, func, select, text, update
+from sqlalchemy import event as sa_event
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import URL, make_url
+
+from modelci.errors import ConfigError, PointerConflict, RegistryError
+from modelci.registry import mask_url, tables
+from modelci.registry.base import Event, Pointer, Registry, VersionRecord
+from modelci.registry.migrations import HEAD
+
+_MIGRATIONS = Path(__file__).parent / "migrations"
+_BUSY_TIMEOUT_MS = 30_000
+_CONNECT_TIMEOUT_S = 10
+# pg_advisory_xact_lock key held while migrating, so that two first uses at once take turns.
+_MIGRATION_LOCK = 0x6D6F64656C6369  # "modelci"
+_POSTGRES_DRIVERS = {"postgresql", "postgresql+psycopg", "postgres"}
+_UPDATABLE = frozenset(
+    {
+        "commit",
+        "status",
+        "fingerprint",
+        "artifact_uri",
+        "artifact_sha256",
+        "metrics",
+        "lock_hash",
+        "actor",
+        "ci_url",
+        "details",
+    }
+)
+
+
+class SqlRegistry(Registry):
+    """The registry in a SQL database: `sqlite:///path` or `postgresql://user@host/db`."""
+
+    def __init__(self, url: str, *, root: Path) -> None:
+        self.url = _engine_url(url, root)
+        self.display_url = self.url.render_as_string(hide_password=True)
+        self._engine = _create_engine(self.url)
+        self._schema_ready = False
+
+    def __repr__(self) -> str:
+        return f"SqlRegistry({self.display_url!r})"
+
+    # -- schema ---------------------------------------------------------------------------
+
+    def upgrade(self) -> str:
+        """Apply every pending migration; return the schema revision now in force."""
+        with self._translated():
+            revision = self._migrate()
+        self._schema_ready = True
+        return revision
+
+    def _ensure_schema(self) -> None:
+        # Commands open the registry often: one plain query tells that the schema is current,
+        # and alembic (slow to import) is loaded only when it is not.
+        if self._schema_ready:
+            return
+        if self._revision() != HEAD:
+            self._migrate()
+        self._schema_ready = True
+
+    def _revision(self) -> str | None:
+        with self._engine.connect() as connection:
+            try:
+                revision = connection.execute(text("SELECT version_num FROM alembic_version"))
+                return revision.scalar()
+            except (sa_exc.OperationalError, sa_exc.ProgrammingError):
+                # No table yet; any other trouble shows again, in full, while migrating.
+                return None
+
+    def _migrate(self) -> str:
+        from alembic import command
+        from alembic.config import Config
+        from alembic.util import CommandError
+
+        config = Config()
+        config.set_main_option("script_location", str(_MIGRATIONS).replace("%", "%%"))
+        with self._engine.connect() as connection:
+            connection.execution_options(modelci_write=True)
+            with connection.begin():
+                if connection.dialect.name == "postgresql":
+                    connection.execute(select(func.pg_advisory_xact_lock(_MIGRATION_LOCK)))
+                # Alembic runs inside this transaction (and under its lock) and commits nothing.
+                config.attributes["connection"] = connection
+                try:
+                    command.upgrade(config, "head")
+                except CommandError as error:
+                    raise RegistryError(
+                        f"the registry at {self.display_url} has a schema this modelci does not "
+                        f"know ({error}); upgrade modelci"
+                    ) from error
+                revision = connection.execute(text("SELECT version_num FROM alembic_version"))
+                return str(revision.scalar_one())
+
+    # -- versions -------------------------------------------------------------------------
+
+    def add_version(self, record: VersionRecord) -> VersionRecord:
+        """Insert a version (its model row too, when new); an existing name is a ConfigError."""
+        _check_status(record.status)
+        now = _now()
+        v = tables.versions
+        with self._writing() as connection:
+            self._add_model(connection, record.model, now)
+            inserted = connection.execute(
+                self._insert(v)
+                .values(
+                    version=record.version,
+                    model=record.model,
+                    commit=record.commit,
+                    status=record.status,
+                    fingerprint=record.fingerprint,
+                    artifact_uri=record.artifact_uri,
+                    artifact_sha256=record.artifact_sha256,
+                    metrics=_json_field("metrics", record.metrics),
+                    lock_hash=record.lock_hash,
+                    actor=record.actor,
+                    ci_url=record.ci_url,
+                    details=_json_field("details", record.details),
+                    created_at=record.created_at or now,
+                    updated_at=now,
+                )
+                .on_conflict_do_nothing(index_elements=["version"])
+                # RETURNING, not rowcount: psycopg's rowcount counts differently with RETURNING.
+                .returning(v.c.id)
+            )
+            if inserted.first() is None:
+                raise ConfigError(f"version {record.version} is already in the registry")
+            row = connection.execute(select(v).where(v.c.version == record.version)).one()
+        return _version(row)
+
+    def update_version(self, version: str, **fields: Any) -> VersionRecord:
+        """Change fields of a version (status, artifact, metrics, details...).
+
+        `metrics` and `details` are replaced, not merged. An unknown version is a ConfigError.
+        """
+        unknown = set(fields) - _UPDATABLE
+        if unknown:
+            raise TypeError(f"update_version() cannot change {', '.join(sorted(unknown))}")
+        if "status" in fields:
+            _check_status(fields["status"])
+        values = dict(fields)
+        for name in ("metrics", "details"):
+            if name in values:
+                values[name] = _json_field(name, values[name])
+        v = tables.versions
+        with self._writing() as connection:
+            changed = connection.execute(
+                update(v).where(v.c.version == version).values(**values, updated_at=_now())
+            )
+            if changed.rowcount == 0:
+                raise ConfigError(f"no version {version} in the registry")
+            row = connection.execute(select(v).where(v.c.version == version)).one()
+        return _version(row)
+
+    def get_version(self, version: str) -> VersionRecord | None:
+        """The version of that name, or None."""
+        v = tables.versions
+        with self._reading() as connection:
+            row = connection.execute(select(v).where(v.c.version == version)).one_or_none()
+        return None if row is None else _version(row)
+
+    def list_versions(self, model: str | None = None) -> list[VersionRecord]:
+        """Versions, newest first, of one model or of all."""
+        v = tables.versions
+        query = select(v).order_by(v.c.id.desc())
+        if model is not None:
+            query = query.where(v.c.model == model)
+        with self._reading() as connection:
+            return [_version(row) for row in connection.execute(query)]
+
+    def find_by_fingerprint(self, model: str, fingerprint: str) -> VersionRecord | None:
+        """The newest ready version of the model with this fingerprint, or None."""
+        v = tables.versions
+        query = (
+            select(v)
+            .where(v.c.model == model, v.c.fingerprint == fingerprint, v.c.status == "ready")
+            .order_by(v.c.id.desc())
+            .limit(1)
+        )
+        with self._reading() as connection:
+            row = connection.execute(query).one_or_none()
+        return None if row is None else _version(row)
+
+    def models(self) -> list[str]:
+        """Names of every model the registry knows, sorted."""
+        m = tables.models
+        with self._reading() as connection:
+            return list(connection.execute(select(m.c.name).order_by(m.c.name)).scalars())
+
+    # -- pointers -------------------------------------------------------------------------
+
+    def get_pointer(self, model: str, environment: str) -> Pointer | None:
+        """The pointer of one environment of a model, or None when never set."""
+        with self._reading() as connection:
+            row = _read_pointer(connection, model, environment)
+        return None if row is None else _pointer(row)
+
+    def pointers(self, model: str | None = None) -> list[Pointer]:
+        """Every pointer, of one model or of all, by model then environment."""
+        p = tables.pointers
+        query = select(p).order_by(p.c.model, p.c.environment)
+        if model is not None:
+            query = query.where(p.c.model == model)
+        with self._reading() as connection:
+            return [_pointer(row) for row in connection.execute(query)]
+
+    def set_pointer(
+        self,
+        model: str,
+        environment: str,
+        version: str,
+        *,
+        expected_generation: int | None,
+        event: Event,
+    ) -> Pointer:
+        """Compare-and-set: point the environment at `version` if its generation is still
+        `expected_generation` (None: the pointer must not exist yet), and append `event` in the
+        same transaction. Raises PointerConflict, changing nothing, when another writer won.
+
+        The registry fills the event's model, environment, from_version and to_version (and
+        its version, when unset) from the change itself. An unknown version, or one of another
+        model, is a ConfigError.
+        """
+        p = tables.pointers
+        now = _now()
+        with self._writing() as connection:
+            self._check_version_of(connection, model, version)
+            current = _read_pointer(connection, model, environment)
+            if (current.generation if current is not None else None) != expected_generation:
+                raise _conflict(model, environment, expected_generation, current)
+            if expected_generation is None:
+                written = connection.execute(
+                    self._insert(p)
+                    .values(
+                        model=model,
+                        environment=environment,
+                        version=version,
+                        generation=1,
+                        updated_at=now,
+                        actor=event.actor,
+                    )
+                    .on_conflict_do_nothing(index_elements=["model", "environment"])
+                    .returning(p.c.generation)
+                )
+                written_rows = len(written.all())
+            else:
+                written = connection.execute(
+                    update(p)
+                    .where(
+                        p.c.model == model,
+                        p.c.environment == environment,
+                        p.c.generation == expected_generation,
+                    )
+                    .values(
+                        version=version,
+                        generation=expected_generation + 1,
+                        updated_at=now,
+                        actor=event.actor,
+                    )
+                )
+                written_rows = written.rowcount
+            if written_rows != 1:
+                # Only PostgreSQL gets here: a concurrent writer committed between our read and
+                # our write. This statement sees its commit, so the message names the winner.
+                winner = _read_pointer(connection, model, environment)
+                raise _conflict(model, environment, expected_generation, winner)
+            logged = dataclasses.replace(
+                event,
+                model=model,
+                environment=environment,
+                version=event.version or version,
+                from_version=current.version if current is not None else None,
+                to_version=version,
+            )
+            _insert_event(connection, logged, now)
+        return Pointer(
+            model=model,
+            environment=environment,
+            version=version,
+            generation=(expected_generation or 0) + 1,
+            updated_at=now,
+            actor=event.actor,
+        )
+
+    # -- events ---------------------------------------------------------------------------
+
+    def append_event(self, event: Event) -> Event:
+        """Append an event; return it with its id and time."""
+        now = _now()
+        with self._writing() as connection:
+            event_id = _insert_event(connection, event, now)
+        return dataclasses.replace(event, id=event_id, time=now)
+
+    def events(
+        self, model: str | None = None, *, kind: str | None = None, limit: int | None = None
+    ) -> list[Event]:
+        """Events, newest first."""
+        e = tables.events
+        query = select(e).order_by(e.c.id.desc())
+        if model is not None:
+            query = query.where(e.c.model == model)
+        if kind is not None:
+            query = query.where(e.c.kind == kind)
+        if limit is not None:
+            query = query.limit(limit)
+        with self._reading() as connection:
+            return [_event(row) for row in connection.execute(query)]
+
+    def close(self) -> None:
+        """Release connections."""
+        self._engine.dispose()
+
+    # -- plumbing -------------------------------------------------------------------------
+
+    @contextmanager
+    def _reading(self) -> Iterator[Connection]:
+        with self._translated():
+            self._ensure_schema()
+            with self._engine.connect() as connection:
+                yield connection
+
+    @contextmanager
+    def _writing(self) -> Iterator[Connection]:
+        with self._translated():
+            self._ensure_schema()
+            with self._engine.connect() as connection:
+                connection.execution_options(modelci_write=True)
+                with connection.begin():
+                    yield connection
+
+    @contextmanager
+    def _translated(self) -> Iterator[None]:
+        """Turn SQLAlchemy's errors into RegistryError naming the (masked) URL."""
+        try:
+            yield
+        except sa_exc.DBAPIError as error:
+            reason = self._scrub(error.orig)
+            if error.statement is None:
+                # Raised while connecting, before any statement ran.
+                message = f"cannot open the registry at {self.display_url}: {reason}"
+            else:
+                message = f"the registry at {self.display_url} failed: {reason}"
+            raise RegistryError(message) from error
+        except sa_exc.SQLAlchemyError as error:
+            message = f"the registry at {self.display_url} failed: {self._scrub(error)}"
+            raise RegistryError(message) from error
+
+    def _scrub(self, error: BaseException | None) -> str:
+        reason = " ".join(str(error).split())
+        if self.url.password:
+            reason = reason.replace(str(self.url.password), "***")
+        return reason
+
+    def _insert(self, table: Table) -> Any:
+        # Both dialects' INSERT support ON CONFLICT DO NOTHING, which the generic one lacks.
+        if self._engine.dialect.name == "postgresql":
+            return postgresql.insert(table)
+        return sqlite.insert(table)
+
+    def _add_model(self, connection: Connection, model: str, now: datetime) -> None:
+        connection.execute(
+            self._insert(tables.models)
+            .values(name=model, created_at=now)
+            .on_conflict_do_nothing(index_elements=["name"])
+        )
+
+    def _check_version_of(self, connection: Connection, model: str, version: str) -> None:
+        v = tables.versions
+        owner = connection.execute(select(v.c.model).where(v.c.version == version)).scalar()
+        if owner is None:
+            raise ConfigError(f"no version {version} in the registry")
+        if owner != model:
+            raise ConfigError(f"version {version} belongs to model {owner}, not {model}")
+
+
+def _engine_url(url: str, root: Path) -> URL:
+    try:
+        parsed = make_url(url)
+    except sa_exc.ArgumentError as error:
+        raise ConfigError(
+            f"malformed registry URL {mask_url(url)!r}", key="registry.url"
+        ) from error
+    if parsed.drivername in _POSTGRES_DRIVERS:
+        # psycopg 3 whatever the URL says: psycopg2 is not a dependency.
+        return parsed.set(drivername="postgresql+psycopg")
+    if parsed.drivername != "sqlite":
+        raise ConfigError(
+            f"unsupported registry URL {mask_url(url)!r}: use sqlite:/// or postgresql://",
+            key="registry.url",
+        )
+    database = parsed.database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return parsed
+    path = Path(database).expanduser()
+    if not path.is_absolute():
+        path = root / path
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise RegistryError(f"cannot create the registry folder {path.parent}: {error}") from error
+    return parsed.set(database=str(path))
+
+
+def _create_engine(url: URL) -> Engine:
+    if url.get_backend_name() == "sqlite":
+        engine = create_engine(
+            url,
+            connect_args={"timeout": _BUSY_TIMEOUT_MS / 1000, "check_same_thread": False},
+        )
+        sa_event.listen(engine, "connect", _sqlite_connected)
+        sa_event.listen(engine, "begin", _sqlite_begin)
+        return engine
+    try:
+        return create_engine(
+            url,
+            pool_pre_ping=True,
+            connect_args={"connect_timeout": _CONNECT_TIMEOUT_S, "application_name": "modelci"},
+        )
+    except ImportError as error:
+        raise ConfigError(
+            "a PostgreSQL registry needs psycopg: pip install 'modelci[postgres]'",
+            key="registry.url",
+        ) from error
+
+
+def _sqlite_connected(dbapi_connection: Any, _record: Any) -> None:
+    # sqlite3 would open transactions itself, deferred, right before the first write: two
+    # writers then both hold read locks, neither can upgrade, and one fails at once with
+    # "database is locked". Autocommit mode here, and `_sqlite_begin` says BEGIN itself.
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
+        # WAL: readers never block the writer, nor the writer readers.
+        cursor.execute("PRAGMA journal_mode = WAL")
+        cursor.execute("PRAGMA foreign_keys = ON")
+    finally:
+        cursor.close()
+
+
+def _sqlite_begin(connection: Connection) -> None:
+    # A write transaction takes the write lock up front (waiting up to busy_timeout for it),
+    # so concurrent writers queue instead of deadlocking on a lock upgrade.
+    write = connection.get_execution_options().get("modelci_write", False)
+    connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _check_status(status: str) -> None:
+    if status not in tables.VERSION_STATUSES:
+        known = ", ".join(tables.VERSION_STATUSES)
+        raise ConfigError(f"version status {status!r} is not one of {known}", key="status")
+
+
+def _read_pointer(connection: Connection, model: str, environment: str) -> Row[Any] | None:
+    p = tables.pointers
+    query = select(p).where(p.c.model == model, p.c.environment == environment)
+    return connection.execute(query).one_or_none()
+
+
+def _conflict(
+    model: str, environment: str, expected: int | None, found: Row[Any] | None
+) -> PointerConflict:
+    wanted = "no pointer yet" if expected is None else f"generation {expected}"
+    if found is None:
+        seen = "no pointer"
+    else:
+        by = f", set by {found.actor}" if found.actor else ""
+        seen = f"generation {found.generation} ({found.version}{by})"
+    return PointerConflict(
+        f"{environment} pointer of {model} was changed by another writer: expected {wanted}, "
+        f"found {seen}; read it again and retry"
+    )
+
+
+def _insert_event(connection: Connection, event: Event, now: datetime) -> int:
+    e = tables.events
+    result = connection.execute(
+        e.insert().values(
+            time=now,
+            kind=event.kind,
+            model=event.model,
+            version=event.version,
+            environment=event.environment,
+            from_version=event.from_version,
+            to_version=event.to_version,
+            commit=event.commit,
+            tag=event.tag,
+            actor=event.actor,
+            ci_url=event.ci_url,
+            details=_json_field("details", event.details),
+        )
+    )
+    key = result.inserted_primary_key
+    assert key is not None  # an INSERT always reports its key
+    return int(key[0])
+
+
+def _version(row: Row[Any]) -> VersionRecord:
+    return VersionRecord(
+        version=row.version,
+        model=row.model,
+        commit=row.commit,
+        status=row.status,
+        fingerprint=row.fingerprint,
+        artifact_uri=row.artifact_uri,
+        artifact_sha256=row.artifact_sha256,
+        metrics=_mapping(row.metrics),
+        lock_hash=row.lock_hash,
+        actor=row.actor,
+        ci_url=row.ci_url,
+        details=_mapping(row.details),
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+    )
+
+
+def _pointer(row: Row[Any]) -> Pointer:
+    return Pointer(
+        model=row.model,
+        environment=row.environment,
+        version=row.version,
+        generation=row.generation,
+        updated_at=row.updated_at,
+        actor=row.actor,
+    )
+
+
+def _event(row: Row[Any]) -> Event:
+    return Event(
+        id=row.id,
+        time=row.time,
+        kind=row.kind,
+        model=row.model,
+        version=row.version,
+        environment=row.environment,
+        from_version=row.from_version,
+        to_version=row.to_version,
+        commit=row.commit,
+        tag=row.tag,
+        actor=row.actor,
+        ci_url=row.ci_url,
+        details=_mapping(row.details),
+    )
+
+
+def _json_field(name: str, value: Mapping[str, Any] | None) -> dict[str, Any]:
+    # Checked here so that every backend refuses the same values (PostgreSQL refuses NaN, SQLite
+    # would store it) with the same error.
+    try:
+        json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError) as error:
+        raise ConfigError(f"{name} must be plain JSON: {error}", key=name) from error
+    return dict(value) if value else {}
+
+
+def _mapping(value: Mapping[str, Any] | None) -> dict[str, Any]:
+    return dict(value) if value else {}
