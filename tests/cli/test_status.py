@@ -1,0 +1,72 @@
+"""`modelci status` and `modelci history` over a registry with versions, pointers and events."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from modelci.registry import open_registry
+from modelci.registry.base import Event, VersionRecord
+from tests.conftest import CliResult
+from tests.support.repos import GitRepo
+
+Run = Callable[..., CliResult]
+
+
+def seed_registry(repo: GitRepo) -> tuple[str, str]:
+    first, second = repo.sha("HEAD~1"), repo.sha("HEAD")
+    with open_registry("sqlite:///.modelci/registry.db", repo.root) as registry:
+        for commit in (first, second):
+            registry.add_version(VersionRecord(
+                version=f"churn-{commit[:12]}", model="churn", commit=commit, status="ready",
+                actor="Ada <ada@example.com>"))
+        registry.set_pointer(
+            "churn", "staging", f"churn-{first[:12]}", expected_generation=None,
+            event=Event(kind="deploy", model="churn", environment="staging",
+                        to_version=f"churn-{first[:12]}", commit=first, actor="Ada",
+                        ci_url="https://ci.example/1"))
+        registry.append_event(Event(kind="gate_failed", model="churn",
+                                    version=f"churn-{second[:12]}", commit=second, actor="Bob"))
+    return first, second
+
+
+def test_status_reports_pointers_and_newest_version(git_repo: Callable[..., GitRepo],
+                                                    modelci: Run) -> None:
+    repo = git_repo(examples=True)
+    repo.write("README.md", "more\n")
+    repo.commit("second")
+    first, second = seed_registry(repo)
+    result = modelci("-C", repo.root, "status", "--json")
+    assert result.code == 0
+    models = {m["model"]: m for m in result.json()["models"]}
+    assert set(models) == {"churn", "price"}
+    staging = models["churn"]["environments"]["staging"]
+    assert staging["version"] == f"churn-{first[:12]}" and staging["commit"] == first
+    assert staging["time"] and staging["actor"] == "Ada"
+    assert models["churn"]["environments"]["production"] is None
+    assert models["churn"]["latest"] == {"version": f"churn-{second[:12]}", "commit": second,
+                                         "status": "ready"}
+    assert models["price"]["latest"] is None
+    human = modelci("-C", repo.root, "status")
+    assert f"churn-{first[:12]}" in human.stdout
+
+
+def test_history_newest_first_with_actor_and_ci(git_repo: Callable[..., GitRepo],
+                                               modelci: Run) -> None:
+    repo = git_repo(examples=True)
+    repo.write("README.md", "more\n")
+    repo.commit("second")
+    first, _ = seed_registry(repo)
+    result = modelci("-C", repo.root, "history", "churn", "--json")
+    assert result.code == 0
+    events = result.json()["events"]
+    assert [e["kind"] for e in events] == ["gate_failed", "deploy"]
+    deploy = events[1]
+    assert set(deploy) >= {"id", "time", "kind", "model", "version", "environment",
+                           "from_version", "to_version", "commit", "actor", "ci_url"}
+    assert deploy["environment"] == "staging" and deploy["ci_url"] == "https://ci.example/1"
+    assert deploy["to_version"] == f"churn-{first[:12]}"
+    assert modelci("-C", repo.root, "history", "churn", "--limit", "1", "--json").json()[
+        "events"][0]["kind"] == "gate_failed"
+    human = modelci("-C", repo.root, "history", "churn")
+    assert "gate_failed" in human.stdout and "https://ci.example/1" in human.stdout
+    assert modelci("-C", repo.root, "history", "price", "--json").json() == {"events": []}
