@@ -23,8 +23,8 @@ DESIGN_COMMANDS = (
     "ci-config", "init",
 )
 NOT_BUILT = (
-    "test", "deploy", "promote", "rollback", "alias", "run", "release",
-    "serve", "invoke", "golden",
+    "deploy", "promote", "rollback", "alias", "run", "release",
+    "serve", "invoke",
 )
 
 

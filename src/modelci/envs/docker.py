@@ -39,10 +39,6 @@ REGISTRY_VARIABLE = "MODELCI_IMAGE_REGISTRY"
 ENGINES = ("docker", "podman")
 ENGINE_TIMEOUT = 5.0  # seconds for `<engine> info`: an engine that answers does so at once
 PORT = 8080  # SageMaker sends /ping and /invocations here
-MODELCI_SOURCE = Path(__file__).resolve().parent.parent  # src/modelci
-# What of modelci goes into the image: the server, the training entry point and the little
-# they import. The rest (CLI, registry, specs) stays out, so the image needs no click/pydantic.
-MODELCI_PARTS = ("__init__.py", "errors.py", "serve", "train")
 
 TRAIN_SCRIPT = """\
 #!/bin/sh
@@ -239,22 +235,9 @@ def _serve_options(model: ModelSpec) -> str:
 
 def _copy_modelci(target: Path) -> None:
     """Copy the parts of modelci the image runs (its source, not an installed wheel)."""
-    target.mkdir(parents=True)
-    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
-    for part in MODELCI_PARTS:
-        source = MODELCI_SOURCE / part
-        if source.is_dir():
-            shutil.copytree(source, target / part, ignore=ignore)
-        elif source.is_file():
-            shutil.copy2(source, target / part)
-        else:
-            # A package someone has not written yet is still a package, so the image imports.
-            (target / part).mkdir()
-            (target / part / "__init__.py").write_text("")
-    for package in (p for p in MODELCI_PARTS if (target / p).is_dir()):
-        init = target / package / "__init__.py"
-        if not init.exists():
-            init.write_text("")
+    from modelci.runtime import copy_runtime
+
+    copy_runtime(target.parent)
 
 
 def _copy_model(root: Path, model: ModelSpec, target: Path, files: list[str] | None) -> None:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import math
 import operator
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+
+from modelci.testing.report import CheckResult
 
 _OPERATORS: dict[str, Callable[[float, float], bool]] = {
     ">=": operator.ge,
@@ -76,3 +78,48 @@ def _parse(expression: str, metric: str) -> Gate:
     raise _Malformed(
         'expected "<op> <number>" with <op> one of >= <= > < == != or "between <low> <high>"'
     )
+
+
+def check_gates(gates: Mapping[str, object], metrics: Mapping[str, float],
+                production: Mapping[str, float] | None,
+                production_version: str | None) -> list[CheckResult]:
+    """Every gate of a spec over a version's metrics.
+
+    A gate on a metric the version lacks fails, naming the metric. `no_regression` compares
+    with the production version's metric, and is skipped with a note when there is none."""
+    results: list[CheckResult] = []
+    for metric, expression in gates.items():
+        if metric == "no_regression":
+            continue
+        gate = parse_gate(str(expression), metric=metric)
+        if metric not in metrics:
+            known = ", ".join(sorted(metrics)) or "none"
+            results.append(CheckResult(
+                metric, "gate", False, str(gate), None,
+                f"the version has no metric {metric!r} (its metrics: {known})"))
+            continue
+        value = metrics[metric]
+        held = gate.holds(value)
+        results.append(CheckResult(metric, "gate", held, str(gate), value,
+                                   "" if held else f"{metric} = {value:g}, expected {gate}"))
+    rule = gates.get("no_regression")
+    if rule is not None:
+        metric = str(getattr(rule, "metric", ""))
+        max_drop = float(getattr(rule, "max_drop", 0.0))
+        name = f"no_regression:{metric}"
+        if production is None:
+            results.append(CheckResult(name, "no_regression", True,
+                                       message="skipped: nothing is in production yet",
+                                       skipped=True))
+        elif metric not in production or metric not in metrics:
+            side = "production version" if metric not in production else "version"
+            results.append(CheckResult(name, "no_regression", False,
+                                       message=f"the {side} has no metric {metric!r}"))
+        else:
+            floor = production[metric] - max_drop
+            held = metrics[metric] >= floor
+            results.append(CheckResult(
+                name, "no_regression", held, f">= {floor:g}", metrics[metric],
+                f"{metric} {metrics[metric]:g} against {production[metric]:g} in production "
+                f"({production_version}), max drop {max_drop:g}"))
+    return results

@@ -11,6 +11,7 @@ import tarfile
 from pathlib import Path
 
 from modelci.errors import ModelciError
+from modelci.store.base import Store
 
 
 def pack(folder: Path, destination: Path) -> Path:
@@ -61,3 +62,25 @@ def parse_metrics(log: str, patterns: dict[str, str]) -> dict[str, float]:
             except ValueError:
                 continue
     return metrics
+
+
+def materialize(store: Store, sha256: str, cache: Path) -> Path:
+    """The model folder of an artifact, unpacked once under `cache/<sha256>/` (atomically, so
+    a folder that exists is complete) and shared by every worker and test that needs it."""
+    import shutil
+    import tempfile
+
+    target = cache / sha256
+    if target.is_dir():
+        return target
+    cache.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=cache, prefix=".unpack-") as scratch:
+        archive = store.get_file(sha256, Path(scratch) / "model.tar.gz")
+        unpacked = unpack(archive, Path(scratch) / "model")
+        try:
+            os.rename(unpacked, target)
+        except OSError:
+            if not target.is_dir():
+                raise
+            shutil.rmtree(unpacked, ignore_errors=True)  # another process won the race
+    return target
