@@ -9,6 +9,7 @@
     ├── ArtifactNotFound    exit 1: the store has no artifact with that digest
     ├── RegistryError       exit 1: the registry failed (connection, migration)
     ├── EnvironmentFailed   exit 1: uv could not resolve or install a model's environment
+    ├── DeployFailed        exit 1: a deploy's health check or smoke request failed
     └── GateFailed          exit 1: a gate or golden output did not hold
 
 Only `modelci.cli` catches these: it prints the message and exits with `exit_code`.
@@ -83,3 +84,8 @@ class EnvironmentFailed(ModelciError):
 
 class GateFailed(ModelciError):
     """A gate or golden output did not hold."""
+
+
+class DeployFailed(ModelciError):
+    """A deploy did not become healthy or its smoke request failed (the previous version is
+    back in place)."""

@@ -22,10 +22,7 @@ DESIGN_COMMANDS = (
     "status", "history", "run", "release", "serve", "invoke", "sample", "golden", "registry",
     "ci-config", "init",
 )
-NOT_BUILT = (
-    "deploy", "promote", "rollback", "alias", "run", "release",
-    "serve", "invoke",
-)
+NOT_BUILT = ("promote", "rollback", "alias", "run", "release")
 
 
 def test_every_design_command_exists_with_help(modelci: Run) -> None:

@@ -23,11 +23,8 @@ def _pending(name: str, help_text: str) -> click.Command:
     return command
 
 
-deploy = _pending("deploy", "Deploy a version to an environment.")
 promote = _pending("promote", "Promote a version to the next environment.")
 rollback = _pending("rollback", "Return an environment to an earlier version.")
 alias = _pending("alias", "Set or show an alias such as `latest`.")
 run = _pending("run", "The merge pipeline for every changed model.")
 release = _pending("release", "The tag pipeline: promote to production.")
-serve = _pending("serve", "Host every locally deployed endpoint.")
-invoke = _pending("invoke", "Send a request to an endpoint.")

@@ -90,9 +90,10 @@ def _render_status(console: Console, report: dict[str, Any], workspace: Workspac
         cells = []
         for environment in workspace.environments:
             where = entry["environments"][environment]
+            actor = (where or {}).get("actor") or ""
             cells.append(
-                f"{where['version']}\n[dim]{where['time'][:19]} {escape(where['actor'] or '')}[/]"
-                if where else "[dim]-[/]"
+                f"{where['version']}\n[dim]{where['time'][:16].replace('T', ' ')} "
+                f"{escape(actor.split(' <')[0])}[/]" if where else "[dim]-[/]"
             )
         latest = entry["latest"]
         cells.append(f"{latest['version']} ({latest['status']})" if latest else "[dim]-[/]")

@@ -119,6 +119,14 @@ class Registry(abc.ABC):
         same transaction. Raises PointerConflict, changing nothing, when another writer won."""
 
     @abc.abstractmethod
+    def clear_pointer(
+        self, model: str, environment: str, *, expected_generation: int, event: Event
+    ) -> None:
+        """Compare-and-delete: remove the pointer if its generation is still
+        `expected_generation`, appending `event` in the same transaction (a failed first
+        deploy leaves the environment as it was: empty). Raises PointerConflict otherwise."""
+
+    @abc.abstractmethod
     def append_event(self, event: Event) -> Event:
         """Append an event; return it with its id and time."""
 

@@ -15,9 +15,20 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, Engine, Row, Table, create_engine, func, select, text, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    Row,
+    Table,
+    and_,
+    create_engine,
+    func,
+    select,
+    text,
+    update,
+)
 from sqlalchemy import event as sa_event
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects import postgresql, sqlite
@@ -27,6 +38,9 @@ from modelci.errors import ConfigError, PointerConflict, RegistryError
 from modelci.registry import mask_url, tables
 from modelci.registry.base import Event, Pointer, Registry, VersionRecord
 from modelci.registry.migrations import HEAD
+
+if TYPE_CHECKING:
+    _Row = Row[*tuple[Any, ...]]  # a row of any columns (Row is variadic in SQLAlchemy 2.1)
 
 _MIGRATIONS = Path(__file__).parent / "migrations"
 _BUSY_TIMEOUT_MS = 30_000
@@ -245,10 +259,21 @@ class SqlRegistry(Registry):
         p = tables.pointers
         now = _now()
         with self._writing() as connection:
-            self._check_version_of(connection, model, version)
-            current = _read_pointer(connection, model, environment)
+            current = self._read_for_change(connection, model, environment, version)
             if (current.generation if current is not None else None) != expected_generation:
                 raise _conflict(model, environment, expected_generation, current)
+            logged = dataclasses.replace(
+                event,
+                model=model,
+                environment=environment,
+                version=event.version or version,
+                from_version=current.version if current is not None else None,
+                to_version=version,
+            )
+            # The event goes first: on PostgreSQL the pointer's row lock is then held for one
+            # round trip (write, commit), not two, which is what concurrent writers wait on.
+            # A lost race rolls the event back with everything else.
+            _insert_event(connection, logged, now)
             if expected_generation is None:
                 written = connection.execute(
                     self._insert(p)
@@ -285,15 +310,6 @@ class SqlRegistry(Registry):
                 # our write. This statement sees its commit, so the message names the winner.
                 winner = _read_pointer(connection, model, environment)
                 raise _conflict(model, environment, expected_generation, winner)
-            logged = dataclasses.replace(
-                event,
-                model=model,
-                environment=environment,
-                version=event.version or version,
-                from_version=current.version if current is not None else None,
-                to_version=version,
-            )
-            _insert_event(connection, logged, now)
         return Pointer(
             model=model,
             environment=environment,
@@ -302,6 +318,32 @@ class SqlRegistry(Registry):
             updated_at=now,
             actor=event.actor,
         )
+
+    def clear_pointer(
+        self, model: str, environment: str, *, expected_generation: int, event: Event
+    ) -> None:
+        """Compare-and-delete a pointer, with its event, in one transaction."""
+        p = tables.pointers
+        now = _now()
+        with self._writing() as connection:
+            current = _read_pointer(connection, model, environment)
+            if current is None or current.generation != expected_generation:
+                raise _conflict(model, environment, expected_generation, current)
+            logged = dataclasses.replace(
+                event, model=model, environment=environment,
+                from_version=current.version, to_version=None,
+            )
+            _insert_event(connection, logged, now)
+            deleted = connection.execute(
+                p.delete().where(
+                    p.c.model == model,
+                    p.c.environment == environment,
+                    p.c.generation == expected_generation,
+                )
+            )
+            if deleted.rowcount != 1:
+                winner = _read_pointer(connection, model, environment)
+                raise _conflict(model, environment, expected_generation, winner)
 
     # -- events ---------------------------------------------------------------------------
 
@@ -338,6 +380,9 @@ class SqlRegistry(Registry):
         with self._translated():
             self._ensure_schema()
             with self._engine.connect() as connection:
+                if connection.dialect.name == "postgresql":
+                    # Each read is one statement: no BEGIN/ROLLBACK round trips around it.
+                    connection.execution_options(isolation_level="AUTOCOMMIT")
                 yield connection
 
     @contextmanager
@@ -385,13 +430,23 @@ class SqlRegistry(Registry):
             .on_conflict_do_nothing(index_elements=["name"])
         )
 
-    def _check_version_of(self, connection: Connection, model: str, version: str) -> None:
-        v = tables.versions
-        owner = connection.execute(select(v.c.model).where(v.c.version == version)).scalar()
-        if owner is None:
+    def _read_for_change(
+        self, connection: Connection, model: str, environment: str, version: str
+    ) -> _Row | None:
+        """The pointer as it is now, or None; checks in the same query that `version` exists
+        and belongs to `model` (a ConfigError otherwise)."""
+        v, p = tables.versions, tables.pointers
+        query = (
+            select(v.c.model.label("owner"), p.c.version, p.c.generation, p.c.actor)
+            .select_from(v.outerjoin(p, and_(p.c.model == model, p.c.environment == environment)))
+            .where(v.c.version == version)
+        )
+        row = connection.execute(query).one_or_none()
+        if row is None:
             raise ConfigError(f"no version {version} in the registry")
-        if owner != model:
-            raise ConfigError(f"version {version} belongs to model {owner}, not {model}")
+        if row.owner != model:
+            raise ConfigError(f"version {version} belongs to model {row.owner}, not {model}")
+        return row if row.generation is not None else None
 
 
 def _engine_url(url: str, root: Path) -> URL:
@@ -434,7 +489,6 @@ def _create_engine(url: URL) -> Engine:
     try:
         return create_engine(
             url,
-            pool_pre_ping=True,
             connect_args={"connect_timeout": _CONNECT_TIMEOUT_S, "application_name": "modelci"},
         )
     except ImportError as error:
@@ -476,14 +530,14 @@ def _check_status(status: str) -> None:
         raise ConfigError(f"version status {status!r} is not one of {known}", key="status")
 
 
-def _read_pointer(connection: Connection, model: str, environment: str) -> Row[Any] | None:
+def _read_pointer(connection: Connection, model: str, environment: str) -> _Row | None:
     p = tables.pointers
     query = select(p).where(p.c.model == model, p.c.environment == environment)
     return connection.execute(query).one_or_none()
 
 
 def _conflict(
-    model: str, environment: str, expected: int | None, found: Row[Any] | None
+    model: str, environment: str, expected: int | None, found: _Row | None
 ) -> PointerConflict:
     wanted = "no pointer yet" if expected is None else f"generation {expected}"
     if found is None:
@@ -520,7 +574,7 @@ def _insert_event(connection: Connection, event: Event, now: datetime) -> int:
     return int(key[0])
 
 
-def _version(row: Row[Any]) -> VersionRecord:
+def _version(row: _Row) -> VersionRecord:
     return VersionRecord(
         version=row.version,
         model=row.model,
@@ -539,7 +593,7 @@ def _version(row: Row[Any]) -> VersionRecord:
     )
 
 
-def _pointer(row: Row[Any]) -> Pointer:
+def _pointer(row: _Row) -> Pointer:
     return Pointer(
         model=row.model,
         environment=row.environment,
@@ -550,7 +604,7 @@ def _pointer(row: Row[Any]) -> Pointer:
     )
 
 
-def _event(row: Row[Any]) -> Event:
+def _event(row: _Row) -> Event:
     return Event(
         id=row.id,
         time=row.time,

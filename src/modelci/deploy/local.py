@@ -1,0 +1,142 @@
+"""Endpoints on this machine: the `modelci serve` host follows the registry; `deploy` asks it
+to catch up now and waits until it serves the new version. The host is started in the
+background when none runs (one per repository)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from typing import Any
+
+from modelci.deploy.base import Answer, Deployer, Served
+from modelci.errors import ConfigError, DeployFailed
+from modelci.workspace import Workspace
+
+START_TIMEOUT_S = 60.0
+DEFAULT_PORT = 8080
+
+
+class LocalDeployer(Deployer):
+    """Talks to the repository's endpoint host over loopback HTTP."""
+
+    def __init__(self, workspace: Workspace):
+        self.workspace = workspace
+        self._url: str | None = None
+
+    # --- the host ---------------------------------------------------------------------------
+
+    def running_url(self) -> str | None:
+        """The host's URL when one runs for this repository."""
+        from modelci.serve.host import read_state
+
+        state = read_state(self.workspace)
+        return str(state["url"]) if state else None
+
+    def ensure_host(self) -> str:
+        """The host's URL, starting it in the background first when none runs."""
+        if self._url:
+            return self._url
+        url = self.running_url()
+        if url is None:
+            url = self._start_host()
+        self._url = url
+        return url
+
+    def _start_host(self) -> str:
+        from modelci.serve.workers import free_port
+
+        port = int(os.environ.get("MODELCI_SERVE_PORT") or DEFAULT_PORT)
+        if not _port_free(port):
+            port = free_port()
+        logs = self.workspace.state_dir / "serve"
+        logs.mkdir(parents=True, exist_ok=True)
+        with (logs / "host.log").open("ab") as log:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "modelci", "-C", str(self.workspace.root), "serve",
+                 "--port", str(port)],
+                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while time.monotonic() < deadline:
+            url = self.running_url()
+            if url and self._get(url, "/ping", timeout=2) is not None:
+                return url
+            if process.poll() is not None:
+                break
+            time.sleep(0.05)
+        tail = (logs / "host.log").read_text(errors="replace").strip().splitlines()[-5:]
+        raise DeployFailed("the endpoint host did not start: " + " | ".join(tail))
+
+    @staticmethod
+    def _get(url: str, path: str, timeout: float) -> dict[str, Any] | None:
+        import httpx
+
+        try:
+            answer = httpx.get(url + path, timeout=timeout)
+        except httpx.HTTPError:
+            return None
+        return answer.json() if answer.status_code == 200 else None
+
+    # --- Deployer ---------------------------------------------------------------------------
+
+    def apply(self, endpoint: str, version: str, timeout: float) -> Served:
+        import httpx
+
+        url = self.ensure_host()
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                status = httpx.post(f"{url}/-/sync", timeout=max(deadline - time.monotonic(),
+                                                                 1)).json()
+            except httpx.HTTPError as error:
+                raise DeployFailed(f"the endpoint host at {url} did not answer: {error}") \
+                    from None
+            state = status["endpoints"].get(endpoint, {})
+            if state.get("version") == version and state.get("healthy"):
+                return Served(endpoint, version, state.get("url"),
+                              f"{url}/endpoints/{endpoint}")
+            failure = state.get("last_error")
+            if failure and failure.get("version") == version:
+                raise DeployFailed(f"{endpoint} could not serve {version}: {failure['error']}")
+            if time.monotonic() > deadline:
+                raise DeployFailed(f"{endpoint} did not serve {version} within {timeout:g} s")
+            time.sleep(0.1)
+
+    def invoke(self, endpoint: str, body: bytes, content_type: str,
+               accept: str | None = None) -> Answer:
+        import httpx
+
+        url = self.running_url()
+        if url is None:
+            raise ConfigError("no endpoint host runs for this repository: deploy a model, or "
+                              "start one with `modelci serve`")
+        headers = {"content-type": content_type}
+        if accept:
+            headers["accept"] = accept
+        try:
+            answer = httpx.post(f"{url}/endpoints/{endpoint}/invocations", content=body,
+                                headers=headers, timeout=60)
+        except httpx.HTTPError as error:
+            raise DeployFailed(f"{endpoint}: {error}") from None
+        return Answer(answer.status_code, answer.content, answer.headers.get("content-type"))
+
+    def describe(self, endpoint: str) -> dict[str, object] | None:
+        url = self.running_url()
+        if url is None:
+            return None
+        status = self._get(url, "/-/endpoints", timeout=5)
+        return None if status is None else status["endpoints"].get(endpoint)
+
+
+def _port_free(port: int) -> bool:
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True

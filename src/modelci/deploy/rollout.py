@@ -1,0 +1,229 @@
+"""A health-checked change of what an environment serves: compare-and-set the pointer, wait
+until the backend serves the version and a smoke request answers, and otherwise put the
+previous version back. `deploy`, `promote`, `rollback` and `release` all go through here."""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from modelci.deploy.base import Deployer
+from modelci.errors import ConfigError, DeployFailed, ModelciError
+from modelci.registry.base import Event, Registry, VersionRecord
+from modelci.spec import ModelSpec
+from modelci.workspace import Workspace
+
+Note = Callable[[str], None]
+HEALTH_TIMEOUT_S = 180.0
+
+
+@dataclass
+class DeployOutcome:
+    """What a deploy did."""
+
+    model: str
+    environment: str
+    endpoint: str
+    version: str
+    previous_version: str | None
+    status: str  # deployed | unchanged | rolled_back | failed
+    url: str | None = None
+    gateway_url: str | None = None
+    reason: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"model": self.model, "environment": self.environment,
+                "endpoint": self.endpoint, "version": self.version,
+                "previous_version": self.previous_version, "status": self.status,
+                "url": self.url, "gateway_url": self.gateway_url, "reason": self.reason}
+
+
+def check_environment(workspace: Workspace, environment: str) -> None:
+    if environment not in workspace.environments:
+        raise ConfigError(f"unknown environment {environment!r} (environments: "
+                          f"{', '.join(workspace.environments)})", key="--env")
+
+
+def deployed_versions(registry: Registry, model: str, environment: str) -> list[str]:
+    """Versions an environment has served, newest first, failed deploys left out."""
+    failed = {(e.to_version, e.id) for e in registry.events(model, kind="deploy_failed")}
+    seen: list[str] = []
+    for event in registry.events(model):
+        if event.environment != environment or event.to_version is None:
+            continue
+        if event.kind not in ("deploy", "promote", "rollback", "release"):
+            continue
+        if event.details.get("failed") or (event.to_version, event.id) in failed:
+            continue
+        if event.to_version not in seen:
+            seen.append(event.to_version)
+    return seen
+
+
+def smoke_request(workspace: Workspace, spec: ModelSpec) -> tuple[bytes, str] | None:
+    """The first golden row, else the first row of the test channel (key and label left out)."""
+    from modelci.testing.golden import encode_input, read_golden
+    from modelci.testing.repro import LABEL_COLUMNS
+    from modelci.testing.runner import golden_path
+
+    found = golden_path(spec, workspace.root)
+    if found is not None and found[0].exists():
+        rows = read_golden(*found)
+        if rows:
+            return encode_input(rows[0].input, rows[0].content_type), rows[0].content_type
+    channel = next((c for c in ("test", "validation", "train") if c in spec.train.channels),
+                   None)
+    if channel is None or "://" in spec.train.channels[channel]:
+        return None
+    source = workspace.root / spec.train.channels[channel]
+    files = [source] if source.is_file() else sorted(source.rglob("*.csv"))
+    if not files or not files[0].is_file() or files[0].suffix != ".csv":
+        return None
+    with files[0].open(newline="") as handle:
+        reader = csv.reader(handle)
+        header, row = next(reader, None), next(reader, None)
+    if header is None or row is None:
+        return None
+    drop = {*LABEL_COLUMNS, *([spec.train.sample.key] if spec.train.sample and
+                              spec.train.sample.key else [])}
+    values = [value for name, value in zip(header, row, strict=False) if name not in drop]
+    return (",".join(values) + "\n").encode(), "text/csv"
+
+
+def deploy(workspace: Workspace, registry: Registry, deployer: Deployer, model: str,
+           environment: str, *, version: str | None = None, force: bool = False,
+           skip_tests: bool = False, kind: str = "deploy", tag: str | None = None,
+           note: Note) -> DeployOutcome:
+    """Make `environment` serve `version` of `model`, health-checked, or put back the previous
+    version and report why. Bad requests raise ConfigError and change nothing."""
+    from modelci.spec import find_model
+    from modelci.testing.runner import tests_passed
+
+    check_environment(workspace, environment)
+    spec = find_model(workspace.models, model)
+    order = workspace.environments
+    index = order.index(environment)
+    record = _choose(registry, model, environment, order, version)
+    endpoint = workspace.endpoint(model, environment)
+    pointer = registry.get_pointer(model, environment)
+    previous = pointer.version if pointer else None
+    if previous == record.version:
+        served = deployer.apply(endpoint, record.version, HEALTH_TIMEOUT_S)
+        return DeployOutcome(model, environment, endpoint, record.version, previous,
+                             "unchanged", served.url, served.gateway_url)
+
+    actor, ci_url = workspace.actor(), workspace.ci_url()
+    problems = _refusals(workspace, registry, record, order[index - 1] if index else None,
+                         previous, skip_tests=skip_tests or kind == "rollback",
+                         tested=tests_passed(record))
+    if problems and not force:
+        registry.append_event(Event(kind="deploy_refused", model=model, version=record.version,
+                                    environment=environment, commit=record.commit, actor=actor,
+                                    ci_url=ci_url, details={"reasons": problems}))
+        raise DeployFailed("; ".join(problems) + " (--force to deploy anyway"
+                           + (", --skip-tests to skip the test gate" if any(
+                               "tests" in p for p in problems) else "") + ")")
+
+    event = Event(kind=kind, model=model, version=record.version, commit=record.commit,
+                  tag=tag, actor=actor, ci_url=ci_url,
+                  details={"forced": bool(problems), "overridden": problems,
+                           "skip_tests": skip_tests})
+    registry.set_pointer(model, environment, record.version,
+                         expected_generation=pointer.generation if pointer else None,
+                         event=event)
+    note(f"{endpoint}: {previous or 'nothing'} -> {record.version}, waiting until healthy")
+    try:
+        served = deployer.apply(endpoint, record.version, HEALTH_TIMEOUT_S)
+        smoke = smoke_request(workspace, spec)
+        if smoke is not None:
+            answer = deployer.invoke(endpoint, smoke[0], smoke[1])
+            if not 200 <= answer.status < 300:
+                raise DeployFailed(f"the smoke request got {answer.status}: "
+                                   f"{answer.body[:300].decode(errors='replace')}")
+    except ModelciError as error:
+        status = _put_back(workspace, registry, deployer, model, environment, endpoint,
+                           record, previous, error, note)
+        return DeployOutcome(model, environment, endpoint, record.version, previous, status,
+                             reason=error.render())
+    return DeployOutcome(model, environment, endpoint, record.version, previous, "deployed",
+                         served.url, served.gateway_url)
+
+
+def _choose(registry: Registry, model: str, environment: str, order: list[str],
+            version: str | None) -> VersionRecord:
+    """The named version, else: the newest ready one for the first environment, the one the
+    environment before serves for a later one."""
+    if version is not None:
+        record = registry.get_version(version)
+        if record is None or record.model != model:
+            raise ConfigError(f"no version {version!r} of model {model!r}", key="--version")
+    else:
+        index = order.index(environment)
+        if index == 0:
+            record = next((r for r in registry.list_versions(model) if r.status == "ready"),
+                          None)
+            if record is None:
+                raise ConfigError(f"model {model!r} has no trained version: run "
+                                  f"`modelci train {model}` first")
+        else:
+            before = registry.get_pointer(model, order[index - 1])
+            if before is None:
+                raise ConfigError(f"{order[index - 1]} serves no version of {model!r} to "
+                                  f"deploy to {environment}: name one with --version")
+            record = registry.get_version(before.version)  # type: ignore[assignment]
+            assert record is not None
+    if record.status != "ready":
+        raise ConfigError(f"version {record.version} is {record.status}, not ready")
+    return record
+
+
+def _refusals(workspace: Workspace, registry: Registry, record: VersionRecord,
+              before: str | None, previous: str | None, *, skip_tests: bool,
+              tested: bool | None) -> list[str]:
+    """Why the deploy should not happen: untested, skipping an environment, or going back to
+    an older commit than the one in force (a rollback names its version and says so)."""
+    from modelci import git
+
+    problems: list[str] = []
+    if not skip_tests and tested is not True:
+        problems.append(f"{record.version}'s tests " + ("failed" if tested is False else
+                                                       "have not run (`modelci test`)"))
+    if before is not None and record.version not in deployed_versions(registry, record.model,
+                                                                       before):
+        problems.append(f"{record.version} has not been deployed to {before} first")
+    current = registry.get_version(previous) if previous else None
+    if current is not None and current.commit != record.commit and git.is_ancestor(
+            workspace.root, record.commit, current.commit):
+        problems.append(f"{record.version} is older than {current.version}, which is in force "
+                        "(use `modelci rollback` to go back)")
+    return problems
+
+
+def _put_back(workspace: Workspace, registry: Registry, deployer: Deployer, model: str,
+              environment: str, endpoint: str, record: VersionRecord, previous: str | None,
+              error: ModelciError, note: Note) -> str:
+    """Restore the previous version after a failed deploy; the status to report."""
+    actor, ci_url = workspace.actor(), workspace.ci_url()
+    pointer = registry.get_pointer(model, environment)
+    registry.append_event(Event(kind="deploy_failed", model=model, version=record.version,
+                                environment=environment, to_version=record.version,
+                                from_version=previous, commit=record.commit, actor=actor,
+                                ci_url=ci_url, details={"reason": error.render()}))
+    if pointer is None or pointer.version != record.version:
+        return "failed"  # someone else moved the pointer since: leave theirs
+    back = Event(kind="rollback", model=model, actor=actor, ci_url=ci_url,
+                 details={"automatic": True, "reason": error.render()})
+    if previous is None:
+        registry.clear_pointer(model, environment, expected_generation=pointer.generation,
+                               event=back)
+        return "failed"
+    registry.set_pointer(model, environment, previous,
+                         expected_generation=pointer.generation, event=back)
+    note(f"{endpoint}: {record.version} failed ({error.render()}); back to {previous}")
+    # the host keeps trying on a failure; the pointer is right, which is what matters
+    with contextlib.suppress(DeployFailed):
+        deployer.apply(endpoint, previous, HEALTH_TIMEOUT_S)
+    return "rolled_back"

@@ -1,0 +1,116 @@
+"""`python -m modelci.serve --model-dir DIR`: serve one model version over HTTP with uvicorn.
+
+Runs inside the model's own environment, so it imports only the standard library, Starlette,
+uvicorn, prometheus_client, NumPy and the model's own libraries.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import shutil
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from modelci.serve.app import CONFIG_VARIABLE, DEFAULT_MAX_BODY_BYTES, create_app
+from modelci.serve.errors import HandlerNotFound, ServeError
+from modelci.serve.handlers import find_builtin
+from modelci.serve.metrics import MULTIPROCESS_VARIABLE
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """The command line; defaults bind 127.0.0.1:8080 with one worker."""
+    parser = argparse.ArgumentParser(prog="python -m modelci.serve", description=__doc__)
+    parser.add_argument("--model-dir", required=True, help="the unpacked model.tar.gz")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8080)
+    parser.add_argument("--workers", type=int, default=1, help="server processes")
+    parser.add_argument("--handler", help="path of the model's inference.py")
+    parser.add_argument("--metadata-file", help="JSON: model, version, commit, environment")
+    parser.add_argument("--batch-max-size", type=int, default=64, help="rows per predict call")
+    parser.add_argument("--batch-max-wait-ms", type=float, default=2.0)
+    parser.add_argument("--max-body-bytes", type=int, default=DEFAULT_MAX_BODY_BYTES)
+    parser.add_argument("--log-level", default="warning")
+    args = parser.parse_args(argv)
+    if args.workers < 1:
+        parser.error("--workers must be at least 1")
+    if args.batch_max_size < 1:
+        parser.error("--batch-max-size must be at least 1")
+    return args
+
+
+def _precheck(model_dir: Path, handler: str | None) -> None:
+    """Fail in the parent, not in every worker, when nothing could possibly be served."""
+    if handler is not None:
+        if not Path(handler).is_file():
+            raise HandlerNotFound(f"handler {handler} does not exist")
+        return
+    if any((model_dir / name).is_file() for name in ("code/inference.py", "inference.py")):
+        return
+    if find_builtin(model_dir) is None:
+        raise HandlerNotFound(f"no handler fits {model_dir}: no known model file, no inference.py")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Load the model and serve it until interrupted; 1 when it cannot be loaded."""
+    args = parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    import uvicorn  # imported here: it brings click, which `import modelci.serve` must not
+
+    from modelci.serve.protocol import HttpProtocol
+
+    metadata: dict[str, Any] | None = None
+    if args.metadata_file:
+        metadata = json.loads(Path(args.metadata_file).read_text())
+    config = {
+        "model_dir": str(Path(args.model_dir).resolve()),
+        "handler_path": str(Path(args.handler).resolve()) if args.handler else None,
+        "metadata": metadata,
+        "batch_max_size": args.batch_max_size,
+        "batch_max_wait_ms": args.batch_max_wait_ms,
+        "max_body_bytes": args.max_body_bytes,
+    }
+    options: dict[str, Any] = {
+        "host": args.host,
+        "port": args.port,
+        "access_log": False,
+        "log_level": args.log_level,
+        "server_header": False,
+        "http": HttpProtocol,
+    }
+    try:
+        if args.workers == 1:
+            app = create_app(config.pop("model_dir"), **config)
+            uvicorn.run(app, **options)
+            return 0
+        _precheck(Path(config["model_dir"]), config["handler_path"])
+    except ServeError as error:
+        print(f"error: {error.message}", file=sys.stderr)
+        return 1
+
+    # Several workers: each process loads the model itself; metrics are shared through files.
+    os.environ[CONFIG_VARIABLE] = json.dumps(config)
+    metrics_dir = None
+    if not os.environ.get(MULTIPROCESS_VARIABLE):
+        metrics_dir = tempfile.mkdtemp(prefix="modelci-metrics-")
+        os.environ[MULTIPROCESS_VARIABLE] = metrics_dir
+    try:
+        uvicorn.run(
+            "modelci.serve.app:app_from_environment",
+            factory=True,
+            workers=args.workers,
+            **options,
+        )
+    finally:
+        if metrics_dir is not None:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,146 @@
+"""The server process of one deployed version: started in the model's own environment on a
+free loopback port, health-checked, drained and stopped by the endpoint host."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from modelci.serve.proxy import Upstream, UpstreamError
+
+STOP_GRACE_S = 10.0
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@dataclass(frozen=True)
+class LaunchSpec:
+    """How to start one version's server."""
+
+    endpoint: str
+    model: str
+    environment: str
+    version: str
+    commit: str
+    python: str
+    runtime: str  # PYTHONPATH entry holding modelci's runtime parts
+    model_dir: str
+    handler: str | None
+    workers: int
+    batch_max_size: int
+    batch_max_wait_ms: float
+    log_dir: str
+
+
+@dataclass
+class VersionServer:
+    """A running version server and the requests the host has in flight to it."""
+
+    spec: LaunchSpec
+    port: int
+    process: subprocess.Popen[bytes]
+    log_path: Path
+    upstream: Upstream
+    started_at: float = field(default_factory=time.time)
+    inflight: int = 0
+    healthy: bool = False
+    stopping: bool = False
+    restarts: int = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @classmethod
+    def launch(cls, spec: LaunchSpec, restarts: int = 0) -> VersionServer:
+        """Start the server process (it is not ready yet: see `wait_ready`)."""
+        port = free_port()
+        logs = Path(spec.log_dir)
+        logs.mkdir(parents=True, exist_ok=True)
+        log_path = logs / f"{spec.endpoint}-{spec.version}.log"
+        metadata = logs / f"{spec.endpoint}-{spec.version}.json"
+        metadata.write_text(json.dumps({
+            "model": spec.model, "version": spec.version, "commit": spec.commit,
+            "environment": spec.environment, "endpoint": spec.endpoint}))
+        command = [spec.python, "-m", "modelci.serve", "--model-dir", spec.model_dir,
+                   "--host", "127.0.0.1", "--port", str(port), "--workers", str(spec.workers),
+                   "--metadata-file", str(metadata),
+                   "--batch-max-size", str(spec.batch_max_size),
+                   "--batch-max-wait-ms", str(spec.batch_max_wait_ms)]
+        if spec.handler:
+            command += ["--handler", spec.handler]
+        env = {k: v for k, v in os.environ.items()
+               if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")}
+        env["PYTHONPATH"] = spec.runtime
+        with log_path.open("ab") as log:
+            process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
+                                       stdin=subprocess.DEVNULL, env=env,
+                                       start_new_session=True)
+        return cls(spec, port, process, log_path, Upstream("127.0.0.1", port),
+                   restarts=restarts)
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    async def wait_ready(self, timeout: float) -> str | None:
+        """Poll /ping until it answers 200; None when ready, else why not."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not self.alive():
+                return f"the server exited with code {self.process.returncode}: {self.log_tail()}"
+            try:
+                answer = await self.upstream.request("GET", "/ping", timeout=5)
+                if answer.status == 200:
+                    self.healthy = True
+                    return None
+            except UpstreamError:
+                pass
+            await asyncio.sleep(0.05)
+        return f"no healthy /ping within {timeout:g} s: {self.log_tail()}"
+
+    def log_tail(self, lines: int = 6) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace").strip().splitlines()
+        except OSError:
+            return ""
+        return " | ".join(text[-lines:])
+
+    async def drain(self, timeout: float) -> None:
+        """Wait for the requests in flight to finish (no new ones come: the route moved)."""
+        deadline = time.monotonic() + timeout
+        while self.inflight > 0 and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+
+    def stop(self) -> None:
+        """Stop the server's process group: SIGTERM, then SIGKILL after a grace period."""
+        self.stopping = True
+        self.healthy = False
+        self.upstream.close()
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            try:
+                os.killpg(self.process.pid, sig)
+            except ProcessLookupError:
+                break
+            try:
+                self.process.wait(timeout=STOP_GRACE_S)
+                break
+            except subprocess.TimeoutExpired:
+                continue
+
+    def describe(self) -> dict[str, object]:
+        return {"version": self.spec.version, "model": self.spec.model,
+                "environment": self.spec.environment, "url": self.url, "pid": self.process.pid,
+                "healthy": self.healthy and self.alive(), "restarts": self.restarts,
+                "inflight": self.inflight}
