@@ -1,0 +1,165 @@
+"""`python -m modelci.serve` as a real process on a free port of 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import joblib
+import pytest
+
+from tests.unit.test_serve_handlers import churn_rows, train_churn_model
+
+SRC = Path(__file__).resolve().parents[2] / "src"
+READY_DEADLINE_S = 30.0
+STOP_DEADLINE_S = 15.0
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class Server:
+    """A running server process and its base URL."""
+
+    def __init__(self, process: subprocess.Popen[str], url: str):
+        self.process = process
+        self.url = url
+
+
+def wait_ready(process: subprocess.Popen[str], url: str) -> None:
+    """Poll /ping until it answers 200; fail at the deadline or if the process exits."""
+    deadline = time.monotonic() + READY_DEADLINE_S
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"server exited with {process.returncode}: {process.stderr}")
+        try:
+            if httpx.get(f"{url}/ping", timeout=1.0).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.05)  # poll interval, not a wait for an event
+    raise AssertionError(f"server at {url} not ready after {READY_DEADLINE_S} s")
+
+
+@contextmanager
+def running_server(*arguments: str) -> Iterator[Server]:
+    port = free_port()
+    command = [sys.executable, "-m", "modelci.serve", "--port", str(port), *arguments]
+    env = os.environ | {"PYTHONPATH": str(SRC)}
+    process = subprocess.Popen(
+        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_ready(process, url)
+        yield Server(process, url)
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=STOP_DEADLINE_S)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        server_output = process.communicate()
+        assert "Traceback" not in server_output[1], server_output[1]
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return train_churn_model(tmp_path_factory)
+
+
+def test_server_process_answers_and_stops_cleanly(model_dir: Path, tmp_path: Path) -> None:
+    metadata = {"model": "churn", "version": "churn-abcdef012345", "environment": "staging"}
+    (tmp_path / "metadata.json").write_text(json.dumps(metadata))
+    rows = churn_rows()[:40]
+    expected = joblib.load(model_dir / "model.joblib").predict(rows).tolist()
+    arguments = ["--model-dir", str(model_dir), "--metadata-file", str(tmp_path / "metadata.json")]
+    with running_server(*arguments) as server, httpx.Client(base_url=server.url) as client:
+        answer = client.post("/invocations", json={"instances": rows.tolist()})
+        assert answer.status_code == 200
+        assert answer.json() == {"predictions": expected}
+        for row, value in zip(rows[:5], expected[:5], strict=True):
+            text = ",".join(map(repr, row.tolist()))
+            one = client.post(
+                "/invocations",
+                content=text,
+                headers={"content-type": "text/csv", "accept": "text/csv"},
+            )
+            assert one.text.strip() == str(value)
+        bad = client.post(
+            "/invocations", content=b"{", headers={"content-type": "application/json"}
+        )
+        assert bad.status_code == 400
+        too_large = client.post(
+            "/invocations",
+            content=b" " * (6 * 1024 * 1024 + 1),
+            headers={"content-type": "application/json"},
+        )
+        assert too_large.status_code == 413
+        assert client.post("/invocations", json=rows[:1].tolist()).status_code == 200
+        document = client.get("/metadata").json()
+        assert {key: document[key] for key in metadata} == metadata
+        assert document["handler"] == "sklearn (model.joblib)"
+        assert client.get("/openapi.json").status_code == 200
+        process = server.process
+    # uvicorn shuts down gracefully on SIGTERM, then re-raises the signal to exit by it.
+    assert process.returncode in (0, -signal.SIGTERM)
+
+
+def test_workers_share_one_metrics_page(model_dir: Path) -> None:
+    arguments = ["--model-dir", str(model_dir), "--workers", "2"]
+    with running_server(*arguments) as server:
+        rows = churn_rows()[:1].tolist()
+        sent = 0
+        for _ in range(30):
+            # A new connection each time, so both workers get a share.
+            assert httpx.post(f"{server.url}/invocations", json=rows).status_code == 200
+            sent += 1
+        for _ in range(4):  # whichever worker answers, the page counts every worker's requests
+            text = httpx.get(f"{server.url}/metrics").text
+            found = re.search(
+                r'^modelci_requests_total\{route="/invocations",status="200"\} ([0-9.]+)$',
+                text,
+                flags=re.MULTILINE,
+            )
+            assert found is not None
+            assert float(found.group(1)) == sent
+
+
+def test_unservable_model_folder_exits_with_a_message(tmp_path: Path) -> None:
+    for workers in ("1", "2"):
+        result = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "modelci.serve",
+                "--model-dir",
+                str(tmp_path),
+                "--port",
+                str(free_port()),
+                "--workers",
+                workers,
+            ],
+            env=os.environ | {"PYTHONPATH": str(SRC)},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert result.returncode == 1
+        assert "error: no handler fits" in result.stderr
