@@ -37,7 +37,8 @@ MARKER = ".modelci-env.json"
 # What the inference server needs inside the model's environment; pinned (with everything
 # they depend on) to the versions modelci itself runs with, so that local serving and the
 # environment agree.
-SERVING_PACKAGES = ("starlette", "uvicorn", "prometheus-client", "numpy")
+# httptools and uvloop: uvicorn's fast HTTP parser and event loop (its "standard" extra)
+SERVING_PACKAGES = ("starlette", "uvicorn", "prometheus-client", "numpy", "httptools", "uvloop")
 # Model-agnostic, so that two models with the same requirements get the same lock text.
 COMPILE_COMMAND = "modelci build --write-lock"
 # A temporary build folder older than this belongs to a killed build and is swept away.
