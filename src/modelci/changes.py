@@ -343,7 +343,9 @@ def detect(
         base_sha = None
         deployed = default_base(head_sha) if default_base else None
         deployed = git.resolve(root, deployed) if deployed else None
-        if deployed and git.is_ancestor(root, deployed, head_sha):
+        # head itself deployed: compare with its parent, so that running the pipeline again
+        # on the same commit lists the same models (and finds every step done)
+        if deployed and deployed != head_sha and git.is_ancestor(root, deployed, head_sha):
             base_sha = deployed
         else:
             parents = git.parents(root, head_sha)

@@ -8,8 +8,6 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-import pytest
-
 from modelci import __version__
 from modelci.cli import COMMANDS
 from tests.conftest import CliResult
@@ -22,7 +20,6 @@ DESIGN_COMMANDS = (
     "status", "history", "run", "release", "serve", "invoke", "sample", "golden", "registry",
     "ci-config", "init",
 )
-NOT_BUILT = ("promote", "rollback", "alias", "run", "release")
 
 
 def test_every_design_command_exists_with_help(modelci: Run) -> None:
@@ -34,17 +31,6 @@ def test_every_design_command_exists_with_help(modelci: Run) -> None:
         result = modelci(name, "--help")
         assert result.code == 0, (name, result.stderr)
         assert "Usage: modelci " + name in result.stdout
-
-
-@pytest.mark.parametrize("name", NOT_BUILT)
-def test_commands_not_built_yet_say_so_and_exit_2(modelci: Run, name: str) -> None:
-    result = modelci(name, "anything", "--json")
-    assert result.code == 2
-    error = result.json()["error"]
-    assert error["type"] == "NotBuiltYet"
-    assert f"`modelci {name}` is not built yet" in error["message"]
-    human = modelci(name)
-    assert human.code == 2 and "not built yet" in human.stderr and human.stdout == ""
 
 
 def test_version(modelci: Run) -> None:

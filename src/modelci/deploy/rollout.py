@@ -49,14 +49,22 @@ def check_environment(workspace: Workspace, environment: str) -> None:
 
 def deployed_versions(registry: Registry, model: str, environment: str) -> list[str]:
     """Versions an environment has served, newest first, failed deploys left out."""
-    failed = {(e.to_version, e.id) for e in registry.events(model, kind="deploy_failed")}
+    # A deploy_failed event cancels the newest pointer move to its version before it; walking
+    # newest first, count the failures not yet matched with the move they cancel.
+    unmatched: dict[str, int] = {}
     seen: list[str] = []
     for event in registry.events(model):
         if event.environment != environment or event.to_version is None:
             continue
+        if event.kind == "deploy_failed":
+            unmatched[event.to_version] = unmatched.get(event.to_version, 0) + 1
+            continue
         if event.kind not in ("deploy", "promote", "rollback", "release"):
             continue
-        if event.details.get("failed") or (event.to_version, event.id) in failed:
+        if unmatched.get(event.to_version):
+            unmatched[event.to_version] -= 1
+            continue
+        if event.details.get("failed"):
             continue
         if event.to_version not in seen:
             seen.append(event.to_version)
@@ -93,6 +101,23 @@ def smoke_request(workspace: Workspace, spec: ModelSpec) -> tuple[bytes, str] | 
     return (",".join(values) + "\n").encode(), "text/csv"
 
 
+def rollback_target(registry: Registry, model: str, environment: str,
+                    to: str | None) -> str:
+    """The version a rollback returns to: the named one, else the one the environment served
+    before the current one (failed deploys left out)."""
+    pointer = registry.get_pointer(model, environment)
+    if pointer is None:
+        raise ConfigError(f"{environment} serves no version of {model!r}: nothing to roll back")
+    if to is not None:
+        return to
+    history = deployed_versions(registry, model, environment)
+    earlier = [v for v in history if v != pointer.version]
+    if not earlier:
+        raise ConfigError(f"{environment} has served no version of {model!r} before "
+                          f"{pointer.version}: name one with --to")
+    return earlier[0]
+
+
 def deploy(workspace: Workspace, registry: Registry, deployer: Deployer, model: str,
            environment: str, *, version: str | None = None, force: bool = False,
            skip_tests: bool = False, kind: str = "deploy", tag: str | None = None,
@@ -116,9 +141,10 @@ def deploy(workspace: Workspace, registry: Registry, deployer: Deployer, model: 
                              "unchanged", served.url, served.gateway_url)
 
     actor, ci_url = workspace.actor(), workspace.ci_url()
-    problems = _refusals(workspace, registry, record, order[index - 1] if index else None,
-                         previous, skip_tests=skip_tests or kind == "rollback",
-                         tested=tests_passed(record))
+    # a rollback returns to a version the environment served: no rule stands in its way
+    problems = [] if kind == "rollback" else _refusals(
+        workspace, registry, record, order[index - 1] if index else None, previous,
+        skip_tests=skip_tests, tested=tests_passed(record))
     if problems and not force:
         registry.append_event(Event(kind="deploy_refused", model=model, version=record.version,
                                     environment=environment, commit=record.commit, actor=actor,
@@ -148,8 +174,21 @@ def deploy(workspace: Workspace, registry: Registry, deployer: Deployer, model: 
                            record, previous, error, note)
         return DeployOutcome(model, environment, endpoint, record.version, previous, status,
                              reason=error.render())
+    if environment == order[-1]:
+        follow_production(workspace, registry, model, record, tag=tag)
     return DeployOutcome(model, environment, endpoint, record.version, previous, "deployed",
                          served.url, served.gateway_url)
+
+
+def follow_production(workspace: Workspace, registry: Registry, model: str,
+                      record: VersionRecord, *, tag: str | None = None) -> None:
+    """Move the alias `latest` to what production now serves."""
+    from modelci.aliases import LATEST, set_alias
+
+    set_alias(registry, model, LATEST, record.version,
+              Event(kind="alias", model=model, version=record.version, commit=record.commit,
+                    tag=tag, actor=workspace.actor(), ci_url=workspace.ci_url(),
+                    details={"alias": LATEST}))
 
 
 def _choose(registry: Registry, model: str, environment: str, order: list[str],

@@ -1,0 +1,194 @@
+"""The merge pipeline (`run`: build, train, test and deploy every changed model to the first
+environment) and the tag pipeline (`release`: deploy to production the versions a tagged
+main commit was built from, and move `latest` to them)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from modelci import git
+from modelci.errors import ConfigError, ModelciError
+from modelci.registry.base import Registry, VersionRecord
+from modelci.workspace import Workspace
+
+STEPS = ("build", "train", "test", "deploy")
+Note = Callable[[str], None]
+
+
+@dataclass
+class ModelRun:
+    """One model's way through the merge pipeline."""
+
+    model: str
+    version: str | None = None
+    steps: dict[str, str] = field(default_factory=lambda: dict.fromkeys(STEPS, "pending"))
+    error: str | None = None
+
+    @property
+    def status(self) -> str:
+        if self.error or "failed" in self.steps.values():
+            return "failed"
+        return "done"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"model": self.model, "version": self.version, "status": self.status,
+                "steps": dict(self.steps), "error": self.error}
+
+
+def run_model(workspace: Workspace, name: str, state: ModelRun, note: Note,
+              lock: threading.Lock) -> None:
+    """Build, train, test and deploy one model; each step done, cached, failed or skipped."""
+    from modelci.deploy import open_deployer
+    from modelci.deploy.rollout import deploy
+    from modelci.envs.uv import ensure_environment
+    from modelci.spec import find_model
+    from modelci.testing.runner import test_version, tests_passed
+    from modelci.train.runner import TrainOptions, train_model
+
+    def skip_rest(after: str) -> None:
+        for step in STEPS[STEPS.index(after) + 1:]:
+            state.steps[step] = "skipped"
+
+    step = "build"
+    try:
+        spec = find_model(workspace.models, name)
+        state.steps["build"] = "running"
+        environment = ensure_environment(workspace.root, spec, progress=note)
+        state.steps["build"] = "cached" if environment.cached else "done"
+        with workspace.registry() as registry:
+            step = "train"
+            state.steps["train"] = "running"
+            outcome = train_model(workspace, registry, name, TrainOptions(), note=note)
+            state.version = outcome.version
+            if outcome.status != "ready":
+                state.steps["train"] = "failed"
+                state.error = outcome.reason
+                skip_rest("train")
+                return
+            state.steps["train"] = "cached" if outcome.cached or outcome.reused_from else "done"
+            record = registry.get_version(outcome.version)
+            assert record is not None
+            step = "test"
+            state.steps["test"] = "running"
+            if tests_passed(record) is True:
+                state.steps["test"] = "cached"
+            else:
+                report = test_version(workspace, registry, spec, record, note=note)
+                if not report.passed:
+                    state.steps["test"] = "failed"
+                    failed = [c.name for c in report.checks if not c.passed and not c.skipped]
+                    state.error = f"checks failed: {', '.join(failed)}"
+                    skip_rest("test")
+                    return
+                state.steps["test"] = "done"
+            step = "deploy"
+            state.steps["deploy"] = "running"
+            with lock:  # one deploy at a time: they share the endpoint host
+                result = deploy(workspace, registry, open_deployer(workspace), name,
+                                workspace.environments[0], version=outcome.version, note=note)
+            if result.status == "unchanged":
+                state.steps["deploy"] = "cached"
+            elif result.status == "deployed":
+                state.steps["deploy"] = "done"
+            else:
+                state.steps["deploy"] = "failed"
+                state.error = result.reason
+    except ModelciError as error:
+        state.steps[step] = "failed"
+        state.error = error.render()
+        skip_rest(step)
+
+
+def run_pipeline(workspace: Workspace, *, base: str | None, jobs: int, note: Note,
+                 on_change: Callable[[list[ModelRun]], None] | None = None,
+                 ) -> tuple[str, list[ModelRun]]:
+    """The merge pipeline for every model the commit range touches."""
+    from modelci.changes import detect
+    from modelci.cli.changed import last_deployed_commit
+
+    report = detect(workspace.root, base=base,
+                    default_base=(lambda _h: last_deployed_commit(workspace)) if base is None
+                    else None)
+    runs = [ModelRun(entry.model) for entry in report.changed]
+    if not runs:
+        return report.head, runs
+    deploy_lock = threading.Lock()
+
+    def one(state: ModelRun) -> None:
+        run_model(workspace, state.model, state, note, deploy_lock)
+        if on_change:
+            on_change(runs)
+
+    if jobs <= 1:
+        for state in runs:
+            one(state)
+    else:
+        with ThreadPoolExecutor(max_workers=jobs) as pool:
+            list(pool.map(one, runs))
+    return report.head, runs
+
+
+# --- release ---------------------------------------------------------------------------------
+
+
+def tag_commit(workspace: Workspace, tag: str) -> str:
+    """The commit a tag names (annotated or lightweight), which must be on the main branch."""
+    commit = git.resolve(workspace.root, f"refs/tags/{tag}")
+    if commit is None:
+        raise ConfigError(f"no tag {tag!r} in this repository (git tag --list)")
+    main = workspace.project.project.main
+    refs = [ref for ref in (f"refs/heads/{main}", f"refs/remotes/origin/{main}")
+            if git.resolve(workspace.root, ref)]
+    if not refs:
+        raise ConfigError(f"the main branch {main!r} is not in this repository "
+                          "([project].main)", file="modelci.toml", key="project.main")
+    if not any(git.is_ancestor(workspace.root, commit, ref) for ref in refs):
+        raise ConfigError(f"tag {tag!r} names {commit[:12]}, which is not on {main}: releases "
+                          f"come from {main} ([project].main)")
+    return commit
+
+
+def version_in_force(workspace: Workspace, registry: Registry, model: str,
+                     commit: str) -> VersionRecord | None:
+    """The newest ready version built from `commit` or one of its ancestors."""
+    for record in registry.list_versions(model):
+        if record.status != "ready" or record.details.get("dirty"):
+            continue
+        if record.commit == commit or git.is_ancestor(workspace.root, record.commit, commit):
+            return record
+    return None
+
+
+def release(workspace: Workspace, tag: str, note: Note) -> tuple[str, list[dict[str, Any]]]:
+    """Deploy to production, for every model, the version in force at the tagged commit."""
+    from modelci.deploy import open_deployer
+    from modelci.deploy.rollout import deploy
+
+    commit = tag_commit(workspace, tag)
+    production = workspace.environments[-1]
+    results: list[dict[str, Any]] = []
+    with workspace.registry() as registry:
+        deployer = open_deployer(workspace)
+        for spec in workspace.models:
+            record = version_in_force(workspace, registry, spec.name, commit)
+            pointer = registry.get_pointer(spec.name, production)
+            previous = pointer.version if pointer else None
+            if record is None:
+                results.append({"model": spec.name, "version": None,
+                                "previous_version": previous, "status": "missing",
+                                "reason": f"no ready version of {spec.name} was built from "
+                                          f"{commit[:12]} or an earlier commit"})
+                continue
+            try:
+                outcome = deploy(workspace, registry, deployer, spec.name, production,
+                                 version=record.version, kind="release", tag=tag, note=note)
+                status, reason = outcome.status, outcome.reason
+            except ModelciError as error:
+                status, reason = "failed", error.render()
+            results.append({"model": spec.name, "version": record.version,
+                            "previous_version": previous, "status": status, "reason": reason})
+    return commit, results
