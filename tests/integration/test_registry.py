@@ -502,6 +502,40 @@ def test_upgrade_is_idempotent(registry: Registry) -> None:
     assert [v.version for v in registry.list_versions()] == ["churn-000000000001"]
 
 
+def test_a_current_schema_is_checked_without_loading_alembic(
+    registry: Registry, registry_url: str, repo_root: Path
+) -> None:
+    registry.upgrade()
+    probe = (
+        "import sys; from pathlib import Path; from modelci.registry import open_registry\n"
+        f"with open_registry({registry_url!r}, Path({str(repo_root)!r})) as registry:\n"
+        "    assert registry.get_version('churn-000000000001') is None\n"
+        "print('alembic' in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False"
+
+
+def test_processes_using_a_new_registry_at_once_all_find_it_migrated(
+    registry_url: str, repo_root: Path
+) -> None:
+    # Each migrates under the database's write lock (SQLite) or an advisory lock (PostgreSQL);
+    # the later ones find the schema at head.
+    probe = (
+        "from pathlib import Path; from modelci.registry import open_registry\n"
+        f"with open_registry({registry_url!r}, Path({str(repo_root)!r})) as registry:\n"
+        "    print(registry.models(), registry.upgrade())"
+    )
+    started = [
+        subprocess.Popen([sys.executable, "-c", probe], stdout=subprocess.PIPE, text=True)
+        for _ in range(4)
+    ]
+    outputs = [process.communicate(timeout=120)[0].strip() for process in started]
+
+    assert [process.returncode for process in started] == [0] * 4
+    assert outputs == [f"[] {HEAD}"] * 4
+
+
 def test_head_names_the_newest_migration() -> None:
     from alembic.config import Config
     from alembic.script import ScriptDirectory

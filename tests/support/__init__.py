@@ -1,1 +1,2 @@
-"""Helpers shared by the test suite and the benchmarks: real servers, multi-process races."""
+"""Helpers shared by the test suite and the benchmarks: real servers, git repositories,
+multi-process races."""
