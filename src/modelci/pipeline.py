@@ -40,7 +40,7 @@ class ModelRun:
 
 
 def run_model(workspace: Workspace, name: str, state: ModelRun, note: Note,
-              lock: threading.Lock) -> None:
+              lock: threading.Lock, *, break_lease: bool = False) -> None:
     """Build, train, test and deploy one model; each step done, cached, failed or skipped."""
     from modelci.deploy import open_deployer
     from modelci.deploy.rollout import deploy
@@ -62,7 +62,8 @@ def run_model(workspace: Workspace, name: str, state: ModelRun, note: Note,
         with workspace.registry() as registry:
             step = "train"
             state.steps["train"] = "running"
-            outcome = train_model(workspace, registry, name, TrainOptions(), note=note)
+            outcome = train_model(workspace, registry, name,
+                                  TrainOptions(break_lease=break_lease), note=note)
             state.version = outcome.version
             if outcome.status != "ready":
                 state.steps["train"] = "failed"
@@ -105,7 +106,7 @@ def run_model(workspace: Workspace, name: str, state: ModelRun, note: Note,
 
 def run_pipeline(workspace: Workspace, *, base: str | None, jobs: int, note: Note,
                  on_change: Callable[[list[ModelRun]], None] | None = None,
-                 ) -> tuple[str, list[ModelRun]]:
+                 break_lease: bool = False) -> tuple[str, list[ModelRun]]:
     """The merge pipeline for every model the commit range touches."""
     from modelci.changes import detect
     from modelci.cli.changed import last_deployed_commit
@@ -119,7 +120,7 @@ def run_pipeline(workspace: Workspace, *, base: str | None, jobs: int, note: Not
     deploy_lock = threading.Lock()
 
     def one(state: ModelRun) -> None:
-        run_model(workspace, state.model, state, note, deploy_lock)
+        run_model(workspace, state.model, state, note, deploy_lock, break_lease=break_lease)
         if on_change:
             on_change(runs)
 

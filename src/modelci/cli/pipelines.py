@@ -39,9 +39,12 @@ def _table(runs: list[ModelRun]) -> Table:
               "last deployed to the first environment, else HEAD^).")
 @click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True,
               help="Models handled side by side.")
+@click.option("--break-lease", is_flag=True, help="Take over versions another pipeline is "
+              "training, at once (default: wait for its lease, ten minutes, to expire).")
 @json_option
 @click.pass_obj
-def run(workspace: Workspace, base: str | None, jobs: int, json_mode: bool) -> None:
+def run(workspace: Workspace, base: str | None, jobs: int, break_lease: bool,
+        json_mode: bool) -> None:
     """The merge pipeline: build, train, test and deploy every changed model to the first
     environment. One model's failure never stops another's; exit 1 when any failed."""
     from modelci.pipeline import run_pipeline
@@ -66,7 +69,7 @@ def run(workspace: Workspace, base: str | None, jobs: int, json_mode: bool) -> N
 
     try:
         commit, runs = run_pipeline(workspace, base=base, jobs=jobs, note=note,
-                                    on_change=changed)
+                                    on_change=changed, break_lease=break_lease)
     finally:
         if live is not None:
             live.stop()

@@ -23,10 +23,12 @@ if TYPE_CHECKING:
 @click.option("--force", is_flag=True, help="Train even when a version with the same "
               "fingerprint exists.")
 @click.option("--sample", is_flag=True, help="Train on the deterministic sample; records nothing.")
+@click.option("--break-lease", is_flag=True, help="Take over a version another pipeline is "
+              "training (its lease), at once.")
 @json_option
 @click.pass_obj
 def train(workspace: Workspace, models: tuple[str, ...], rev: str, dirty: bool, force: bool,
-          sample: bool, json_mode: bool) -> None:
+          sample: bool, break_lease: bool, json_mode: bool) -> None:
     """Train MODELS from a clean export of a commit and record each version.
 
     The job follows SageMaker's script mode (a job folder mirroring /opt/ml, SM_* variables,
@@ -39,7 +41,8 @@ def train(workspace: Workspace, models: tuple[str, ...], rev: str, dirty: bool, 
     output = Output(json_mode)
     for name in models:  # every name must be known before any job starts
         find_model(workspace.models, name)
-    options = TrainOptions(rev=rev, dirty=dirty, force=force, sample=sample)
+    options = TrainOptions(rev=rev, dirty=dirty, force=force, sample=sample,
+                           break_lease=break_lease)
     outcomes: list[TrainOutcome] = []
 
     def show_line(prefix: str) -> object:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import collections
 import os
+import shutil
 import signal
 import subprocess
+import sys
 import threading
 import time
 
@@ -14,6 +16,10 @@ from modelci.train.jobdir import command_arguments, environment
 
 # A job's own process group is stopped with SIGTERM, then SIGKILL after this grace.
 KILL_GRACE_S = 5.0
+# A job must not outlive a modelci that was killed (SIGKILL leaves no time to stop it):
+# util-linux's setpriv asks the kernel to kill it when its parent dies.
+_DIE_WITH_PARENT = (["setpriv", "--pdeathsig", "KILL", "--"]
+                    if sys.platform == "linux" and shutil.which("setpriv") else [])
 
 
 def child_environment(job: TrainingJob) -> dict[str, str]:
@@ -36,7 +42,8 @@ class LocalTrainer(Trainer):
     """Runs a job as a local process group, killed when it outlives its timeout."""
 
     def run(self, job: TrainingJob, on_line: LineSink | None = None) -> JobResult:
-        command = [str(job.python), job.entrypoint, *command_arguments(job.hyperparameters)]
+        command = [*_DIE_WITH_PARENT, str(job.python), job.entrypoint,
+                   *command_arguments(job.hyperparameters)]
         tail: collections.deque[str] = collections.deque(maxlen=50)
         started = time.monotonic()
         job.job.log.parent.mkdir(parents=True, exist_ok=True)

@@ -23,6 +23,7 @@ from modelci.fingerprint import file_digests, fingerprint
 from modelci.registry.base import Event, Registry, VersionRecord
 from modelci.settings import MODEL_FILE, parse_toml
 from modelci.spec import ModelSpec, find_model, parse_model
+from modelci.train import lease
 from modelci.train.artifacts import pack, parse_metrics
 from modelci.train.base import JobResult, TrainingJob
 from modelci.train.jobdir import JobDir, add_channel, write_config
@@ -63,6 +64,7 @@ class TrainOptions:
     dirty: bool = False
     force: bool = False
     sample: bool = False
+    break_lease: bool = False
 
 
 def version_name(model: str, commit: str, *, dirty: bool = False) -> str:
@@ -248,23 +250,34 @@ def train_model(workspace: Workspace, registry: Registry, name: str, options: Tr
     started = VersionRecord(
         version=version, model=spec.name, commit=commit, status="training", fingerprint=print_,
         lock_hash=environment.lock_hash, actor=actor, ci_url=ci_url,
-        details={"dirty": options.dirty},
+        details={"dirty": options.dirty, "lease": lease.new_lease()},
     )
+    taken: str | None = None
     if existing is None:
-        registry.add_version(started)
-    elif existing.status != "ready":
+        try:
+            registry.add_version(started)
+        except ConfigError:  # another pipeline created it a moment ago
+            existing = registry.get_version(version)
+            if existing is None:
+                raise
+    if existing is not None and existing.status != "ready":
+        taken = lease.check(existing, break_lease=options.break_lease)
+        if taken:
+            note(f"{version}: taking over the training lease of {taken}")
         registry.update_version(version, status="training", fingerprint=print_,
-                                lock_hash=environment.lock_hash)
+                                lock_hash=environment.lock_hash,
+                                details={**started.details, "lease_taken_from": taken})
 
     job_root = _job_root(workspace, version)
     note(f"{version}: training in {job_root.relative_to(workspace.root)}")
-    result = run_job(workspace, spec, None if options.dirty else commit, environment.python,
-                     job_root, sample=False, on_line=on_line)
+    with lease.renewed(registry, version):
+        result = run_job(workspace, spec, None if options.dirty else commit,
+                         environment.python, job_root, sample=False, on_line=on_line)
     store = workspace.store()
     log_artifact = store.put_file(result.log_path)
     details = {"dirty": options.dirty, "duration_s": round(result.duration_s, 3),
                "job_dir": str(job_root), "log_sha256": log_artifact.sha256,
-               "env_hash": environment.env_hash,
+               "env_hash": environment.env_hash, "lease_taken_from": taken,
                "returncode": result.returncode, **result.details}
     if not result.succeeded:
         details |= {"reason": result.reason, "timed_out": result.timed_out}
