@@ -6,6 +6,7 @@ import base64
 import shutil
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -62,21 +63,9 @@ def _handler(spec: ModelSpec, root: Path) -> str | None:
         else None
 
 
-def run_golden(workspace: Workspace, spec: ModelSpec, python: str,
-               folder: Path) -> list[CheckResult]:
-    """Each golden row through the real serving handler, in process, in the model's env."""
-    found = golden_path(spec, workspace.root)
-    if found is None:
-        return [CheckResult("golden", "golden", True, skipped=True,
-                            message="skipped: no golden file (see `modelci golden record`)")]
-    path, shown = found
-    rows = read_golden(path, shown)
-    started = time.monotonic()
-    [answers] = probe(python, str(workspace.state_dir),
-                      [{"model_dir": str(folder), "handler": _handler(spec, workspace.root)}],
-                      [request(row) for row in rows])
-    took = (time.monotonic() - started) / max(len(rows), 1)
-    tolerance = spec.file.tests.tolerance
+def golden_checks(rows: list[Any], shown: str, answers: list[dict[str, Any]],
+                  tolerance: float, took: float) -> list[CheckResult]:
+    """Each golden row against the handler's answer to it."""
     results = []
     for row, answer in zip(rows, answers, strict=True):
         name = f"golden:{shown}:{row.line}"
@@ -92,32 +81,37 @@ def run_golden(workspace: Workspace, spec: ModelSpec, python: str,
     return results
 
 
-def run_reproducibility(workspace: Workspace, spec: ModelSpec, record: VersionRecord,
-                        python: Path, note: Note) -> CheckResult:
-    """Train twice on the sample in fresh job folders and compare."""
-    from modelci.testing.repro import compare_runs, test_rows
+def train_twice(workspace: Workspace, spec: ModelSpec, record: VersionRecord, python: Path,
+                note: Note) -> tuple[list[dict[str, Any]], bytes | None] | CheckResult:
+    """The reproducibility check's two trainings (on the sample, side by side, in fresh job
+    folders) and the test rows to compare their predictions on; a CheckResult when a run
+    failed."""
+    from modelci.testing.repro import test_rows
     from modelci.train.base import TrainingJob
     from modelci.train.jobdir import JobDir
     from modelci.train.local import child_environment
     from modelci.train.runner import run_job
 
-    started = time.monotonic()
     base = workspace.state_dir / "tests" / f"{record.version}-{time.strftime('%H%M%S')}"
     shutil.rmtree(base, ignore_errors=True)
     base.mkdir(parents=True)
     sample = spec.train.sample is not None
+    note(f"{record.version}: reproducibility: two trainings side by side"
+         + (" on the sample" if sample else " (no [train].sample: on the full data)"))
+
+    def one(index: int) -> Any:
+        return run_job(workspace, spec, record.commit, python, base / f"run-{index}",
+                       sample=sample, on_line=None)
+
+    # the two runs are independent: side by side they take the time of one on two cores
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        results = list(pool.map(one, (1, 2)))
     runs: list[dict[str, Any]] = []
-    for index in (1, 2):
-        note(f"{record.version}: reproducibility run {index} of 2"
-             + (" on the sample" if sample else " (no [train].sample: on the full data)"))
-        result = run_job(workspace, spec, record.commit, python, base / f"run-{index}",
-                         sample=sample, on_line=None)
+    for index, result in zip((1, 2), results, strict=True):
         if not result.succeeded:
             return CheckResult("reproducibility", "reproducibility", False,
-                               message=f"run {index} failed: {result.reason}",
-                               duration_s=time.monotonic() - started)
+                               message=f"run {index} failed: {result.reason}")
         job = JobDir(base / f"run-{index}")
-
         env = child_environment(TrainingJob(
             name="", job=job, python=python, entrypoint=spec.train.entrypoint,
             hyperparameters=dict(spec.train.hyperparameters),
@@ -125,35 +119,63 @@ def run_reproducibility(workspace: Workspace, spec: ModelSpec, record: VersionRe
         runs.append({"model_dir": str(job.model), "code_dir": str(job.code), "env": env})
     channel = next((c for c in ("test", "validation", "train") if c in spec.train.channels),
                    None)
-    answers: list[dict[str, Any]] = []
-    if channel is not None:
-        body = test_rows(spec, JobDir(base / "run-1").channel(channel))
-        if body:
-            replies = probe(str(python), str(workspace.state_dir),
-                            [{"model_dir": r["model_dir"],
-                              "handler": _handler(spec, workspace.root)} for r in runs],
-                            [{"body_b64": base64.b64encode(body).decode(),
-                              "content_type": "text/csv", "accept": "application/json"}])
-            answers = [reply[0] for reply in replies]
-    check = compare_runs(spec, runs, answers, spec.file.tests.tolerance)
-    return CheckResult(check.name, check.kind, check.passed, check.expected, check.actual,
-                       check.message, duration_s=time.monotonic() - started)
+    body = test_rows(spec, JobDir(base / "run-1").channel(channel)) if channel else None
+    return runs, body
 
 
 def test_version(workspace: Workspace, registry: Registry, spec: ModelSpec,
                  record: VersionRecord, *, skip: tuple[str, ...] = (),
                  note: Note) -> TestReport:
-    """Run every check of one version and record the report with it."""
+    """Run every check of one version and record the report with it.
+
+    The golden rows and the reproducibility runs' predictions go through the real handler in
+    one probe process: the model's libraries load once."""
     from modelci.envs.uv import ensure_environment
+    from modelci.testing.repro import compare_runs
 
     report = TestReport(spec.name, record.version)
     environment = ensure_environment(workspace.root, spec, progress=note)
+    handler = _handler(spec, workspace.root)
+    started = time.monotonic()
+
+    repro: tuple[list[dict[str, Any]], bytes | None] | CheckResult | None = None
     if "reproducibility" not in skip:
-        report.checks.append(run_reproducibility(workspace, spec, record,
-                                                 environment.python, note))
+        repro = train_twice(workspace, spec, record, environment.python, note)
+    golden: tuple[list[Any], str] | None = None
     if "golden" not in skip:
-        report.checks += run_golden(workspace, spec, str(environment.python),
-                                    model_dir(workspace, record))
+        found = golden_path(spec, workspace.root)
+        golden = (read_golden(*found), found[1]) if found else None
+
+    models: list[dict[str, Any]] = []
+    requests: list[dict[str, Any]] = []
+    if golden and golden[0]:
+        models.append({"model_dir": str(model_dir(workspace, record)), "handler": handler})
+        requests += [request(row) for row in golden[0]]
+    compare = isinstance(repro, tuple) and repro[1] is not None
+    if isinstance(repro, tuple) and compare:
+        models += [{"model_dir": run["model_dir"], "handler": handler} for run in repro[0]]
+        requests.append({"body_b64": base64.b64encode(repro[1] or b"").decode(),
+                         "content_type": "text/csv", "accept": "application/json"})
+    answers = probe(str(environment.python), str(workspace.state_dir), models, requests) \
+        if models else []
+
+    if isinstance(repro, CheckResult):
+        report.checks.append(repro)
+    elif repro is not None:
+        pair = [answers[-2][-1], answers[-1][-1]] if compare else []
+        check = compare_runs(spec, repro[0], pair, spec.file.tests.tolerance)
+        report.checks.append(CheckResult(check.name, check.kind, check.passed, check.expected,
+                                         check.actual, check.message,
+                                         duration_s=time.monotonic() - started))
+    if "golden" not in skip:
+        if golden is None:
+            report.checks.append(CheckResult(
+                "golden", "golden", True, skipped=True,
+                message="skipped: no golden file (see `modelci golden record`)"))
+        elif golden[0]:
+            rows = golden[0]
+            report.checks += golden_checks(rows, golden[1], answers[0][:len(rows)],
+                                           spec.file.tests.tolerance, 0.0)
     if "gates" not in skip:
         production = workspace.environments[-1]
         pointer = registry.get_pointer(spec.name, production)
@@ -161,6 +183,13 @@ def test_version(workspace: Workspace, registry: Registry, spec: ModelSpec,
         report.checks += check_gates(dict(spec.file.gates), record.metrics,
                                      dict(live.metrics) if live else None,
                                      live.version if live else None)
+    _record(workspace, registry, spec, record, report, skip)
+    return report
+
+
+def _record(workspace: Workspace, registry: Registry, spec: ModelSpec, record: VersionRecord,
+            report: TestReport, skip: tuple[str, ...]) -> None:
+    """Keep the report with the version and log it (and any failed gate) as events."""
     summary = {"passed": report.passed, "time": time.strftime("%Y-%m-%dT%H:%M:%SZ",
                                                               time.gmtime()),
                "skipped": list(skip), "checks": [c.to_json() for c in report.checks]}
@@ -177,7 +206,6 @@ def test_version(workspace: Workspace, registry: Registry, spec: ModelSpec,
                                 details={"passed": report.passed,
                                          "failed": [c.name for c in report.checks
                                                     if not c.passed and not c.skipped]}))
-    return report
 
 
 def tests_passed(record: VersionRecord) -> bool | None:
