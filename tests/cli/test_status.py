@@ -70,3 +70,23 @@ def test_history_newest_first_with_actor_and_ci(git_repo: Callable[..., GitRepo]
     human = modelci("-C", repo.root, "history", "churn")
     assert "gate_failed" in human.stdout and "https://ci.example/1" in human.stdout
     assert modelci("-C", repo.root, "history", "price", "--json").json() == {"events": []}
+
+
+def test_registry_upgrade(git_repo: Callable[..., GitRepo], modelci: Run) -> None:
+    repo = git_repo(examples=True)
+    first = modelci("-C", repo.root, "registry", "upgrade", "--json")
+    assert first.code == 0, first.stdout
+    revision = first.json()["revision"]
+    assert revision and (repo.root / ".modelci/registry.db").exists()
+    again = modelci("-C", repo.root, "registry", "upgrade", "--json")
+    assert again.json()["revision"] == revision
+
+
+def test_bad_registry_url_is_a_configuration_error(git_repo: Callable[..., GitRepo],
+                                                   modelci: Run) -> None:
+    repo = git_repo(examples=True)
+    repo.write("modelci.toml", '[registry]\nurl = "mysql://db/x"\n')
+    result = modelci("-C", repo.root, "registry", "upgrade", "--json")
+    assert result.code == 2
+    assert result.json()["error"]["key"] == "registry.url"
+    assert "sqlite" in result.json()["error"]["message"]
