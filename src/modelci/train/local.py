@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+from typing import IO
 
 from modelci.train.base import JobResult, LineSink, Trainer, TrainingJob, failure_reason
 from modelci.train.jobdir import command_arguments, environment
@@ -38,63 +39,80 @@ def child_environment(job: TrainingJob) -> dict[str, str]:
     return env
 
 
-class LocalTrainer(Trainer):
-    """Runs a job as a local process group, killed when it outlives its timeout."""
+class RunningJob:
+    """A job started in the background; `wait` ends it (or its timeout does)."""
 
-    def run(self, job: TrainingJob, on_line: LineSink | None = None) -> JobResult:
+    def __init__(self, job: TrainingJob, on_line: LineSink | None):
+        self.job = job
+        self.tail: collections.deque[str] = collections.deque(maxlen=50)
+        self.started = time.monotonic()
+        job.job.log.parent.mkdir(parents=True, exist_ok=True)
+        self.log: IO[str] = job.job.log.open("w", encoding="utf-8")
         command = [*_DIE_WITH_PARENT, str(job.python), job.entrypoint,
                    *command_arguments(job.hyperparameters)]
-        tail: collections.deque[str] = collections.deque(maxlen=50)
-        started = time.monotonic()
-        job.job.log.parent.mkdir(parents=True, exist_ok=True)
-        with job.job.log.open("w", encoding="utf-8") as log:
-            process = subprocess.Popen(
-                command, cwd=job.job.code, env=child_environment(job),
-                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                start_new_session=True, text=True, errors="replace", bufsize=1,
-            )
-            assert process.stdout is not None
+        self.process = subprocess.Popen(
+            command, cwd=job.job.code, env=child_environment(job),
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            start_new_session=True, text=True, errors="replace", bufsize=1,
+        )
+        self.reader = threading.Thread(target=self._pump, args=(on_line,), daemon=True)
+        self.reader.start()
 
-            def pump() -> None:
-                assert process.stdout is not None
-                for line in process.stdout:
-                    log.write(line)
-                    tail.append(line.rstrip("\n"))
-                    if on_line is not None:
-                        on_line(line.rstrip("\n"))
+    def _pump(self, on_line: LineSink | None) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.log.write(line)
+            self.tail.append(line.rstrip("\n"))
+            if on_line is not None:
+                on_line(line.rstrip("\n"))
 
-            reader = threading.Thread(target=pump, daemon=True)
-            reader.start()
-            timed_out = False
-            try:
-                returncode = process.wait(timeout=job.timeout)
-            except subprocess.TimeoutExpired:
-                timed_out = True
-                returncode = self._stop(process)
-            except BaseException:  # Ctrl-C: never leave the job running
-                self._stop(process)
-                raise
-            reader.join(timeout=KILL_GRACE_S)
-            process.stdout.close()
-        duration = time.monotonic() - started
+    def wait(self) -> JobResult:
+        """Wait for the job, stopping it at its timeout; how it ended."""
+        timed_out = False
+        remaining = max(self.job.timeout - (time.monotonic() - self.started), 0.001)
+        try:
+            returncode = self.process.wait(timeout=remaining)
+        except subprocess.TimeoutExpired:
+            timed_out = True
+            returncode = self.kill()
+        except BaseException:  # Ctrl-C: never leave the job running
+            self.kill()
+            raise
+        finally:
+            self.reader.join(timeout=KILL_GRACE_S)
+            if self.process.stdout is not None:
+                self.process.stdout.close()
+            self.log.close()
+        duration = time.monotonic() - self.started
+        log_path = self.job.job.log
         if timed_out:
-            return JobResult(False, duration, job.job.log, returncode,
-                             f"timed out after {job.timeout:g} s ([train].timeout)", True)
+            return JobResult(False, duration, log_path, returncode,
+                             f"timed out after {self.job.timeout:g} s ([train].timeout)", True)
         if returncode != 0:
-            reason = failure_reason(job.job, list(tail))
-            return JobResult(False, duration, job.job.log, returncode, reason)
-        return JobResult(True, duration, job.job.log, returncode)
+            return JobResult(False, duration, log_path, returncode,
+                             failure_reason(self.job.job, list(self.tail)))
+        return JobResult(True, duration, log_path, returncode)
 
-    @staticmethod
-    def _stop(process: subprocess.Popen[str]) -> int:
+    def kill(self) -> int:
         """Stop the job's whole process group: SIGTERM, then SIGKILL after the grace."""
         for sig in (signal.SIGTERM, signal.SIGKILL):
             try:
-                os.killpg(process.pid, sig)
+                os.killpg(self.process.pid, sig)
             except ProcessLookupError:
                 break
             try:
-                return process.wait(timeout=KILL_GRACE_S)
+                return self.process.wait(timeout=KILL_GRACE_S)
             except subprocess.TimeoutExpired:
                 continue
-        return process.wait()
+        return self.process.wait()
+
+
+class LocalTrainer(Trainer):
+    """Runs a job as a local process group, killed when it outlives its timeout."""
+
+    def start(self, job: TrainingJob, on_line: LineSink | None = None) -> RunningJob:
+        """Start the job and return at once (the caller's bookkeeping overlaps the job)."""
+        return RunningJob(job, on_line)
+
+    def run(self, job: TrainingJob, on_line: LineSink | None = None) -> JobResult:
+        return self.start(job, on_line).wait()
