@@ -25,8 +25,12 @@ OVERRIDABLE = {
     "store": ("url",),
     "train": ("backend",),
     "deploy": ("backend",),
+    "ray": ("address", "dashboard_url", "serve_host", "serve_port"),
+    "sagemaker": ("role_arn", "region", "bucket", "instance_type", "instance_count", "image_uri",
+                  "framework_version", "max_wait_s", "endpoint_instance_type",
+                  "endpoint_instance_count", "alarms"),
 }
-LIST_KEYS = {("project", "models"), ("project", "shared")}
+LIST_KEYS = {("project", "models"), ("project", "shared"), ("sagemaker", "alarms")}
 
 
 def parse_toml(text: str | bytes, file: Path | str) -> dict[str, Any]:

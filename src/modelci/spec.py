@@ -35,6 +35,7 @@ from modelci.testing.gates import parse_gate
 
 Scalar = str | int | float | bool
 NonEmpty = Annotated[str, StringConstraints(min_length=1)]
+S3_BUCKET_URL = re.compile(r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?$")
 
 
 class Strict(BaseModel):
@@ -58,6 +59,38 @@ class SampleSection(Strict):
     key: str | None = None
 
 
+_MEMORY = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*([kmgt]i?b?|b)?\s*$", re.IGNORECASE)
+_MEMORY_UNITS = {"": 1, "b": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12,
+                 "ki": 2**10, "mi": 2**20, "gi": 2**30, "ti": 2**40}
+
+
+def parse_memory(value: object) -> object:
+    """`2GiB`, `512MB`, `1.5G` or a number of bytes -> bytes; anything else is left for the
+    type check to reject."""
+    if isinstance(value, str):
+        match = _MEMORY.match(value)
+        if match is None:
+            raise ValueError(f"expected bytes or a size such as \"2GiB\", got {value!r}")
+        unit = (match.group(2) or "").lower().removesuffix("b")
+        return int(float(match.group(1)) * _MEMORY_UNITS[unit])
+    return value
+
+
+class ResourcesSection(Strict):
+    """What one training job asks of a cluster (`[train].resources`); the local backend runs
+    the job on this machine as it is."""
+
+    num_cpus: float | None = Field(default=None, ge=0)
+    num_gpus: float | None = Field(default=None, ge=0)
+    memory: int | None = Field(default=None, ge=0)  # bytes; "2GiB"-style strings accepted
+
+    _memory = field_validator("memory", mode="before")(parse_memory)
+
+    def asked(self) -> dict[str, float]:
+        """The resources set, by name."""
+        return {k: float(v) for k, v in self.model_dump().items() if v is not None}
+
+
 class TrainSection(Strict):
     entrypoint: NonEmpty
     hyperparameters: dict[str, Scalar] = {}
@@ -66,6 +99,7 @@ class TrainSection(Strict):
     metrics: dict[str, NonEmpty] = {}
     sample: SampleSection | None = None
     timeout: int = Field(default=3600, gt=0)
+    resources: ResourcesSection = ResourcesSection()
 
     @field_validator("metrics")
     @classmethod
@@ -162,6 +196,67 @@ class BackendSection(Strict):
     backend: Literal["local", "ray", "sagemaker"] = "local"
 
 
+class CanarySection(Strict):
+    """A blue/green update's canary: this share of the new fleet takes traffic first, for
+    `wait_s` seconds, before the rest shifts (SageMaker's CANARY traffic routing)."""
+
+    percent: int = Field(default=10, ge=1, le=100)
+    wait_s: int = Field(default=300, ge=0, le=3600)
+
+
+class SageMakerSection(Strict):
+    """Where and how SageMaker trains and serves (`[train]`/`[deploy] backend = "sagemaker"`).
+
+    `bucket` is `s3://bucket/prefix`: code, channels and outputs go under it. `image_uri`
+    defaults to SageMaker's scikit-learn framework image (`framework_version`) of the region;
+    it may name `{model}` and `{sha12}`, as `modelci build --image` tags images. `max_wait_s`
+    bounds how long modelci waits on SageMaker beyond the work itself: a training job's queue
+    before its `[train].timeout`, an endpoint becoming InService. `alarms` are CloudWatch alarm
+    names that roll a blue/green update back automatically.
+    """
+
+    role_arn: str | None = None
+    region: str | None = None
+    bucket: str | None = None
+    instance_type: NonEmpty = "ml.m5.large"
+    instance_count: int = Field(default=1, ge=1)
+    image_uri: str | None = None
+    framework_version: NonEmpty = "1.2-1"
+    max_wait_s: int = Field(default=1800, gt=0)
+    endpoint_instance_type: NonEmpty = "ml.m5.large"
+    endpoint_instance_count: int = Field(default=1, ge=1)
+    alarms: list[NonEmpty] = []
+    canary: CanarySection = CanarySection()
+
+    @field_validator("bucket")
+    @classmethod
+    def _bucket_is_s3(cls, bucket: str | None) -> str | None:
+        if bucket is not None and not S3_BUCKET_URL.match(bucket):
+            raise ValueError(f"expected s3://bucket or s3://bucket/prefix, got {bucket!r}")
+        return bucket
+
+
+class RaySection(Strict):
+    """The Ray cluster of `[train]`/`[deploy] backend = "ray"`.
+
+    `address` is the cluster's (`host:port` of its head, as `ray start --address` takes it);
+    modelci talks to the head's dashboard, `dashboard_url`, by default `http://<head>:8265`.
+    Ray Serve's proxy binds `serve_host:serve_port`.
+    """
+
+    address: NonEmpty | None = None
+    dashboard_url: NonEmpty | None = None
+    serve_host: NonEmpty = "127.0.0.1"
+    serve_port: int = Field(default=8000, ge=1, le=65535)
+
+    @field_validator("dashboard_url")
+    @classmethod
+    def _dashboard_is_http(cls, url: str | None) -> str | None:
+        if url is not None and not url.startswith(("http://", "https://")):
+            raise ValueError(f"expected an http:// or https:// URL, got {url!r}")
+        return url
+
+
 def _default_environments() -> dict[str, EnvironmentSection]:
     return {
         "staging": EnvironmentSection(suffix="-staging"),
@@ -176,6 +271,8 @@ class ProjectFile(Strict):
     store: UrlSection = UrlSection(url=".modelci/artifacts")
     train: BackendSection = BackendSection()
     deploy: BackendSection = BackendSection()
+    ray: RaySection = RaySection()
+    sagemaker: SageMakerSection = SageMakerSection()
 
     @field_validator("environments")
     @classmethod

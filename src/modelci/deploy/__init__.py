@@ -11,8 +11,10 @@ if TYPE_CHECKING:
     from modelci.deploy.base import Deployer
     from modelci.workspace import Workspace
 
-_DEPLOYERS = {"local": "modelci.deploy.local:LocalDeployer"}
-_PLANNED = ("ray", "sagemaker")
+_DEPLOYERS = {"local": "modelci.deploy.local:LocalDeployer",
+              "ray": "modelci.deploy.ray:RayDeployer",
+              "sagemaker": "modelci.deploy.sagemaker:SageMakerDeployer"}
+_PLANNED: tuple[str, ...] = ()
 
 
 def open_deployer(workspace: Workspace) -> Deployer:

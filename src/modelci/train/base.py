@@ -25,11 +25,15 @@ class TrainingJob:
     seed: int
     timeout: float
     extra_env: dict[str, str] = field(default_factory=dict)
+    metrics: dict[str, str] = field(default_factory=dict)  # name -> regex, from the spec
+    resources: dict[str, float] = field(default_factory=dict)  # [train].resources, as set
 
 
 @dataclass(frozen=True)
 class JobResult:
-    """How a job ended. `reason` says why it failed (from `output/failure` or the log)."""
+    """How a job ended. `reason` says why it failed (from `output/failure` or the log);
+    `metrics` are those the backend measured itself (SageMaker's final metrics), which win
+    over the values parsed from the log."""
 
     succeeded: bool
     duration_s: float
@@ -38,6 +42,7 @@ class JobResult:
     reason: str | None = None
     timed_out: bool = False
     details: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)
 
 
 LineSink = Callable[[str], None]

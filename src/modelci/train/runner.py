@@ -25,7 +25,7 @@ from modelci.settings import MODEL_FILE, parse_toml
 from modelci.spec import ModelSpec, find_model, parse_model
 from modelci.train import lease
 from modelci.train.artifacts import pack, parse_metrics
-from modelci.train.base import JobResult, TrainingJob
+from modelci.train.base import JobResult, Trainer, TrainingJob
 from modelci.train.jobdir import JobDir, add_channel, write_config
 from modelci.workspace import Workspace
 
@@ -158,28 +158,39 @@ def lay_out_job(workspace: Workspace, spec: ModelSpec, commit: str | None, job: 
     return list(spec.train.channels)
 
 
-def trainer_for(workspace: Workspace) -> Any:
-    """The training backend the settings name."""
-    backend = workspace.project.train.backend
-    if backend == "local":
-        from modelci.train.local import LocalTrainer
+# `[train].backend` -> "module:Class", imported only when chosen; each takes the workspace
+_TRAINERS = {"local": "modelci.train.local:LocalTrainer",
+             "ray": "modelci.train.ray:RayTrainer",
+             "sagemaker": "modelci.train.sagemaker:SageMakerTrainer"}
 
-        return LocalTrainer()
-    raise NotBuiltYet(f"the {backend!r} training backend is not built yet",
-                      file="modelci.toml", key="train.backend")
+
+def trainer_for(workspace: Workspace) -> Trainer:
+    """The training backend the settings name (a backend may check its settings here)."""
+    import importlib
+
+    backend = workspace.project.train.backend
+    if backend not in _TRAINERS:
+        raise NotBuiltYet(f"the {backend!r} training backend is not built yet",
+                          file="modelci.toml", key="train.backend")
+    module, name = _TRAINERS[backend].split(":")
+    trainer_class = getattr(importlib.import_module(module), name)
+    trainer: Trainer = trainer_class() if backend == "local" else trainer_class(workspace)
+    return trainer
 
 
 def run_job(workspace: Workspace, spec: ModelSpec, commit: str | None, python: Path,
-            job_root: Path, *, sample: bool, on_line: Note | None) -> JobResult:
-    """Lay out and run one job."""
+            job_root: Path, *, sample: bool, on_line: Note | None,
+            trainer: Trainer | None = None) -> JobResult:
+    """Lay out and run one job (on `trainer`, else the one the settings name)."""
     job = JobDir(job_root)
     channels = lay_out_job(workspace, spec, commit, job, sample=sample)
     training = TrainingJob(
         name=job_root.name, job=job, python=python, entrypoint=spec.train.entrypoint,
         hyperparameters=dict(spec.train.hyperparameters), channels=channels,
-        seed=spec.train.seed, timeout=spec.train.timeout,
+        seed=spec.train.seed, timeout=spec.train.timeout, metrics=dict(spec.train.metrics),
+        resources=spec.train.resources.asked(),
     )
-    result: JobResult = trainer_for(workspace).run(training, on_line)
+    result: JobResult = (trainer or trainer_for(workspace)).run(training, on_line)
     return result
 
 
@@ -231,6 +242,9 @@ def train_model(workspace: Workspace, registry: Registry, name: str, options: Tr
         match = registry.find_by_fingerprint(spec.name, print_)
         if match is not None and match.version != version:
             note(f"{version}: reused from {match.version} (same fingerprint)")
+            if match.artifact_sha256:
+                tag_in_store(workspace.store(), spec.name, version, commit, print_,
+                             match.metrics, match.artifact_sha256)
             record = VersionRecord(
                 version=version, model=spec.name, commit=commit, status="ready",
                 fingerprint=print_, artifact_uri=match.artifact_uri,
@@ -247,6 +261,7 @@ def train_model(workspace: Workspace, registry: Registry, name: str, options: Tr
                                         details={"reused_from": match.version}))
             return _outcome(record, reused_from=match.version)
 
+    trainer = trainer_for(workspace)  # bad backend settings stop here, before any record
     started = VersionRecord(
         version=version, model=spec.name, commit=commit, status="training", fingerprint=print_,
         lock_hash=environment.lock_hash, actor=actor, ci_url=ci_url,
@@ -272,7 +287,8 @@ def train_model(workspace: Workspace, registry: Registry, name: str, options: Tr
     note(f"{version}: training in {job_root.relative_to(workspace.root)}")
     with lease.renewed(registry, version):
         result = run_job(workspace, spec, None if options.dirty else commit,
-                         environment.python, job_root, sample=False, on_line=on_line)
+                         environment.python, job_root, sample=False, on_line=on_line,
+                         trainer=trainer)
     store = workspace.store()
     log_artifact = store.put_file(result.log_path)
     details = {"dirty": options.dirty, "duration_s": round(result.duration_s, 3),
@@ -293,8 +309,9 @@ def train_model(workspace: Workspace, registry: Registry, name: str, options: Tr
 
     archive = pack(JobDir(job_root).model, job_root / "output" / "model.tar.gz")
     artifact = store.put_file(archive)
-    metrics = parse_metrics(result.log_path.read_text(errors="replace"),
-                            dict(spec.train.metrics))
+    metrics = {**parse_metrics(result.log_path.read_text(errors="replace"),
+                               dict(spec.train.metrics)), **result.metrics}
+    tag_in_store(store, spec.name, version, commit, print_, metrics, artifact.sha256)
     record = registry.update_version(
         version, status="ready", fingerprint=print_, artifact_uri=artifact.uri,
         artifact_sha256=artifact.sha256, metrics=metrics, lock_hash=environment.lock_hash,
@@ -304,6 +321,19 @@ def train_model(workspace: Workspace, registry: Registry, name: str, options: Tr
                                 actor=actor, ci_url=ci_url,
                                 details={"artifact_sha256": artifact.sha256}))
     return _outcome(record, job_dir=str(job_root))
+
+
+def tag_in_store(store: Any, model: str, version: str, commit: str, fingerprint: str,
+                 metrics: dict[str, float], sha256: str) -> None:
+    """A store that names versions (OCI) tags the artifact `<model>-<sha12>`, the version's
+    metadata as annotations; before the version is recorded ready, so a failure leaves it not
+    ready."""
+    if not hasattr(store, "tag_version"):
+        return
+    from modelci.store.oci import version_annotations
+
+    store.tag_version(sha256, version, version_annotations(
+        model, version, commit, fingerprint, metrics, sha256))
 
 
 def _fields(record: VersionRecord) -> dict[str, Any]:

@@ -1,0 +1,264 @@
+"""Training on SageMaker: the job folder's code and channels go to S3, a training job runs the
+entry point in the model's image (or SageMaker's scikit-learn framework image) in script mode,
+and its `model.tar.gz` comes back into the job folder's `model/`, so that the version is packed
+and stored as after a local job.
+
+What the SDK's `Estimator.fit` sends, sent the same way: the model folder as
+`sourcedir.tar.gz` (its files at the archive's root), hyperparameters JSON-encoded with
+`sagemaker_program`, `sagemaker_submit_directory`, `sagemaker_container_log_level`,
+`sagemaker_job_name` and `sagemaker_region` among them, and the spec's metric regexes as metric
+definitions. Everything of one job lives under `<bucket prefix>/<job name>/`: `source/`,
+`input/<channel>/` and SageMaker's own `output/model.tar.gz`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import re
+import secrets
+import tarfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from modelci.aws import SageMakerAccount, resource_name
+from modelci.train.artifacts import unpack
+from modelci.train.base import JobResult, LineSink, Trainer, TrainingJob
+from modelci.train.jobdir import encode_hyperparameters
+from modelci.workspace import Workspace
+
+LOG_GROUP = "/aws/sagemaker/TrainingJobs"
+POLL_FIRST_S = 0.2  # a job's status is asked for often at first, then every POLL_MAX_S
+POLL_MAX_S = 15.0
+FINISHED = ("Completed", "Failed", "Stopped")
+_VERSION = re.compile(r"^(?P<model>[a-z][a-z0-9-]*?)-(?P<sha12>[0-9a-f]{12})(?:-|$)")
+
+
+def pack_source(folder: Path, destination: Path) -> Path:
+    """`sourcedir.tar.gz` as the SDK's `tar_and_upload_dir` makes it: the folder's files at the
+    archive's root (caches left out), sorted and without times, so the same code packs alike."""
+    entries = sorted(p for p in folder.rglob("*")
+                     if p.is_file() and "__pycache__" not in p.relative_to(folder).parts)
+    with destination.open("wb") as raw, \
+            gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as zipped, \
+            tarfile.open(fileobj=zipped, mode="w", format=tarfile.PAX_FORMAT) as archive:
+        for path in entries:
+            info = archive.gettarinfo(str(path), arcname=path.relative_to(folder).as_posix())
+            info.mtime = 0
+            info.uid = info.gid = 0
+            info.uname = info.gname = ""
+            with path.open("rb") as handle:
+                archive.addfile(info, handle)
+    return destination
+
+
+def job_name(base: str) -> str:
+    """A training job's name: the job folder's (version and time) and four random hex digits,
+    within SageMaker's 63 characters of letters, digits and hyphens. SageMaker never reuses a
+    job's name, so two machines starting the same second still differ."""
+    suffix = secrets.token_hex(2)
+    return resource_name(base, limit=63 - len(suffix) - 1) + "-" + suffix
+
+
+class SageMakerTrainer(Trainer):
+    """Runs a job as a SageMaker training job and waits for it, with progress.
+
+    Opening one checks the role, the bucket (that it exists), the region and the credentials,
+    so that bad configuration stops with exit 2 before a version is recorded or a file
+    uploaded.
+    """
+
+    def __init__(self, workspace: Workspace):
+        self.settings = workspace.project.sagemaker
+        self.account = SageMakerAccount.open(self.settings)
+        self.account.check_bucket()
+
+    def run(self, job: TrainingJob, on_line: LineSink | None = None) -> JobResult:
+        started = time.monotonic()
+        job.job.log.parent.mkdir(parents=True, exist_ok=True)
+        name = job_name(job.name)
+        with job.job.log.open("w", encoding="utf-8") as log:
+            def say(line: str) -> None:
+                log.write(line + "\n")
+                log.flush()
+                if on_line is not None:
+                    on_line(line)
+
+            details: dict[str, Any] = {"training_job_name": name,
+                                       "training_job_region": self.account.region}
+            say(f"[sagemaker] training job {name} in {self.account.region}")
+            request = self._request(job, name, say)
+            with self.account.call("sagemaker", f"creating the training job {name}") as api:
+                details["training_job_arn"] = api.create_training_job(**request)[
+                    "TrainingJobArn"]
+            say(f"[sagemaker] created {details['training_job_arn']}")
+            try:
+                final, past_deadline = self._wait(job, name, started, say)
+            except BaseException:  # Ctrl-C or a failure while waiting: don't leave it running
+                self._stop(name)
+                raise
+            status = final["TrainingJobStatus"]
+            duration = time.monotonic() - started
+            details["billable_s"] = final.get("BillableTimeInSeconds")
+            if status != "Completed":
+                timed_out = past_deadline or final.get("SecondaryStatus") == "MaxRuntimeExceeded"
+                reason = (f"timed out after {job.timeout:g} s ([train].timeout)" if timed_out
+                          else final.get("FailureReason")
+                          or f"the training job ended {status}")
+                say(f"[sagemaker] {name}: {status}: {reason}")
+                return JobResult(False, duration, job.job.log, None, reason, timed_out,
+                                 details=details)
+            model_data = final.get("ModelArtifacts", {}).get("S3ModelArtifacts")
+            if not model_data:
+                return JobResult(False, duration, job.job.log, None,
+                                 "the training job completed without model artifacts",
+                                 details=details)
+            details["model_data_url"] = model_data
+            say(f"[sagemaker] downloading {model_data}")
+            archive = self.account.download(model_data,
+                                            job.job.output / "sagemaker" / "model.tar.gz")
+            unpack(archive, job.job.model)
+            metrics = {m["MetricName"]: float(m["Value"])
+                       for m in final.get("FinalMetricDataList", [])
+                       if m.get("MetricName") in job.metrics and "Value" in m}
+            say(f"[sagemaker] {name}: Completed")
+        return JobResult(True, time.monotonic() - started, job.job.log, None,
+                         details=details, metrics=metrics)
+
+    # --- the request ------------------------------------------------------------------------
+
+    def _request(self, job: TrainingJob, name: str, say: LineSink) -> dict[str, Any]:
+        """Upload the code and channels, and the CreateTrainingJob request that uses them."""
+        account = self.account
+        match = _VERSION.match(job.name)
+        image = account.image_uri(match["model"] if match else None,
+                                  match["sha12"] if match else None)
+        source = pack_source(job.job.code, job.job.root / "sourcedir.tar.gz")
+        submit = account.upload(source, account.s3_url(name, "source", "sourcedir.tar.gz"))
+        say(f"[sagemaker] code: {submit}")
+        inputs = []
+        for channel in job.channels:
+            folder = job.job.channel(channel)
+            url = account.s3_url(name, "input", channel)
+            for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+                account.upload(path, f"{url}/{path.relative_to(folder).as_posix()}")
+            say(f"[sagemaker] channel {channel}: {url}/")
+            inputs.append({
+                "ChannelName": channel,
+                "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": url + "/",
+                                                "S3DataDistributionType": "FullyReplicated"}},
+                "InputMode": "File",
+            })
+        hyperparameters = encode_hyperparameters({
+            **job.hyperparameters,
+            "sagemaker_program": job.entrypoint,
+            "sagemaker_submit_directory": submit,
+            "sagemaker_container_log_level": 20,
+            "sagemaker_job_name": name,
+            "sagemaker_region": account.region,
+        })
+        return {
+            "TrainingJobName": name,
+            "AlgorithmSpecification": {
+                "TrainingImage": image,
+                "TrainingInputMode": "File",
+                "MetricDefinitions": [{"Name": metric, "Regex": regex}
+                                      for metric, regex in job.metrics.items()],
+            },
+            "RoleArn": self.settings.role_arn,
+            "HyperParameters": hyperparameters,
+            "InputDataConfig": inputs,
+            "OutputDataConfig": {"S3OutputPath": account.s3_url()},
+            "ResourceConfig": {"InstanceType": self.settings.instance_type,
+                               "InstanceCount": self.settings.instance_count,
+                               "VolumeSizeInGB": 30},
+            "StoppingCondition": {"MaxRuntimeInSeconds": max(int(job.timeout), 1)},
+            "Environment": {"MODELCI_SEED": str(job.seed), "PYTHONHASHSEED": str(job.seed),
+                            **job.extra_env},
+            "Tags": [{"Key": "modelci:job", "Value": job.name}],
+        }
+
+    # --- waiting ----------------------------------------------------------------------------
+
+    def _wait(self, job: TrainingJob, name: str, started: float,
+              say: LineSink) -> tuple[dict[str, Any], bool]:
+        """Poll the job until it ends, saying each status change and streaming its log; stop
+        it when it outlives its timeout plus `max_wait_s` (its time in SageMaker's queue).
+        The job's last description, and whether modelci stopped it at that deadline."""
+        deadline = started + job.timeout + self.settings.max_wait_s
+        seen: set[tuple[str, str]] = set()
+        logs = _LogFollower(self.account, name)
+        interval = POLL_FIRST_S
+        pause = threading.Event()  # waited on, never set: a poll interval that Ctrl-C ends
+        while True:
+            with self.account.call("sagemaker", f"watching the training job {name}") as api:
+                state: dict[str, Any] = api.describe_training_job(TrainingJobName=name)
+            for transition in state.get("SecondaryStatusTransitions", []):
+                key = (str(transition.get("Status")), str(transition.get("StatusMessage", "")))
+                if key not in seen:
+                    seen.add(key)
+                    say(f"[sagemaker] {key[0]}: {key[1]}".rstrip(": "))
+            for line in logs.new_lines():
+                say(line)
+            if state.get("TrainingJobStatus") in FINISHED:
+                for line in logs.new_lines():  # what was written as it ended
+                    say(line)
+                return state, False
+            if time.monotonic() > deadline:
+                self._stop(name)
+                say(f"[sagemaker] {name}: stopped after {job.timeout:g} s + "
+                    f"{self.settings.max_wait_s} s of waiting ([sagemaker] max_wait_s)")
+                return {**state, "TrainingJobStatus": "Stopped"}, True
+            pause.wait(min(interval, max(deadline - time.monotonic(), 0.0)))
+            interval = min(interval * 2, POLL_MAX_S)
+
+    def _stop(self, name: str) -> None:
+        """Ask SageMaker to stop the job; a job that already ended is left as it is."""
+        # best effort: a job that ended refuses, and the error that led here matters more
+        with contextlib.suppress(Exception):
+            self.account.client("sagemaker").stop_training_job(TrainingJobName=name)
+
+
+class _LogFollower:
+    """The job's CloudWatch log lines (`/aws/sagemaker/TrainingJobs`, streams named after the
+    job), each returned once. Without log access the job still runs; its log stays short."""
+
+    def __init__(self, account: SageMakerAccount, name: str):
+        self.account = account
+        self.name = name
+        self.tokens: dict[str, str | None] = {}
+        self.enabled = True
+
+    def new_lines(self) -> list[str]:
+        if not self.enabled:
+            return []
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        lines: list[str] = []
+        logs = self.account.client("logs")
+        try:
+            streams = logs.describe_log_streams(logGroupName=LOG_GROUP,
+                                                logStreamNamePrefix=self.name)["logStreams"]
+            for stream in streams:
+                stream_name = stream["logStreamName"]
+                while True:
+                    arguments: dict[str, Any] = {"logGroupName": LOG_GROUP,
+                                                 "logStreamName": stream_name,
+                                                 "startFromHead": True}
+                    if self.tokens.get(stream_name):
+                        arguments["nextToken"] = self.tokens[stream_name]
+                    page = logs.get_log_events(**arguments)
+                    lines += [str(e.get("message", "")).rstrip("\n") for e in page["events"]]
+                    token = page.get("nextForwardToken")
+                    if token == self.tokens.get(stream_name) or not page["events"]:
+                        self.tokens[stream_name] = token
+                        break
+                    self.tokens[stream_name] = token
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") != "ResourceNotFoundException":
+                self.enabled = False  # no access to the logs: the job matters, not its log
+        except BotoCoreError:
+            self.enabled = False
+        return lines

@@ -1,0 +1,537 @@
+"""SageMaker training and endpoints against the AWS API emulator (`moto_server`): `modelci train`
+and `deploy` with `[train]`/`[deploy] backend = "sagemaker"`, set through MODELCI_* variables
+as CI would set them, and the same `invoke`, `status` and `history` as locally.
+
+The emulator answers S3, SageMaker, sagemaker-runtime and CloudWatch Logs for real, with these
+gaps, each filled by a stand-in named here and hooked into boto3's default session with
+botocore's event system (the mechanism botocore's own Stubber uses), so that only that call or
+that effect is not the emulator's:
+
+- `fake_training_container`: moto completes a training job at once and runs nothing, so it
+  writes no `model.tar.gz` and no log. Right after CreateTrainingJob answers, this stand-in puts
+  a tiny stdlib model where SageMaker would (`<S3OutputPath>/<job>/output/model.tar.gz`) and the
+  script's log lines into CloudWatch Logs (`/aws/sagemaker/TrainingJobs`, `<job>/algo-1-...`).
+- `fake_update_endpoint`: moto has no UpdateEndpoint. This stand-in answers that one call and
+  leaves the endpoint as a finished blue/green update would (on the new configuration,
+  InService) by re-creating it in the emulator; `fake_update_rolled_back` leaves it as an alarm
+  during the canary would (still on the old configuration).
+- `fake_describe_training_job_failed`: moto's jobs never fail; this stand-in answers
+  DescribeTrainingJob with the emulator's own description turned Failed, with a FailureReason.
+
+sagemaker-runtime's InvokeEndpoint is the emulator's: it answers from a queue of canned results
+that the test fills through moto's documented `/moto-api/static/sagemaker/endpoint-results`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import itertools
+import json
+import tarfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from modelci.deploy.sagemaker import SageMakerDeployer
+from modelci.registry import open_registry
+from modelci.store import open_store
+from modelci.train.artifacts import unpack
+from modelci.workspace import Workspace
+from tests.conftest import CliResult
+from tests.integration.conftest import SECRET_ACCESS_KEY
+from tests.support.repos import GitRepo
+
+pytestmark = pytest.mark.aws
+
+Run = Callable[..., CliResult]
+REGISTRY = "sqlite:///.modelci/registry.db"
+ROLE = "arn:aws:iam::123456789012:role/modelci-test"
+ACCOUNT = "123456789012"  # moto's default account
+_names = itertools.count(1)
+
+TRAIN = '''\
+import json, os
+bias = float(os.environ["SM_HP_BIAS"])
+with open(os.path.join(os.environ["SM_MODEL_DIR"], "model.json"), "w") as f:
+    json.dump({"bias": bias}, f)
+print("score=0.75")
+'''
+INFERENCE = '''\
+import json, os
+
+def model_fn(model_dir):
+    with open(os.path.join(model_dir, "model.json")) as f:
+        return json.load(f)
+
+def predict_fn(data, model):
+    return [float(sum(row)) + model["bias"] for row in data]
+'''
+SPEC = '''\
+[train]
+entrypoint = "train.py"
+hyperparameters = { bias = 0.5, label = "toy" }
+channels = { train = "data/toy/train.csv", test = "data/toy/test.csv" }
+metrics = { score = "score=([0-9.]+)" }
+timeout = 600
+
+[serve]
+handler = "inference.py"
+'''
+PROJECT = '''\
+[sagemaker]
+max_wait_s = 30
+canary = { percent = 25, wait_s = 60 }
+'''
+
+
+def model_tarball(bias: float) -> bytes:
+    """What the training script would have packed: `model.json` at the archive's root."""
+    content = json.dumps({"bias": bias}).encode()
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
+        info = tarfile.TarInfo("model.json")
+        info.size = len(content)
+        archive.addfile(info, io.BytesIO(content))
+    return buffer.getvalue()
+
+
+@dataclass
+class SageMakerWorld:
+    """The emulator as the tests see it: an admin session (no hooks) to set up and inspect,
+    the requests modelci sent (captured from boto3's default session), and the stand-ins."""
+
+    url: str
+    bucket: str
+    admin: Any
+    requests: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    training_fails: bool = False
+    update_rolls_back: bool = False
+
+    def sent(self, operation: str) -> list[dict[str, Any]]:
+        return [params for name, params in self.requests if name == operation]
+
+    def hook(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """A fresh default session (boto3's standard chain, read now) carrying the hooks."""
+        import boto3
+
+        monkeypatch.setattr(boto3, "DEFAULT_SESSION", None)
+        boto3.setup_default_session()
+        events = boto3.DEFAULT_SESSION.events
+        events.register("provide-client-params.sagemaker", self._capture)
+        events.register("after-call.sagemaker.CreateTrainingJob",
+                        self.fake_training_container)
+        events.register("before-call.sagemaker.UpdateEndpoint", self.fake_update_endpoint)
+        events.register("before-call.sagemaker.DescribeTrainingJob",
+                        self.fake_describe_training_job_failed)
+
+    def _capture(self, params: dict[str, Any], model: Any, **_: Any) -> None:
+        self.requests.append((model.name, json.loads(json.dumps(params, default=repr))))
+
+    # --- stand-ins --------------------------------------------------------------------------
+
+    def fake_training_container(self, parsed: dict[str, Any], **_: Any) -> None:
+        """Stand in for the training container, which moto does not run: write the model and
+        the log where SageMaker's container would, once the job exists."""
+        request = self.sent("CreateTrainingJob")[-1]
+        job = request["TrainingJobName"]
+        output = request["OutputDataConfig"]["S3OutputPath"].rstrip("/")
+        bucket, _, prefix = output[len("s3://"):].partition("/")
+        key = "/".join(p for p in (prefix, job, "output", "model.tar.gz") if p)
+        self.admin.client("s3").put_object(Bucket=bucket, Key=key, Body=model_tarball(0.5))
+        logs = self.admin.client("logs")
+        group = "/aws/sagemaker/TrainingJobs"
+        if not logs.describe_log_groups(logGroupNamePrefix=group)["logGroups"]:
+            logs.create_log_group(logGroupName=group)
+        now = int(time.time() * 1000)  # CloudWatch drops events older than 14 days
+        stream = f"{job}/algo-1-{now // 1000}"
+        logs.create_log_stream(logGroupName=group, logStreamName=stream)
+        logs.put_log_events(logGroupName=group, logStreamName=stream, logEvents=[
+            {"timestamp": now, "message": "training toy"},
+            {"timestamp": now + 1, "message": "score=0.75"},
+        ])
+
+    def fake_update_endpoint(self, params: dict[str, Any], **_: Any) -> Any:
+        """Stand in for UpdateEndpoint, which moto lacks: leave the endpoint as a finished
+        blue/green update does (on the new configuration), or, with `update_rolls_back`, as an
+        alarm during the canary does (back on the old one)."""
+        from botocore.awsrequest import AWSResponse
+
+        body = json.loads(params["body"]) if isinstance(params.get("body"), str | bytes) \
+            else params["body"]
+        name, config = body["EndpointName"], body["EndpointConfigName"]
+        api = self.admin.client("sagemaker")
+        arn = api.describe_endpoint(EndpointName=name)["EndpointArn"]
+        if not self.update_rolls_back:
+            api.delete_endpoint(EndpointName=name)
+            api.create_endpoint(EndpointName=name, EndpointConfigName=config)
+        return AWSResponse(f"{self.url}/", 200, {}, None), {"EndpointArn": arn}
+
+    def fake_describe_training_job_failed(self, params: dict[str, Any], **_: Any) -> Any:
+        """Stand in for DescribeTrainingJob when `training_fails`: the emulator's own answer,
+        turned Failed with a FailureReason (moto's jobs always complete)."""
+        if not self.training_fails:
+            return None  # the emulator answers
+        from botocore.awsrequest import AWSResponse
+
+        body = json.loads(params["body"])
+        state = self.admin.client("sagemaker").describe_training_job(
+            TrainingJobName=body["TrainingJobName"])
+        state.pop("ResponseMetadata", None)
+        state.update(TrainingJobStatus="Failed", SecondaryStatus="Failed",
+                     FailureReason="AlgorithmError: ValueError: C must be positive")
+        state.pop("ModelArtifacts", None)
+        return AWSResponse(f"{self.url}/", 200, {}, None), state
+
+    # --- the emulator's canned runtime answers ----------------------------------------------
+
+    def queue_answers(self, *bodies: str) -> None:
+        """Queue InvokeEndpoint's next answers (moto's documented results API)."""
+        results = [{"Body": b, "ContentType": "application/json",
+                    "InvokedProductionVariant": "AllTraffic", "CustomAttributes": ""}
+                   for b in bodies]
+        httpx.post(f"{self.url}/moto-api/static/sagemaker/endpoint-results",
+                   json={"account_id": ACCOUNT, "region": "us-east-1", "results": results},
+                   timeout=10).raise_for_status()
+
+
+@pytest.fixture
+def world(aws_env: str, monkeypatch: pytest.MonkeyPatch) -> SageMakerWorld:
+    """The emulator, a new bucket, the stand-ins hooked in, and the SageMaker settings in the
+    MODELCI_* variables (role and bucket, both backends)."""
+    import boto3
+
+    admin = boto3.session.Session()
+    bucket = f"modelci-sagemaker-{next(_names)}-{id(monkeypatch) % 10000}"
+    admin.client("s3").create_bucket(Bucket=bucket)
+    found = SageMakerWorld(aws_env, bucket, admin)
+    found.hook(monkeypatch)
+    monkeypatch.setenv("MODELCI_TRAIN_BACKEND", "sagemaker")
+    monkeypatch.setenv("MODELCI_DEPLOY_BACKEND", "sagemaker")
+    monkeypatch.setenv("MODELCI_SAGEMAKER_ROLE_ARN", ROLE)
+    monkeypatch.setenv("MODELCI_SAGEMAKER_BUCKET", f"s3://{bucket}/ci")
+    monkeypatch.setenv("MODELCI_SAGEMAKER_ALARMS", "toy-5xx,toy-latency")
+    return found
+
+
+@dataclass
+class Toy:
+    repo: GitRepo
+    name: str
+
+    @property
+    def root(self) -> Path:
+        return self.repo.root
+
+
+@pytest.fixture
+def toy(git_repo: Callable[..., GitRepo], shared_sagemaker_envs: Path) -> Toy:
+    """A repository with one small model, named anew for each test: endpoints live in the
+    emulator for the whole session."""
+    repo = git_repo()
+    name = f"smtoy{next(_names)}"
+    repo.write(".gitignore", ".modelci/\n")
+    repo.write("modelci.toml", PROJECT)
+    repo.write(f"models/{name}/model.toml", SPEC)
+    repo.write(f"models/{name}/train.py", TRAIN)
+    repo.write(f"models/{name}/inference.py", INFERENCE)
+    repo.write(f"models/{name}/requirements.txt", "")
+    rows = "".join(f"{i},{i % 3},{i % 5},{i % 2}\n" for i in range(20))
+    repo.write("data/toy/train.csv", "id,a,b,label\n" + rows)
+    repo.write("data/toy/test.csv", "id,a,b,label\n" + rows)
+    repo.commit("toy model")
+    (repo.root / ".modelci").mkdir()
+    (repo.root / ".modelci" / "envs").symlink_to(shared_sagemaker_envs, target_is_directory=True)
+    return Toy(repo, name)
+
+
+@pytest.fixture(scope="module")
+def shared_sagemaker_envs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One folder of model environments for the module: every toy's is the same."""
+    return tmp_path_factory.mktemp("sagemaker-envs")
+
+
+def _objects(world: SageMakerWorld) -> list[str]:
+    listed = world.admin.client("s3").list_objects_v2(Bucket=world.bucket)
+    return sorted(o["Key"] for o in listed.get("Contents", []))
+
+
+def _secret_nowhere(toy: Toy, *results: CliResult) -> None:
+    for result in results:
+        assert SECRET_ACCESS_KEY not in result.stdout + result.stderr
+    for path in (toy.root / ".modelci").rglob("*"):
+        if path.is_file() and not path.is_symlink() and "envs" not in path.parts:
+            assert SECRET_ACCESS_KEY.encode() not in path.read_bytes(), path
+
+
+# --- training ---------------------------------------------------------------------------------
+
+
+def test_train_on_sagemaker(world: SageMakerWorld, toy: Toy, modelci: Run,
+                            tmp_path: Path) -> None:
+    result = modelci("-C", toy.root, "train", toy.name, "--json")
+    assert result.code == 0, result.stdout + result.stderr
+    [outcome] = result.json()["versions"]
+    assert outcome["status"] == "ready"
+    assert outcome["version"] == f"{toy.name}-{toy.repo.sha()[:12]}"
+    assert outcome["metrics"] == {"score": 0.75}  # the job's log, from CloudWatch Logs
+
+    [request] = world.sent("CreateTrainingJob")
+    job = request["TrainingJobName"]
+    assert job.startswith(outcome["version"] + "-") and len(job) <= 63
+    prefix = f"s3://{world.bucket}/ci/{job}"
+    submit = f"{prefix}/source/sourcedir.tar.gz"
+    # hyperparameters JSON-encoded, as SageMaker's SDK sends them
+    assert request["HyperParameters"] == {
+        "bias": "0.5", "label": '"toy"', "sagemaker_program": '"train.py"',
+        "sagemaker_submit_directory": json.dumps(submit),
+        "sagemaker_container_log_level": "20", "sagemaker_job_name": json.dumps(job),
+        "sagemaker_region": '"us-east-1"',
+    }
+    spec = request["AlgorithmSpecification"]
+    assert spec["MetricDefinitions"] == [{"Name": "score", "Regex": "score=([0-9.]+)"}]
+    assert spec["TrainingImage"] == ("683313688378.dkr.ecr.us-east-1.amazonaws.com/"
+                                     "sagemaker-scikit-learn:1.2-1-cpu-py3")
+    assert spec["TrainingInputMode"] == "File"
+    assert request["StoppingCondition"] == {"MaxRuntimeInSeconds": 600}
+    assert request["ResourceConfig"]["InstanceType"] == "ml.m5.large"
+
+    # the emulator holds the job as it was asked for (moto rewrites only MetricDefinitions)
+    described = world.admin.client("sagemaker").describe_training_job(TrainingJobName=job)
+    assert described["HyperParameters"] == request["HyperParameters"]
+    assert described["RoleArn"] == ROLE
+    assert {c["ChannelName"]: c["DataSource"]["S3DataSource"]["S3Uri"]
+            for c in described["InputDataConfig"]} == {
+        "train": f"{prefix}/input/train/", "test": f"{prefix}/input/test/"}
+    assert described["OutputDataConfig"]["S3OutputPath"] == f"s3://{world.bucket}/ci"
+
+    keys = _objects(world)
+    assert f"ci/{job}/input/train/train.csv" in keys and f"ci/{job}/input/test/test.csv" in keys
+    source = world.admin.client("s3").get_object(Bucket=world.bucket,
+                                                 Key=f"ci/{job}/source/sourcedir.tar.gz")
+    with tarfile.open(fileobj=io.BytesIO(source["Body"].read())) as archive:
+        assert sorted(archive.getnames()) == ["inference.py", "model.toml", "requirements.txt",
+                                              "train.py"]  # files at the root, as the SDK
+
+    with open_registry(REGISTRY, toy.root) as registry:
+        record = registry.get_version(outcome["version"])
+        assert record is not None and record.status == "ready"
+        assert record.details["training_job_arn"] == described["TrainingJobArn"]
+        assert record.details["training_job_name"] == job
+        assert record.details["model_data_url"] == f"{prefix}/output/model.tar.gz"
+    archive = open_store(".modelci/artifacts", toy.root).get_file(
+        outcome["artifact"]["sha256"], tmp_path / "model.tar.gz")
+    unpacked = unpack(archive, tmp_path / "unpacked")
+    assert json.loads((unpacked / "model.json").read_text()) == {"bias": 0.5}
+    human = modelci("-C", toy.root, "train", toy.name, "--force")
+    assert human.code == 0, human.stderr
+    assert "[sagemaker] created arn:aws:sagemaker:us-east-1" in human.stderr  # progress
+    assert len(world.sent("CreateTrainingJob")) == 2
+    log = Path(outcome["job_dir"], "output", "log.txt").read_text()
+    assert f"training job {job}" in log and "score=0.75" in log
+    _secret_nowhere(toy, result, human)
+
+
+def test_failed_training_job(world: SageMakerWorld, toy: Toy, modelci: Run) -> None:
+    world.training_fails = True
+    result = modelci("-C", toy.root, "train", toy.name, "--json")
+    assert result.code == 1
+    [outcome] = result.json()["versions"]
+    assert outcome["status"] == "failed"
+    assert outcome["reason"] == "AlgorithmError: ValueError: C must be positive"
+    with open_registry(REGISTRY, toy.root) as registry:
+        record = registry.get_version(outcome["version"])
+        assert record is not None and record.status == "failed"
+        assert record.artifact_uri is None
+        assert record.details["training_job_arn"].endswith(record.details["training_job_name"])
+        assert registry.events(toy.name)[0].kind == "train_failed"
+    human = modelci("-C", toy.root, "train", toy.name)
+    assert human.code == 1 and "C must be positive" in human.stderr
+
+
+# --- bad configuration ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("case", ["no-role", "no-bucket-setting", "missing-bucket",
+                                  "no-credentials", "unreachable"])
+def test_bad_configuration_stops_before_anything(world: SageMakerWorld, toy: Toy, modelci: Run,
+                                                 monkeypatch: pytest.MonkeyPatch,
+                                                 case: str) -> None:
+    expected_code, key, words = {
+        "no-role": (2, "sagemaker.role_arn", ["MODELCI_SAGEMAKER_ROLE_ARN"]),
+        "no-bucket-setting": (2, "sagemaker.bucket", ["MODELCI_SAGEMAKER_BUCKET"]),
+        "missing-bucket": (2, "sagemaker.bucket", ["'modelci-nowhere'", "does not exist",
+                                                   world.url]),
+        "no-credentials": (2, None, ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
+                                     "AWS_PROFILE"]),
+        "unreachable": (1, None, ["http://127.0.0.1:9", "did not answer"]),
+    }[case]
+    if case == "no-role":
+        monkeypatch.delenv("MODELCI_SAGEMAKER_ROLE_ARN")
+    elif case == "no-bucket-setting":
+        monkeypatch.delenv("MODELCI_SAGEMAKER_BUCKET")
+    elif case == "missing-bucket":
+        monkeypatch.setenv("MODELCI_SAGEMAKER_BUCKET", "s3://modelci-nowhere/ci")
+    elif case == "no-credentials":
+        monkeypatch.delenv("AWS_ACCESS_KEY_ID")
+        monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
+        world.hook(monkeypatch)  # a default session that reads the chain anew
+    else:
+        monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")  # discard: nothing there
+        world.hook(monkeypatch)
+    before = _objects(world) if case != "unreachable" else []
+
+    for command in (("train", toy.name), ("deploy", toy.name, "--env", "staging",
+                                          "--skip-tests")):
+        result = modelci("-C", toy.root, *command, "--json")
+        assert result.code == expected_code, result.stdout
+        error = result.json()["error"]
+        assert error["key"] == key, error
+        for word in words:
+            assert word in error["message"], error
+        _secret_nowhere(toy, result)
+
+    # nothing uploaded, no job, no version recorded, no endpoint pointer moved
+    assert world.sent("CreateTrainingJob") == []
+    if case != "unreachable":
+        assert _objects(world) == before
+    with open_registry(REGISTRY, toy.root) as registry:
+        assert registry.list_versions(toy.name) == []
+        assert registry.get_pointer(toy.name, "staging") is None
+
+
+# --- endpoints --------------------------------------------------------------------------------
+
+
+def _train_new_version(toy: Toy, modelci: Run, bias: str) -> str:
+    toy.repo.write(f"models/{toy.name}/model.toml", SPEC.replace("bias = 0.5", f"bias = {bias}"))
+    toy.repo.commit(f"bias {bias}")
+    result = modelci("-C", toy.root, "train", toy.name, "--json")
+    assert result.code == 0, result.stdout + result.stderr
+    version: str = result.json()["versions"][0]["version"]
+    return version
+
+
+def _deploy(toy: Toy, modelci: Run, *extra: str) -> dict[str, Any]:
+    result = modelci("-C", toy.root, "deploy", toy.name, "--env", "staging", "--skip-tests",
+                     "--json", *extra)
+    _secret_nowhere(toy, result)
+    outcome: dict[str, Any] = result.json()
+    assert result.code == (0 if outcome["status"] in ("deployed", "unchanged") else 1)
+    return outcome
+
+
+def test_endpoint_create_update_invoke_rollback(world: SageMakerWorld, toy: Toy,
+                                                modelci: Run, tmp_path: Path) -> None:
+    api = world.admin.client("sagemaker")
+    endpoint = f"{toy.name}-staging"
+    first = _train_new_version(toy, modelci, "0.5")
+    world.queue_answers('{"predictions": [1.5]}')  # the smoke request's answer
+
+    created = _deploy(toy, modelci)
+    assert created["status"] == "deployed", created
+    assert created["gateway_url"] == f"{world.url}/endpoints/{endpoint}/invocations"
+    model = api.describe_model(ModelName=first)
+    assert model["ExecutionRoleArn"] == ROLE
+    container = model["PrimaryContainer"]
+    with open_registry(REGISTRY, toy.root) as registry:
+        record = registry.get_version(first)
+        assert record is not None and record.artifact_sha256 is not None
+    assert container["ModelDataUrl"] == (f"s3://{world.bucket}/ci/models/"
+                                         f"{record.artifact_sha256}/model.tar.gz")
+    assert container["Environment"]["SAGEMAKER_PROGRAM"] == "inference.py"
+    assert container["Environment"]["SAGEMAKER_SUBMIT_DIRECTORY"] == (
+        f"s3://{world.bucket}/ci/code/{first}/sourcedir.tar.gz")
+    stored = world.admin.client("s3").get_object(
+        Bucket=world.bucket, Key=f"ci/models/{record.artifact_sha256}/model.tar.gz")
+    assert hashlib.sha256(stored["Body"].read()).hexdigest() == record.artifact_sha256
+    config = api.describe_endpoint_config(EndpointConfigName=first)
+    assert [v["ModelName"] for v in config["ProductionVariants"]] == [first]
+    state = api.describe_endpoint(EndpointName=endpoint)
+    assert state["EndpointStatus"] == "InService" and state["EndpointConfigName"] == first
+    [create] = world.sent("CreateEndpoint")
+    assert create == {"EndpointName": endpoint, "EndpointConfigName": first,
+                      "Tags": [{"Key": "modelci:version", "Value": first}]}
+    assert world.sent("UpdateEndpoint") == []
+
+    # a second version goes through UpdateEndpoint, blue/green with a canary (fake_update_endpoint)
+    second = _train_new_version(toy, modelci, "1.5")
+    updated = _deploy(toy, modelci)  # moto answers the same smoke request as before
+    assert updated["status"] == "deployed" and updated["previous_version"] == first, updated
+    [update] = world.sent("UpdateEndpoint")
+    assert update == {
+        "EndpointName": endpoint, "EndpointConfigName": second,
+        "DeploymentConfig": {
+            "BlueGreenUpdatePolicy": {
+                "TrafficRoutingConfiguration": {
+                    "Type": "CANARY", "CanarySize": {"Type": "CAPACITY_PERCENT", "Value": 25},
+                    "WaitIntervalInSeconds": 60},
+                "TerminationWaitInSeconds": 0, "MaximumExecutionTimeoutInSeconds": 600},
+            "AutoRollbackConfiguration": {"Alarms": [{"AlarmName": "toy-5xx"},
+                                                     {"AlarmName": "toy-latency"}]},
+        },
+    }
+    assert api.describe_endpoint(EndpointName=endpoint)["EndpointConfigName"] == second
+    described = SageMakerDeployer(Workspace(toy.root)).describe(endpoint)
+    assert described is not None
+    assert (described["version"], described["healthy"], described["status"]) == (
+        second, True, "InService")
+
+    # invoke: the emulator's canned answer, through sagemaker-runtime
+    world.queue_answers('{"predictions": [7.5]}')
+    body = tmp_path / "request.json"
+    body.write_text("[[1, 2, 3]]")
+    invoked = modelci("-C", toy.root, "invoke", endpoint, "--data", body, "--json")
+    assert invoked.code == 0, invoked.stdout + invoked.stderr
+    assert invoked.json() == {"endpoint": endpoint, "status": 200,
+                              "content_type": "application/json",
+                              "body": '{"predictions": [7.5]}', "body_b64": None}
+    assert modelci("-C", toy.root, "invoke", endpoint, "--data", body).stdout == (
+        '{"predictions": [7.5]}\n')  # the same request: moto answers it the same
+
+    # status and history: the same documents as for local endpoints
+    status = modelci("-C", toy.root, "status", "--json").json()
+    [entry] = [m for m in status["models"] if m["model"] == toy.name]
+    assert set(entry) == {"model", "environments", "latest"}
+    assert entry["environments"]["staging"]["version"] == second
+    assert set(entry["environments"]["staging"]) == {"version", "commit", "time", "actor"}
+    events = modelci("-C", toy.root, "history", toy.name, "--json").json()["events"]
+    assert [e["kind"] for e in events][:4] == ["deploy", "train", "deploy", "train"]
+    assert all(set(e) == {"id", "time", "kind", "model", "version", "environment",
+                          "from_version", "to_version", "commit", "tag", "actor", "ci_url"}
+               for e in events)
+
+    # rollback: UpdateEndpoint back to the first version's configuration, which still exists
+    rolled = modelci("-C", toy.root, "rollback", toy.name, "--env", "staging", "--json")
+    assert rolled.code == 0, rolled.stdout + rolled.stderr
+    assert api.describe_endpoint(EndpointName=endpoint)["EndpointConfigName"] == first
+    assert [u["EndpointConfigName"] for u in world.sent("UpdateEndpoint")] == [second, first]
+    assert len(world.sent("CreateModel")) == 2  # the first version's model was reused
+    _secret_nowhere(toy, invoked, rolled)
+
+
+def test_alarm_rolls_the_update_back(world: SageMakerWorld, toy: Toy, modelci: Run) -> None:
+    """An alarm during the canary: SageMaker leaves the endpoint on the old configuration
+    (fake_update_endpoint with update_rolls_back); the deploy fails and the registry points
+    back at the version that serves."""
+    endpoint = f"{toy.name}-staging"
+    first = _train_new_version(toy, modelci, "0.5")
+    world.queue_answers('{"predictions": [1.5]}')
+    assert _deploy(toy, modelci)["status"] == "deployed"
+    second = _train_new_version(toy, modelci, "1.5")
+    world.update_rolls_back = True
+    outcome = _deploy(toy, modelci)
+    assert outcome["status"] == "rolled_back" and outcome["version"] == second, outcome
+    assert f"SageMaker rolled {endpoint} back to {first}" in outcome["reason"]
+    state = world.admin.client("sagemaker").describe_endpoint(EndpointName=endpoint)
+    assert state["EndpointConfigName"] == first and state["EndpointStatus"] == "InService"
+    with open_registry(REGISTRY, toy.root) as registry:
+        pointer = registry.get_pointer(toy.name, "staging")
+        assert pointer is not None and pointer.version == first
+        kinds = [e.kind for e in registry.events(toy.name)]
+        assert kinds[:3] == ["rollback", "deploy_failed", "deploy"]
