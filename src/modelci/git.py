@@ -42,6 +42,13 @@ def resolve(root: Path, rev: str) -> str | None:
     return done.stdout.decode().strip() if done.returncode == 0 else None
 
 
+def ref_exists(root: Path, ref: str) -> bool:
+    """Whether the full ref name (`refs/tags/v1`) exists as written: no revision syntax."""
+    done = subprocess.run(["git", "-C", str(root), "show-ref", "--verify", "--quiet", ref],
+                          capture_output=True, check=False)
+    return done.returncode == 0
+
+
 def is_shallow(root: Path) -> bool:
     """Whether the clone is shallow (its history is cut off)."""
     return run(root, "rev-parse", "--is-shallow-repository").strip() == b"true"

@@ -4,6 +4,7 @@ main commit was built from, and move `latest` to them)."""
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -118,6 +119,8 @@ def run_pipeline(workspace: Workspace, *, base: str | None, jobs: int, note: Not
     if not runs:
         return report.head, runs
     deploy_lock = threading.Lock()
+    if on_change:
+        on_change(runs)  # every model, pending
 
     def one(state: ModelRun) -> None:
         run_model(workspace, state.model, state, note, deploy_lock, break_lease=break_lease)
@@ -138,7 +141,9 @@ def run_pipeline(workspace: Workspace, *, base: str | None, jobs: int, note: Not
 
 def tag_commit(workspace: Workspace, tag: str) -> str:
     """The commit a tag names (annotated or lightweight), which must be on the main branch."""
-    commit = git.resolve(workspace.root, f"refs/tags/{tag}")
+    # `v1^` or `v1~2` would resolve to another commit: the name must be a tag as it stands
+    exists = git.ref_exists(workspace.root, f"refs/tags/{tag}")
+    commit = git.resolve(workspace.root, f"refs/tags/{tag}") if exists else None
     if commit is None:
         raise ConfigError(f"no tag {tag!r} in this repository (git tag --list)")
     main = workspace.project.project.main
@@ -166,15 +171,21 @@ def version_in_force(workspace: Workspace, registry: Registry, model: str,
 
 def release(workspace: Workspace, tag: str, note: Note) -> tuple[str, list[dict[str, Any]]]:
     """Deploy to production, for every model, the version in force at the tagged commit."""
+    from modelci.changes import SpecCache, snapshot
     from modelci.deploy import open_deployer
     from modelci.deploy.rollout import deploy
 
     commit = tag_commit(workspace, tag)
     production = workspace.environments[-1]
+    # the tagged commit's models, not the work tree's: one added since is not in this release
+    tagged = set(snapshot(workspace.root, commit, SpecCache(workspace.root), os.environ)
+                 .by_name())
     results: list[dict[str, Any]] = []
     with workspace.registry() as registry:
         deployer = open_deployer(workspace)
         for spec in workspace.models:
+            if spec.name not in tagged:
+                continue
             record = version_in_force(workspace, registry, spec.name, commit)
             pointer = registry.get_pointer(spec.name, production)
             previous = pointer.version if pointer else None

@@ -51,17 +51,21 @@ def run(workspace: Workspace, base: str | None, jobs: int, break_lease: bool,
 
     output = Output(json_mode)
     lock = threading.Lock()
+    shown: list[ModelRun] = []
     live: Any = None
     if not json_mode and output.err.is_terminal:
         from rich.live import Live
 
-        live = Live(console=output.err, refresh_per_second=4, transient=True)
+        # rebuilt on every refresh, so that each model's step shows as it moves
+        live = Live(console=output.err, refresh_per_second=4, transient=True,
+                    get_renderable=lambda: _table(shown))
         live.start()
 
     def changed(runs: list[ModelRun]) -> None:
         if live is not None:
             with lock:
-                live.update(_table(runs))
+                shown[:] = runs
+                live.refresh()
 
     def note(message: str) -> None:
         if live is None:

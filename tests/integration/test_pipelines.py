@@ -1,0 +1,608 @@
+"""`modelci run`, `release`, `promote`, `rollback`, `alias` and the audit trail, end to end: real
+git repositories, real training jobs, real endpoints on 127.0.0.1.
+
+The module prepares one repository with two tiny stdlib-only models (`alpha` and `beta`, both
+depending on `lib/`) once, runs the merge pipeline on it once, and hands each test a copy of it:
+`pristine` (committed, never run) or `trained` (both models built, tested and deployed to
+staging). Every copy's `.modelci/envs` links to one folder, so the models' environment is built
+once. Every test stops the endpoint host of its copies.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from modelci.registry import open_registry
+from modelci.registry.base import Event
+from tests.conftest import CliResult
+from tests.support.repos import GitRepo
+
+pytestmark = pytest.mark.slow
+
+Run = Callable[..., CliResult]
+
+REGISTRY = "sqlite:///.modelci/registry.db"
+MODELS = ("alpha", "beta")
+STEP_STATES = {"done", "cached", "failed", "skipped"}
+
+TRAIN = '''\
+import json, os
+bias = float(os.environ["SM_HP_BIAS"])
+{extra}
+with open(os.path.join(os.environ["SM_MODEL_DIR"], "model.json"), "w") as f:
+    json.dump({{"bias": bias}}, f)
+print("score=0.75")
+'''
+INFERENCE = '''\
+import json, os
+
+def model_fn(model_dir):
+    with open(os.path.join(model_dir, "model.json")) as f:
+        return json.load(f)
+
+def predict_fn(data, model):
+    return [float(sum(row)) + model["bias"] for row in data]
+'''
+# The deploy's smoke request sends one row (the test channel's first, without its label); the
+# reproducibility check predicts on many: this version passes its tests and fails its deploy.
+FAILS_ON_ONE_ROW = INFERENCE + '''
+_predict = predict_fn
+
+def predict_fn(data, model):
+    if len(data) == 1:
+        raise RuntimeError("cannot predict a single row")
+    return _predict(data, model)
+'''
+SPEC = '''\
+[model]
+depends_on = ["lib/**"]
+
+[train]
+entrypoint = "train.py"
+hyperparameters = {{ bias = {bias} }}
+channels = {{ train = "data/toy/train.csv", test = "data/toy/test.csv" }}
+metrics = {{ score = "score=([0-9.]+)" }}
+
+[serve]
+handler = "inference.py"
+
+[gates]
+score = "{gate}"
+'''
+
+
+def write_model(repo: GitRepo, name: str, *, bias: float = 0.5, gate: str = ">= 0.5",
+                train_extra: str = "", inference: str = INFERENCE) -> None:
+    repo.write(f"models/{name}/model.toml", SPEC.format(bias=bias, gate=gate))
+    repo.write(f"models/{name}/train.py", TRAIN.format(extra=train_extra))
+    repo.write(f"models/{name}/inference.py", inference)
+    repo.write(f"models/{name}/requirements.txt", "")
+
+
+def plain(text: str) -> str:
+    """Text without terminal escape sequences."""
+    return re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", text)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+# --- the prepared repository -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """The module's repositories: committed only, and after one `modelci run`."""
+
+    pristine: Path
+    trained: Path
+    commit: str
+    first_run: dict[str, Any]
+
+
+def _clean_environ(home: Path, port: int) -> dict[str, str]:
+    environ = {k: v for k, v in os.environ.items()
+               if not k.startswith(("MODELCI_", "GIT_", "CIRCLE_", "GITHUB_"))}
+    uv_cache = os.environ.get("UV_CACHE_DIR") or str(Path.home() / ".cache" / "uv")
+    environ.update({
+        "HOME": str(home), "GIT_CONFIG_NOSYSTEM": "1", "NO_COLOR": "1",
+        "GIT_AUTHOR_NAME": "Test Author", "GIT_AUTHOR_EMAIL": "author@example.com",
+        "GIT_COMMITTER_NAME": "Test Author", "GIT_COMMITTER_EMAIL": "author@example.com",
+        "UV_CACHE_DIR": uv_cache, "MODELCI_SERVE_PORT": str(port),
+    })
+    return environ
+
+
+def _copy(source: Path, target: Path) -> Path:
+    """A copy of a repository and its `.modelci`, without the stopped host's state file."""
+
+    def ignore(folder: str, names: list[str]) -> list[str]:
+        here = Path(folder)
+        return [n for n in names if n in ("serve.json", "host.log", "__pycache__")
+                or not ((here / n).is_symlink() or (here / n).is_file() or (here / n).is_dir())]
+
+    shutil.copytree(source, target, symlinks=True, ignore=ignore)
+    return target
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prepared]:
+    base = tmp_path_factory.mktemp("pipelines")
+    environ = _clean_environ(base / "home", free_port())
+    (base / "home").mkdir()
+    envs = base / "envs"
+    envs.mkdir()
+
+    def call(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(args, cwd=root, env=environ, capture_output=True, text=True,
+                              check=False)
+
+    pristine = base / "pristine"
+    repo = GitRepo(pristine)
+    pristine.mkdir()
+    repo.write(".gitignore", ".modelci/\n")
+    for name, bias in zip(MODELS, (0.5, 1.5), strict=True):
+        write_model(repo, name, bias=bias)
+    rows = "".join(f"{i},{i % 3},{i % 5},{i % 2}\n" for i in range(20))
+    repo.write("data/toy/train.csv", "a,b,c,label\n" + rows)
+    repo.write("data/toy/test.csv", "a,b,c,label\n" + rows)
+    repo.write("lib/common.py", "SCALE = 1\n")
+    for args in (("init", "-q", "-b", "main"), ("add", "-A"), ("commit", "-q", "-m", "models")):
+        assert call(pristine, "git", *args).returncode == 0
+    commit = call(pristine, "git", "rev-parse", "HEAD").stdout.strip()
+    (pristine / ".modelci").mkdir()
+    (pristine / ".modelci" / "envs").symlink_to(envs, target_is_directory=True)
+
+    trained = _copy(pristine, base / "trained")
+    modelci = (sys.executable, "-m", "modelci", "-C", str(trained))
+    try:
+        done = call(trained, *modelci, "run", "--json")
+        assert done.returncode == 0, done.stdout + done.stderr
+        first_run = json.loads(done.stdout)
+    finally:
+        stopped = call(trained, *modelci, "serve", "--stop")
+        assert stopped.returncode == 0, stopped.stdout + stopped.stderr
+    yield Prepared(pristine, trained, commit, first_run)
+
+
+class Repo(GitRepo):
+    """A test's copy of a prepared repository, with the CLI and the registry at hand."""
+
+    def __init__(self, root: Path, modelci: Run):
+        super().__init__(root)
+        self.modelci = modelci
+
+    def cli(self, *args: str) -> CliResult:
+        return self.modelci("-C", self.root, *args)
+
+    def ok(self, *args: str) -> Any:
+        """Run a command with --json that must succeed; its document."""
+        result = self.cli(*args, "--json")
+        assert result.code == 0, result.stdout + result.stderr
+        return result.json()
+
+    def run(self, *args: str) -> tuple[int, dict[str, Any]]:
+        """`modelci run --json`: its exit code, and its models by name."""
+        result = self.cli("run", "--json", *args)
+        assert result.code in (0, 1), result.stdout + result.stderr
+        document = result.json()
+        return result.code, {m["model"]: m for m in document["models"]}
+
+    def events(self, model: str | None = None, kind: str | None = None) -> list[Event]:
+        with open_registry(REGISTRY, self.root) as registry:
+            return registry.events(model, kind=kind)
+
+    def pointer(self, model: str, environment: str) -> str | None:
+        with open_registry(REGISTRY, self.root) as registry:
+            pointer = registry.get_pointer(model, environment)
+            return pointer.version if pointer else None
+
+    def snapshot(self) -> tuple[list[int | None], list[tuple[str, str, str, int]]]:
+        """Every event id and every pointer: equal snapshots mean nothing changed."""
+        with open_registry(REGISTRY, self.root) as registry:
+            return ([e.id for e in registry.events()],
+                    sorted((p.model, p.environment, p.version, p.generation)
+                           for p in registry.pointers()))
+
+    def version(self, model: str, rev: str = "HEAD") -> str:
+        return f"{model}-{self.sha(rev)[:12]}"
+
+
+@pytest.fixture
+def copies(prepared: Prepared, modelci: Run, tmp_path: Path,
+           monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[str], Repo]]:
+    """Factory: `copies("trained")` or `copies("pristine")`; every host stopped afterwards."""
+    monkeypatch.setenv("MODELCI_SERVE_PORT", str(free_port()))
+    made: list[Repo] = []
+
+    def make(which: str) -> Repo:
+        source = prepared.trained if which == "trained" else prepared.pristine
+        repo = Repo(_copy(source, tmp_path / f"{which}{len(made)}"), modelci)
+        made.append(repo)
+        return repo
+
+    yield make
+    for repo in made:
+        stopped = repo.cli("serve", "--stop", "--json")
+        assert stopped.code == 0, stopped.stdout + stopped.stderr
+
+
+@pytest.fixture
+def trained(copies: Callable[[str], Repo]) -> Repo:
+    return copies("trained")
+
+
+# --- run ---------------------------------------------------------------------------------------
+
+
+def test_first_run_builds_trains_tests_and_deploys_every_model(prepared: Prepared) -> None:
+    document = prepared.first_run
+    assert set(document) == {"commit", "models"} and document["commit"] == prepared.commit
+    assert [m["model"] for m in document["models"]] == list(MODELS)
+    for entry in document["models"]:
+        assert set(entry) == {"model", "version", "status", "steps", "error"}
+        assert entry["version"] == f"{entry['model']}-{prepared.commit[:12]}"
+        assert entry["status"] == "done" and entry["error"] is None
+        assert list(entry["steps"]) == ["build", "train", "test", "deploy"]
+        assert set(entry["steps"].values()) <= STEP_STATES
+        assert entry["steps"]["build"] in ("done", "cached")  # one environment for both
+        assert [entry["steps"][s] for s in ("train", "test", "deploy")] == ["done"] * 3
+
+
+def test_second_run_on_the_same_commit_is_all_cached(trained: Repo) -> None:
+    before = trained.snapshot()
+    code, models = trained.run()
+    assert code == 0 and list(models) == list(MODELS)
+    for name, entry in models.items():
+        assert entry["status"] == "done" and entry["version"] == trained.version(name)
+        assert entry["steps"] == dict.fromkeys(("build", "train", "test", "deploy"), "cached")
+    assert trained.snapshot() == before  # no event, no pointer move
+    assert trained.pointer("alpha", "staging") == trained.version("alpha")
+
+
+def test_human_run_shows_a_live_table_and_a_summary(trained: Repo,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TTY_COMPATIBLE", "1")  # rich: stderr is a terminal, so the table is live
+    monkeypatch.setenv("TERM", "xterm")
+    result = trained.cli("run", "--jobs", "2")
+    assert result.code == 0, result.stdout + result.stderr
+    live = plain(result.stderr)  # the table, redrawn as the steps move
+    assert "alpha" in live and "beta" in live and "pending" in live and "cached" in live
+    lines = plain(result.stdout).splitlines()
+    assert lines[0].split() == ["model", "version", "build", "train", "test", "deploy"]
+    assert lines[1].split() == ["alpha", trained.version("alpha"), *["cached"] * 4]
+    assert f"{trained.sha()[:12]}: 2 of 2 model(s) ok" in result.stdout
+
+
+def test_only_the_models_a_commit_touches_run(trained: Repo) -> None:
+    write_model(trained, "alpha", bias=2.5)
+    trained.commit("alpha: bias 2.5")
+    code, models = trained.run()
+    assert code == 0 and list(models) == ["alpha"]
+    assert models["alpha"]["version"] == trained.version("alpha")
+    assert models["alpha"]["steps"] == {"build": "cached", "train": "done", "test": "done",
+                                        "deploy": "done"}
+    assert trained.pointer("alpha", "staging") == trained.version("alpha")
+    assert trained.pointer("beta", "staging") == trained.version("beta", "HEAD^")
+
+    trained.write("README.md", "nothing to do with models\n")
+    trained.commit("docs")
+    code, models = trained.run()
+    assert code == 0 and models == {}
+
+
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_one_models_failure_never_stops_another(trained: Repo, jobs: str) -> None:
+    """A shared file changes both models; beta's training fails, alpha goes all the way."""
+    trained.write("lib/common.py", "SCALE = 2\n")
+    write_model(trained, "beta", bias=1.5, train_extra='raise SystemExit("beta cannot train")')
+    trained.commit("lib change, broken beta")
+    code, models = trained.run("--jobs", jobs)
+    assert code == 1 and list(models) == list(MODELS)
+    alpha, beta = models["alpha"], models["beta"]
+    assert alpha["status"] == "done" and alpha["error"] is None
+    assert alpha["steps"] == {"build": "cached", "train": "done", "test": "done",
+                              "deploy": "done"}
+    assert beta["status"] == "failed" and beta["error"]
+    assert beta["version"] == trained.version("beta")
+    assert beta["steps"] == {"build": "cached", "train": "failed", "test": "skipped",
+                             "deploy": "skipped"}
+    assert trained.pointer("alpha", "staging") == trained.version("alpha")
+    assert trained.pointer("beta", "staging") == trained.version("beta", "HEAD^")
+
+    human = trained.cli("run", "--jobs", jobs)
+    assert human.code == 1 and "1 of 2 model(s) ok" in human.stdout
+    assert "error: beta:" in human.stderr
+
+
+def test_gate_failure_fails_the_test_step_and_skips_the_deploy(trained: Repo) -> None:
+    write_model(trained, "alpha", bias=0.5, gate=">= 0.9")
+    trained.commit("alpha: a gate it cannot pass")
+    code, models = trained.run()
+    assert code == 1 and list(models) == ["alpha"]
+    entry = models["alpha"]
+    assert entry["status"] == "failed" and "score" in entry["error"]
+    assert entry["steps"] == {"build": "cached", "train": "done", "test": "failed",
+                              "deploy": "skipped"}
+    assert trained.pointer("alpha", "staging") == trained.version("alpha", "HEAD^")
+    assert "gate_failed" in [e.kind for e in trained.events("alpha")[:2]]
+
+
+# --- release -----------------------------------------------------------------------------------
+
+
+def _released(document: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    assert {"tag", "commit", "models"} <= set(document)
+    for entry in document["models"]:
+        assert {"model", "version", "previous_version", "status"} <= set(entry)
+    return {m["model"]: m for m in document["models"]}
+
+
+def test_release_of_an_annotated_tag_then_the_same_again(trained: Repo) -> None:
+    trained.git("tag", "-a", "v1.0.0", "-m", "first release")
+    document = trained.ok("release", "v1.0.0")
+    assert document["tag"] == "v1.0.0" and document["commit"] == trained.sha()
+    released = _released(document)
+    assert list(released) == list(MODELS)
+    for name, entry in released.items():
+        assert entry["version"] == trained.version(name)
+        assert entry["previous_version"] is None and entry["status"] == "deployed"
+        assert trained.pointer(name, "production") == trained.version(name)
+        shown = trained.ok("alias", name, "latest")
+        assert shown == {"model": name, "aliases": {"latest": trained.version(name)}}
+        [release] = trained.events(name, "release")
+        assert release.tag == "v1.0.0" and release.environment == "production"
+        assert release.to_version == trained.version(name)
+        alias = trained.events(name, "alias")[0]
+        assert alias.tag == "v1.0.0" and alias.to_version == trained.version(name)
+
+    before = trained.snapshot()
+    again = _released(trained.ok("release", "v1.0.0"))
+    assert {e["status"] for e in again.values()} == {"unchanged"}
+    assert all(e["previous_version"] == e["version"] for e in again.values())
+    assert trained.snapshot() == before
+
+    human = trained.cli("release", "v1.0.0")
+    assert human.code == 0 and "alpha: unchanged" in human.stdout
+
+
+def test_lightweight_tag_after_the_last_build_takes_the_ancestors_version(
+        trained: Repo) -> None:
+    built = trained.sha()
+    trained.write("README.md", "docs only\n")
+    trained.commit("docs")
+    trained.git("tag", "v1.1.0")  # lightweight, on a commit nothing was built from
+    released = _released(trained.ok("release", "v1.1.0"))
+    for name in MODELS:
+        assert released[name]["version"] == f"{name}-{built[:12]}"
+        assert released[name]["status"] == "deployed"
+        assert trained.pointer(name, "production") == f"{name}-{built[:12]}"
+
+
+def test_release_takes_the_version_in_force_at_the_tag_not_a_newer_one(trained: Repo) -> None:
+    trained.git("tag", "v1")
+    write_model(trained, "alpha", bias=3.5)
+    trained.commit("alpha: newer")
+    code, models = trained.run()
+    assert code == 0 and list(models) == ["alpha"]
+    released = _released(trained.ok("release", "v1"))
+    assert released["alpha"]["version"] == trained.version("alpha", "v1")
+
+
+def test_a_model_without_a_version_at_the_tag_is_missing_and_the_others_released(
+        trained: Repo) -> None:
+    write_model(trained, "gamma")
+    trained.commit("gamma, never built")
+    trained.git("tag", "-a", "v2", "-m", "v2")
+    result = trained.cli("release", "v2", "--json")
+    assert result.code == 1, result.stdout + result.stderr
+    released = _released(result.json())
+    assert list(released) == ["alpha", "beta", "gamma"]
+    assert released["gamma"]["status"] == "missing" and released["gamma"]["version"] is None
+    assert "no ready version of gamma" in released["gamma"]["reason"]
+    for name in MODELS:
+        assert released[name]["status"] == "deployed"
+        assert trained.pointer(name, "production") == trained.version(name, "HEAD^")
+    assert trained.pointer("gamma", "production") is None
+
+    human = trained.cli("release", "v2")
+    assert human.code == 1 and "gamma: missing" in human.stdout
+    assert "no ready version of gamma" in human.stdout
+
+
+def test_models_added_after_the_tag_are_not_part_of_its_release(trained: Repo) -> None:
+    trained.git("tag", "v1")
+    write_model(trained, "gamma")
+    trained.commit("gamma, after the tag")
+    released = _released(trained.ok("release", "v1"))
+    assert list(released) == list(MODELS)
+
+
+def test_release_refuses_tags_off_main_and_unknown_tags(trained: Repo) -> None:
+    trained.git("checkout", "-q", "-b", "experiment")
+    trained.commit("an experiment")
+    trained.git("tag", "-a", "v9", "-m", "off main")
+    trained.git("tag", "v9-light")
+    trained.git("checkout", "-q", "main")
+    before = trained.snapshot()
+    for tag in ("v9", "v9-light"):
+        result = trained.cli("release", tag, "--json")
+        assert result.code == 2, result.stdout + result.stderr
+        error = result.json()["error"]
+        assert "which is not on main" in error["message"] and tag in error["message"]
+    for tag in ("v404", "v9~1", "v9^"):  # revision syntax does not make a tag
+        unknown = trained.cli("release", tag, "--json")
+        assert unknown.code == 2 and f"no tag {tag!r}" in unknown.json()["error"]["message"]
+    human = trained.cli("release", "v9")
+    assert human.code == 2 and "error:" in human.stderr and "not on main" in human.stderr
+    assert trained.snapshot() == before
+
+    # a branch name is not a tag
+    assert trained.cli("release", "experiment", "--json").code == 2
+    # [project].main names the branch releases come from
+    trained.write("modelci.toml", '[project]\nmain = "experiment"\n')
+    trained.git("checkout", "-q", "experiment")
+    trained.commit("main is experiment")
+    trained.git("tag", "v10")
+    assert trained.cli("release", "v10", "--json").code == 0
+    assert trained.pointer("alpha", "production") == trained.version("alpha", "main")
+    trained.write("modelci.toml", '[project]\nmain = "trunk"\n')
+    missing = trained.cli("release", "v10", "--json")
+    assert missing.code == 2 and "'trunk'" in missing.json()["error"]["message"]
+
+
+# --- promote, rollback, alias ------------------------------------------------------------------
+
+
+def test_promote_and_rollback_skip_failed_deploys_and_latest_follows_production(
+        trained: Repo) -> None:
+    first = trained.version("alpha")
+    trained.git("tag", "v1")
+    assert _released(trained.ok("release", "v1"))["alpha"]["version"] == first
+
+    write_model(trained, "alpha", bias=2.5)
+    trained.commit("alpha 2")
+    second = trained.version("alpha")
+    assert trained.run()[1]["alpha"]["status"] == "done"
+    write_model(trained, "alpha", bias=3.5, inference=FAILS_ON_ONE_ROW)
+    trained.commit("alpha 3, fails its smoke request")
+    broken = trained.version("alpha")
+    code, models = trained.run()
+    assert code == 1 and models["alpha"]["steps"]["deploy"] == "failed", models
+    assert models["alpha"]["steps"]["test"] == "done" and models["alpha"]["error"]
+    assert trained.pointer("alpha", "staging") == second  # put back
+    assert trained.events("alpha", "deploy_failed")[0].to_version == broken
+
+    # staging's history: first, second, broken (failed): back from second skips broken
+    outcome = trained.ok("rollback", "alpha", "--env", "staging")
+    assert outcome["version"] == first and outcome["previous_version"] == second
+    assert outcome["status"] == "deployed" and outcome["environment"] == "staging"
+    assert trained.pointer("alpha", "staging") == first
+    assert trained.events("alpha")[0].kind == "rollback"
+    assert trained.ok("rollback", "alpha", "--env", "staging")["version"] == second
+
+    # promote what staging serves; `latest` follows production
+    promoted = trained.ok("promote", "alpha", "--from", "staging", "--to", "production")
+    assert promoted["version"] == second and promoted["previous_version"] == first
+    assert trained.ok("alias", "alpha", "latest")["aliases"] == {"latest": second}
+    assert trained.events("alpha", "promote")[0].environment == "production"
+
+    rolled = trained.ok("rollback", "alpha", "--env", "production")
+    assert rolled["version"] == first and rolled["previous_version"] == second
+    assert trained.pointer("alpha", "production") == first
+    assert trained.ok("alias", "alpha", "latest")["aliases"] == {"latest": first}
+
+    # --to names the version; --version promotes one the source has served
+    named = trained.ok("rollback", "alpha", "--env", "production", "--to", second)
+    assert named["version"] == second
+    assert trained.ok("alias", "alpha", "latest")["aliases"] == {"latest": second}
+    promoted = trained.ok("promote", "alpha", "--from", "staging", "--to", "production",
+                          "--version", first, "--force")  # older than what is in force
+    assert promoted["version"] == first
+    assert trained.events("alpha", "promote")[0].details["forced"] is True
+
+    # the broken version was never served: promoting it from staging is refused
+    before = trained.snapshot()
+    refused = trained.cli("promote", "alpha", "--from", "staging", "--to", "production",
+                          "--version", broken, "--json")
+    assert refused.code == 2 and "never been deployed to staging" in \
+        refused.json()["error"]["message"]
+    assert trained.snapshot() == before
+
+
+def test_bad_moves_exit_2_with_the_reason_and_change_nothing(trained: Repo) -> None:
+    version = trained.version("alpha")
+    before = trained.snapshot()
+    cases: list[tuple[tuple[str, ...], str]] = [
+        (("rollback", "alpha", "--env", "nope"), "unknown environment 'nope'"),
+        (("rollback", "alpha", "--env", "staging"),
+         f"staging has served no version of 'alpha' before {version}"),
+        (("rollback", "alpha", "--env", "production"), "production serves no version"),
+        (("rollback", "alpha", "--env", "staging", "--to", "alpha-000000000000"),
+         "no version 'alpha-000000000000'"),
+        (("rollback", "nobody", "--env", "staging"), "nobody"),
+        (("promote", "alpha", "--from", "nope", "--to", "production"),
+         "unknown environment 'nope'"),
+        (("promote", "alpha", "--from", "staging", "--to", "qa"), "unknown environment 'qa'"),
+        (("promote", "alpha", "--from", "production", "--to", "staging"),
+         "production serves no version"),
+        (("alias", "alpha", "canary", "alpha-000000000000"), "no version 'alpha-000000000000'"),
+        (("alias", "alpha", "canary", trained.version("beta")), "of model 'alpha'"),
+        (("alias", "alpha", "production", version), "is an environment"),
+        (("alias", "alpha", "Bad Name", version), "must match"),
+        (("alias", "alpha", "latest"), "has no alias 'latest'"),
+    ]
+    for args, reason in cases:
+        result = trained.cli(*args, "--json")
+        assert result.code == 2, (args, result.stdout + result.stderr)
+        assert reason in result.json()["error"]["message"], (args, result.stdout)
+        human = trained.cli(*args)
+        assert human.code == 2 and reason in " ".join(human.stderr.split()), (args, human.stderr)
+    assert trained.snapshot() == before
+
+
+def test_aliases_are_set_and_shown(trained: Repo) -> None:
+    alpha = trained.version("alpha")
+    assert trained.ok("alias", "alpha") == {"model": "alpha", "aliases": {}}
+    assert trained.ok("alias", "alpha", "canary", alpha)["aliases"] == {"canary": alpha}
+    [event] = trained.events("alpha", "alias")
+    assert event.environment == "@canary" and event.to_version == alpha
+    assert event.actor == "Test Author <author@example.com>"
+    before = trained.snapshot()
+    trained.ok("alias", "alpha", "canary", alpha)  # already so: no event
+    assert trained.snapshot() == before
+    human = trained.cli("alias", "alpha")
+    assert human.code == 0 and f"alpha@canary -> {alpha}" in human.stdout
+    assert trained.ok("alias", "beta") == {"model": "beta", "aliases": {}}
+
+
+# --- audit -------------------------------------------------------------------------------------
+
+CI = {
+    "github": ({"GITHUB_ACTOR": "octocat", "GITHUB_SERVER_URL": "https://github.com",
+                "GITHUB_REPOSITORY": "acme/models", "GITHUB_RUN_ID": "4242"},
+               "octocat", "https://github.com/acme/models/actions/runs/4242"),
+    "circleci": ({"CIRCLE_USERNAME": "circle-user",
+                  "CIRCLE_BUILD_URL": "https://app.circleci.com/pipelines/gh/acme/models/7"},
+                 "circle-user", "https://app.circleci.com/pipelines/gh/acme/models/7"),
+}
+
+
+@pytest.mark.parametrize("ci", sorted(CI))
+def test_every_event_carries_the_ci_actor_and_run(copies: Callable[[str], Repo], ci: str,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    variables, actor, url = CI[ci]
+    for name, value in variables.items():
+        monkeypatch.setenv(name, value)
+    repo = copies("pristine")
+    code, models = repo.run()
+    assert code == 0 and {m["status"] for m in models.values()} == {"done"}
+    repo.git("tag", "v1")
+    repo.ok("release", "v1")
+    for name in MODELS:
+        events = repo.events(name)
+        assert {e.kind for e in events} >= {"train", "test", "deploy", "release", "alias"}
+        assert [(e.kind, e.actor, e.ci_url) for e in events] == \
+            [(e.kind, actor, url) for e in events]
+        history = repo.ok("history", name)["events"]
+        assert len(history) == len(events)
+        assert all(e["actor"] == actor and e["ci_url"] == url for e in history)
+        assert [e["tag"] for e in history if e["kind"] == "release"] == ["v1"]
+    human = repo.cli("history", "alpha")
+    assert human.code == 0 and actor in human.stdout and url in human.stdout
