@@ -103,6 +103,10 @@ def run_model(workspace: Workspace, name: str, state: ModelRun, note: Note,
         state.steps[step] = "failed"
         state.error = error.render()
         skip_rest(step)
+    except Exception as error:  # one model's surprise must not stop the others
+        state.steps[step] = "failed"
+        state.error = f"{step} failed unexpectedly: {type(error).__name__}: {error}"
+        skip_rest(step)
 
 
 def run_pipeline(workspace: Workspace, *, base: str | None, jobs: int, note: Note,
