@@ -44,6 +44,8 @@ def invoke(workspace: Workspace, endpoint: str, data: str, content_type: str,
                        "content_type": answer.content_type, "body": text,
                        "body_b64": None if text is not None else
                        base64.b64encode(answer.body).decode()}, lambda c: None)
+        if not 200 <= answer.status < 300:
+            raise click.exceptions.Exit(1)  # one JSON document: the answer says what failed
     elif 200 <= answer.status < 300:
         sys.stdout.buffer.write(answer.body)
         if not answer.body.endswith(b"\n"):

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 import time
 from typing import Any
 
@@ -63,6 +64,9 @@ class LocalDeployer(Deployer):
         while time.monotonic() < deadline:
             url = self.running_url()
             if url and self._get(url, "/ping", timeout=2) is not None:
+                # the host outlives this call: reap it when it ends, so that a caller that runs
+                # on (tests, scripts) neither keeps a zombie nor warns of a running subprocess
+                threading.Thread(target=process.wait, daemon=True).start()
                 return url
             if process.poll() is not None:
                 break

@@ -182,9 +182,14 @@ def deploy(workspace: Workspace, registry: Registry, deployer: Deployer, model: 
 
 def follow_production(workspace: Workspace, registry: Registry, model: str,
                       record: VersionRecord, *, tag: str | None = None) -> None:
-    """Move the alias `latest` to what production now serves."""
+    """Move the alias `latest` to what production now serves: first the OCI store's tag
+    `<model>-latest` and a pushed image's `latest` (when there are such), then the alias."""
     from modelci.aliases import LATEST, set_alias
+    from modelci.envs.docker import follow_image_alias
+    from modelci.store.oci import follow_alias
 
+    follow_alias(workspace.store(), model, record.version, LATEST)
+    follow_image_alias(model, record.commit, LATEST)
     set_alias(registry, model, LATEST, record.version,
               Event(kind="alias", model=model, version=record.version, commit=record.commit,
                     tag=tag, actor=workspace.actor(), ci_url=workspace.ci_url(),

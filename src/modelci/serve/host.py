@@ -12,6 +12,7 @@ import contextlib
 import fcntl
 import json
 import os
+import signal
 import socket
 import time
 from collections.abc import AsyncIterator
@@ -276,6 +277,10 @@ def run_host(workspace: Workspace, host: str, port: int) -> None:
     os.replace(temporary, state)
     config = uvicorn.Config(Host(workspace).app(), log_level="warning", access_log=False,
                             http=HttpProtocol, lifespan="on")
+    # uvicorn re-raises the SIGTERM it shut down on once it is done; with the default action
+    # that would end the process before `finally` removes the state file, and `serve --stop`
+    # (or a deploy) would then wait on a stale file whose pid may still look alive.
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
         uvicorn.Server(config).run(sockets=[listener])
     finally:
@@ -283,6 +288,10 @@ def run_host(workspace: Workspace, host: str, port: int) -> None:
             if read_state(workspace).get("pid") == os.getpid():
                 state.unlink()
         lock.close()
+
+
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    raise SystemExit(0)
 
 
 def read_state(workspace: Workspace) -> dict[str, Any]:
@@ -295,4 +304,20 @@ def read_state(workspace: Workspace) -> dict[str, Any]:
         os.kill(int(data["pid"]), 0)
     except (OSError, KeyError, ValueError):
         return {}
-    return data
+    # A host killed outright leaves its file behind, and its pid may since belong to another
+    # process (or to a zombie): only a host holding the lock runs.
+    return data if _lock_held(state_path(workspace).parent / "host.lock") else {}
+
+
+def _lock_held(path: Path) -> bool:
+    try:
+        handle = path.open("a+")
+    except OSError:
+        return False
+    with handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError:
+            return True
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        return False
