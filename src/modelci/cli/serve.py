@@ -29,7 +29,7 @@ def serve(workspace: Workspace, host: str, port: int, stop: bool, show_status: b
     """Host every locally deployed endpoint at /endpoints/<endpoint>/invocations (as AWS's SDK
     calls SageMaker), following the registry and swapping versions without dropping a
     request. A local `deploy` starts it in the background when it is not running."""
-    from modelci.serve.host import read_state, run_host
+    from modelci.serve.hoststate import read_state
 
     output = Output(json_mode)
     state = read_state(workspace)
@@ -58,5 +58,7 @@ def serve(workspace: Workspace, host: str, port: int, stop: bool, show_status: b
                   "endpoints": (status or {}).get("endpoints", {})}
         output.result(report, lambda c: c.print_json(data=report))
         return
+    from modelci.serve.host import run_host
+
     output.info(f"endpoint host for {workspace.root} on http://{host}:{port} (Ctrl-C stops)")
     run_host(workspace, host, port)

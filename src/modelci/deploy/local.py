@@ -4,6 +4,7 @@ background when none runs (one per repository)."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -30,7 +31,7 @@ class LocalDeployer(Deployer):
 
     def running_url(self) -> str | None:
         """The host's URL when one runs for this repository."""
-        from modelci.serve.host import read_state
+        from modelci.serve.hoststate import read_state
 
         state = read_state(self.workspace)
         return str(state["url"]) if state else None
@@ -69,6 +70,10 @@ class LocalDeployer(Deployer):
                 threading.Thread(target=process.wait, daemon=True).start()
                 return url
             if process.poll() is not None:
+                # another deploy may have started the host first (ours lost the lock)
+                url = self.running_url()
+                if url and self._get(url, "/ping", timeout=2) is not None:
+                    return url
                 break
             time.sleep(0.05)
         tail = (logs / "host.log").read_text(errors="replace").strip().splitlines()[-5:]
@@ -76,26 +81,23 @@ class LocalDeployer(Deployer):
 
     @staticmethod
     def _get(url: str, path: str, timeout: float) -> dict[str, Any] | None:
-        import httpx
-
         try:
-            answer = httpx.get(url + path, timeout=timeout)
-        except httpx.HTTPError:
+            status, body, _ = _request("GET", url + path, timeout=timeout)
+        except OSError:
             return None
-        return answer.json() if answer.status_code == 200 else None
+        return json.loads(body) if status == 200 else None
 
     # --- Deployer ---------------------------------------------------------------------------
 
     def apply(self, endpoint: str, version: str, timeout: float) -> Served:
-        import httpx
-
         url = self.ensure_host()
         deadline = time.monotonic() + timeout
         while True:
             try:
-                status = httpx.post(f"{url}/-/sync", timeout=max(deadline - time.monotonic(),
-                                                                 1)).json()
-            except httpx.HTTPError as error:
+                _, body, _ = _request("POST", f"{url}/-/sync",
+                                      timeout=max(deadline - time.monotonic(), 1))
+                status = json.loads(body)
+            except (OSError, ValueError) as error:
                 raise DeployFailed(f"the endpoint host at {url} did not answer: {error}") \
                     from None
             state = status["endpoints"].get(endpoint, {})
@@ -111,8 +113,6 @@ class LocalDeployer(Deployer):
 
     def invoke(self, endpoint: str, body: bytes, content_type: str,
                accept: str | None = None) -> Answer:
-        import httpx
-
         url = self.running_url()
         if url is None:
             raise ConfigError("no endpoint host runs for this repository: deploy a model, or "
@@ -121,11 +121,11 @@ class LocalDeployer(Deployer):
         if accept:
             headers["accept"] = accept
         try:
-            answer = httpx.post(f"{url}/endpoints/{endpoint}/invocations", content=body,
-                                headers=headers, timeout=60)
-        except httpx.HTTPError as error:
+            status, answer, content_type = _request(
+                "POST", f"{url}/endpoints/{endpoint}/invocations", body, headers, timeout=60)
+        except OSError as error:
             raise DeployFailed(f"{endpoint}: {error}") from None
-        return Answer(answer.status_code, answer.content, answer.headers.get("content-type"))
+        return Answer(status, answer, content_type)
 
     def describe(self, endpoint: str) -> dict[str, object] | None:
         url = self.running_url()
@@ -133,6 +133,27 @@ class LocalDeployer(Deployer):
             return None
         status = self._get(url, "/-/endpoints", timeout=5)
         return None if status is None else status["endpoints"].get(endpoint)
+
+
+def _request(method: str, url: str, body: bytes = b"", headers: dict[str, str] | None = None,
+             timeout: float = 30) -> tuple[int, bytes, str | None]:
+    """One loopback HTTP request with the standard library (an HTTP client library would
+    cost every deploy its import)."""
+    import http.client
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    connection = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port or 80,
+                                            timeout=timeout)
+    try:
+        path = parts.path + (f"?{parts.query}" if parts.query else "")
+        connection.request(method, path or "/", body=body, headers=headers or {})
+        answer = connection.getresponse()
+        return answer.status, answer.read(), answer.getheader("content-type")
+    except http.client.HTTPException as error:  # a broken answer: as unreachable as no answer
+        raise OSError(f"{url}: {error!r}") from None
+    finally:
+        connection.close()
 
 
 def _port_free(port: int) -> bool:

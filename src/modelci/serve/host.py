@@ -16,7 +16,6 @@ import signal
 import socket
 import time
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 from starlette.applications import Starlette
@@ -25,6 +24,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from modelci.errors import ConfigError, ModelciError
+from modelci.serve.hoststate import read_state, state_path
 from modelci.serve.proxy import UpstreamError
 from modelci.serve.workers import LaunchSpec, VersionServer
 from modelci.workspace import Workspace
@@ -33,12 +33,7 @@ POLL_S = 2.0  # how often the registry is read for changes made elsewhere
 MONITOR_S = 0.25  # how often version servers are checked for a crash
 READY_TIMEOUT_S = 120.0
 DRAIN_TIMEOUT_S = 30.0
-STATE_FILE = "serve.json"
 FORWARDED = ("content-type", "accept", "x-amzn-sagemaker-custom-attributes")
-
-
-def state_path(workspace: Workspace) -> Path:
-    return workspace.state_dir / "serve" / STATE_FILE
 
 
 def _json(data: Any, status: int = 200) -> JSONResponse:
@@ -292,32 +287,3 @@ def run_host(workspace: Workspace, host: str, port: int) -> None:
 
 def _exit_on_sigterm(signum: int, frame: object) -> None:
     raise SystemExit(0)
-
-
-def read_state(workspace: Workspace) -> dict[str, Any]:
-    """What the running host wrote about itself, or {} when none runs."""
-    try:
-        data: dict[str, Any] = json.loads(state_path(workspace).read_text())
-    except (OSError, ValueError):
-        return {}
-    try:
-        os.kill(int(data["pid"]), 0)
-    except (OSError, KeyError, ValueError):
-        return {}
-    # A host killed outright leaves its file behind, and its pid may since belong to another
-    # process (or to a zombie): only a host holding the lock runs.
-    return data if _lock_held(state_path(workspace).parent / "host.lock") else {}
-
-
-def _lock_held(path: Path) -> bool:
-    try:
-        handle = path.open("a+")
-    except OSError:
-        return False
-    with handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except OSError:
-            return True
-        fcntl.flock(handle, fcntl.LOCK_UN)
-        return False
