@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, cast
 
 from modelci import git
 
@@ -58,6 +58,12 @@ class Workspace:
 
         return open_registry(self.project.registry.url, self.root)
 
+    def lazy_registry(self) -> Registry:
+        """The registry, opened on first use: a command that may not need it (a cache hit
+        answered from elsewhere, a job already running) doesn't pay SQLAlchemy's import
+        before its work starts."""
+        return cast("Registry", _LazyRegistry(self))
+
     def registry_exists(self) -> bool:
         """Whether a registry has been made yet (always True for a server URL)."""
         url = self.project.registry.url
@@ -98,3 +104,26 @@ class Workspace:
         if server and repo and run:
             return f"{server}/{repo}/actions/runs/{run}"
         return None
+
+
+class _LazyRegistry:
+    """Stands for the registry until first used, then forwards to it."""
+
+    def __init__(self, workspace: Workspace):
+        self._workspace = workspace
+        self._opened: Registry | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        if self._opened is None:
+            self._opened = self._workspace.registry()
+        return getattr(self._opened, name)
+
+    def close(self) -> None:
+        if self._opened is not None:
+            self._opened.close()
+
+    def __enter__(self) -> _LazyRegistry:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

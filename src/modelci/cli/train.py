@@ -50,7 +50,7 @@ def train(workspace: Workspace, models: tuple[str, ...], rev: str, dirty: bool, 
             return None
         return lambda line: output.err.print(f"[dim]{escape(prefix)} |[/] {escape(line)}")
 
-    with workspace.registry() as registry:
+    with workspace.lazy_registry() as registry:
         for name in models:
             outcomes.append(train_model(
                 workspace, registry, name, options, note=output.info,

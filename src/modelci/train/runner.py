@@ -178,20 +178,43 @@ def trainer_for(workspace: Workspace) -> Trainer:
     return trainer
 
 
+def prepare_job(workspace: Workspace, spec: ModelSpec, commit: str | None, python: Path,
+                job_root: Path, *, sample: bool) -> TrainingJob:
+    """Lay out one job's folder; the job as a backend runs it."""
+    job = JobDir(job_root)
+    channels = lay_out_job(workspace, spec, commit, job, sample=sample)
+    return TrainingJob(
+        name=job_root.name, job=job, python=python, entrypoint=spec.train.entrypoint,
+        hyperparameters=dict(spec.train.hyperparameters), channels=channels,
+        seed=spec.train.seed, timeout=spec.train.timeout, metrics=dict(spec.train.metrics),
+    )
+
+
 def run_job(workspace: Workspace, spec: ModelSpec, commit: str | None, python: Path,
             job_root: Path, *, sample: bool, on_line: Note | None,
             trainer: Trainer | None = None) -> JobResult:
     """Lay out and run one job (on `trainer`, else the one the settings name)."""
-    job = JobDir(job_root)
-    channels = lay_out_job(workspace, spec, commit, job, sample=sample)
-    training = TrainingJob(
-        name=job_root.name, job=job, python=python, entrypoint=spec.train.entrypoint,
-        hyperparameters=dict(spec.train.hyperparameters), channels=channels,
-        seed=spec.train.seed, timeout=spec.train.timeout, metrics=dict(spec.train.metrics),
-        resources=spec.train.resources.asked(),
-    )
+    training = prepare_job(workspace, spec, commit, python, job_root, sample=sample)
     result: JobResult = (trainer or trainer_for(workspace)).run(training, on_line)
     return result
+
+
+def _fresh(workspace: Workspace, model: str, version: str, fingerprint: str,
+           force: bool) -> bool:
+    """Whether an SQLite registry already says, without SQLAlchemy, that this version must be
+    trained (no record, or a failed one, and no version with its fingerprint); False when in
+    doubt, and the full bookkeeping decides."""
+    from modelci.registry.quick import quick_look
+
+    look = quick_look(workspace.project.registry.url, workspace.root)
+    if look is None:
+        return False
+    try:
+        if look.version_status(version) not in (None, "failed"):
+            return False
+        return force or look.ready_with_fingerprint(model, fingerprint) is None
+    finally:
+        look.close()
 
 
 def _job_root(workspace: Workspace, version: str) -> Path:
@@ -234,6 +257,31 @@ def train_model(workspace: Workspace, registry: Registry, name: str, options: Tr
                             metrics=metrics, duration_s=round(result.duration_s, 3),
                             reason=result.reason, recorded=False, job_dir=str(job_root))
 
+    trainer = trainer_for(workspace)  # bad backend settings stop here, before any record
+    job_root = _job_root(workspace, version)
+    running: Any = None
+    if hasattr(trainer, "start") and _fresh(workspace, spec.name, version, print_,
+                                            options.force):
+        # the job starts now; the registry (and SQLAlchemy's import) is dealt with meanwhile
+        note(f"{version}: training in {job_root.relative_to(workspace.root)}")
+        running = trainer.start(prepare_job(workspace, spec, None if options.dirty else commit,
+                                            environment.python, job_root, sample=False),
+                                on_line)
+    try:
+        return _train_recorded(workspace, registry, spec, commit, version, print_, environment,
+                               options, trainer, job_root, running, actor=actor, ci_url=ci_url,
+                               note=note, on_line=on_line)
+    finally:  # the registry decided otherwise (another pipeline won a race), or an error
+        if running is not None and running.process.poll() is None:
+            running.kill()
+
+
+def _train_recorded(workspace: Workspace, registry: Registry, spec: ModelSpec, commit: str,
+                    version: str, print_: str, environment: Any, options: TrainOptions,
+                    trainer: Trainer, job_root: Path, running: Any, *, actor: str,
+                    ci_url: str | None, note: Note, on_line: Note | None) -> TrainOutcome:
+    """The registry's part of training: reuse, lease, the job (unless already running) and
+    the record of how it ended."""
     existing = registry.get_version(version)
     if existing is not None and existing.status == "ready" and not options.force:
         note(f"{version}: already trained")
@@ -261,7 +309,6 @@ def train_model(workspace: Workspace, registry: Registry, name: str, options: Tr
                                         details={"reused_from": match.version}))
             return _outcome(record, reused_from=match.version)
 
-    trainer = trainer_for(workspace)  # bad backend settings stop here, before any record
     started = VersionRecord(
         version=version, model=spec.name, commit=commit, status="training", fingerprint=print_,
         lock_hash=environment.lock_hash, actor=actor, ci_url=ci_url,
@@ -283,12 +330,14 @@ def train_model(workspace: Workspace, registry: Registry, name: str, options: Tr
                                 lock_hash=environment.lock_hash,
                                 details={**started.details, "lease_taken_from": taken})
 
-    job_root = _job_root(workspace, version)
-    note(f"{version}: training in {job_root.relative_to(workspace.root)}")
     with lease.renewed(registry, version):
-        result = run_job(workspace, spec, None if options.dirty else commit,
-                         environment.python, job_root, sample=False, on_line=on_line,
-                         trainer=trainer)
+        if running is not None:
+            result = running.wait()
+        else:
+            note(f"{version}: training in {job_root.relative_to(workspace.root)}")
+            result = run_job(workspace, spec, None if options.dirty else commit,
+                             environment.python, job_root, sample=False, on_line=on_line,
+                             trainer=trainer)
     store = workspace.store()
     log_artifact = store.put_file(result.log_path)
     details = {"dirty": options.dirty, "duration_s": round(result.duration_s, 3),
