@@ -55,3 +55,75 @@ def registry(registry_url: str, repo_root: Path) -> Iterator[Registry]:
     """A fresh registry on each backend, closed after the test."""
     with open_registry(registry_url, repo_root) as opened:
         yield opened
+
+
+# --- AWS API emulator and OCI registry ------------------------------------------------------
+# Both start once per session on a free port of 127.0.0.1 (tests/support/servers.py). A test
+# that uses them carries the marker `aws` or `oci`.
+
+from tests.support.servers import SECRET_ACCESS_KEY  # noqa: E402
+
+
+def _server_missing(reason: str) -> None:
+    """Skip a test whose server is not installed, except in CI (`CI` set): there it fails."""
+    import os
+
+    if os.environ.get("CI", "").lower() not in ("", "0", "false"):
+        pytest.fail(f"required in CI: {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def moto_server() -> Iterator[str]:
+    """The AWS API emulator (`moto_server`) for the session; yields its URL."""
+    from tests.support.servers import ServerUnavailable, running_moto
+
+    try:
+        with running_moto() as url:
+            yield url
+    except ServerUnavailable as error:
+        _server_missing(str(error))
+
+
+@pytest.fixture(scope="session")
+def oci_registry() -> Iterator[str]:
+    """A real OCI registry (`docker-registry`) for the session; yields `127.0.0.1:<port>`."""
+    from tests.support.servers import ServerUnavailable, running_oci_registry
+
+    try:
+        with running_oci_registry() as host:
+            yield host
+    except ServerUnavailable as error:
+        _server_missing(str(error))
+
+
+@pytest.fixture
+def aws_env(moto_server: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> str:
+    """Dummy AWS credentials and the emulator's endpoint, set as boto3's standard chain reads
+    them; no other AWS setting from outside. Yields the endpoint URL."""
+    import os
+
+    for variable in list(os.environ):
+        if variable.startswith("AWS_"):
+            monkeypatch.delenv(variable)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAMODELCITEST")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET_ACCESS_KEY)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_server)
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")  # never ask 169.254.169.254
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
+    return moto_server
+
+
+@pytest.fixture
+def s3_bucket(aws_env: str, request: pytest.FixtureRequest) -> str:
+    """A new, empty bucket in the emulator, named after the test."""
+    import re
+
+    import boto3
+
+    name = re.sub(r"[^a-z0-9-]", "-", request.node.name.lower())[:40].strip("-")
+    bucket = f"{name}-{next(_databases)}"
+    boto3.client("s3").create_bucket(Bucket=bucket)
+    return bucket

@@ -317,14 +317,22 @@ def test_open_store_file_url_with_a_host_is_refused(tmp_path: Path) -> None:
     assert caught.value.key == "store.url"
 
 
-@pytest.mark.parametrize("url", ["s3://bucket/prefix", "oci://registry.example/models"])
-def test_open_store_known_but_not_built(tmp_path: Path, url: str) -> None:
-    scheme = url.split(":")[0]
-    with pytest.raises(ConfigError, match="not built yet") as caught:
+@pytest.mark.parametrize(("url", "kind"), [("s3://bucket/prefix", "S3Store"),
+                                           ("oci://registry.example/models", "OciStore")])
+def test_open_store_remote_stores_open_without_a_connection(
+    tmp_path: Path, url: str, kind: str
+) -> None:
+    store = open_store(url, tmp_path)  # no request is made until the store is used
+    assert type(store).__name__ == kind
+    assert store.uri_for("0" * 64).startswith(url)
+
+
+@pytest.mark.parametrize("url", ["s3://", "oci://registry.example", "oci:///models"])
+def test_open_store_remote_url_without_its_parts(tmp_path: Path, url: str) -> None:
+    with pytest.raises(ConfigError) as caught:
         open_store(url, tmp_path)
     assert caught.value.key == "store.url"
     assert caught.value.exit_code == 2
-    assert f"{scheme}://" in str(caught.value)
 
 
 @pytest.mark.parametrize("url", ["gs://bucket/prefix", "HTTP://example.com/x"])

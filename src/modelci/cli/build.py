@@ -30,15 +30,21 @@ if TYPE_CHECKING:
 @click.option("--registry", metavar="HOST/PREFIX", default=None,
               help="Image registry for the tag <registry>/<model>:<sha12> "
                    "[default: $MODELCI_IMAGE_REGISTRY, else modelci.local].")
+@click.option("--push", is_flag=True,
+              help="With --image: push each built image to its registry with the engine.")
 @json_option
 @click.pass_obj
 def build(
     workspace: Workspace, models: tuple[str, ...], write_lock: bool, image: bool,
-    registry: str | None, json_mode: bool,
+    registry: str | None, push: bool, json_mode: bool,
 ) -> None:
     """Build each MODEL's environment: its requirements locked by uv (with hashes) and a
     virtualenv cached by hash under .modelci/envs/, reused when the lock has not changed."""
     output = Output(json_mode)
+    if push and not image:
+        from modelci.errors import ConfigError
+
+        raise ConfigError("--push pushes the image that --image builds: give both", key="--push")
     root = workspace.root
     names = list(dict.fromkeys(models))
     entries: list[dict[str, Any]] = []
@@ -63,7 +69,7 @@ def build(
         entries.append(_entry(model.name, environment))
 
     if image:
-        _build_images(workspace, specs, entries, registry, output)
+        _build_images(workspace, specs, entries, registry, output, push=push)
 
     result = {"environments": entries}
     output.result(result, lambda console: _render(console, root, entries, seconds))
@@ -139,7 +145,7 @@ def _all_cached(
 
 def _build_images(
     workspace: Workspace, specs: list[Any], entries: list[dict[str, Any]],
-    registry_option: str | None, output: Output,
+    registry_option: str | None, output: Output, *, push: bool = False,
 ) -> None:
     """Write each model's context, then build them all with the engine that answers; with no
     engine the contexts stay and a ConfigError (exit 2) says how to build them elsewhere."""
@@ -169,6 +175,9 @@ def _build_images(
     for written, entry in zip(images, entries, strict=True):
         built = docker.build(written, engine, progress=output.info)
         entry["image"] = entry["image"] | {"engine": built.engine, "built": built.built}
+        if push:
+            docker.push(built, engine, progress=output.info)
+            entry["image"]["pushed"] = True
 
 
 def _render(
@@ -184,6 +193,8 @@ def _render(
         if entry["image"]:
             image = entry["image"]
             built = f"built with {image['engine']}" if image["built"] else "context written"
+            if image.get("pushed"):
+                built += ", pushed"
             console.print(f"  image {escape(image['tag'])}: {built}")
 
 

@@ -259,3 +259,135 @@ def _copy_model(root: Path, model: ModelSpec, target: Path, files: list[str] | N
         destination = target / name
         destination.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(source, destination)
+
+
+# --- pushing and moving tags -----------------------------------------------------------------
+
+# Media types a tag of an image may name, for ECR's BatchGetImage.
+IMAGE_MANIFEST_TYPES = [
+    "application/vnd.oci.image.manifest.v1+json",
+    "application/vnd.oci.image.index.v1+json",
+    "application/vnd.docker.distribution.manifest.v2+json",
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+]
+
+
+def push(image: Image, engine: str, progress: Progress | None = None) -> Image:
+    """Push a built image with the engine that built it; a failed push raises ModelciError
+    (exit 1) with the engine's last lines."""
+    from modelci.errors import ModelciError
+
+    if progress:
+        progress(f"pushing {image.tag} with {engine}")
+    try:
+        done = subprocess.run([engine, "push", image.tag], capture_output=True, text=True,
+                              check=False)
+    except OSError as exc:
+        raise ModelciError(f"could not run {engine}: {exc}") from None
+    if done.returncode != 0:
+        tail = "\n".join((done.stderr or done.stdout).strip().splitlines()[-20:])
+        raise ModelciError(f"{engine} push of {image.tag} failed (is `{engine} login` done for "
+                           f"its registry?):\n{tail}")
+    return image
+
+
+def is_ecr(repository: str) -> bool:
+    """Whether `host/repository` is in Amazon ECR (`<account>.dkr.ecr.<region>.amazonaws.com`),
+    or MODELCI_IMAGE_REGISTRY_KIND=ecr says so (ECR behind another name, such as a proxy)."""
+    from modelci.store.oci import ECR_HOST
+
+    if os.environ.get("MODELCI_IMAGE_REGISTRY_KIND", "").lower() == "ecr":
+        return True
+    return ECR_HOST.match(repository.partition("/")[0]) is not None
+
+
+def retag_image(repository: str, tag: str, new_tag: str, *,
+                missing_ok: bool = False) -> str | None:
+    """Give the image `repository:tag` the tag `new_tag` too, without an engine: the image's
+    manifest, exact bytes, is put again under the new tag, so its digest does not change.
+    `repository` is `host[:port]/path`. ECR goes through its API (BatchGetImage, PutImage)
+    with boto3's credentials; any other registry through the OCI distribution API with the
+    docker login's. Returns the digest (None when the image is missing and `missing_ok`)."""
+    from modelci.errors import ArtifactNotFound
+
+    try:
+        if is_ecr(repository):
+            return _retag_ecr(repository, tag, new_tag)
+        from modelci.store.oci import OciClient, split_reference
+
+        host, path = split_reference(repository)
+        client = OciClient(host, path)
+        try:
+            return client.move_tag(tag, new_tag)
+        finally:
+            client.close()
+    except ArtifactNotFound:
+        if missing_ok:
+            return None
+        raise
+
+
+def _retag_ecr(repository: str, tag: str, new_tag: str) -> str:
+    from modelci.errors import ArtifactNotFound, ConfigError, ModelciError
+    from modelci.store.oci import ECR_HOST
+
+    host, _, name = repository.partition("/")
+    match = ECR_HOST.match(host)
+    account, region = (match.group(1), match.group(2)) if match else (None, None)
+    try:
+        import boto3
+        from botocore.exceptions import (
+            BotoCoreError,
+            ClientError,
+            EndpointConnectionError,
+            NoCredentialsError,
+        )
+    except ModuleNotFoundError:
+        raise ConfigError("moving an ECR image tag needs boto3: install modelci[s3]") from None
+    registry = {"registryId": account} if account else {}
+    try:
+        ecr = boto3.session.Session().client("ecr", region_name=region)
+        found = ecr.batch_get_image(repositoryName=name, imageIds=[{"imageTag": tag}],
+                                    acceptedMediaTypes=IMAGE_MANIFEST_TYPES, **registry)
+        if not found.get("images"):
+            raise ArtifactNotFound(f"no image {repository}:{tag} in ECR")
+        source = found["images"][0]
+        digest = str(source["imageId"]["imageDigest"])
+        arguments = {"repositoryName": name, "imageManifest": source["imageManifest"],
+                     "imageTag": new_tag, "imageDigest": digest, **registry}
+        if source.get("imageManifestMediaType"):
+            arguments["imageManifestMediaType"] = source["imageManifestMediaType"]
+        try:
+            put = ecr.put_image(**arguments)
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") == "ImageAlreadyExistsException":
+                return digest  # the tag already names this image
+            raise
+    except NoCredentialsError:
+        raise ConfigError(f"no AWS credentials to retag {repository}: set AWS_ACCESS_KEY_ID "
+                          "and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE") from None
+    except EndpointConnectionError as error:
+        raise ModelciError(f"cannot retag {repository}: ECR's endpoint does not answer "
+                           f"({error.kwargs.get('endpoint_url')})") from None
+    except ClientError as error:
+        code = error.response.get("Error", {}).get("Code", "")
+        if code == "RepositoryNotFoundException":
+            raise ConfigError(f"no ECR repository {name!r} (aws ecr create-repository "
+                              f"--repository-name {name})") from None
+        raise ModelciError(f"ECR refused to retag {repository}:{tag} as {new_tag} ({code}): "
+                           f"{error.response.get('Error', {}).get('Message', '')}") from None
+    except BotoCoreError as error:
+        raise ModelciError(f"cannot retag {repository}: {error}") from None
+    new_digest = str(put["image"]["imageId"]["imageDigest"])
+    if new_digest != digest:
+        raise ModelciError(f"ECR stored {repository}:{new_tag} as {new_digest}, not {digest}")
+    return digest
+
+
+def follow_image_alias(model: str, commit: str, alias: str) -> str | None:
+    """On release: when images are pushed to a registry (MODELCI_IMAGE_REGISTRY set), give
+    `<registry>/<model>:<sha12>` the tag `alias` too; None when no such image was pushed."""
+    registry = os.environ.get(REGISTRY_VARIABLE, "").rstrip("/")
+    if not registry or registry == DEFAULT_REGISTRY:
+        return None
+    return retag_image(f"{registry}/{model}", commit[:12], alias, missing_ok=True)

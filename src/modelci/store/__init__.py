@@ -16,7 +16,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 from urllib.request import url2pathname
 
-from modelci.errors import ConfigError, NotBuiltYet
+from modelci.errors import ConfigError
 from modelci.store.base import Store, StoredArtifact
 
 __all__ = ["Store", "StoredArtifact", "open_store"]
@@ -27,8 +27,9 @@ _STORES = {
     "oci": "modelci.store.oci:OciStore",
 }
 
-# Which optional-dependency extra brings what a store needs, for the error message.
-_EXTRAS = {"s3": "s3", "oci": "oci"}
+# Which optional-dependency extra brings what a store needs, for the error message (the OCI
+# store needs only httpx, a core dependency).
+_EXTRAS = {"s3": "s3"}
 
 _KEY = "store.url"
 # `scheme://` marks a URL; anything else (including `C:\\...`) is a path.
@@ -55,11 +56,6 @@ def _load(scheme: str) -> type[Store]:
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as error:
-        if error.name == module_name:
-            raise NotBuiltYet(
-                f"the {scheme}:// store is not built yet; use a local folder for now",
-                key=_KEY,
-            ) from None
         raise ConfigError(
             f"the {scheme}:// store needs the package {error.name!r}: "
             f"install modelci[{_EXTRAS.get(scheme, scheme)}]",

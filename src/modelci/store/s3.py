@@ -1,0 +1,346 @@
+"""The S3 artifact store: `s3://bucket/prefix`, objects at `<prefix>/sha256/<2 hex>/<digest>`.
+
+boto3 does the work with its standard configuration: credentials from its usual chain
+(variables, profiles, SSO, instance roles), the endpoint from `AWS_ENDPOINT_URL` or
+`AWS_ENDPOINT_URL_S3` (S3-compatible services, the emulator in tests), and its transfer
+manager for uploads and downloads (multipart, parallel parts, past 8 MiB by default).
+
+Objects are written once: a put hashes the file first and does nothing when the key exists,
+and the upload itself carries `If-None-Match: *` (on the single PUT and on the multipart
+CompleteMultipartUpload), so that even two writers racing cannot replace an object. Every
+read hashes what it returns and refuses content that no longer matches its name.
+
+No credential ever reaches a message: errors name the URL, the endpoint and the variables to
+set, never their values.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, BinaryIO
+from urllib.parse import urlsplit
+
+from modelci.errors import ArtifactCorrupted, ArtifactNotFound, ConfigError, ModelciError
+from modelci.store.base import Store, StoredArtifact
+from modelci.store.local import check_digest
+
+if TYPE_CHECKING:
+    from boto3.s3.transfer import TransferConfig
+
+KEY = "store.url"
+CREDENTIALS_HINT = (
+    "set AWS credentials the way boto3 reads them: AWS_ACCESS_KEY_ID and "
+    "AWS_SECRET_ACCESS_KEY, AWS_PROFILE (with ~/.aws/credentials or SSO), or an instance role"
+)
+# S3 caps a multipart upload at 10,000 parts; boto3 grows the part size past that itself.
+MULTIPART_THRESHOLD = 8 * 1024 * 1024
+MULTIPART_CHUNKSIZE = 8 * 1024 * 1024
+MAX_CONCURRENCY = 10
+
+
+def parse_url(url: str) -> tuple[str, str]:
+    """`s3://bucket/prefix` -> (bucket, prefix without slashes at its ends)."""
+    parts = urlsplit(url)
+    if parts.scheme.lower() != "s3" or not parts.netloc:
+        raise ConfigError(f"{url!r}: an S3 store URL is s3://bucket/prefix", key=KEY)
+    if parts.query or parts.fragment:
+        raise ConfigError(f"{url!r}: an S3 store URL takes no query or fragment", key=KEY)
+    return parts.netloc, parts.path.strip("/")
+
+
+def _hash_file(path: Path) -> tuple[str, int]:
+    """The file's sha256 and size (hashlib.file_digest reads into one reused buffer: about a
+    quarter faster than a loop of reads on a large file)."""
+    with open(path, "rb") as stream:
+        digest = hashlib.file_digest(stream, "sha256")
+        return digest.hexdigest(), os.fstat(stream.fileno()).st_size
+
+
+def _if_none_match(params: dict[str, Any], **_: Any) -> None:
+    """botocore hook: make a write conditional on the key being absent (write once)."""
+    params["headers"]["If-None-Match"] = "*"
+
+
+class S3Store(Store):
+    """Artifacts in an S3 bucket (or an S3-compatible service), named by their sha256."""
+
+    def __init__(self, url: str, *, transfer_config: TransferConfig | None = None) -> None:
+        self.bucket, self.prefix = parse_url(url)
+        self.url = f"s3://{self.bucket}" + (f"/{self.prefix}" if self.prefix else "")
+        self._transfer_config = transfer_config
+        self._client: Any = None
+        self._bucket_checked = False
+
+    def __repr__(self) -> str:
+        return f"S3Store({self.url!r})"
+
+    # -- the client ------------------------------------------------------------------------------
+
+    @property
+    def client(self) -> Any:
+        """The boto3 S3 client, made on first use (importing boto3 costs a second)."""
+        if self._client is None:
+            try:
+                import boto3
+                from botocore.config import Config
+            except ModuleNotFoundError as error:
+                raise ConfigError(f"the s3:// store needs the package {error.name!r}: install "
+                                  "modelci[s3]", key=KEY) from None
+
+            retries: dict[str, Any] = {}
+            if not os.environ.get("AWS_RETRY_MODE") and not os.environ.get("AWS_MAX_ATTEMPTS"):
+                # botocore's legacy default retries a refused connection five times over
+                # fifteen seconds; the standard mode gives up after three tries and ~3 s.
+                retries = {"mode": "standard"}
+            config = Config(retries=retries or None, max_pool_connections=MAX_CONCURRENCY * 2)
+            client = boto3.session.Session().client("s3", config=config)
+            for operation in ("PutObject", "CompleteMultipartUpload"):
+                client.meta.events.register(f"before-call.s3.{operation}", _if_none_match)
+            self._client = client
+        return self._client
+
+    @property
+    def endpoint(self) -> str:
+        """The endpoint the client talks to (AWS's, or AWS_ENDPOINT_URL[_S3])."""
+        return str(self.client.meta.endpoint_url)
+
+    def _config(self) -> TransferConfig:
+        if self._transfer_config is None:
+            from boto3.s3.transfer import TransferConfig
+
+            self._transfer_config = TransferConfig(
+                multipart_threshold=MULTIPART_THRESHOLD, multipart_chunksize=MULTIPART_CHUNKSIZE,
+                max_concurrency=MAX_CONCURRENCY, use_threads=True,
+            )
+        return self._transfer_config
+
+    # -- names -----------------------------------------------------------------------------------
+
+    def key_for(self, sha256: str) -> str:
+        """The object key of a digest: `<prefix>/sha256/<first two hex>/<digest>`."""
+        check_digest(sha256)
+        tail = f"sha256/{sha256[:2]}/{sha256}"
+        return f"{self.prefix}/{tail}" if self.prefix else tail
+
+    def uri_for(self, sha256: str) -> str:
+        """`s3://bucket/prefix/sha256/<2 hex>/<digest>`."""
+        return f"s3://{self.bucket}/{self.key_for(sha256)}"
+
+    # -- errors ----------------------------------------------------------------------------------
+
+    def _translate(self, error: BaseException, doing: str) -> ModelciError:
+        """boto3's error as ours: configuration (exit 2) or the service failing (exit 1)."""
+        from botocore.exceptions import (
+            ClientError,
+            EndpointConnectionError,
+            NoCredentialsError,
+            PartialCredentialsError,
+        )
+
+        if isinstance(error, ModelciError):
+            return error
+        if isinstance(error, NoCredentialsError | PartialCredentialsError):
+            return ConfigError(f"no AWS credentials to {doing} {self.url}: {CREDENTIALS_HINT}",
+                               key=KEY)
+        if isinstance(error, EndpointConnectionError):
+            return ModelciError(f"cannot {doing} {self.url}: the S3 endpoint {self.endpoint} "
+                                "does not answer (check AWS_ENDPOINT_URL / AWS_ENDPOINT_URL_S3 "
+                                "and the network)")
+        if isinstance(error, ClientError):
+            code = str(error.response.get("Error", {}).get("Code", ""))
+            if code in ("NoSuchBucket", "404"):
+                return self._no_bucket()
+            if code in ("InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken",
+                        "InvalidToken", "AccessDenied", "403"):
+                return ConfigError(f"S3 refused to {doing} {self.url} ({code}): check that the "
+                                   f"AWS credentials may use bucket {self.bucket!r}; "
+                                   f"{CREDENTIALS_HINT}", key=KEY)
+            return ModelciError(f"S3 failed to {doing} {self.url} ({code}): "
+                                f"{error.response.get('Error', {}).get('Message', '')}")
+        from botocore.exceptions import BotoCoreError
+
+        if isinstance(error, BotoCoreError):
+            return ModelciError(f"cannot {doing} {self.url} at {self.endpoint}: {error}")
+        return ModelciError(f"cannot {doing} {self.url}: {error}")
+
+    def _no_bucket(self) -> ConfigError:
+        return ConfigError(f"the S3 bucket {self.bucket!r} does not exist at {self.endpoint}: "
+                           f"create it, or point store.url (MODELCI_STORE_URL) at one that does",
+                           key=KEY)
+
+    def _check_bucket(self, doing: str) -> None:
+        """The bucket exists and the credentials may use it; asked once per store, only when
+        a 404 needs explaining: a missing key and a missing bucket answer a HEAD alike."""
+        if self._bucket_checked:
+            return
+        try:
+            self.client.head_bucket(Bucket=self.bucket)
+        except Exception as error:
+            raise self._translate(error, doing) from None
+        self._bucket_checked = True
+
+    def _head(self, sha256: str, doing: str) -> dict[str, Any] | None:
+        """The object's HEAD response, or None when it does not exist."""
+        from botocore.exceptions import ClientError
+
+        try:
+            head: dict[str, Any] = self.client.head_object(Bucket=self.bucket,
+                                                           Key=self.key_for(sha256))
+        except ClientError as error:
+            if _is_missing(error):
+                self._check_bucket(doing)
+                return None
+            raise self._translate(error, doing) from None
+        except Exception as error:
+            raise self._translate(error, doing) from None
+        return head
+
+    # -- writing ---------------------------------------------------------------------------------
+
+    def put_file(self, path: Path) -> StoredArtifact:
+        """Store a file's content once: hash it, and upload it unless the key exists."""
+        sha256, size = _hash_file(Path(path))
+        if self._head(sha256, "write to") is None:
+            self._upload(Path(path), sha256)
+        return StoredArtifact(uri=self.uri_for(sha256), sha256=sha256, size=size)
+
+    def put_bytes(self, data: bytes) -> StoredArtifact:
+        """Store bytes; as put_file."""
+        sha256 = hashlib.sha256(data).hexdigest()
+        if self._head(sha256, "write to") is None:
+            self._put_object(data, sha256)
+        return StoredArtifact(uri=self.uri_for(sha256), sha256=sha256, size=len(data))
+
+    def _upload(self, path: Path, sha256: str) -> None:
+        from boto3.exceptions import S3UploadFailedError
+
+        try:
+            self.client.upload_file(
+                str(path), self.bucket, self.key_for(sha256),
+                ExtraArgs={"Metadata": {"sha256": sha256}}, Config=self._config(),
+            )
+        except S3UploadFailedError as error:
+            # boto3 wraps the ClientError of a failed upload, keeping it as the context
+            self._written_by_another(error.__cause__ or error.__context__ or error, sha256)
+        except Exception as error:
+            self._written_by_another(error, sha256)
+
+    def _put_object(self, data: bytes, sha256: str) -> None:
+        try:
+            self.client.put_object(Bucket=self.bucket, Key=self.key_for(sha256), Body=data,
+                                   Metadata={"sha256": sha256})
+        except Exception as error:
+            self._written_by_another(error, sha256)
+
+    def _written_by_another(self, error: BaseException, sha256: str) -> None:
+        """Return when a conditional write lost to another writer of the same content (412,
+        or 409 while theirs is in flight) and the object is now there; raise ours otherwise."""
+        if _lost_race(error) and self._head(sha256, "write to") is not None:
+            return
+        raise self._translate(error, "write to") from None
+
+    # -- reading ---------------------------------------------------------------------------------
+
+    def _not_found(self, sha256: str) -> ArtifactNotFound:
+        return ArtifactNotFound(f"no artifact with sha256 {sha256} in the store at {self.url} "
+                                f"(looked for {self.uri_for(sha256)})")
+
+    def _corrupted(self, sha256: str, actual: str) -> ArtifactCorrupted:
+        return ArtifactCorrupted(
+            f"stored artifact {self.uri_for(sha256)} is corrupted: its content hashes to "
+            f"sha256 {actual}, not {sha256}; delete the object and store the artifact again"
+        )
+
+    def get_file(self, sha256: str, destination: Path) -> Path:
+        """Download the artifact beside `destination`, verify its digest, then rename it into
+        place: the destination appears whole and verified or not at all."""
+        from botocore.exceptions import ClientError
+
+        key = self.key_for(sha256)
+        destination = Path(destination)
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(dir=destination.parent, prefix=f".{destination.name}.",
+                                        suffix=".part")
+        tmp = Path(tmp_name)
+        try:
+            try:
+                with os.fdopen(fd, "wb") as out:
+                    writer = _HashingWriter(out)
+                    self.client.download_fileobj(self.bucket, key, writer, Config=self._config())
+            except ClientError as error:
+                if _is_missing(error):
+                    self._check_bucket("read from")
+                    raise self._not_found(sha256) from None
+                raise self._translate(error, "read from") from None
+            except ModelciError:
+                raise
+            except Exception as error:
+                raise self._translate(error, "read from") from None
+            actual = writer.digest.hexdigest()
+            if actual != sha256:
+                raise self._corrupted(sha256, actual)
+            tmp.chmod(0o644)  # mkstemp makes 0600 files; the copy is an ordinary file
+            os.replace(tmp, destination)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+            raise
+        return destination
+
+    def get_bytes(self, sha256: str) -> bytes:
+        """The artifact's content, verified."""
+        from botocore.exceptions import ClientError
+
+        key = self.key_for(sha256)
+        try:
+            data: bytes = self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+        except ClientError as error:
+            if _is_missing(error):
+                self._check_bucket("read from")
+                raise self._not_found(sha256) from None
+            raise self._translate(error, "read from") from None
+        except Exception as error:
+            raise self._translate(error, "read from") from None
+        actual = hashlib.sha256(data).hexdigest()
+        if actual != sha256:
+            raise self._corrupted(sha256, actual)
+        return data
+
+    def exists(self, sha256: str) -> bool:
+        """Whether the bucket holds that digest (present, not verified)."""
+        return self._head(sha256, "read from") is not None
+
+
+class _HashingWriter:
+    """A write-only file for boto3's download that hashes what it writes. Having no seek, it
+    makes the transfer manager write the parts in order (buffering the few that arrive early),
+    so the digest is made during the download, with no second pass over the file."""
+
+    def __init__(self, out: BinaryIO) -> None:
+        self.out = out
+        self.digest = hashlib.sha256()
+
+    def write(self, data: bytes) -> int:
+        self.digest.update(data)
+        return self.out.write(data)
+
+
+def _is_missing(error: Any) -> bool:
+    """Whether a ClientError says the key (or, for a HEAD, maybe the bucket) is not there."""
+    return str(error.response.get("Error", {}).get("Code")) in ("404", "NoSuchKey",
+                                                                "NoSuchBucket")
+
+
+def _lost_race(error: BaseException | None) -> bool:
+    """Whether a conditional write failed because the key now exists (412), or because a
+    concurrent conditional write to it is in flight (409 ConditionalRequestConflict)."""
+    from botocore.exceptions import ClientError
+
+    if not isinstance(error, ClientError):
+        return False
+    code = str(error.response.get("Error", {}).get("Code", ""))
+    return code in ("PreconditionFailed", "412", "ConditionalRequestConflict")

@@ -1,0 +1,192 @@
+"""Images: `build --image --push` pushes with the engine (a stand-in engine on PATH: no daemon
+can run here), and `latest` moves without an engine, by re-putting the image's manifest: on a
+real OCI registry (docker-registry) and on ECR (the AWS API emulator)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from modelci.envs import docker
+from modelci.errors import ArtifactNotFound, ConfigError
+from tests.conftest import CliResult
+from tests.support.repos import GitRepo, add_model
+
+Run = Callable[..., CliResult]
+ACCOUNT = "123456789012"  # the emulator's account
+ECR = f"{ACCOUNT}.dkr.ecr.us-east-1.amazonaws.com"
+
+
+def fake_engine(folder: Path, log: Path, *, push_exit: int = 0) -> None:
+    """A stand-in `docker` on PATH: `info` answers, `build` and `push` record their arguments
+    in `log`, and `push` exits with `push_exit`."""
+    folder.mkdir(exist_ok=True)
+    script = folder / "docker"
+    script.write_text(
+        "#!/bin/sh\n"
+        'if [ "$1" = info ]; then exit 0; fi\n'
+        f'echo "docker $*" >> "{log}"\n'
+        f'if [ "$1" = push ]; then echo "denied: requested access" >&2; exit {push_exit}; fi\n'
+    )
+    script.chmod(0o755)
+
+
+def tiny_repo(git_repo: Callable[..., GitRepo]) -> GitRepo:
+    repo = git_repo()
+    add_model(repo, "models/tiny")
+    repo.write("models/tiny/requirements.txt", "")  # stdlib only: nothing to download
+    repo.commit("tiny model")
+    return repo
+
+
+def test_build_image_push(git_repo: Callable[..., GitRepo], modelci: Run, tmp_path: Path,
+                          monkeypatch: pytest.MonkeyPatch) -> None:
+    repo = tiny_repo(git_repo)
+    log = tmp_path / "engine.log"
+    fake_engine(tmp_path / "bin", log)
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}")
+    result = modelci("-C", repo.root, "build", "tiny", "--image", "--push",
+                     "--registry", "registry.example/ml", "--json")
+    assert result.code == 0, result.stdout + result.stderr
+    image = result.json()["environments"][0]["image"]
+    tag = f"registry.example/ml/tiny:{repo.sha()[:12]}"
+    assert image["tag"] == tag and image["built"] is True and image["pushed"] is True
+    assert log.read_text().splitlines() == [f"docker build -t {tag} {image['context']}",
+                                            f"docker push {tag}"]
+
+
+def test_build_image_push_failure_and_push_alone(
+    git_repo: Callable[..., GitRepo], modelci: Run, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    repo = tiny_repo(git_repo)
+    fake_engine(tmp_path / "bin", tmp_path / "engine.log", push_exit=1)
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}")
+    failed = modelci("-C", repo.root, "build", "tiny", "--image", "--push", "--json")
+    assert failed.code == 1
+    message = failed.json()["error"]["message"]
+    assert "docker push of modelci.local/tiny:" in message and "denied" in message
+
+    alone = modelci("-C", repo.root, "build", "tiny", "--push")
+    assert alone.code == 2 and "--push" in alone.stderr
+
+
+# --- moving `latest` without an engine -------------------------------------------------------
+
+
+def push_tiny_image(registry: str, repository: str, tag: str) -> str:
+    """Push a minimal image (a config blob, one layer, an OCI image manifest) with plain HTTP
+    calls, as an engine would; the manifest's digest."""
+    base = f"http://{registry}/v2/{repository}"
+    blobs: list[dict[str, Any]] = []
+    for media_type, data in (("application/vnd.oci.image.config.v1+json",
+                              b'{"architecture":"amd64","os":"linux","rootfs":'
+                              b'{"type":"layers","diff_ids":[]}}'),
+                             ("application/vnd.oci.image.layer.v1.tar+gzip", os.urandom(512))):
+        digest = "sha256:" + hashlib.sha256(data).hexdigest()
+        started = httpx.post(f"{base}/blobs/uploads/")
+        assert started.status_code == 202
+        location = httpx.URL(f"http://{registry}").join(started.headers["location"])
+        done = httpx.put(location.copy_merge_params({"digest": digest}), content=data,
+                         headers={"content-type": "application/octet-stream"})
+        assert done.status_code == 201, done.text
+        blobs.append({"mediaType": media_type, "digest": digest, "size": len(data)})
+    manifest = json.dumps({"schemaVersion": 2,
+                           "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                           "config": blobs[0], "layers": blobs[1:]}, indent=3).encode()
+    put = httpx.put(f"{base}/manifests/{tag}", content=manifest,
+                    headers={"content-type": "application/vnd.oci.image.manifest.v1+json"})
+    assert put.status_code == 201, put.text
+    return "sha256:" + hashlib.sha256(manifest).hexdigest()
+
+
+def manifest_of(registry: str, repository: str, tag: str) -> httpx.Response:
+    return httpx.get(f"http://{registry}/v2/{repository}/manifests/{tag}",
+                     headers={"accept": "application/vnd.oci.image.manifest.v1+json"})
+
+
+@pytest.mark.oci
+def test_retag_on_an_oci_registry(oci_registry: str) -> None:
+    digest = push_tiny_image(oci_registry, "ml/tiny", "0123456789ab")
+    moved = docker.retag_image(f"{oci_registry}/ml/tiny", "0123456789ab", "latest")
+    assert moved == digest
+    source = manifest_of(oci_registry, "ml/tiny", "0123456789ab")
+    latest = manifest_of(oci_registry, "ml/tiny", "latest")
+    assert latest.headers["docker-content-digest"] == digest
+    assert latest.content == source.content  # the exact bytes, indentation and all
+
+    with pytest.raises(ArtifactNotFound):
+        docker.retag_image(f"{oci_registry}/ml/tiny", "ffffffffffff", "latest")
+    assert docker.retag_image(f"{oci_registry}/ml/tiny", "ffffffffffff", "latest",
+                              missing_ok=True) is None
+
+
+@pytest.mark.oci
+def test_release_follows_the_image_registry(oci_registry: str,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    commit = "abcdef012345" + "0" * 28
+    digest = push_tiny_image(oci_registry, "team/churn", commit[:12])
+    assert docker.follow_image_alias("churn", commit, "latest") is None  # no registry set
+    monkeypatch.setenv("MODELCI_IMAGE_REGISTRY", f"{oci_registry}/team")
+    assert docker.follow_image_alias("churn", commit, "latest") == digest
+    assert manifest_of(oci_registry, "team/churn", "latest").headers[
+        "docker-content-digest"] == digest
+    # a version whose image was never pushed: nothing to move, and no failure
+    assert docker.follow_image_alias("churn", "9" * 40, "latest") is None
+
+
+@pytest.mark.aws
+def test_retag_on_ecr(aws_env: str) -> None:
+    import boto3
+
+    ecr = boto3.client("ecr")
+    ecr.create_repository(repositoryName="ml/churn")
+    manifest = json.dumps({
+        "schemaVersion": 2, "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+        "config": {"mediaType": "application/vnd.docker.container.image.v1+json",
+                   "size": 7, "digest": "sha256:" + "1" * 64},
+        "layers": [{"mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip",
+                    "size": 9, "digest": "sha256:" + "2" * 64}],
+    })
+    pushed = ecr.put_image(repositoryName="ml/churn", imageManifest=manifest,
+                           imageTag="0123456789ab")["image"]["imageId"]["imageDigest"]
+
+    moved = docker.retag_image(f"{ECR}/ml/churn", "0123456789ab", "latest")
+    assert moved == pushed
+    images = ecr.batch_get_image(repositoryName="ml/churn",
+                                 imageIds=[{"imageTag": "latest"},
+                                           {"imageTag": "0123456789ab"}])["images"]
+    assert {image["imageId"]["imageDigest"] for image in images} == {pushed}
+    assert all(image["imageManifest"] == manifest for image in images)
+    # again: the tag already names the image
+    assert docker.retag_image(f"{ECR}/ml/churn", "0123456789ab", "latest") == pushed
+
+    with pytest.raises(ArtifactNotFound):
+        docker.retag_image(f"{ECR}/ml/churn", "ffffffffffff", "latest")
+    with pytest.raises(ConfigError, match="no ECR repository"):
+        docker.retag_image(f"{ECR}/ml/absent", "0123456789ab", "latest")
+
+
+@pytest.mark.aws
+def test_retag_on_ecr_without_credentials(aws_env: str,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("AWS_ACCESS_KEY_ID")
+    monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
+    with pytest.raises(ConfigError, match="AWS_ACCESS_KEY_ID") as caught:
+        docker.retag_image(f"{ECR}/ml/churn", "0123456789ab", "latest")
+    assert caught.value.exit_code == 2
+
+
+def test_ecr_is_told_by_its_host(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert docker.is_ecr(f"{ECR}/ml/churn")
+    assert docker.is_ecr(f"{ACCOUNT}.dkr.ecr-fips.us-gov-west-1.amazonaws.com/x")
+    assert not docker.is_ecr("ghcr.io/team/churn")
+    monkeypatch.setenv("MODELCI_IMAGE_REGISTRY_KIND", "ecr")
+    assert docker.is_ecr("ecr-proxy.internal/ml/churn")

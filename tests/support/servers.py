@@ -1,0 +1,155 @@
+"""Real servers for tests and benchmarks, started as plain processes on 127.0.0.1:
+
+- `running_moto()`: the AWS API emulator (`moto_server`, from `moto[server]`) for S3, ECR and
+  SageMaker;
+- `running_oci_registry()`: a real OCI registry (Debian's `docker-registry`, the CNCF
+  distribution server) with a filesystem store in a temporary folder.
+
+Each binds a free port, is waited for with a deadline, and is stopped (and its folder removed)
+when the `with` block ends.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+
+READY_DEADLINE_S = 30.0
+STOP_DEADLINE_S = 10.0
+REGISTRY_BIN = Path("/usr/bin/docker-registry")
+# The dummy secret key tests give boto3; tests check it never shows in output or the registry.
+SECRET_ACCESS_KEY = "modelci-test-secret-d0n0tl0g"
+
+
+class ServerUnavailable(RuntimeError):
+    """The server's program is not installed here."""
+
+
+def free_port() -> int:
+    """A TCP port of 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def wait_until(ready: Callable[[], bool], process: subprocess.Popen[bytes], what: str,
+               log: Path, deadline_s: float = READY_DEADLINE_S) -> None:
+    """Poll `ready` until it holds; fail early when the process died, late at the deadline."""
+    deadline = time.monotonic() + deadline_s
+    pause = 0.02
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{what} exited with {process.returncode}:\n{_tail(log)}")
+        if ready():
+            return
+        time.sleep(pause)  # polling, bounded by the deadline
+        pause = min(pause * 2, 0.25)
+    raise RuntimeError(f"{what} was not ready within {deadline_s:.0f} s:\n{_tail(log)}")
+
+
+def _tail(log: Path) -> str:
+    try:
+        return "\n".join(log.read_text(errors="replace").splitlines()[-20:])
+    except OSError:
+        return "(no log)"
+
+
+def _answers(url: str) -> Callable[[], bool]:
+    def check() -> bool:
+        try:
+            return httpx.get(url, timeout=1.0).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    return check
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=STOP_DEADLINE_S)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def moto_server_bin() -> Path:
+    """`moto_server` beside this interpreter (the project's venv)."""
+    found = Path(sys.executable).parent / "moto_server"
+    if found.exists():
+        return found
+    which = shutil.which("moto_server")
+    if which is None:
+        raise ServerUnavailable("moto_server not found: install moto[server] (a dev dependency)")
+    return Path(which)
+
+
+@contextmanager
+def running_moto() -> Iterator[str]:
+    """Start the AWS API emulator on a free port of 127.0.0.1; yield its URL."""
+    binary = moto_server_bin()
+    folder = Path(tempfile.mkdtemp(prefix="modelci-moto-"))
+    log = folder / "moto.log"
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    with log.open("wb") as out:
+        process = subprocess.Popen([str(binary), "-H", "127.0.0.1", "-p", str(port)],
+                                   stdout=out, stderr=subprocess.STDOUT,
+                                   env={**os.environ, "MOTO_CALL_RESET_API": "true"})
+    try:
+        wait_until(_answers(f"{url}/moto-api/data.json"), process, "moto_server", log)
+        yield url
+    finally:
+        _stop(process)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+REGISTRY_CONFIG = """\
+version: 0.1
+log:
+  level: warn
+  accesslog:
+    disabled: true
+storage:
+  filesystem:
+    rootdirectory: {root}
+  delete:
+    enabled: true
+http:
+  addr: 127.0.0.1:{port}
+"""
+
+
+@contextmanager
+def running_oci_registry() -> Iterator[str]:
+    """Start `docker-registry` with a filesystem store in a temporary folder, plain http on a
+    free port of 127.0.0.1, no auth; yield `127.0.0.1:<port>` once `GET /v2/` answers 200."""
+    if not REGISTRY_BIN.exists():
+        raise ServerUnavailable(f"{REGISTRY_BIN} not found: run scripts/ensure-oci-registry "
+                                "(Debian package docker-registry)")
+    folder = Path(tempfile.mkdtemp(prefix="modelci-registry-"))
+    port = free_port()
+    config = folder / "config.yml"
+    config.write_text(REGISTRY_CONFIG.format(root=folder / "data", port=port))
+    log = folder / "registry.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen([str(REGISTRY_BIN), "serve", str(config)], stdout=out,
+                                   stderr=subprocess.STDOUT, cwd=folder)
+    try:
+        wait_until(_answers(f"http://127.0.0.1:{port}/v2/"), process, "docker-registry", log)
+        yield f"127.0.0.1:{port}"
+    finally:
+        _stop(process)
+        shutil.rmtree(folder, ignore_errors=True)
