@@ -35,6 +35,11 @@ def status_report(workspace: Workspace) -> dict[str, Any]:
                 for n in sorted(names)
             ]
         }
+    serving = None
+    if workspace.project.deploy.backend == "ray":
+        from modelci.deploy import open_deployer
+
+        serving = open_deployer(workspace).describe
     with workspace.registry() as registry:
         names.update(registry.models())
         pointers = {(p.model, p.environment): p for p in registry.pointers()}
@@ -55,6 +60,9 @@ def status_report(workspace: Workspace) -> dict[str, Any]:
                     "time": _iso(pointer.updated_at),
                     "actor": pointer.actor,
                 }
+                if serving is not None:  # what the backend says (Ray Serve's application state)
+                    per_environment[environment]["serving"] = serving(
+                        workspace.endpoint(name, environment))
             latest = newest.get(name)
             models.append({
                 "model": name,
@@ -95,6 +103,8 @@ def _render_status(console: Console, report: dict[str, Any], workspace: Workspac
                 f"{where['version']}\n[dim]{where['time'][:16].replace('T', ' ')} "
                 f"{escape(actor.split(' <')[0])}[/]" if where else "[dim]-[/]"
             )
+            if where and where.get("serving"):
+                cells[-1] += f"\n[dim]ray: {escape(str(where['serving'].get('status')))}[/]"
         latest = entry["latest"]
         cells.append(f"{latest['version']} ({latest['status']})" if latest else "[dim]-[/]")
         table.add_row(entry["model"], *cells)

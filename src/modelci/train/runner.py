@@ -187,6 +187,7 @@ def prepare_job(workspace: Workspace, spec: ModelSpec, commit: str | None, pytho
         name=job_root.name, job=job, python=python, entrypoint=spec.train.entrypoint,
         hyperparameters=dict(spec.train.hyperparameters), channels=channels,
         seed=spec.train.seed, timeout=spec.train.timeout, metrics=dict(spec.train.metrics),
+        resources=spec.train.resources.asked(),
     )
 
 
