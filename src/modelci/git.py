@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,8 +70,10 @@ def is_ancestor(root: Path, ancestor: str, descendant: str) -> bool:
     return done.returncode == 0
 
 
+@functools.lru_cache(maxsize=16)
 def tree_blobs(root: Path, commit: str) -> dict[str, str]:
-    """Every file of a commit's tree: path -> blob id."""
+    """Every file of a commit's tree: path -> blob id (cached per process: a commit's tree
+    never changes; pass a commit id, not a branch name; don't change the answer)."""
     out = run(root, "ls-tree", "-r", "-z", "--full-tree", commit)
     blobs: dict[str, str] = {}
     for entry in out.split(b"\0"):

@@ -31,7 +31,6 @@ from sqlalchemy import (
 )
 from sqlalchemy import event as sa_event
 from sqlalchemy import exc as sa_exc
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, make_url
 
 from modelci.errors import ConfigError, PointerConflict, RegistryError
@@ -420,8 +419,12 @@ class SqlRegistry(Registry):
     def _insert(self, table: Table) -> Any:
         # Both dialects' INSERT support ON CONFLICT DO NOTHING, which the generic one lacks.
         if self._engine.dialect.name == "postgresql":
-            return postgresql.insert(table)
-        return sqlite.insert(table)
+            from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+
+            return postgresql_insert(table)
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        return sqlite_insert(table)
 
     def _add_model(self, connection: Connection, model: str, now: datetime) -> None:
         connection.execute(

@@ -211,9 +211,12 @@ def _fresh(workspace: Workspace, model: str, version: str, fingerprint: str,
     if look is None:
         return False
     try:
-        if look.version_status(version) not in (None, "failed"):
+        status = look.version_status(version)
+        if force:  # trained anyway, unless another pipeline trains it now (its lease decides)
+            return status != "training"
+        if status not in (None, "failed"):
             return False
-        return force or look.ready_with_fingerprint(model, fingerprint) is None
+        return look.ready_with_fingerprint(model, fingerprint) is None
     finally:
         look.close()
 
