@@ -21,7 +21,11 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
-from uvicorn.protocols.http.h11_impl import H11Protocol
+
+try:  # the same parser uvicorn's "auto" (and modelci's server) picks when it is installed
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol as _Protocol
+except ImportError:  # pragma: no cover
+    from uvicorn.protocols.http.h11_impl import H11Protocol as _Protocol  # type: ignore[assignment]
 
 MODEL_VARIABLE = "MINIMAL_APP_MODEL"
 # Loaded when uvicorn imports this module by name (in each worker), not when run as __main__.
@@ -40,7 +44,7 @@ async def ping(request: Request) -> Response:
     return Response(b"{}", media_type="application/json")
 
 
-class NoDelayProtocol(H11Protocol):
+class NoDelayProtocol(_Protocol):
     """TCP_NODELAY on each connection: uvicorn's worker processes otherwise leave Nagle on
     (their listening socket has proto 0), which costs ~40 ms per answer on one connection."""
 
