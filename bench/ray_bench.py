@@ -33,6 +33,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from tests.support.ray_cluster import RayCluster, ray_cluster  # noqa: E402
+from tests.support.toy import INFERENCE  # noqa: E402
 
 WORK = ROOT / "bench" / ".work" / "ray-bench"
 CONNECTIONS = 8
@@ -43,16 +44,6 @@ time.sleep(float(os.environ["SM_HP_SLEEP"]))
 with open(os.path.join(os.environ["SM_MODEL_DIR"], "model.json"), "w") as f:
     json.dump({"bias": float(os.environ["SM_HP_BIAS"])}, f)
 print("score=0.75")
-'''
-INFERENCE = '''\
-import json, os
-
-def model_fn(model_dir):
-    with open(os.path.join(model_dir, "model.json")) as f:
-        return json.load(f)
-
-def predict_fn(data, model):
-    return [float(sum(row)) + model["bias"] for row in data]
 '''
 SPEC = '''\
 [train]

@@ -29,6 +29,7 @@ from modelci.registry import open_registry
 from modelci.registry.base import Event
 from tests.conftest import CliResult
 from tests.support.repos import GitRepo
+from tests.support.toy import INFERENCE, train_script
 
 pytestmark = pytest.mark.slow
 
@@ -39,23 +40,7 @@ DEADLINE_S = 60.0
 OUTCOME_KEYS = {"model", "environment", "endpoint", "version", "previous_version", "status",
                 "url", "gateway_url", "reason"}
 
-TRAIN = '''\
-import json, os
-bias = float(os.environ["SM_HP_BIAS"])
-with open(os.path.join(os.environ["SM_MODEL_DIR"], "model.json"), "w") as f:
-    json.dump({"bias": bias}, f)
-print("score=0.75")
-'''
-INFERENCE = '''\
-import json, os
-
-def model_fn(model_dir):
-    with open(os.path.join(model_dir, "model.json")) as f:
-        return json.load(f)
-
-def predict_fn(data, model):
-    return [float(sum(row)) + model["bias"] for row in data]
-'''
+TRAIN = train_script()
 CANNOT_LOAD = '''\
 def model_fn(model_dir):
     raise RuntimeError("this version cannot load its model")

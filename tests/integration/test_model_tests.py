@@ -14,27 +14,10 @@ from modelci.registry import open_registry
 from modelci.registry.base import Event
 from tests.conftest import CliResult
 from tests.support.repos import GitRepo
+from tests.support.toy import INFERENCE, train_script
 
 Run = Callable[..., CliResult]
 
-TRAIN = '''\
-import json, os
-bias = float(os.environ["SM_HP_BIAS"])
-{extra}
-with open(os.path.join(os.environ["SM_MODEL_DIR"], "model.json"), "w") as f:
-    json.dump({{"bias": bias}}, f)
-print("score=0.75")
-'''
-INFERENCE = '''\
-import json, os
-
-def model_fn(model_dir):
-    with open(os.path.join(model_dir, "model.json")) as f:
-        return json.load(f)
-
-def predict_fn(data, model):
-    return [float(sum(row)) + model["bias"] for row in data]
-'''
 SPEC = '''\
 [train]
 entrypoint = "train.py"
@@ -54,7 +37,7 @@ handler = "inference.py"
 def make_toy(repo: GitRepo, *, gates: str = 'score = ">= 0.5"', extra: str = "") -> None:
     repo.write(".gitignore", ".modelci/\n")
     repo.write("models/toy/model.toml", SPEC.format(gates=gates))
-    repo.write("models/toy/train.py", TRAIN.format(extra=extra))
+    repo.write("models/toy/train.py", train_script(extra))
     repo.write("models/toy/inference.py", INFERENCE)
     repo.write("models/toy/requirements.txt", "")
     rows = "".join(f"{i},{i % 3},{i % 5},{i % 2}\n" for i in range(60))
@@ -127,7 +110,7 @@ def test_no_regression_against_production(git_repo: Callable[..., GitRepo],
         registry.set_pointer("toy", "production", version, expected_generation=None,
                              event=Event(kind="deploy", model="toy", environment="production",
                                          to_version=version))
-    repo.write("models/toy/train.py", TRAIN.format(extra="# retrained"))
+    repo.write("models/toy/train.py", train_script("# retrained"))
     repo.commit("retrain")
     assert modelci("-C", repo.root, "train", "toy").code == 0
     result = modelci("-C", repo.root, "test", "toy", "--skip", "reproducibility",

@@ -28,6 +28,7 @@ from modelci.registry import open_registry
 from modelci.registry.base import Event
 from tests.conftest import CliResult
 from tests.support.repos import GitRepo
+from tests.support.toy import INFERENCE, train_script
 
 pytestmark = pytest.mark.slow
 
@@ -37,24 +38,6 @@ REGISTRY = "sqlite:///.modelci/registry.db"
 MODELS = ("alpha", "beta")
 STEP_STATES = {"done", "cached", "failed", "skipped"}
 
-TRAIN = '''\
-import json, os
-bias = float(os.environ["SM_HP_BIAS"])
-{extra}
-with open(os.path.join(os.environ["SM_MODEL_DIR"], "model.json"), "w") as f:
-    json.dump({{"bias": bias}}, f)
-print("score=0.75")
-'''
-INFERENCE = '''\
-import json, os
-
-def model_fn(model_dir):
-    with open(os.path.join(model_dir, "model.json")) as f:
-        return json.load(f)
-
-def predict_fn(data, model):
-    return [float(sum(row)) + model["bias"] for row in data]
-'''
 # The deploy's smoke request sends one row (the test channel's first, without its label); the
 # reproducibility check predicts on many: this version passes its tests and fails its deploy.
 FAILS_ON_ONE_ROW = INFERENCE + '''
@@ -86,7 +69,7 @@ score = "{gate}"
 def write_model(repo: GitRepo, name: str, *, bias: float = 0.5, gate: str = ">= 0.5",
                 train_extra: str = "", inference: str = INFERENCE) -> None:
     repo.write(f"models/{name}/model.toml", SPEC.format(bias=bias, gate=gate))
-    repo.write(f"models/{name}/train.py", TRAIN.format(extra=train_extra))
+    repo.write(f"models/{name}/train.py", train_script(train_extra))
     repo.write(f"models/{name}/inference.py", inference)
     repo.write(f"models/{name}/requirements.txt", "")
 

@@ -22,6 +22,7 @@ from modelci.registry.base import VersionRecord
 from tests.conftest import CliResult
 from tests.support.ray_cluster import RayCluster, RayUnavailable, free_port, ray_cluster
 from tests.support.repos import GitRepo
+from tests.support.toy import INFERENCE
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
@@ -48,16 +49,6 @@ print("loading the data")
 with open(os.path.join(os.environ["SM_OUTPUT_DIR"], "failure"), "w") as f:
     f.write("the training data has no label column")
 raise SystemExit(3)
-'''
-INFERENCE = '''\
-import json, os
-
-def model_fn(model_dir):
-    with open(os.path.join(model_dir, "model.json")) as f:
-        return json.load(f)
-
-def predict_fn(data, model):
-    return [float(sum(row)) + model["bias"] for row in data]
 '''
 SPEC = '''\
 [train]

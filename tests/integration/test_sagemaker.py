@@ -46,6 +46,7 @@ from modelci.workspace import Workspace
 from tests.conftest import CliResult
 from tests.integration.conftest import SECRET_ACCESS_KEY
 from tests.support.repos import GitRepo
+from tests.support.toy import INFERENCE, train_script
 
 pytestmark = pytest.mark.aws
 
@@ -55,23 +56,7 @@ ROLE = "arn:aws:iam::123456789012:role/modelci-test"
 ACCOUNT = "123456789012"  # moto's default account
 _names = itertools.count(1)
 
-TRAIN = '''\
-import json, os
-bias = float(os.environ["SM_HP_BIAS"])
-with open(os.path.join(os.environ["SM_MODEL_DIR"], "model.json"), "w") as f:
-    json.dump({"bias": bias}, f)
-print("score=0.75")
-'''
-INFERENCE = '''\
-import json, os
-
-def model_fn(model_dir):
-    with open(os.path.join(model_dir, "model.json")) as f:
-        return json.load(f)
-
-def predict_fn(data, model):
-    return [float(sum(row)) + model["bias"] for row in data]
-'''
+TRAIN = train_script()
 SPEC = '''\
 [train]
 entrypoint = "train.py"
