@@ -11,10 +11,14 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from modelci.settings import glob_regex
-from modelci.spec import ModelSpec
+
+if TYPE_CHECKING:
+    from modelci.spec import ModelSpec
 
 VERSION = "1"  # bump when what enters the fingerprint changes
 
@@ -29,14 +33,34 @@ def file_digests(root: Path, files: list[str]) -> dict[str, str]:
     return digests
 
 
+@dataclass(frozen=True)
+class FingerprintInputs:
+    """What of a spec enters the fingerprint: from a validated ModelSpec, or read straight
+    from model.toml when a cache hit is to be told without loading pydantic."""
+
+    folder: str
+    depends_on: tuple[str, ...]
+    channels: dict[str, str]
+    hyperparameters: dict[str, Any]
+    seed: int
+    entrypoint: str
+
+    @classmethod
+    def of(cls, spec: ModelSpec) -> FingerprintInputs:
+        return cls(spec.folder, tuple(spec.depends_on), dict(spec.train.channels),
+                   dict(spec.train.hyperparameters), spec.train.seed, spec.train.entrypoint)
+
+
 def fingerprint(
-    tree: Mapping[str, str], model: ModelSpec, *, shared: list[str], lock_hash: str
+    tree: Mapping[str, str], model: ModelSpec | FingerprintInputs, *, shared: list[str],
+    lock_hash: str,
 ) -> str:
     """The fingerprint of `model` given `tree` (path -> content digest) and its lock's hash."""
-    folder = model.folder + "/"
-    globs = [glob_regex(p) for p in (*model.depends_on, *shared)]
+    inputs = model if isinstance(model, FingerprintInputs) else FingerprintInputs.of(model)
+    folder = inputs.folder + "/"
+    globs = [glob_regex(p) for p in (*inputs.depends_on, *shared)]
     channel_paths = {
-        name: source.strip("/") for name, source in model.train.channels.items()
+        name: source.strip("/") for name, source in inputs.channels.items()
         if "://" not in source
     }
     sections: dict[str, list[str]] = {"folder": [], "depends": [], "channels": []}
@@ -49,13 +73,13 @@ def fingerprint(
         for name, source in channel_paths.items():
             if path == source or path.startswith(source + "/"):
                 sections["channels"].append(f"{name}\0{path}\0{digest}")
-    uris = {n: s for n, s in model.train.channels.items() if "://" in s}
+    uris = {n: s for n, s in inputs.channels.items() if "://" in s}
     header = {
         "fingerprint": VERSION,
         "lock": lock_hash,
-        "hyperparameters": model.train.hyperparameters,
-        "seed": model.train.seed,
-        "entrypoint": model.train.entrypoint,
+        "hyperparameters": inputs.hyperparameters,
+        "seed": inputs.seed,
+        "entrypoint": inputs.entrypoint,
         "uri_channels": uris,
     }
     digest = hashlib.sha256(json.dumps(header, sort_keys=True).encode())

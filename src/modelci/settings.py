@@ -15,6 +15,7 @@ from typing import Any
 from modelci.errors import ConfigError
 
 PROJECT_FILE = "modelci.toml"
+DEFAULT_URLS = {"registry": "sqlite:///.modelci/registry.db", "store": ".modelci/artifacts"}
 MODEL_FILE = "model.toml"
 MODEL_NAME = re.compile(r"^[a-z][a-z0-9-]{0,54}$")
 

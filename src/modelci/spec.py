@@ -23,6 +23,7 @@ from pydantic import (
 
 from modelci.errors import ConfigError
 from modelci.settings import (
+    DEFAULT_URLS,
     MODEL_FILE,
     MODEL_NAME,
     PROJECT_FILE,
@@ -267,8 +268,8 @@ def _default_environments() -> dict[str, EnvironmentSection]:
 class ProjectFile(Strict):
     project: ProjectSection = ProjectSection()
     environments: dict[str, EnvironmentSection] = Field(default_factory=_default_environments)
-    registry: UrlSection = UrlSection(url="sqlite:///.modelci/registry.db")
-    store: UrlSection = UrlSection(url=".modelci/artifacts")
+    registry: UrlSection = UrlSection(url=DEFAULT_URLS["registry"])
+    store: UrlSection = UrlSection(url=DEFAULT_URLS["store"])
     train: BackendSection = BackendSection()
     deploy: BackendSection = BackendSection()
     ray: RaySection = RaySection()

@@ -39,6 +39,34 @@ class Workspace:
 
         return load_project(self.root)
 
+    @cached_property
+    def raw_settings(self) -> dict[str, Any]:
+        """modelci.toml under MODELCI_* overrides, parsed but not validated (no pydantic):
+        for the few values a fast path needs; `project` is the validated whole."""
+        from modelci.settings import PROJECT_FILE, apply_overrides, read_toml
+
+        path = self.root / PROJECT_FILE
+        data = read_toml(path, PROJECT_FILE) if path.is_file() else {}
+        return apply_overrides(data, os.environ)
+
+    def project_url(self, section: str) -> str:
+        """`[registry].url` or `[store].url`, with its default (read without pydantic)."""
+        from modelci.errors import ConfigError
+        from modelci.settings import DEFAULT_URLS, PROJECT_FILE
+
+        table = self.raw_settings.get(section, {})
+        url = table.get("url", DEFAULT_URLS[section]) if isinstance(table, dict) else None
+        if not isinstance(url, str) or not url:
+            raise ConfigError("expected a non-empty string", file=PROJECT_FILE,
+                              key=f"{section}.url")
+        return url
+
+    def project_shared(self) -> list[str]:
+        """`[project].shared` (read without pydantic)."""
+        from modelci.settings import PROJECT_FILE, string_list
+
+        return string_list(self.raw_settings, "project", "shared", [], PROJECT_FILE)
+
     def files(self) -> list[str]:
         """The work tree's files that git tracks or would track (ignored ones left out, and
         tracked ones deleted from the work tree too)."""
@@ -56,7 +84,7 @@ class Workspace:
         """Open the registry, applying migrations on first use."""
         from modelci.registry import open_registry
 
-        return open_registry(self.project.registry.url, self.root)
+        return open_registry(self.project_url("registry"), self.root)
 
     def lazy_registry(self) -> Registry:
         """The registry, opened on first use: a command that may not need it (a cache hit
@@ -66,7 +94,7 @@ class Workspace:
 
     def registry_exists(self) -> bool:
         """Whether a registry has been made yet (always True for a server URL)."""
-        url = self.project.registry.url
+        url = self.project_url("registry")
         if url.startswith("sqlite:///"):
             return (self.root / url[len("sqlite:///") :]).exists()
         return True
@@ -75,7 +103,7 @@ class Workspace:
         """Open the artifact store."""
         from modelci.store import open_store
 
-        return open_store(self.project.store.url, self.root)
+        return open_store(self.project_url("store"), self.root)
 
     @property
     def environments(self) -> list[str]:

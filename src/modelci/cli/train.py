@@ -35,12 +35,15 @@ def train(workspace: Workspace, models: tuple[str, ...], rev: str, dirty: bool, 
     hyperparameters as --name value). A commit whose fingerprint matches a trained version
     reuses its artifact instead of training again.
     """
-    from modelci.spec import find_model
     from modelci.train.runner import TrainOptions, train_model
 
     output = Output(json_mode)
+    known = _committed_models(workspace, rev)
     for name in models:  # every name must be known before any job starts
-        find_model(workspace.models, name)
+        if name not in known:
+            from modelci.spec import find_model
+
+            find_model(workspace.models, name)  # the work tree's (--dirty), or a clear error
     options = TrainOptions(rev=rev, dirty=dirty, force=force, sample=sample,
                            break_lease=break_lease)
     outcomes: list[TrainOutcome] = []
@@ -65,6 +68,21 @@ def train(workspace: Workspace, models: tuple[str, ...], rev: str, dirty: bool, 
                 output.err.print(f"[bold red]error:[/] {outcome.version} failed: "
                                  f"{escape(outcome.reason or 'unknown reason')}")
         raise click.exceptions.Exit(1)
+
+
+def _committed_models(workspace: Workspace, rev: str) -> set[str]:
+    """Model names at the commit, read the fast way (no spec validation); empty when the
+    revision is not a commit (train then says so)."""
+    import os
+
+    from modelci import git
+    from modelci.changes import SpecCache, snapshot
+
+    commit = git.resolve(workspace.root, rev)
+    if commit is None:
+        return set()
+    return set(snapshot(workspace.root, commit, SpecCache(workspace.root),
+                        os.environ).by_name())
 
 
 def _render(console: Console, outcomes: list[TrainOutcome]) -> None:

@@ -15,19 +15,21 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from modelci import git
 from modelci.errors import ConfigError, NotBuiltYet
 from modelci.fingerprint import file_digests, fingerprint
 from modelci.registry.base import Event, Registry, VersionRecord
 from modelci.settings import MODEL_FILE, parse_toml
-from modelci.spec import ModelSpec, find_model, parse_model
 from modelci.train import lease
 from modelci.train.artifacts import pack, parse_metrics
 from modelci.train.base import JobResult, Trainer, TrainingJob
 from modelci.train.jobdir import JobDir, add_channel, write_config
 from modelci.workspace import Workspace
+
+if TYPE_CHECKING:
+    from modelci.spec import ModelSpec
 
 Note = Callable[[str], None]
 
@@ -74,6 +76,8 @@ def version_name(model: str, commit: str, *, dirty: bool = False) -> str:
 
 def spec_at(workspace: Workspace, name: str, commit: str, dirty: bool) -> ModelSpec:
     """The model's spec as the commit (or, with --dirty, the work tree) has it."""
+    from modelci.spec import find_model, parse_model
+
     current = find_model(workspace.models, name)
     if dirty:
         return current
@@ -207,7 +211,7 @@ def _fresh(workspace: Workspace, model: str, version: str, fingerprint: str,
     doubt, and the full bookkeeping decides."""
     from modelci.registry.quick import quick_look
 
-    look = quick_look(workspace.project.registry.url, workspace.root)
+    look = quick_look(workspace.project_url("registry"), workspace.root)
     if look is None:
         return False
     try:
@@ -232,6 +236,105 @@ def _job_root(workspace: Workspace, version: str) -> Path:
     return root
 
 
+def _raw_inputs(workspace: Workspace, name: str, commit: str) -> tuple[Any, Any] | None:
+    """The model's ModelRef and FingerprintInputs read from model.toml at the commit with
+    tomllib alone, or None when anything is not as a valid spec has it (the validated path
+    then decides)."""
+    import os
+
+    from modelci.changes import SpecCache, snapshot
+    from modelci.envs.uv import ModelRef
+    from modelci.fingerprint import FingerprintInputs
+
+    entry = snapshot(workspace.root, commit, SpecCache(workspace.root), os.environ).by_name() \
+        .get(name)
+    if entry is None:
+        return None
+    spec_file = f"{entry.folder}/{MODEL_FILE}"
+    tree = git.tree_blobs(workspace.root, commit)
+    data = parse_toml(git.read_blobs(workspace.root, [tree[spec_file]])[tree[spec_file]],
+                      spec_file)
+    model, train = data.get("model", {}), data.get("train", {})
+    scalar = (str, int, float, bool)
+    hyperparameters = train.get("hyperparameters", {})
+    channels = train.get("channels", {})
+    seed, entrypoint = train.get("seed", 0), train.get("entrypoint")
+    requirements = model.get("requirements")
+    if not (isinstance(hyperparameters, dict) and isinstance(channels, dict)
+            and all(isinstance(v, scalar) for v in hyperparameters.values())
+            and all(isinstance(v, str) for v in channels.values())
+            and type(seed) is int and isinstance(entrypoint, str)
+            and (requirements is None or isinstance(requirements, str))):
+        return None
+    return (ModelRef(name, entry.folder, requirements),
+            FingerprintInputs(entry.folder, entry.depends_on, channels, hyperparameters, seed,
+                              entrypoint))
+
+
+def _cache_hit(workspace: Workspace, registry: Registry, name: str, commit: str,
+               note: Note) -> TrainOutcome | None:
+    """A version already trained, or one with the same fingerprint, told without pydantic:
+    a fingerprint match means model.toml is byte for byte one that was validated when that
+    version trained. None when in doubt (and the validated path decides)."""
+    from modelci.envs.uv import ensure_environment
+    from modelci.registry.quick import quick_look
+
+    look = quick_look(workspace.project_url("registry"), workspace.root)
+    if look is None:
+        return None
+    try:
+        raw = _raw_inputs(workspace, name, commit)
+        if raw is None:
+            return None
+        ref, inputs = raw
+        version = version_name(name, commit)
+        status = look.version_status(version)
+        environment = ensure_environment(workspace.root, ref)
+        print_ = fingerprint(git.tree_blobs(workspace.root, commit), inputs,
+                             shared=workspace.project_shared(), lock_hash=environment.lock_hash)
+        match = look.ready_with_fingerprint(name, print_)
+    finally:
+        look.close()
+    if status == "ready":
+        record = registry.get_version(version)
+        if record is not None and record.status == "ready":
+            note(f"{version}: already trained")
+            return _outcome(record, cached=True)
+        return None
+    if status is not None or match is None or match == version:
+        return None
+    found = registry.get_version(match)
+    if found is None or found.status != "ready":
+        return None
+    return _record_reuse(workspace, registry, name, version, commit, print_, found,
+                         environment.lock_hash, existing=None, dirty=False, note=note)
+
+
+def _record_reuse(workspace: Workspace, registry: Registry, model: str, version: str,
+                  commit: str, print_: str, match: VersionRecord, lock_hash: str, *,
+                  existing: VersionRecord | None, dirty: bool, note: Note) -> TrainOutcome:
+    """Record `version` on the artifact of `match`, which has the same fingerprint."""
+    note(f"{version}: reused from {match.version} (same fingerprint)")
+    if match.artifact_sha256:
+        tag_in_store(workspace.store(), model, version, commit, print_, match.metrics,
+                     match.artifact_sha256)
+    actor, ci_url = workspace.actor(), workspace.ci_url()
+    record = VersionRecord(
+        version=version, model=model, commit=commit, status="ready", fingerprint=print_,
+        artifact_uri=match.artifact_uri, artifact_sha256=match.artifact_sha256,
+        metrics=dict(match.metrics), lock_hash=lock_hash, actor=actor, ci_url=ci_url,
+        details={"reused_from": match.version, "dirty": dirty},
+    )
+    if existing is None:
+        record = registry.add_version(record)
+    else:
+        record = registry.update_version(version, **_fields(record))
+    registry.append_event(Event(kind="train", model=model, version=version, commit=commit,
+                                actor=actor, ci_url=ci_url,
+                                details={"reused_from": match.version}))
+    return _outcome(record, reused_from=match.version)
+
+
 def train_model(workspace: Workspace, registry: Registry, name: str, options: TrainOptions,
                 *, note: Note, on_line: Note | None = None) -> TrainOutcome:
     """Train one model (or reuse what is already trained) and record the version."""
@@ -240,6 +343,10 @@ def train_model(workspace: Workspace, registry: Registry, name: str, options: Tr
     commit = git.resolve(workspace.root, options.rev)
     if commit is None:
         raise ConfigError(f"--rev {options.rev!r} does not name a commit of this repository")
+    if not (options.force or options.dirty or options.sample):
+        hit = _cache_hit(workspace, registry, name, commit, note)
+        if hit is not None:
+            return hit
     spec = spec_at(workspace, name, commit, options.dirty)
     files = workspace.files() if options.dirty else list(git.tree_blobs(workspace.root, commit))
     check_inputs(spec, set(files))
@@ -293,25 +400,9 @@ def _train_recorded(workspace: Workspace, registry: Registry, spec: ModelSpec, c
     if not options.force:
         match = registry.find_by_fingerprint(spec.name, print_)
         if match is not None and match.version != version:
-            note(f"{version}: reused from {match.version} (same fingerprint)")
-            if match.artifact_sha256:
-                tag_in_store(workspace.store(), spec.name, version, commit, print_,
-                             match.metrics, match.artifact_sha256)
-            record = VersionRecord(
-                version=version, model=spec.name, commit=commit, status="ready",
-                fingerprint=print_, artifact_uri=match.artifact_uri,
-                artifact_sha256=match.artifact_sha256, metrics=dict(match.metrics),
-                lock_hash=environment.lock_hash, actor=actor, ci_url=ci_url,
-                details={"reused_from": match.version, "dirty": options.dirty},
-            )
-            if existing is None:
-                record = registry.add_version(record)
-            else:
-                record = registry.update_version(version, **_fields(record))
-            registry.append_event(Event(kind="train", model=spec.name, version=version,
-                                        commit=commit, actor=actor, ci_url=ci_url,
-                                        details={"reused_from": match.version}))
-            return _outcome(record, reused_from=match.version)
+            return _record_reuse(workspace, registry, spec.name, version, commit, print_,
+                                 match, environment.lock_hash, existing=existing,
+                                 dirty=options.dirty, note=note)
 
     started = VersionRecord(
         version=version, model=spec.name, commit=commit, status="training", fingerprint=print_,
