@@ -14,7 +14,6 @@ import importlib
 import re
 from pathlib import Path
 from urllib.parse import urlsplit
-from urllib.request import url2pathname
 
 from modelci.errors import ConfigError
 from modelci.store.base import Store, StoredArtifact
@@ -48,6 +47,9 @@ def _local_path(url: str, root: Path) -> Path:
             "write a plain path for a folder relative to the repository",
             key=_KEY,
         )
+    # urllib.request costs ~70 ms of imports (ssl, http.client): only a file:// URL needs it
+    from urllib.request import url2pathname
+
     return Path(url2pathname(parts.path))
 
 
