@@ -38,33 +38,12 @@ WORK = HERE / ".work" / "pipeline-bench"
 MODELCI = Path(sys.executable).parent / "modelci"
 IDENTITY = ("-c", "user.name=bench", "-c", "user.email=bench@example.com")
 
-# The race's model: stdlib only, so that each version server starts in a blink.
-TRAIN = """\
-import json, os
-with open(os.path.join(os.environ["SM_MODEL_DIR"], "model.json"), "w") as f:
-    json.dump({"bias": float(os.environ["SM_HP_BIAS"])}, f)
-print("score=0.75")
-"""
-INFERENCE = """\
-import json, os
+# The race's model: the tests' stdlib toy, so that each version server starts in a blink.
+sys.path.insert(0, str(ROOT))
+from tests.support.toy import INFERENCE, SERVED_SPEC, train_script  # noqa: E402
 
-def model_fn(model_dir):
-    with open(os.path.join(model_dir, "model.json")) as f:
-        return json.load(f)
-
-def predict_fn(data, model):
-    return [float(sum(row)) + model["bias"] for row in data]
-"""
-SPEC = """\
-[train]
-entrypoint = "train.py"
-hyperparameters = {{ bias = {bias} }}
-channels = {{ train = "data/toy/train.csv", test = "data/toy/test.csv" }}
-metrics = {{ score = "score=([0-9.]+)" }}
-
-[serve]
-handler = "inference.py"
-"""
+TRAIN = train_script()
+SPEC = SERVED_SPEC
 RACE_MODEL = "toy"
 RACE_ENVIRONMENT = "staging"
 

@@ -94,10 +94,10 @@ class Workspace:
 
     def registry_exists(self) -> bool:
         """Whether a registry has been made yet (always True for a server URL)."""
-        url = self.project_url("registry")
-        if url.startswith("sqlite:///"):
-            return (self.root / url[len("sqlite:///") :]).exists()
-        return True
+        from modelci.registry import sqlite_file
+
+        path = sqlite_file(self.project_url("registry"), self.root)
+        return path is None or path.exists()
 
     def store(self) -> Store:
         """Open the artifact store."""

@@ -29,7 +29,7 @@ from modelci.registry import open_registry
 from modelci.registry.base import Event
 from tests.conftest import CliResult
 from tests.support.repos import GitRepo
-from tests.support.toy import INFERENCE, train_script
+from tests.support.toy import INFERENCE, SERVED_SPEC, train_script
 
 pytestmark = pytest.mark.slow
 
@@ -54,16 +54,7 @@ def predict_fn(data, model):
         raise RuntimeError("cannot predict an all-zero row")
     return _predict(data, model)
 '''
-SPEC = '''\
-[train]
-entrypoint = "train.py"
-hyperparameters = {{ bias = {bias} }}
-channels = {{ train = "data/toy/train.csv", test = "data/toy/test.csv" }}
-metrics = {{ score = "score=([0-9.]+)" }}
-
-[serve]
-handler = "inference.py"
-'''
+SPEC = SERVED_SPEC
 ROW = b"[[1, 2]]"  # the toy model answers 3 + bias
 JSON = {"content-type": "application/json"}
 

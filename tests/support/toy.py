@@ -30,3 +30,16 @@ def predict_fn(data, model):
 def train_script(extra: str = "") -> str:
     """The toy's train.py, with `extra` lines run after the bias is read."""
     return TRAIN_TEMPLATE.format(extra=extra)
+
+
+# model.toml of a toy model served through its inference.py; `.format(bias=...)`
+SERVED_SPEC = """\
+[train]
+entrypoint = "train.py"
+hyperparameters = {{ bias = {bias} }}
+channels = {{ train = "data/toy/train.csv", test = "data/toy/test.csv" }}
+metrics = {{ score = "score=([0-9.]+)" }}
+
+[serve]
+handler = "inference.py"
+"""

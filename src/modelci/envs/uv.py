@@ -329,17 +329,7 @@ def _build(
     count = len(lock_pins(lock.text))
     say(f"{model.name}: installing the lock ({count} package{'s' if count != 1 else ''})")
     _uv(
-        [
-            "pip",
-            "install",
-            "--quiet",
-            "--compile-bytecode",
-            "--python",
-            str(python),
-            "--require-hashes",
-            "-r",
-            str(installed_lock),
-        ],
+        [*_pip_install(python), "--require-hashes", "-r", str(installed_lock)],
         what="install the lock",
         file=_shown(root, lock.path),
     )
@@ -349,21 +339,18 @@ def _build(
         # The lock as constraints: a serving package that needs another version of a locked
         # one fails here, rather than quietly replacing what the model was locked to.
         _uv(
-            [
-                "pip",
-                "install",
-                "--quiet",
-                "--compile-bytecode",
-                "--python",
-                str(python),
-                "-c",
-                str(installed_lock),
-                *extra,
-            ],
+            [*_pip_install(python), "-c", str(installed_lock), *extra],
             what="install the serving layer (starlette, uvicorn, prometheus-client, numpy) "
             "beside the lock",
             file=_shown(root, lock.path),
         )
+
+
+def _pip_install(python: Path) -> list[str]:
+    """`uv pip install` into the environment, byte-compiled: this image (and many CI images)
+    sets PYTHONDONTWRITEBYTECODE, and an uncompiled environment recompiles every import of
+    every job."""
+    return ["pip", "install", "--quiet", "--compile-bytecode", "--python", str(python)]
 
 
 def _marker(target: Path, lock: Lock, env_hash: str, pins: list[str]) -> None:

@@ -53,6 +53,16 @@ def open_registry(url: str, root: Path) -> Registry:
     return registry_class(url, root=root)
 
 
+def sqlite_file(url: str, root: Path) -> Path | None:
+    """The file of a `sqlite:///path` registry (a relative path from `root`); None for a
+    server URL. Parsed without SQLAlchemy, for callers that must stay cheap."""
+    prefix = "sqlite:///"
+    if not url.startswith(prefix):
+        return None
+    path = Path(url[len(prefix):]).expanduser()
+    return path if path.is_absolute() else root / path
+
+
 def mask_url(url: str) -> str:
     """The URL with its password, if any, replaced by `***`, fit for messages and logs."""
     try:

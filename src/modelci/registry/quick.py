@@ -12,9 +12,8 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+from modelci.registry import sqlite_file
 from modelci.registry.migrations import HEAD
-
-PREFIX = "sqlite:///"
 
 
 class QuickLook:
@@ -41,11 +40,8 @@ class QuickLook:
 def quick_look(url: str, root: Path) -> QuickLook | None:
     """A QuickLook at the registry, or None when it is not an SQLite file at the known
     schema (a server registry, no registry yet, another revision)."""
-    if not url.startswith(PREFIX):
-        return None
-    path = Path(url[len(PREFIX):])
-    path = path if path.is_absolute() else root / path
-    if not path.is_file():
+    path = sqlite_file(url, root)
+    if path is None or not path.is_file():
         return None
     try:
         connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
