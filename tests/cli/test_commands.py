@@ -119,6 +119,43 @@ def test_the_installed_script_exits_with_the_error_code(tmp_path: Path) -> None:
     assert done.stderr.startswith("error: ") and done.stdout == ""
 
 
+def test_the_installed_script_prints_its_json_through_a_pipe(tmp_path: Path) -> None:
+    """The script skips the interpreter's teardown: its output must still be flushed."""
+    script = Path(sys.executable).parent / "modelci"
+    done = subprocess.run([script, "-C", tmp_path, "validate", "--json"], capture_output=True,
+                          text=True)
+    assert done.returncode == 2
+    assert json.loads(done.stdout)["ok"] is False
+
+
+def test_leaving_runs_atexit_handlers_and_waits_for_running_threads() -> None:
+    code = (
+        "import atexit, threading\n"
+        "from modelci.cli import leave\n"
+        "atexit.register(print, 'atexit ran')\n"
+        "threading.Timer(0.2, print, ['thread finished']).start()\n"
+        "print('buffered', end='')\n"
+        "leave(3)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 3
+    assert done.stdout.startswith("buffered")
+    assert "atexit ran" in done.stdout and "thread finished" in done.stdout
+
+
+def test_leaving_without_threads_exits_at_once_with_the_code() -> None:
+    code = (
+        "import atexit\n"
+        "from modelci.cli import leave\n"
+        "atexit.register(print, 'atexit ran')\n"
+        "print('buffered', end='')\n"
+        "leave(4)\n"
+        "print('never')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert (done.returncode, done.stdout) == (4, "bufferedatexit ran\n")
+
+
 def test_help_and_changed_stay_lean() -> None:
     """`--help` and `changed` must not load pydantic, SQLAlchemy or rich (start-up cost)."""
     code = (

@@ -6,10 +6,14 @@ under --json) and exits with the error's code. `--traceback` re-raises instead.
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import importlib
+import os
 import sys
+import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
@@ -78,8 +82,15 @@ def cli(ctx: click.Context, repo: Path | None, traceback: bool) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point of the `modelci` script."""
-    args = sys.argv[1:] if argv is None else argv
+    """Entry point of the `modelci` script (argv None) or of a caller in the same process."""
+    code = run(sys.argv[1:] if argv is None else argv)
+    if argv is None:
+        leave(code)
+    sys.exit(code)
+
+
+def run(args: list[str]) -> int:
+    """Run one command line; its exit code, errors printed as the output mode wants them."""
     output = Output(json_mode="--json" in args)
     try:
         # without standalone mode click returns an Exit's code instead of exiting
@@ -88,19 +99,35 @@ def main(argv: list[str] | None = None) -> None:
         if "--traceback" in args:
             raise
         output.error(error)
-        sys.exit(error.exit_code)
+        return error.exit_code
     except click.exceptions.Exit as done:
-        sys.exit(done.exit_code)
+        return done.exit_code
     except click.Abort:
         output.err.print("aborted")
-        sys.exit(1)
+        return 1
     except click.ClickException as error:
         if output.json_mode:
             output.error(ConfigError(error.format_message()))
         else:
             error.show()
-        sys.exit(2 if isinstance(error, click.UsageError) else error.exit_code)
-    sys.exit(code if isinstance(code, int) else 0)
+        return 2 if isinstance(error, click.UsageError) else error.exit_code
+    return code if isinstance(code, int) else 0
+
+
+def leave(code: int) -> NoReturn:
+    """Exit without the interpreter's teardown, as mypy's hard_exit does: freeing every object
+    SQLAlchemy and pydantic made costs 0.1-0.15 s here, a third of a quick command. atexit
+    handlers still run and the streams are flushed; while a non-daemon thread still runs,
+    the ordinary exit waits for it."""
+    main_thread = threading.main_thread()
+    if any(t is not main_thread and not t.daemon and t.is_alive()
+           for t in threading.enumerate()):
+        sys.exit(code)
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):  # a closed pipe: nothing more to say
+            stream.flush()
+    os._exit(code)
 
 
 def json_option(function: Any) -> Any:
