@@ -128,3 +128,25 @@ def test_an_incomplete_folder_in_the_way_is_replaced(tmp_path: Path) -> None:
     assert (final / ".modelci-env.json").read_text() == "new"
     assert not (final / "lib").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["env"]
+
+
+def test_the_lock_cache_key_follows_files_included_with_r_and_c(tmp_path: Path) -> None:
+    from modelci.envs.uv import _lock_cache_path
+
+    model = tmp_path / "models/a"
+    model.mkdir(parents=True)
+    (tmp_path / "common.txt").write_text("six==1.16.0\n-r common.txt\n")  # includes itself
+    (model / "constraints.txt").write_text("six<2\n")
+    requirements = model / "requirements.txt"
+    requirements.write_text("-r ../../common.txt\n--constraint=constraints.txt\nrequests  # x\n")
+    first = _lock_cache_path(tmp_path, requirements)
+    assert _lock_cache_path(tmp_path, requirements) == first
+
+    (tmp_path / "common.txt").write_text("six==1.17.0\n")
+    second = _lock_cache_path(tmp_path, requirements)
+    assert second != first
+    (model / "constraints.txt").write_text("six<1.17\n")
+    third = _lock_cache_path(tmp_path, requirements)
+    assert third not in (first, second)
+    (model / "constraints.txt").unlink()  # a missing include still counts, by its name
+    assert _lock_cache_path(tmp_path, requirements) not in (first, second, third)

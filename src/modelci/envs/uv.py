@@ -150,8 +150,29 @@ def _read_lock(path: Path, source: Path) -> Lock:
 def _lock_cache_path(root: Path, requirements: Path) -> Path:
     """Where a requirements file's resolution is cached: by its content and the Python minor
     version, so that an unchanged file is never resolved (nor the network asked) twice."""
-    key = _sha256(requirements.read_bytes() + b"\0" + _python_minor().encode())
+    key = _sha256(_requirements_content(requirements) + b"\0" + _python_minor().encode())
     return root / ".modelci" / "locks" / f"{key}.txt"
+
+
+_INCLUDE = re.compile(r"^\s*(?:-r|--requirement|-c|--constraint)(?:\s*=\s*|\s+|(?=\S))(\S+)")
+
+
+def _requirements_content(requirements: Path, seen: frozenset[Path] = frozenset()) -> bytes:
+    """The file's bytes followed by those of every local file it includes with `-r` or `-c`
+    (recursively, relative to the including file, as pip reads them): editing an included
+    file must resolve the lock again. A missing include adds its name only (uv then names
+    it)."""
+    data = requirements.read_bytes()
+    parts, chain = [data], seen | {requirements.resolve()}
+    for line in data.decode("utf-8", errors="replace").splitlines():
+        found = _INCLUDE.match(line)
+        if found is None or "://" in found.group(1):
+            continue
+        included = (requirements.parent / found.group(1)).resolve()
+        parts.append(b"\0" + found.group(1).encode() + b"\0")
+        if included.is_file() and included not in chain:
+            parts.append(_requirements_content(included, chain))
+    return b"".join(parts)
 
 
 def requirements_file(root: Path, model: ModelSpec | ModelRef) -> Path:
