@@ -4,6 +4,8 @@ SageMaker script-mode contract, clean exports, failures, timeouts and the finger
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import tarfile
 from collections.abc import Callable
 from pathlib import Path
@@ -173,6 +175,36 @@ def test_fingerprint_reuse_and_force(toy: GitRepo, modelci: Run) -> None:
     toy.commit("new data")
     _, doc5 = train(modelci, toy, "toy")
     assert doc5["versions"][0]["reused_from"] is None and doc5["versions"][0]["job_dir"]
+
+
+def test_a_cache_hit_loads_neither_pydantic_nor_sqlalchemy(toy: GitRepo, modelci: Run) -> None:
+    """The hit paths answer (and record) through tomllib and sqlite3 alone: their speed."""
+    first, doc1 = train(modelci, toy, "toy")
+    assert first.code == 0
+    toy.write("README.md", "unrelated\n")
+    toy.commit("docs only")
+    code = (
+        "import json, sys\n"
+        "from modelci.cli import run\n"
+        f"code = run(['-C', {str(toy.root)!r}, 'train', 'toy', '--json'])\n"
+        "print(json.dumps([code, sorted(m for m in ('pydantic', 'sqlalchemy') "
+        "if m in sys.modules)]))\n"
+    )
+    hit = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    *document, loaded = hit.stdout.strip().splitlines()
+    assert json.loads(loaded) == [0, []], hit.stderr
+    [reused] = json.loads("\n".join(document))["versions"]
+    assert reused["reused_from"] == doc1["versions"][0]["version"]
+    again = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    *document, loaded = again.stdout.strip().splitlines()
+    assert json.loads(loaded) == [0, []], again.stderr
+    assert json.loads("\n".join(document))["versions"][0]["cached"] is True
+
+    with open_registry("sqlite:///.modelci/registry.db", toy.root) as registry:
+        [event] = [e for e in registry.events("toy") if e.version == reused["version"]]
+        record = registry.get_version(reused["version"])
+    assert event.kind == "train" and event.details == {"reused_from": reused["reused_from"]}
+    assert record is not None and record.artifact_sha256 == reused["artifact"]["sha256"]
 
 
 def test_failure_reason_from_output_failure(toy: GitRepo, modelci: Run) -> None:

@@ -1,19 +1,34 @@
-"""A read-only look at an SQLite registry through the standard library's sqlite3.
+"""An SQLite registry through the standard library's sqlite3, for `train`'s quick paths.
 
-Importing SQLAlchemy costs about 0.3 s here, more than `modelci train` may add to a job.
-`train` asks two questions before it decides to run a job (is this version trained? does a
-version with this fingerprint exist?); this answers them with one SELECT each, so SQLAlchemy
-can load while the job runs. It speaks only to a schema at the revision this modelci knows
-(else it declines and the caller opens the real registry); it never writes.
+Importing SQLAlchemy costs 0.2-0.4 s here, more than `modelci train` may add to a job and half
+of what a fingerprint-cache hit may take. Before it decides to run a job, `train` asks whether
+the version is trained and whether a version with its fingerprint exists; a hit then records
+one version on the artifact of another. This module does exactly that with plain SQL: reads
+on a read-only connection, and the one write (a reused version and its event) in one
+`BEGIN IMMEDIATE` transaction with the values encoded as the SQL registry encodes them (a test
+reads them back through it). It speaks only to a schema at the revision this modelci knows,
+else it declines and the caller opens the real registry.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import sqlite3
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from modelci.registry import sqlite_file
+from modelci.registry.base import Event, VersionRecord
 from modelci.registry.migrations import HEAD
+
+_BUSY_TIMEOUT_S = 30.0  # as the SQL registry waits for the write lock
+_VERSION_COLUMNS = ("version", "model", "commit", "status", "fingerprint", "artifact_uri",
+                    "artifact_sha256", "metrics", "lock_hash", "actor", "ci_url", "details",
+                    "created_at", "updated_at")
+_EVENT_COLUMNS = ("time", "kind", "model", "version", "environment", "from_version",
+                  "to_version", "commit", "tag", "actor", "ci_url", "details")
 
 
 class QuickLook:
@@ -26,6 +41,20 @@ class QuickLook:
         row = self.connection.execute(
             "SELECT status FROM versions WHERE version = ?", (version,)).fetchone()
         return None if row is None else str(row[0])
+
+    def version(self, version: str) -> VersionRecord | None:
+        """The whole record of that version, or None."""
+        columns = ", ".join(f'"{c}"' for c in _VERSION_COLUMNS)
+        row = self.connection.execute(
+            f"SELECT {columns} FROM versions WHERE version = ?", (version,)).fetchone()
+        if row is None:
+            return None
+        values = dict(zip(_VERSION_COLUMNS, row, strict=True))
+        for name in ("metrics", "details"):
+            values[name] = json.loads(values[name]) if values[name] else {}
+        for name in ("created_at", "updated_at"):
+            values[name] = _from_sqlite(values[name])
+        return VersionRecord(**values)
 
     def ready_with_fingerprint(self, model: str, fingerprint: str) -> str | None:
         row = self.connection.execute(
@@ -40,15 +69,87 @@ class QuickLook:
 def quick_look(url: str, root: Path) -> QuickLook | None:
     """A QuickLook at the registry, or None when it is not an SQLite file at the known
     schema (a server registry, no registry yet, another revision)."""
+    connection = _connect(url, root, mode="ro")
+    return None if connection is None else QuickLook(connection)
+
+
+def add_reused_version(url: str, root: Path, record: VersionRecord, event: Event,
+                       source: VersionRecord) -> VersionRecord | None:
+    """Record `record` (a version on the artifact of `source`) and its event in one write
+    transaction; the record as stored, or None (nothing written) when the registry is not an
+    SQLite file at the known schema, the version already exists, or `source` is no longer
+    ready on the same artifact."""
+    connection = _connect(url, root, mode="rw")
+    if connection is None:
+        return None
+    now = datetime.now(UTC)
+    stored = dataclasses.replace(record, created_at=now, updated_at=now)
+    try:
+        connection.execute("BEGIN IMMEDIATE")
+        found = connection.execute(
+            "SELECT status, artifact_sha256 FROM versions WHERE version = ?",
+            (source.version,)).fetchone()
+        if found != ("ready", source.artifact_sha256):
+            connection.execute("ROLLBACK")
+            return None
+        connection.execute("INSERT INTO models (name, created_at) VALUES (?, ?) "
+                           "ON CONFLICT (name) DO NOTHING", (stored.model, _to_sqlite(now)))
+        values = [getattr(stored, c) for c in _VERSION_COLUMNS]
+        inserted = connection.execute(
+            _insert("versions", _VERSION_COLUMNS) + " ON CONFLICT (version) DO NOTHING",
+            [_encoded(v) for v in values])
+        if inserted.rowcount != 1:
+            connection.execute("ROLLBACK")
+            return None
+        event_values = [now if c == "time" else getattr(event, c) for c in _EVENT_COLUMNS]
+        connection.execute(_insert("events", _EVENT_COLUMNS),
+                           [_encoded(v) for v in event_values])
+        connection.execute("COMMIT")
+    except BaseException:
+        if connection.in_transaction:
+            connection.execute("ROLLBACK")
+        raise
+    finally:
+        connection.close()
+    return stored
+
+
+def _connect(url: str, root: Path, *, mode: str) -> sqlite3.Connection | None:
     path = sqlite_file(url, root)
     if path is None or not path.is_file():
         return None
     try:
-        connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
+        connection = sqlite3.connect(f"file:{path}?mode={mode}", uri=True,
+                                     timeout=_BUSY_TIMEOUT_S, isolation_level=None)
         row = connection.execute("SELECT version_num FROM alembic_version").fetchone()
     except sqlite3.Error:
         return None
     if row is None or row[0] != HEAD:
         connection.close()
         return None
-    return QuickLook(connection)
+    if mode != "ro":
+        connection.execute("PRAGMA foreign_keys = ON")
+    return connection
+
+
+def _insert(table: str, columns: tuple[str, ...]) -> str:
+    names = ", ".join(f'"{c}"' for c in columns)
+    return f"INSERT INTO {table} ({names}) VALUES ({', '.join('?' * len(columns))})"
+
+
+def _encoded(value: Any) -> Any:
+    """A value as SQLAlchemy stores it in SQLite: JSON text, naive-UTC timestamps."""
+    if isinstance(value, dict):
+        return json.dumps(value, allow_nan=False)
+    if isinstance(value, datetime):
+        return _to_sqlite(value)
+    return value
+
+
+def _to_sqlite(value: datetime) -> str:
+    # SQLAlchemy's SQLite DATETIME storage format, so that the column sorts as one
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
+def _from_sqlite(value: str) -> datetime:
+    return datetime.fromisoformat(value).replace(tzinfo=UTC)

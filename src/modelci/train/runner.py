@@ -273,9 +273,10 @@ def _raw_inputs(workspace: Workspace, name: str, commit: str) -> tuple[Any, Any]
 
 def _cache_hit(workspace: Workspace, registry: Registry, name: str, commit: str,
                note: Note) -> TrainOutcome | None:
-    """A version already trained, or one with the same fingerprint, told without pydantic:
-    a fingerprint match means model.toml is byte for byte one that was validated when that
-    version trained. None when in doubt (and the validated path decides)."""
+    """A version already trained, or one with the same fingerprint, told and (on an SQLite
+    registry) recorded without pydantic or SQLAlchemy: a fingerprint match means model.toml
+    is byte for byte one that was validated when that version trained. None when in doubt
+    (and the validated path decides)."""
     from modelci.envs.uv import ensure_environment
     from modelci.registry.quick import quick_look
 
@@ -288,32 +289,32 @@ def _cache_hit(workspace: Workspace, registry: Registry, name: str, commit: str,
             return None
         ref, inputs = raw
         version = version_name(name, commit)
-        status = look.version_status(version)
+        existing = look.version(version)
         environment = ensure_environment(workspace.root, ref)
+        if existing is not None:
+            if existing.status != "ready":
+                return None
+            note(f"{version}: already trained")
+            return _outcome(existing, cached=True)
         print_ = fingerprint(git.tree_blobs(workspace.root, commit), inputs,
                              shared=workspace.project_shared(), lock_hash=environment.lock_hash)
-        match = look.ready_with_fingerprint(name, print_)
+        found = look.ready_with_fingerprint(name, print_)
+        match = None if found in (None, version) else look.version(found)
     finally:
         look.close()
-    if status == "ready":
-        record = registry.get_version(version)
-        if record is not None and record.status == "ready":
-            note(f"{version}: already trained")
-            return _outcome(record, cached=True)
+    if match is None or match.status != "ready":
         return None
-    if status is not None or match is None or match == version:
-        return None
-    found = registry.get_version(match)
-    if found is None or found.status != "ready":
-        return None
-    return _record_reuse(workspace, registry, name, version, commit, print_, found,
-                         environment.lock_hash, existing=None, dirty=False, note=note)
+    return _record_reuse(workspace, registry, name, version, commit, print_, match,
+                         environment.lock_hash, existing=None, dirty=False, note=note,
+                         quick=True)
 
 
 def _record_reuse(workspace: Workspace, registry: Registry, model: str, version: str,
                   commit: str, print_: str, match: VersionRecord, lock_hash: str, *,
-                  existing: VersionRecord | None, dirty: bool, note: Note) -> TrainOutcome:
-    """Record `version` on the artifact of `match`, which has the same fingerprint."""
+                  existing: VersionRecord | None, dirty: bool, note: Note,
+                  quick: bool = False) -> TrainOutcome:
+    """Record `version` on the artifact of `match`, which has the same fingerprint (`quick`:
+    through plain sqlite3 when the registry allows it)."""
     note(f"{version}: reused from {match.version} (same fingerprint)")
     if match.artifact_sha256:
         tag_in_store(workspace.store(), model, version, commit, print_, match.metrics,
@@ -325,13 +326,22 @@ def _record_reuse(workspace: Workspace, registry: Registry, model: str, version:
         metrics=dict(match.metrics), lock_hash=lock_hash, actor=actor, ci_url=ci_url,
         details={"reused_from": match.version, "dirty": dirty},
     )
-    if existing is None:
-        record = registry.add_version(record)
+    event = Event(kind="train", model=model, version=version, commit=commit, actor=actor,
+                  ci_url=ci_url, details={"reused_from": match.version})
+    stored = None
+    if quick and existing is None:
+        from modelci.registry.quick import add_reused_version
+
+        stored = add_reused_version(workspace.project_url("registry"), workspace.root, record,
+                                    event, match)
+    if stored is not None:
+        record = stored
     else:
-        record = registry.update_version(version, **_fields(record))
-    registry.append_event(Event(kind="train", model=model, version=version, commit=commit,
-                                actor=actor, ci_url=ci_url,
-                                details={"reused_from": match.version}))
+        if existing is None:
+            record = registry.add_version(record)
+        else:
+            record = registry.update_version(version, **_fields(record))
+        registry.append_event(event)
     return _outcome(record, reused_from=match.version)
 
 
