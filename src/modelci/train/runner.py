@@ -271,8 +271,7 @@ def _raw_inputs(workspace: Workspace, name: str, commit: str) -> tuple[Any, Any]
                               entrypoint))
 
 
-def _cache_hit(workspace: Workspace, registry: Registry, name: str, commit: str,
-               note: Note) -> TrainOutcome | None:
+def _cache_hit(workspace: Workspace, name: str, commit: str, note: Note) -> TrainOutcome | None:
     """A version already trained, or one with the same fingerprint, told and (on an SQLite
     registry) recorded without pydantic or SQLAlchemy: a fingerprint match means model.toml
     is byte for byte one that was validated when that version trained. None when in doubt
@@ -304,18 +303,22 @@ def _cache_hit(workspace: Workspace, registry: Registry, name: str, commit: str,
         look.close()
     if match is None or match.status != "ready":
         return None
-    return _record_reuse(workspace, registry, name, version, commit, print_, match,
-                         environment.lock_hash, existing=None, dirty=False, note=note,
-                         quick=True)
+    from modelci.registry.quick import add_reused_version
 
-
-def _record_reuse(workspace: Workspace, registry: Registry, model: str, version: str,
-                  commit: str, print_: str, match: VersionRecord, lock_hash: str, *,
-                  existing: VersionRecord | None, dirty: bool, note: Note,
-                  quick: bool = False) -> TrainOutcome:
-    """Record `version` on the artifact of `match`, which has the same fingerprint (`quick`:
-    through plain sqlite3 when the registry allows it)."""
+    record, event = _reuse(workspace, name, version, commit, print_, match,
+                           environment.lock_hash, dirty=False)
+    stored = add_reused_version(workspace.project_url("registry"), workspace.root, record,
+                                event, match)
+    if stored is None:  # the registry changed meanwhile: the validated path decides afresh
+        return None
     note(f"{version}: reused from {match.version} (same fingerprint)")
+    return _outcome(stored, reused_from=match.version)
+
+
+def _reuse(workspace: Workspace, model: str, version: str, commit: str, print_: str,
+           match: VersionRecord, lock_hash: str, *, dirty: bool) -> tuple[VersionRecord, Event]:
+    """`version` as recorded on the artifact of `match` (same fingerprint), and its event; a
+    store that names versions tags the artifact first."""
     if match.artifact_sha256:
         tag_in_store(workspace.store(), model, version, commit, print_, match.metrics,
                      match.artifact_sha256)
@@ -328,20 +331,21 @@ def _record_reuse(workspace: Workspace, registry: Registry, model: str, version:
     )
     event = Event(kind="train", model=model, version=version, commit=commit, actor=actor,
                   ci_url=ci_url, details={"reused_from": match.version})
-    stored = None
-    if quick and existing is None:
-        from modelci.registry.quick import add_reused_version
+    return record, event
 
-        stored = add_reused_version(workspace.project_url("registry"), workspace.root, record,
-                                    event, match)
-    if stored is not None:
-        record = stored
+
+def _record_reuse(workspace: Workspace, registry: Registry, model: str, version: str,
+                  commit: str, print_: str, match: VersionRecord, lock_hash: str, *,
+                  existing: VersionRecord | None, dirty: bool, note: Note) -> TrainOutcome:
+    """Record `version` on the artifact of `match`, which has the same fingerprint."""
+    note(f"{version}: reused from {match.version} (same fingerprint)")
+    record, event = _reuse(workspace, model, version, commit, print_, match, lock_hash,
+                           dirty=dirty)
+    if existing is None:
+        record = registry.add_version(record)
     else:
-        if existing is None:
-            record = registry.add_version(record)
-        else:
-            record = registry.update_version(version, **_fields(record))
-        registry.append_event(event)
+        record = registry.update_version(version, **_fields(record))
+    registry.append_event(event)
     return _outcome(record, reused_from=match.version)
 
 
@@ -354,7 +358,7 @@ def train_model(workspace: Workspace, registry: Registry, name: str, options: Tr
     if commit is None:
         raise ConfigError(f"--rev {options.rev!r} does not name a commit of this repository")
     if not (options.force or options.dirty or options.sample):
-        hit = _cache_hit(workspace, registry, name, commit, note)
+        hit = _cache_hit(workspace, name, commit, note)
         if hit is not None:
             return hit
     spec = spec_at(workspace, name, commit, options.dirty)
