@@ -28,7 +28,7 @@ from modelci.registry import open_registry
 from modelci.registry.base import Event
 from tests.conftest import CliResult
 from tests.support.repos import GitRepo
-from tests.support.toy import INFERENCE, train_script
+from tests.support.toy import INFERENCE, SERVED_SPEC, train_script
 
 pytestmark = pytest.mark.slow
 
@@ -48,22 +48,7 @@ def predict_fn(data, model):
         raise RuntimeError("cannot predict a single row")
     return _predict(data, model)
 '''
-SPEC = '''\
-[model]
-depends_on = ["lib/**"]
-
-[train]
-entrypoint = "train.py"
-hyperparameters = {{ bias = {bias} }}
-channels = {{ train = "data/toy/train.csv", test = "data/toy/test.csv" }}
-metrics = {{ score = "score=([0-9.]+)" }}
-
-[serve]
-handler = "inference.py"
-
-[gates]
-score = "{gate}"
-'''
+SPEC = '[model]\ndepends_on = ["lib/**"]\n\n' + SERVED_SPEC + '\n[gates]\nscore = "{gate}"\n'
 
 
 def write_model(repo: GitRepo, name: str, *, bias: float = 0.5, gate: str = ">= 0.5",

@@ -190,15 +190,17 @@ def test_a_cache_hit_loads_neither_pydantic_nor_sqlalchemy(toy: GitRepo, modelci
         "print(json.dumps([code, sorted(m for m in ('pydantic', 'sqlalchemy') "
         "if m in sys.modules)]))\n"
     )
-    hit = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    *document, loaded = hit.stdout.strip().splitlines()
-    assert json.loads(loaded) == [0, []], hit.stderr
-    [reused] = json.loads("\n".join(document))["versions"]
+
+    def train_in_a_new_process() -> dict[str, Any]:
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+        *document, loaded = done.stdout.strip().splitlines()
+        assert json.loads(loaded) == [0, []], done.stderr
+        [version] = json.loads("\n".join(document))["versions"]
+        return dict(version)
+
+    reused = train_in_a_new_process()
     assert reused["reused_from"] == doc1["versions"][0]["version"]
-    again = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    *document, loaded = again.stdout.strip().splitlines()
-    assert json.loads(loaded) == [0, []], again.stderr
-    assert json.loads("\n".join(document))["versions"][0]["cached"] is True
+    assert train_in_a_new_process()["cached"] is True
 
     with open_registry("sqlite:///.modelci/registry.db", toy.root) as registry:
         [event] = [e for e in registry.events("toy") if e.version == reused["version"]]

@@ -14,7 +14,7 @@ import io
 import os
 import re
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
@@ -51,6 +51,49 @@ def _fsync_dir(path: Path) -> None:
 def _chmod(fd: int, mode: int) -> None:
     if hasattr(os, "fchmod"):  # not on Windows, where the mode bits mean little anyway
         os.fchmod(fd, mode)
+
+
+class HashingWriter:
+    """A write-only file that hashes what it writes. Having no seek, it makes boto3's transfer
+    manager write the parts in order (buffering the few that arrive early), so the digest is
+    made during the download, with no second pass over the file."""
+
+    def __init__(self, out: BinaryIO) -> None:
+        self.out = out
+        self.digest = hashlib.sha256()
+
+    def write(self, data: bytes) -> int:
+        self.digest.update(data)
+        return self.out.write(data)
+
+
+@contextlib.contextmanager
+def verified_download(destination: Path, sha256: str,
+                      corrupted: Callable[[str], Exception]) -> Iterator[HashingWriter]:
+    """A file beside `destination` for a store to write an artifact into. Once written it is
+    made an ordinary file (mkstemp makes 0600), synced, its digest checked (`corrupted(actual)`
+    is raised on a mismatch) and renamed into place: the destination appears whole and
+    verified or not at all, and on any error the partial file is removed."""
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(dir=destination.parent, prefix=f".{destination.name}.",
+                                    suffix=".part")
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            writer = HashingWriter(out)
+            yield writer
+            out.flush()
+            _chmod(out.fileno(), 0o644)
+            os.fsync(out.fileno())
+        actual = writer.digest.hexdigest()
+        if actual != sha256:
+            raise corrupted(actual)
+        os.replace(tmp, destination)
+        _fsync_dir(destination.parent)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        raise
 
 
 def _chunks(stream: BinaryIO) -> Iterator[bytes]:
@@ -157,30 +200,11 @@ class LocalStore(Store):
         """
         destination = Path(destination)
         path, stream = self._open(sha256)
-        with stream:
-            destination.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp_name = tempfile.mkstemp(
-                dir=destination.parent, prefix=f".{destination.name}.", suffix=".part"
-            )
-            tmp = Path(tmp_name)
-            try:
-                digest = hashlib.sha256()
-                with os.fdopen(fd, "wb") as out:
-                    for chunk in _chunks(stream):
-                        digest.update(chunk)
-                        out.write(chunk)
-                    out.flush()
-                    # mkstemp makes 0600 files; a copy handed to the user is an ordinary file.
-                    _chmod(out.fileno(), 0o644)
-                    os.fsync(out.fileno())
-                if digest.hexdigest() != sha256:
-                    raise self._corrupted(path, sha256, digest.hexdigest())
-                os.replace(tmp, destination)
-                _fsync_dir(destination.parent)
-            except BaseException:
-                with contextlib.suppress(FileNotFoundError):
-                    tmp.unlink()
-                raise
+        with stream, verified_download(
+            destination, sha256, lambda actual: self._corrupted(path, sha256, actual)
+        ) as out:
+            for chunk in _chunks(stream):
+                out.write(chunk)
         return destination
 
     def get_bytes(self, sha256: str) -> bytes:

@@ -36,7 +36,6 @@ import json
 import os
 import re
 import subprocess
-import tempfile
 import weakref
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -48,7 +47,7 @@ import httpx
 
 from modelci.errors import ArtifactCorrupted, ArtifactNotFound, ConfigError, ModelciError
 from modelci.store.base import Store, StoredArtifact
-from modelci.store.local import CHUNK_SIZE, check_digest
+from modelci.store.local import CHUNK_SIZE, check_digest, verified_download
 
 KEY = "store.url"
 INSECURE_VARIABLE = "MODELCI_OCI_INSECURE"
@@ -515,29 +514,14 @@ class OciStore(Store):
         place: the destination appears whole and verified or not at all."""
         check_digest(sha256)
         destination = Path(destination)
-        destination.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(dir=destination.parent, prefix=f".{destination.name}.",
-                                        suffix=".part")
-        tmp = Path(tmp_name)
-        try:
-            digest = hashlib.sha256()
-            with os.fdopen(fd, "wb") as out:
-                try:
-                    with self.client.open_blob(f"sha256:{sha256}") as response:
-                        for chunk in response.iter_bytes(CHUNK_SIZE):
-                            digest.update(chunk)
-                            out.write(chunk)
-                except ArtifactNotFound:
-                    raise self._not_found(sha256) from None
-                out.flush()
-                os.fchmod(out.fileno(), 0o644)
-            if digest.hexdigest() != sha256:
-                raise self._corrupted(sha256, digest.hexdigest())
-            os.replace(tmp, destination)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                tmp.unlink()
-            raise
+        with verified_download(destination, sha256,
+                               lambda actual: self._corrupted(sha256, actual)) as out:
+            try:
+                with self.client.open_blob(f"sha256:{sha256}") as response:
+                    for chunk in response.iter_bytes(CHUNK_SIZE):
+                        out.write(chunk)
+            except ArtifactNotFound:
+                raise self._not_found(sha256) from None
         return destination
 
     def get_bytes(self, sha256: str) -> bytes:

@@ -16,17 +16,15 @@ set, never their values.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
-import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from modelci.errors import ArtifactCorrupted, ArtifactNotFound, ConfigError, ModelciError
 from modelci.store.base import Store, StoredArtifact
-from modelci.store.local import check_digest
+from modelci.store.local import check_digest, verified_download
 
 if TYPE_CHECKING:
     from boto3.s3.transfer import TransferConfig
@@ -262,15 +260,10 @@ class S3Store(Store):
 
         key = self.key_for(sha256)
         destination = Path(destination)
-        destination.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(dir=destination.parent, prefix=f".{destination.name}.",
-                                        suffix=".part")
-        tmp = Path(tmp_name)
-        try:
+        with verified_download(destination, sha256,
+                               lambda actual: self._corrupted(sha256, actual)) as out:
             try:
-                with os.fdopen(fd, "wb") as out:
-                    writer = _HashingWriter(out)
-                    self.client.download_fileobj(self.bucket, key, writer, Config=self._config())
+                self.client.download_fileobj(self.bucket, key, out, Config=self._config())
             except ClientError as error:
                 if _is_missing(error):
                     self._check_bucket("read from")
@@ -280,15 +273,6 @@ class S3Store(Store):
                 raise
             except Exception as error:
                 raise self._translate(error, "read from") from None
-            actual = writer.digest.hexdigest()
-            if actual != sha256:
-                raise self._corrupted(sha256, actual)
-            tmp.chmod(0o644)  # mkstemp makes 0600 files; the copy is an ordinary file
-            os.replace(tmp, destination)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                tmp.unlink()
-            raise
         return destination
 
     def get_bytes(self, sha256: str) -> bytes:
@@ -313,20 +297,6 @@ class S3Store(Store):
     def exists(self, sha256: str) -> bool:
         """Whether the bucket holds that digest (present, not verified)."""
         return self._head(sha256, "read from") is not None
-
-
-class _HashingWriter:
-    """A write-only file for boto3's download that hashes what it writes. Having no seek, it
-    makes the transfer manager write the parts in order (buffering the few that arrive early),
-    so the digest is made during the download, with no second pass over the file."""
-
-    def __init__(self, out: BinaryIO) -> None:
-        self.out = out
-        self.digest = hashlib.sha256()
-
-    def write(self, data: bytes) -> int:
-        self.digest.update(data)
-        return self.out.write(data)
 
 
 def _is_missing(error: Any) -> bool:
