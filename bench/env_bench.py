@@ -37,8 +37,9 @@ TIMEOUT = 600.0
 def timed(command: list[str], cwd: Path) -> tuple[float, subprocess.CompletedProcess[str]]:
     """Wall time of one run of `command`, and what it printed."""
     started = time.perf_counter()
-    done = subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=TIMEOUT,
-                          check=False)
+    done = subprocess.run(
+        command, cwd=cwd, capture_output=True, text=True, timeout=TIMEOUT, check=False
+    )
     return time.perf_counter() - started, done
 
 
@@ -46,9 +47,20 @@ def make_repo(parent: Path) -> Path:
     """A committed copy of the example repository."""
     root = parent / "examples"
     shutil.copytree(EXAMPLES, root, ignore=shutil.ignore_patterns("__pycache__", ".modelci"))
-    for args in (["init", "-q", "-b", "main"], ["add", "-A"],
-                 ["-c", "user.name=bench", "-c", "user.email=bench@example.com",
-                  "commit", "-q", "-m", "examples"]):
+    for args in (
+        ["init", "-q", "-b", "main"],
+        ["add", "-A"],
+        [
+            "-c",
+            "user.name=bench",
+            "-c",
+            "user.email=bench@example.com",
+            "commit",
+            "-q",
+            "-m",
+            "examples",
+        ],
+    ):
         subprocess.run(["git", "-C", str(root), *args], check=True, capture_output=True)
     return root
 
@@ -71,8 +83,10 @@ def main() -> int:
         for _ in range(args.runs):
             seconds, done = timed(command, root)
             if done.returncode != 0 or "cached" not in done.stdout:
-                print(f"cached build failed or was not cached:\n{done.stdout}{done.stderr}",
-                      file=sys.stderr)
+                print(
+                    f"cached build failed or was not cached:\n{done.stdout}{done.stderr}",
+                    file=sys.stderr,
+                )
                 return 1
             cached.append(seconds)
         bare = [timed([sys.executable, "-c", "pass"], root)[0] for _ in range(args.runs)]
@@ -80,16 +94,28 @@ def main() -> int:
     median, baseline = statistics.median(cached), statistics.median(bare)
     verdict = "ok" if median <= MAX_CACHED_SECONDS else "OVER TARGET"
     print(f"modelci build {args.model}, cold (resolve + create; uv cache as found): {cold:.2f} s")
-    print(f"modelci build {args.model}, cached: median {median:.3f} s over {args.runs} runs "
-          f"(min {min(cached):.3f}, max {max(cached):.3f}); target <= {MAX_CACHED_SECONDS} s: "
-          f"{verdict}")
-    print(f"bare `python -c pass`: median {baseline:.3f} s; cached build / bare = "
-          f"{median / baseline:.1f}x")
-    print(json.dumps({"cold_seconds": round(cold, 3), "cached_median_seconds": round(median, 3),
-                      "bare_python_seconds": round(baseline, 3),
-                      "ratio": round(median / baseline, 2),
-                      "target_seconds": MAX_CACHED_SECONDS, "within_target":
-                      median <= MAX_CACHED_SECONDS, "cpus": os.cpu_count()}))
+    print(
+        f"modelci build {args.model}, cached: median {median:.3f} s over {args.runs} runs "
+        f"(min {min(cached):.3f}, max {max(cached):.3f}); target <= {MAX_CACHED_SECONDS} s: "
+        f"{verdict}"
+    )
+    print(
+        f"bare `python -c pass`: median {baseline:.3f} s; cached build / bare = "
+        f"{median / baseline:.1f}x"
+    )
+    print(
+        json.dumps(
+            {
+                "cold_seconds": round(cold, 3),
+                "cached_median_seconds": round(median, 3),
+                "bare_python_seconds": round(baseline, 3),
+                "ratio": round(median / baseline, 2),
+                "target_seconds": MAX_CACHED_SECONDS,
+                "within_target": median <= MAX_CACHED_SECONDS,
+                "cpus": os.cpu_count(),
+            }
+        )
+    )
     return 0
 
 

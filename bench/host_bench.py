@@ -58,18 +58,28 @@ class Figures:
 
 def environment() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MODELCI_", "GIT_"))}
-    env.update({"GIT_AUTHOR_NAME": "bench", "GIT_AUTHOR_EMAIL": "bench@example.com",
-                "GIT_COMMITTER_NAME": "bench", "GIT_COMMITTER_EMAIL": "bench@example.com",
-                "MODELCI_SERVE_PORT": str(free_port()), "NO_COLOR": "1"})
+    env.update(
+        {
+            "GIT_AUTHOR_NAME": "bench",
+            "GIT_AUTHOR_EMAIL": "bench@example.com",
+            "GIT_COMMITTER_NAME": "bench",
+            "GIT_COMMITTER_EMAIL": "bench@example.com",
+            "MODELCI_SERVE_PORT": str(free_port()),
+            "NO_COLOR": "1",
+        }
+    )
     return env
 
 
 def run(command: list[str], env: dict[str, str], check: bool = True) -> str:
-    done = subprocess.run(command, env=env, capture_output=True, text=True,
-                          timeout=STEP_TIMEOUT_S, cwd=REPO)
+    done = subprocess.run(
+        command, env=env, capture_output=True, text=True, timeout=STEP_TIMEOUT_S, cwd=REPO
+    )
     if check and done.returncode != 0:
-        raise RuntimeError(f"{' '.join(command)} exited {done.returncode}: "
-                           f"{(done.stdout + done.stderr).strip()[-800:]}")
+        raise RuntimeError(
+            f"{' '.join(command)} exited {done.returncode}: "
+            f"{(done.stdout + done.stderr).strip()[-800:]}"
+        )
     return done.stdout
 
 
@@ -85,8 +95,9 @@ def make_repository(env: dict[str, str]) -> None:
     """A committed copy of examples/, with modelci's state left out of git."""
     shutil.rmtree(WORK, ignore_errors=True)
     WORK.mkdir(parents=True)
-    shutil.copytree(ROOT / "examples", REPO,
-                    ignore=shutil.ignore_patterns("__pycache__", ".modelci"))
+    shutil.copytree(
+        ROOT / "examples", REPO, ignore=shutil.ignore_patterns("__pycache__", ".modelci")
+    )
     with (REPO / ".gitignore").open("a") as ignore:
         ignore.write(".modelci/\n")
     git(env, "init", "-q", "-b", "main")
@@ -100,9 +111,21 @@ def train(env: dict[str, str]) -> str:
 
 
 def deploy(env: dict[str, str], version: str, *options: str) -> dict[str, Any]:
-    outcome: dict[str, Any] = json.loads(modelci(
-        env, "deploy", "churn", "--env", "staging", "--version", version, "--skip-tests",
-        "--json", *options, check=False))
+    outcome: dict[str, Any] = json.loads(
+        modelci(
+            env,
+            "deploy",
+            "churn",
+            "--env",
+            "staging",
+            "--version",
+            version,
+            "--skip-tests",
+            "--json",
+            *options,
+            check=False,
+        )
+    )
     if outcome.get("status") not in ("deployed", "unchanged"):
         raise RuntimeError(f"deploy of {version} did not succeed: {outcome}")
     return outcome
@@ -128,9 +151,11 @@ def model_file(server_pid: int) -> Path:
 
 
 def lua_script(path: Path, body: str) -> Path:
-    path.write_text('wrk.method = "POST"\n'
-                    f"wrk.body = '{body}'\n"
-                    'wrk.headers["Content-Type"] = "application/json"\n')
+    path.write_text(
+        'wrk.method = "POST"\n'
+        f"wrk.body = '{body}'\n"
+        'wrk.headers["Content-Type"] = "application/json"\n'
+    )
     return path
 
 
@@ -177,14 +202,25 @@ class SwapResult:
     problem: str = ""
 
 
-def swap_test(env: dict[str, str], gateway: str, script: Path, versions: tuple[str, str],
-              swaps: int) -> SwapResult:
+def swap_test(
+    env: dict[str, str], gateway: str, script: Path, versions: tuple[str, str], swaps: int
+) -> SwapResult:
     """wrk on the gateway at 32 connections while the endpoint swaps `swaps` times."""
     result = SwapResult()
     log = (WORK / "swap-wrk.txt").open("w+")
-    wrk = subprocess.Popen(["wrk", "-t2", f"-c{SWAP_CONNECTIONS}", f"-d{SWAP_WRK_CAP_S}s",
-                            "-s", str(script), f"{gateway}/invocations"],
-                           stdout=log, stderr=subprocess.STDOUT)
+    wrk = subprocess.Popen(
+        [
+            "wrk",
+            "-t2",
+            f"-c{SWAP_CONNECTIONS}",
+            f"-d{SWAP_WRK_CAP_S}s",
+            "-s",
+            str(script),
+            f"{gateway}/invocations",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     try:
         for index in range(swaps):
             target = versions[index % 2]
@@ -198,8 +234,11 @@ def swap_test(env: dict[str, str], gateway: str, script: Path, versions: tuple[s
                 result.problem = f"swap {index + 1}: serving {metadata['version']}, not {target}"
                 break
             result.swaps += 1
-            print(f"   swap {index + 1}: {outcome['previous_version']} -> {target} in "
-                  f"{result.seconds[-1]:.1f} s", flush=True)
+            print(
+                f"   swap {index + 1}: {outcome['previous_version']} -> {target} in "
+                f"{result.seconds[-1]:.1f} s",
+                flush=True,
+            )
     except RuntimeError as error:
         result.problem = str(error)
     finally:
@@ -217,8 +256,9 @@ def swap_test(env: dict[str, str], gateway: str, script: Path, versions: tuple[s
     result.requests = int(found.group(1)) if found else 0
     found = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
     result.non_2xx = int(found.group(1)) if found else 0
-    found = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)",
-                      output)
+    found = re.search(
+        r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output
+    )
     result.socket_errors = sum(int(n) for n in found.groups()) if found else 0
     found = re.search(r"Requests/sec:\s+([\d.]+)", output)
     result.rps = float(found.group(1)) if found else 0.0
@@ -235,18 +275,30 @@ def verdict(ok: bool) -> str:
     return "PASS" if ok else "FAIL"
 
 
-def report(results: list[Figures], rss: dict[str, float], swap: SwapResult | None,
-           swaps: int) -> None:
+def report(
+    results: list[Figures], rss: dict[str, float], swap: SwapResult | None, swaps: int
+) -> None:
     print("\none JSON row per request; wrk -t1; one worker per server\n")
     header = ("target", "c=1 req/s", "c=1 p99 ms", "c=64 req/s", "c=64 p99 ms")
     rows = [header]
     for r in results:
-        rows.append((r.name, fmt(r.rps.get(1), ",.0f"), fmt(r.p99_ms.get(1), ".2f"),
-                     fmt(r.rps.get(64), ",.0f"), fmt(r.p99_ms.get(64), ".1f")))
+        rows.append(
+            (
+                r.name,
+                fmt(r.rps.get(1), ",.0f"),
+                fmt(r.p99_ms.get(1), ".2f"),
+                fmt(r.rps.get(64), ",.0f"),
+                fmt(r.p99_ms.get(64), ".1f"),
+            )
+        )
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
     for row in rows:
-        print("  ".join(cell.ljust(w) if i == 0 else cell.rjust(w)
-                        for i, (cell, w) in enumerate(zip(row, widths, strict=True))))
+        print(
+            "  ".join(
+                cell.ljust(w) if i == 0 else cell.rjust(w)
+                for i, (cell, w) in enumerate(zip(row, widths, strict=True))
+            )
+        )
     for r in results:
         if r.errors:
             print(f"{r.name}: {r.errors}")
@@ -267,17 +319,25 @@ def report(results: list[Figures], rss: dict[str, float], swap: SwapResult | Non
             clean = connections not in mine.errors  # type: ignore[union-attr]
             print(f"  {label}: {ratio:.2f}x  {verdict(ratio >= target and clean)}")
     if swap is None:
-        print(f"  swap test (>= {SWAP_MIN_REQUESTS:,} requests at c={SWAP_CONNECTIONS} across "
-              f"{swaps} swaps, 0 failed): not run")
+        print(
+            f"  swap test (>= {SWAP_MIN_REQUESTS:,} requests at c={SWAP_CONNECTIONS} across "
+            f"{swaps} swaps, 0 failed): not run"
+        )
         return
     failed = swap.non_2xx + swap.socket_errors
-    ok = (swap.swaps == swaps and swap.requests >= SWAP_MIN_REQUESTS and failed == 0
-          and not swap.problem)
+    ok = (
+        swap.swaps == swaps
+        and swap.requests >= SWAP_MIN_REQUESTS
+        and failed == 0
+        and not swap.problem
+    )
     mean = sum(swap.seconds) / len(swap.seconds) if swap.seconds else 0.0
-    print(f"  swap test: {swap.requests:,} requests at c={SWAP_CONNECTIONS} ({swap.rps:,.0f} "
-          f"req/s) across {swap.swaps} swaps (mean {mean:.1f} s each, versions served: "
-          f"{', '.join(sorted(swap.versions_seen))}); non-2xx {swap.non_2xx}, socket errors "
-          f"{swap.socket_errors}  {verdict(ok)}")
+    print(
+        f"  swap test: {swap.requests:,} requests at c={SWAP_CONNECTIONS} ({swap.rps:,.0f} "
+        f"req/s) across {swap.swaps} swaps (mean {mean:.1f} s each, versions served: "
+        f"{', '.join(sorted(swap.versions_seen))}); non-2xx {swap.non_2xx}, socket errors "
+        f"{swap.socket_errors}  {verdict(ok)}"
+    )
     if swap.problem:
         print(f"  swap test problem: {swap.problem}")
 
@@ -306,9 +366,11 @@ def main() -> int:
         host = host_state()
         server = endpoint_state(host["url"])
         server_rss = tree_rss_mib(server["pid"])
-        rss = {"version server": server_rss,
-               "host without its servers": tree_rss_mib(host["pid"]) - server_rss,
-               "host with its server": tree_rss_mib(host["pid"])}
+        rss = {
+            "version server": server_rss,
+            "host without its servers": tree_rss_mib(host["pid"]) - server_rss,
+            "host with its server": tree_rss_mib(host["pid"]),
+        }
 
         row = first_row()
         plain = lua_script(WORK / "post.lua", json.dumps([row]))
@@ -318,9 +380,20 @@ def main() -> int:
 
         port = free_port()
         base_env = {k: v for k, v in os.environ.items() if not k.startswith("PROMETHEUS_")}
-        minimal = Process([sys.executable, str(ROOT / "bench" / "serve_minimal_app.py"),
-                           "--model", str(model_file(server["pid"])), "--port", str(port),
-                           "--workers", "1"], base_env, WORK / "minimal.log")
+        minimal = Process(
+            [
+                sys.executable,
+                str(ROOT / "bench" / "serve_minimal_app.py"),
+                "--model",
+                str(model_file(server["pid"])),
+                "--port",
+                str(port),
+                "--workers",
+                "1",
+            ],
+            base_env,
+            WORK / "minimal.log",
+        )
         minimal_url = f"http://127.0.0.1:{port}"
         minimal.wait_ready(minimal_url)
         results.append(measure("minimal app", minimal_url, inputs, args))

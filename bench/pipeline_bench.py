@@ -49,18 +49,24 @@ RACE_ENVIRONMENT = "staging"
 
 
 def git(repo: Path, *args: str) -> str:
-    return subprocess.run(["git", *IDENTITY, "-C", str(repo), *args], check=True,
-                          capture_output=True, text=True).stdout.strip()
+    return subprocess.run(
+        ["git", *IDENTITY, "-C", str(repo), *args], check=True, capture_output=True, text=True
+    ).stdout.strip()
 
 
 def modelci(repo: Path, *args: str, check: bool = True) -> tuple[float, Any]:
     started = time.perf_counter()
-    done = subprocess.run([str(MODELCI), "-C", str(repo), *args, "--json"],
-                          capture_output=True, text=True, check=False)
+    done = subprocess.run(
+        [str(MODELCI), "-C", str(repo), *args, "--json"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     took = time.perf_counter() - started
     if check and done.returncode != 0:
-        sys.exit(f"modelci {' '.join(args)} failed ({done.returncode}):\n{done.stdout}"
-                 f"{done.stderr}")
+        sys.exit(
+            f"modelci {' '.join(args)} failed ({done.returncode}):\n{done.stdout}{done.stderr}"
+        )
     return took, json.loads(done.stdout) if done.stdout.strip() else None
 
 
@@ -76,8 +82,9 @@ def free_port() -> int:
 
 def example_repo() -> Path:
     repo = WORK / "examples"
-    shutil.copytree(ROOT / "examples", repo,
-                    ignore=shutil.ignore_patterns("__pycache__", ".modelci"))
+    shutil.copytree(
+        ROOT / "examples", repo, ignore=shutil.ignore_patterns("__pycache__", ".modelci")
+    )
     git(repo, "init", "-q", "-b", "main")
     git(repo, "add", "-A")
     git(repo, "commit", "-qm", "example repository")
@@ -86,12 +93,14 @@ def example_repo() -> Path:
 
 def bench_run(runs: int) -> list[tuple[str, str, str, str, bool]]:
     repo = example_repo()
-    print(f"(a) first `modelci run` in {repo} (builds, trains and tests for real) ...",
-          flush=True)
+    print(f"(a) first `modelci run` in {repo} (builds, trains and tests for real) ...", flush=True)
     try:
         first_s, first = modelci(repo, "run")
-        print(f"    first run: {first_s:.1f} s: " + ", ".join(
-            f"{m['model']} {m['status']}" for m in first["models"]), flush=True)
+        print(
+            f"    first run: {first_s:.1f} s: "
+            + ", ".join(f"{m['model']} {m['status']}" for m in first["models"]),
+            flush=True,
+        )
         times, cpu = [], []
         for _ in range(runs):
             before = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -110,11 +119,21 @@ def bench_run(runs: int) -> list[tuple[str, str, str, str, bool]]:
         bare.append(time.perf_counter() - started)
     median, bare_s = statistics.median(times), statistics.median(bare)
     return [
-        ("first `run` (2 models, real work)", f"{first_s:.1f} s", "-", "-",
-         all(m["status"] == "done" for m in first["models"])),
-        (f"`run`, nothing changed (median of {runs})", f"{median:.2f} s",
-         f"{median / bare_s:.1f}x `python -c pass` ({bare_s:.3f} s); "
-         f"CPU {statistics.median(cpu):.2f} s", "<= 2 s", median <= 2.0),
+        (
+            "first `run` (2 models, real work)",
+            f"{first_s:.1f} s",
+            "-",
+            "-",
+            all(m["status"] == "done" for m in first["models"]),
+        ),
+        (
+            f"`run`, nothing changed (median of {runs})",
+            f"{median:.2f} s",
+            f"{median / bare_s:.1f}x `python -c pass` ({bare_s:.3f} s); "
+            f"CPU {statistics.median(cpu):.2f} s",
+            "<= 2 s",
+            median <= 2.0,
+        ),
     ]
 
 
@@ -143,8 +162,13 @@ def race_repo() -> tuple[Path, list[str]]:
     return repo, versions
 
 
-def racer(root: str, versions: list[str], deploys: int, go: EventType,
-          results: multiprocessing.Queue[dict[str, Any]]) -> None:
+def racer(
+    root: str,
+    versions: list[str],
+    deploys: int,
+    go: EventType,
+    results: multiprocessing.Queue[dict[str, Any]],
+) -> None:
     """Make `deploys` successful deploys, each to the version the pointer does not name."""
     from modelci.deploy import open_deployer
     from modelci.deploy.rollout import deploy
@@ -161,9 +185,17 @@ def racer(root: str, versions: list[str], deploys: int, go: EventType,
             pointer = registry.get_pointer(RACE_MODEL, RACE_ENVIRONMENT)
             target = versions[1] if pointer and pointer.version == versions[0] else versions[0]
             try:
-                outcome = deploy(workspace, registry, deployer, RACE_MODEL, RACE_ENVIRONMENT,
-                                 version=target, skip_tests=True, force=True,
-                                 note=lambda _message: None)
+                outcome = deploy(
+                    workspace,
+                    registry,
+                    deployer,
+                    RACE_MODEL,
+                    RACE_ENVIRONMENT,
+                    version=target,
+                    skip_tests=True,
+                    force=True,
+                    note=lambda _message: None,
+                )
             except PointerConflict:
                 counts["conflicts"] += 1
                 continue
@@ -209,8 +241,16 @@ def bench_race(processes: int, deploys: int) -> list[tuple[str, str, str, str, b
     url = workspace.project.registry.url
     try:
         # the first deploy starts the endpoint host, so that the racers find it running
-        _, first = modelci(repo, "deploy", RACE_MODEL, "--env", RACE_ENVIRONMENT, "--version",
-                           versions[0], "--skip-tests")
+        _, first = modelci(
+            repo,
+            "deploy",
+            RACE_MODEL,
+            "--env",
+            RACE_ENVIRONMENT,
+            "--version",
+            versions[0],
+            "--skip-tests",
+        )
         assert first["status"] == "deployed", first
         with open_registry(url, repo) as registry:
             pointer = registry.get_pointer(RACE_MODEL, RACE_ENVIRONMENT)
@@ -221,8 +261,10 @@ def bench_race(processes: int, deploys: int) -> list[tuple[str, str, str, str, b
         context = multiprocessing.get_context("spawn")
         go = context.Event()
         results: multiprocessing.Queue[dict[str, Any]] = context.Queue()
-        racers = [context.Process(target=racer, args=(str(repo), versions, deploys, go,
-                                                      results)) for _ in range(processes)]
+        racers = [
+            context.Process(target=racer, args=(str(repo), versions, deploys, go, results))
+            for _ in range(processes)
+        ]
         for process in racers:
             process.start()
         started = time.perf_counter()
@@ -244,19 +286,30 @@ def bench_race(processes: int, deploys: int) -> list[tuple[str, str, str, str, b
         total.update(report["counts"])
     kinds = Counter(e.kind for e in new if e.environment == RACE_ENVIRONMENT)
     figures = RaceFigures(
-        successes=total["deployed"], conflicts=total["conflicts"],
-        unchanged=total["unchanged"], failed=total["failed"] + total["rolled_back"],
+        successes=total["deployed"],
+        conflicts=total["conflicts"],
+        unchanged=total["unchanged"],
+        failed=total["failed"] + total["rolled_back"],
         generation_moves=pointer.generation - start_generation,
-        deploy_events=kinds["deploy"], rollback_events=kinds["rollback"], seconds=wall)
-    print(f"    successful deploys {figures.successes}, conflicts retried {figures.conflicts}, "
-          f"unchanged {figures.unchanged}, failed {figures.failed}; generation moved "
-          f"{figures.generation_moves}, deploy events {figures.deploy_events}, automatic "
-          f"rollbacks {figures.rollback_events}; {wall:.1f} s", flush=True)
+        deploy_events=kinds["deploy"],
+        rollback_events=kinds["rollback"],
+        seconds=wall,
+    )
+    print(
+        f"    successful deploys {figures.successes}, conflicts retried {figures.conflicts}, "
+        f"unchanged {figures.unchanged}, failed {figures.failed}; generation moved "
+        f"{figures.generation_moves}, deploy events {figures.deploy_events}, automatic "
+        f"rollbacks {figures.rollback_events}; {wall:.1f} s",
+        flush=True,
+    )
     return [
-        (f"deploy race, {processes} processes x {deploys}",
-         f"{figures.lost_updates} lost", f"{figures.successes / wall:.1f} updates/s "
-         f"({figures.conflicts} conflicts retried)", "0 lost",
-         figures.sound and figures.successes == processes * deploys),
+        (
+            f"deploy race, {processes} processes x {deploys}",
+            f"{figures.lost_updates} lost",
+            f"{figures.successes / wall:.1f} updates/s ({figures.conflicts} conflicts retried)",
+            "0 lost",
+            figures.sound and figures.successes == processes * deploys,
+        ),
     ]
 
 

@@ -38,14 +38,14 @@ from tests.support.toy import INFERENCE  # noqa: E402
 WORK = ROOT / "bench" / ".work" / "ray-bench"
 CONNECTIONS = 8
 ROW = b"[[1, 2]]"
-TRAIN = '''\
+TRAIN = """\
 import json, os, time
 time.sleep(float(os.environ["SM_HP_SLEEP"]))
 with open(os.path.join(os.environ["SM_MODEL_DIR"], "model.json"), "w") as f:
     json.dump({"bias": float(os.environ["SM_HP_BIAS"])}, f)
 print("score=0.75")
-'''
-SPEC = '''\
+"""
+SPEC = """\
 [train]
 entrypoint = "train.py"
 hyperparameters = {{ bias = {bias}, sleep = {sleep} }}
@@ -53,18 +53,24 @@ resources = {{ num_cpus = 0.5 }}
 
 [serve]
 handler = "inference.py"
-'''
+"""
 
 
 def git(repo: Path, *args: str) -> str:
-    return subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True,
-                          text=True).stdout.strip()
+    return subprocess.run(
+        ["git", "-C", str(repo), *args], check=True, capture_output=True, text=True
+    ).stdout.strip()
 
 
 def modelci(repo: Path, env: dict[str, str], *args: str) -> dict[str, Any]:
     """Run `modelci --json ARGS` in the repository; its JSON document."""
-    done = subprocess.run([sys.executable, "-m", "modelci", "-C", str(repo), *args, "--json"],
-                          env=env, capture_output=True, text=True, check=False)
+    done = subprocess.run(
+        [sys.executable, "-m", "modelci", "-C", str(repo), *args, "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     if done.returncode != 0:
         raise SystemExit(f"modelci {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}")
     document: dict[str, Any] = json.loads(done.stdout)
@@ -85,8 +91,9 @@ def make_repo(backend: str) -> Path:
     git(repo, "config", "user.name", "bench")
     git(repo, "config", "user.email", "bench@example.com")
     (repo / ".gitignore").write_text(".modelci/\n")
-    (repo / "modelci.toml").write_text(f'[train]\nbackend = "{backend}"\n\n'
-                                       '[deploy]\nbackend = "ray"\n')
+    (repo / "modelci.toml").write_text(
+        f'[train]\nbackend = "{backend}"\n\n[deploy]\nbackend = "ray"\n'
+    )
     (repo / "models/toy/train.py").write_text(TRAIN)
     (repo / "models/toy/inference.py").write_text(INFERENCE)
     (repo / "models/toy/requirements.txt").write_text("")
@@ -105,17 +112,22 @@ class Load:
         self.ok = 0
         self.failed: list[str] = []
         self.lock = threading.Lock()
-        self.threads = [threading.Thread(target=self.client, daemon=True)
-                        for _ in range(CONNECTIONS)]
+        self.threads = [
+            threading.Thread(target=self.client, daemon=True) for _ in range(CONNECTIONS)
+        ]
 
     def client(self) -> None:
         with self.httpx.Client(timeout=120) as client:
             while not self.stop.is_set():
                 try:
-                    answer = client.post(self.url, content=ROW,
-                                         headers={"content-type": "application/json"})
-                    failure = None if answer.status_code == 200 else \
-                        f"{answer.status_code} {answer.text[:120]}"
+                    answer = client.post(
+                        self.url, content=ROW, headers={"content-type": "application/json"}
+                    )
+                    failure = (
+                        None
+                        if answer.status_code == 200
+                        else f"{answer.status_code} {answer.text[:120]}"
+                    )
                 except self.httpx.HTTPError as error:
                     failure = repr(error)
                 with self.lock:
@@ -155,13 +167,17 @@ def updates_under_load(cluster: RayCluster, env: dict[str, str], count: int) -> 
         started = time.monotonic()
         outcome = modelci(repo, env, *kind)
         times.append(time.monotonic() - started)
-        print(f"    update {index + 1}: {outcome['status']} {version} in {times[-1]:.1f} s",
-              flush=True)
+        print(
+            f"    update {index + 1}: {outcome['status']} {version} in {times[-1]:.1f} s",
+            flush=True,
+        )
     load.finish()
     elapsed = time.monotonic() - began
-    print(f"(a) {count} updates under {CONNECTIONS} connections: {load.ok} requests answered, "
-          f"{len(load.failed)} failed (target 0), {load.ok / elapsed:.0f} requests/s, "
-          f"update {min(times):.1f}-{max(times):.1f} s (mean {sum(times) / len(times):.1f} s)")
+    print(
+        f"(a) {count} updates under {CONNECTIONS} connections: {load.ok} requests answered, "
+        f"{len(load.failed)} failed (target 0), {load.ok / elapsed:.0f} requests/s, "
+        f"update {min(times):.1f}-{max(times):.1f} s (mean {sum(times) / len(times):.1f} s)"
+    )
     for failure in load.failed[:5]:
         print(f"    failed: {failure}")
 
@@ -178,8 +194,10 @@ def training_overhead(env: dict[str, str], seconds: float) -> None:
     started = time.monotonic()
     modelci(repo, ray_env, "train", "toy", "--force")
     on_ray = time.monotonic() - started
-    print(f"(b) a {seconds:g}-second job: local {local:.1f} s, Ray {on_ray:.1f} s, "
-          f"ratio Ray/local {on_ray / local:.2f}x (overhead {on_ray - local:+.1f} s)")
+    print(
+        f"(b) a {seconds:g}-second job: local {local:.1f} s, Ray {on_ray:.1f} s, "
+        f"ratio Ray/local {on_ray / local:.2f}x (overhead {on_ray - local:+.1f} s)"
+    )
 
 
 def main() -> None:
@@ -190,8 +208,11 @@ def main() -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MODELCI_", "GIT_"))}
     started = time.monotonic()
     with ray_cluster() as cluster:
-        print(f"cluster of 2 nodes up in {time.monotonic() - started:.1f} s at "
-              f"{cluster.address} (dashboard {cluster.dashboard_url})", flush=True)
+        print(
+            f"cluster of 2 nodes up in {time.monotonic() - started:.1f} s at "
+            f"{cluster.address} (dashboard {cluster.dashboard_url})",
+            flush=True,
+        )
         env |= cluster.environ()
         updates_under_load(cluster, env, options.updates)
         training_overhead(env, options.job_seconds)

@@ -96,9 +96,15 @@ def main() -> int:
         # the emulator, with dummy credentials: nothing leaves 127.0.0.1
         for variable in [v for v in os.environ if v.startswith("AWS_")]:
             del os.environ[variable]
-        os.environ.update({"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench",
-                           "AWS_DEFAULT_REGION": "us-east-1", "AWS_ENDPOINT_URL": url,
-                           "AWS_EC2_METADATA_DISABLED": "true"})
+        os.environ.update(
+            {
+                "AWS_ACCESS_KEY_ID": "bench",
+                "AWS_SECRET_ACCESS_KEY": "bench",
+                "AWS_DEFAULT_REGION": "us-east-1",
+                "AWS_ENDPOINT_URL": url,
+                "AWS_EC2_METADATA_DISABLED": "true",
+            }
+        )
         import boto3
 
         client = boto3.client("s3")
@@ -118,9 +124,11 @@ def main() -> int:
             for results, side in sides if run % 2 == 0 else sides[::-1]:
                 fresh_bucket(client, url)
                 results.append(side(client, source, out))
-            print(f"  run {run + 1}: boto3 put {baseline[-1][0]:.2f} s get "
-                  f"{baseline[-1][1]:.2f} s | S3Store put {ours[-1][0]:.2f} s get "
-                  f"{ours[-1][1]:.2f} s")
+            print(
+                f"  run {run + 1}: boto3 put {baseline[-1][0]:.2f} s get "
+                f"{baseline[-1][1]:.2f} s | S3Store put {ours[-1][0]:.2f} s get "
+                f"{ours[-1][1]:.2f} s"
+            )
 
     def median(rows: list[tuple[float, float]], index: int | None) -> float:
         return statistics.median(sum(r) if index is None else r[index] for r in rows)
@@ -130,8 +138,10 @@ def main() -> int:
         print(f"{label:>9}: boto3 {b:6.2f} s   S3Store {s:6.2f} s   ratio {s / b:.2f}x")
     ratio = median(ours, None) / median(baseline, None)
     verdict = "PASS" if ratio <= TARGET else "FAIL"
-    print(f"{verdict}: put + get through S3Store is {ratio:.2f}x boto3's upload_file + "
-          f"download_file (target <= {TARGET}x)")
+    print(
+        f"{verdict}: put + get through S3Store is {ratio:.2f}x boto3's upload_file + "
+        f"download_file (target <= {TARGET}x)"
+    )
     return 0
 
 

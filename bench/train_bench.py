@@ -41,18 +41,21 @@ metrics = { loss = "loss=([0-9.]+)" }
 
 
 def git(repo: Path, *args: str) -> str:
-    return subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True,
-                          text=True).stdout.strip()
+    return subprocess.run(
+        ["git", "-C", str(repo), *args], check=True, capture_output=True, text=True
+    ).stdout.strip()
 
 
 def modelci(repo: Path, *args: str) -> tuple[float, dict]:
     started = time.perf_counter()
-    done = subprocess.run([str(MODELCI), "-C", str(repo), *args, "--json"], capture_output=True,
-                          text=True)
+    done = subprocess.run(
+        [str(MODELCI), "-C", str(repo), *args, "--json"], capture_output=True, text=True
+    )
     took = time.perf_counter() - started
     if done.returncode != 0:
-        sys.exit(f"modelci {' '.join(args)} failed ({done.returncode}):\n{done.stdout}"
-                 f"{done.stderr}")
+        sys.exit(
+            f"modelci {' '.join(args)} failed ({done.returncode}):\n{done.stdout}{done.stderr}"
+        )
     return took, json.loads(done.stdout)
 
 
@@ -68,8 +71,16 @@ def make_repo() -> Path:
     (repo / "data/sleeper/train.csv").write_text("id,x\n1,2\n")
     git(repo, "init", "-q", "-b", "main")
     git(repo, "add", "-A")
-    git(repo, "-c", "user.name=bench", "-c", "user.email=bench@example.com", "commit", "-qm",
-        "bench repository")
+    git(
+        repo,
+        "-c",
+        "user.name=bench",
+        "-c",
+        "user.email=bench@example.com",
+        "commit",
+        "-qm",
+        "bench repository",
+    )
     return repo
 
 
@@ -81,8 +92,7 @@ def by_hand(job_dir: Path, python: str) -> float:
     env = dict(os.environ)
     env.update(environment(job, {}, ["train"], entrypoint="train.py", seed=0))
     started = time.perf_counter()
-    subprocess.run([python, "train.py"], cwd=job.code, env=env, check=True,
-                   capture_output=True)
+    subprocess.run([python, "train.py"], cwd=job.code, env=env, check=True, capture_output=True)
     return time.perf_counter() - started
 
 
@@ -105,13 +115,31 @@ def main() -> None:
         job_dir = Path(document["versions"][0]["job_dir"])
         hand_times.append(by_hand(job_dir, python))
 
-    git(repo, "commit", "-q", "--allow-empty", "-m", "unrelated",
-        "--author", "bench <bench@example.com>")
+    git(
+        repo,
+        "commit",
+        "-q",
+        "--allow-empty",
+        "-m",
+        "unrelated",
+        "--author",
+        "bench <bench@example.com>",
+    )
     hit_times = []
     for index in range(args.runs):
         if index:
-            git(repo, "-c", "user.name=bench", "-c", "user.email=bench@example.com", "commit",
-                "-q", "--allow-empty", "-m", f"unrelated {index}")
+            git(
+                repo,
+                "-c",
+                "user.name=bench",
+                "-c",
+                "user.email=bench@example.com",
+                "commit",
+                "-q",
+                "--allow-empty",
+                "-m",
+                f"unrelated {index}",
+            )
         took, document = modelci(repo, "train", "sleeper")
         assert document["versions"][0]["reused_from"], document
         hit_times.append(took)
@@ -128,20 +156,36 @@ def main() -> None:
 
     train_s, hand_s = statistics.median(train_times), statistics.median(hand_times)
     rows = [
-        ("train a 5 s job", train_s, f"{train_s / hand_s:.3f}x by hand ({hand_s:.2f} s)",
-         "<= 1.10x", train_s / hand_s <= 1.10),
-        ("fingerprint-cache hit", statistics.median(hit_times), "-", "<= 0.5 s",
-         statistics.median(hit_times) <= 0.5),
-        ("environment-cache hit", statistics.median(env_hits),
-         f"{statistics.median(env_hits) / bare:.1f}x `python -c pass` ({bare:.3f} s)",
-         "<= 0.3 s", statistics.median(env_hits) <= 0.3),
+        (
+            "train a 5 s job",
+            train_s,
+            f"{train_s / hand_s:.3f}x by hand ({hand_s:.2f} s)",
+            "<= 1.10x",
+            train_s / hand_s <= 1.10,
+        ),
+        (
+            "fingerprint-cache hit",
+            statistics.median(hit_times),
+            "-",
+            "<= 0.5 s",
+            statistics.median(hit_times) <= 0.5,
+        ),
+        (
+            "environment-cache hit",
+            statistics.median(env_hits),
+            f"{statistics.median(env_hits) / bare:.1f}x `python -c pass` ({bare:.3f} s)",
+            "<= 0.3 s",
+            statistics.median(env_hits) <= 0.3,
+        ),
     ]
     print(f"\n{'case':24} {'median s':>9}  {'against':40} {'target':10} result")
     for name, seconds, against, target, ok in rows:
         print(f"{name:24} {seconds:9.3f}  {against:40} {target:10} {'PASS' if ok else 'FAIL'}")
-    print(f"\nruns: {args.runs}; all times: train {[round(t, 2) for t in train_times]}, "
-          f"by hand {[round(t, 2) for t in hand_times]}, hits {[round(t, 3) for t in hit_times]}"
-          f", env hits {[round(t, 3) for t in env_hits]}")
+    print(
+        f"\nruns: {args.runs}; all times: train {[round(t, 2) for t in train_times]}, "
+        f"by hand {[round(t, 2) for t in hand_times]}, hits {[round(t, 3) for t in hit_times]}"
+        f", env hits {[round(t, 3) for t in env_hits]}"
+    )
 
 
 if __name__ == "__main__":

@@ -27,16 +27,18 @@ def isolated_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     for variable in list(os.environ):
         if variable.startswith(("MODELCI_", "GIT_", "CIRCLE_", "GITHUB_")):
             del os.environ[variable]
-    os.environ.update({
-        "HOME": str(home),
-        "GIT_CONFIG_NOSYSTEM": "1",
-        "GIT_AUTHOR_NAME": "Test Author",
-        "GIT_AUTHOR_EMAIL": "author@example.com",
-        "GIT_COMMITTER_NAME": "Test Author",
-        "GIT_COMMITTER_EMAIL": "author@example.com",
-        "NO_COLOR": "1",
-        "UV_CACHE_DIR": uv_cache,
-    })
+    os.environ.update(
+        {
+            "HOME": str(home),
+            "GIT_CONFIG_NOSYSTEM": "1",
+            "GIT_AUTHOR_NAME": "Test Author",
+            "GIT_AUTHOR_EMAIL": "author@example.com",
+            "GIT_COMMITTER_NAME": "Test Author",
+            "GIT_COMMITTER_EMAIL": "author@example.com",
+            "NO_COLOR": "1",
+            "UV_CACHE_DIR": uv_cache,
+        }
+    )
     (home / ".gitconfig").write_text("[init]\n\tdefaultBranch = main\n")
     yield home
     os.environ.clear()

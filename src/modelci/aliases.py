@@ -25,8 +25,9 @@ def check_name(name: str, environments: list[str]) -> None:
     if not ALIAS_NAME.match(name):
         raise ConfigError(f"alias {name!r} must match {ALIAS_NAME.pattern}", key="NAME")
     if name in environments:
-        raise ConfigError(f"{name!r} is an environment, not an alias: use deploy/promote",
-                          key="NAME")
+        raise ConfigError(
+            f"{name!r} is an environment, not an alias: use deploy/promote", key="NAME"
+        )
 
 
 def get_alias(registry: Registry, model: str, name: str) -> str | None:
@@ -40,13 +41,20 @@ def set_alias(registry: Registry, model: str, name: str, version: str, event: Ev
     pointer = registry.get_pointer(model, key(name))
     if pointer is not None and pointer.version == version:
         return False
-    registry.set_pointer(model, key(name), version,
-                         expected_generation=pointer.generation if pointer else None,
-                         event=event)
+    registry.set_pointer(
+        model,
+        key(name),
+        version,
+        expected_generation=pointer.generation if pointer else None,
+        event=event,
+    )
     return True
 
 
 def aliases(registry: Registry, model: str) -> dict[str, str]:
     """Every alias of a model: name -> version."""
-    return {p.environment[len(PREFIX):]: p.version for p in registry.pointers(model)
-            if is_alias(p.environment)}
+    return {
+        p.environment[len(PREFIX) :]: p.version
+        for p in registry.pointers(model)
+        if is_alias(p.environment)
+    }

@@ -24,20 +24,37 @@ from modelci.spec import SageMakerSection
 # SageMaker's scikit-learn framework images live in one account per region (from the SDK's
 # image_uri_config/sklearn.json; the same for training and inference, every version).
 SKLEARN_ACCOUNTS = {
-    "af-south-1": "510948584623", "ap-east-1": "651117190479",
-    "ap-northeast-1": "354813040037", "ap-northeast-2": "366743142698",
-    "ap-northeast-3": "867004704886", "ap-south-1": "720646828776",
-    "ap-south-2": "628508329040", "ap-southeast-1": "121021644041",
-    "ap-southeast-2": "783357654285", "ap-southeast-3": "951798379941",
-    "ap-southeast-4": "106583098589", "ca-central-1": "341280168497",
-    "cn-north-1": "450853457545", "cn-northwest-1": "451049120500",
-    "eu-central-1": "492215442770", "eu-central-2": "680994064768",
-    "eu-north-1": "662702820516", "eu-west-1": "141502667606", "eu-west-2": "764974769150",
-    "eu-west-3": "659782779980", "eu-south-1": "978288397137", "eu-south-2": "104374241257",
-    "me-south-1": "801668240914", "me-central-1": "272398656194",
-    "sa-east-1": "737474898029", "us-east-1": "683313688378", "us-east-2": "257758044811",
-    "us-gov-west-1": "414596584902", "us-gov-east-1": "237065988967",
-    "us-west-1": "746614075791", "us-west-2": "246618743249",
+    "af-south-1": "510948584623",
+    "ap-east-1": "651117190479",
+    "ap-northeast-1": "354813040037",
+    "ap-northeast-2": "366743142698",
+    "ap-northeast-3": "867004704886",
+    "ap-south-1": "720646828776",
+    "ap-south-2": "628508329040",
+    "ap-southeast-1": "121021644041",
+    "ap-southeast-2": "783357654285",
+    "ap-southeast-3": "951798379941",
+    "ap-southeast-4": "106583098589",
+    "ca-central-1": "341280168497",
+    "cn-north-1": "450853457545",
+    "cn-northwest-1": "451049120500",
+    "eu-central-1": "492215442770",
+    "eu-central-2": "680994064768",
+    "eu-north-1": "662702820516",
+    "eu-west-1": "141502667606",
+    "eu-west-2": "764974769150",
+    "eu-west-3": "659782779980",
+    "eu-south-1": "978288397137",
+    "eu-south-2": "104374241257",
+    "me-south-1": "801668240914",
+    "me-central-1": "272398656194",
+    "sa-east-1": "737474898029",
+    "us-east-1": "683313688378",
+    "us-east-2": "257758044811",
+    "us-gov-west-1": "414596584902",
+    "us-gov-east-1": "237065988967",
+    "us-west-1": "746614075791",
+    "us-west-2": "246618743249",
 }
 # A SageMaker resource name: letters, digits and hyphens, at most 63 characters.
 NAME_LIMIT = 63
@@ -48,9 +65,16 @@ NO_CREDENTIALS = (
     "AWS_SESSION_TOKEN for temporary ones), or AWS_PROFILE, or run where an instance or task "
     "role applies; modelci reads them only through boto3's standard chain"
 )
-_BAD_CREDENTIALS = {"InvalidClientTokenId", "UnrecognizedClientException", "InvalidAccessKeyId",
-                    "SignatureDoesNotMatch", "ExpiredToken", "ExpiredTokenException",
-                    "InvalidToken", "AuthFailure"}
+_BAD_CREDENTIALS = {
+    "InvalidClientTokenId",
+    "UnrecognizedClientException",
+    "InvalidAccessKeyId",
+    "SignatureDoesNotMatch",
+    "ExpiredToken",
+    "ExpiredTokenException",
+    "InvalidToken",
+    "AuthFailure",
+}
 _DENIED = {"AccessDenied", "AccessDeniedException", "Forbidden", "403"}
 
 
@@ -59,20 +83,22 @@ def resource_name(text: str, limit: int = NAME_LIMIT) -> str:
     keeps its last 40 characters (the commit, the time) and as much of its start as fits."""
     name = _NOT_NAME.sub("-", text).strip("-") or "modelci"
     if len(name) > limit:
-        tail = name[-min(40, limit - 10):].lstrip("-")
+        tail = name[-min(40, limit - 10) :].lstrip("-")
         name = name[: limit - len(tail) - 1].rstrip("-") + "-" + tail
     return name
 
 
 def split_s3(url: str) -> tuple[str, str]:
     """`s3://bucket/some/prefix` -> ("bucket", "some/prefix")."""
-    bucket, _, key = url[len("s3://"):].partition("/")
+    bucket, _, key = url[len("s3://") :].partition("/")
     return bucket, key.strip("/")
 
 
 def _setting_hint(key: str) -> str:
-    return f"set [{key.split('.')[0]}] {key.split('.', 1)[1]} in modelci.toml or " \
-           f"MODELCI_{key.replace('.', '_').upper()}"
+    return (
+        f"set [{key.split('.')[0]}] {key.split('.', 1)[1]} in modelci.toml or "
+        f"MODELCI_{key.replace('.', '_').upper()}"
+    )
 
 
 @dataclass
@@ -94,15 +120,19 @@ class SageMakerAccount:
         """
         if not settings.role_arn:
             raise ConfigError(
-                "SageMaker needs an execution role: " + _setting_hint("sagemaker.role_arn")
+                "SageMaker needs an execution role: "
+                + _setting_hint("sagemaker.role_arn")
                 + " (arn:aws:iam::<account>:role/<name>)",
-                file="modelci.toml", key="sagemaker.role_arn",
+                file="modelci.toml",
+                key="sagemaker.role_arn",
             )
         if need_bucket and not settings.bucket:
             raise ConfigError(
                 "SageMaker needs a bucket for code, channels and models: "
-                + _setting_hint("sagemaker.bucket") + " (s3://bucket/prefix)",
-                file="modelci.toml", key="sagemaker.bucket",
+                + _setting_hint("sagemaker.bucket")
+                + " (s3://bucket/prefix)",
+                file="modelci.toml",
+                key="sagemaker.bucket",
             )
         import boto3
 
@@ -112,9 +142,11 @@ class SageMakerAccount:
         session = boto3.DEFAULT_SESSION
         region = settings.region or session.region_name
         if not region:
-            raise ConfigError("no AWS region: " + _setting_hint("sagemaker.region")
-                              + ", or AWS_DEFAULT_REGION", file="modelci.toml",
-                              key="sagemaker.region")
+            raise ConfigError(
+                "no AWS region: " + _setting_hint("sagemaker.region") + ", or AWS_DEFAULT_REGION",
+                file="modelci.toml",
+                key="sagemaker.region",
+            )
         if session.get_credentials() is None:
             raise ConfigError(NO_CREDENTIALS)
         return cls(settings, region, session, {})
@@ -127,11 +159,16 @@ class SageMakerAccount:
         if service not in self._clients:
             from botocore.config import Config
 
-            config = Config(connect_timeout=5, read_timeout=60, user_agent_extra="modelci",
-                            retries={"max_attempts": 3, "mode": "standard"},
-                            s3={"addressing_style": "path"} if service == "s3" else None)
-            self._clients[service] = self.session.client(service, region_name=self.region,
-                                                         config=config)
+            config = Config(
+                connect_timeout=5,
+                read_timeout=60,
+                user_agent_extra="modelci",
+                retries={"max_attempts": 3, "mode": "standard"},
+                s3={"addressing_style": "path"} if service == "s3" else None,
+            )
+            self._clients[service] = self.session.client(
+                service, region_name=self.region, config=config
+            )
         return self._clients[service]
 
     @contextlib.contextmanager
@@ -164,18 +201,27 @@ class SageMakerAccount:
         configured = self.settings.image_uri
         if configured:
             if ("{model}" in configured or "{sha12}" in configured) and not (model and commit):
-                raise ConfigError("image_uri names {model} or {sha12}, which this job does "
-                                  "not know", file="modelci.toml", key="sagemaker.image_uri")
+                raise ConfigError(
+                    "image_uri names {model} or {sha12}, which this job does not know",
+                    file="modelci.toml",
+                    key="sagemaker.image_uri",
+                )
             return configured.replace("{model}", model or "").replace(
-                "{sha12}", (commit or "")[:12])
+                "{sha12}", (commit or "")[:12]
+            )
         account = SKLEARN_ACCOUNTS.get(self.region)
         if account is None:
-            raise ConfigError(f"SageMaker's scikit-learn image is not published in "
-                              f"{self.region}: set [sagemaker] image_uri",
-                              file="modelci.toml", key="sagemaker.image_uri")
+            raise ConfigError(
+                f"SageMaker's scikit-learn image is not published in "
+                f"{self.region}: set [sagemaker] image_uri",
+                file="modelci.toml",
+                key="sagemaker.image_uri",
+            )
         domain = "amazonaws.com.cn" if self.region.startswith("cn-") else "amazonaws.com"
-        return (f"{account}.dkr.ecr.{self.region}.{domain}/sagemaker-scikit-learn:"
-                f"{self.settings.framework_version}-cpu-py3")
+        return (
+            f"{account}.dkr.ecr.{self.region}.{domain}/sagemaker-scikit-learn:"
+            f"{self.settings.framework_version}-cpu-py3"
+        )
 
     # --- S3 -----------------------------------------------------------------------------------
 
@@ -193,12 +239,16 @@ class SageMakerAccount:
                     raise ConfigError(
                         f"the bucket {self.bucket!r} does not exist at {url}: create it, or "
                         + _setting_hint("sagemaker.bucket"),
-                        file="modelci.toml", key="sagemaker.bucket",
+                        file="modelci.toml",
+                        key="sagemaker.bucket",
                     ) from None
                 if code in _DENIED:
                     raise ConfigError(
                         f"access to the bucket {self.bucket!r} at {url} is denied for these "
-                        "credentials", file="modelci.toml", key="sagemaker.bucket") from None
+                        "credentials",
+                        file="modelci.toml",
+                        key="sagemaker.bucket",
+                    ) from None
                 raise
 
     def upload(self, path: Path, url: str) -> str:
@@ -217,8 +267,11 @@ class SageMakerAccount:
             try:
                 s3.head_object(Bucket=bucket, Key=key)
             except ClientError as error:
-                if str(error.response.get("Error", {}).get("Code")) in ("404", "NoSuchKey",
-                                                                        "NotFound"):
+                if str(error.response.get("Error", {}).get("Code")) in (
+                    "404",
+                    "NoSuchKey",
+                    "NotFound",
+                ):
                     return False
                 raise
         return True
@@ -246,10 +299,14 @@ def translate(error: Exception, service: str, url: str, doing: str) -> ModelciEr
 
     if isinstance(error, NoCredentialsError | PartialCredentialsError):
         return ConfigError(NO_CREDENTIALS)
-    if isinstance(error, EndpointConnectionError | ConnectTimeoutError | ReadTimeoutError
-                  | ConnectionClosedError):
-        return ModelciError(f"{service} at {url} did not answer while {doing}: {error} "
-                            "(check the network, or AWS_ENDPOINT_URL if it points elsewhere)")
+    if isinstance(
+        error,
+        EndpointConnectionError | ConnectTimeoutError | ReadTimeoutError | ConnectionClosedError,
+    ):
+        return ModelciError(
+            f"{service} at {url} did not answer while {doing}: {error} "
+            "(check the network, or AWS_ENDPOINT_URL if it points elsewhere)"
+        )
     cause = error
     # s3transfer wraps the ClientError of an upload or download in its own exception
     while not isinstance(cause, ClientError) and (cause.__cause__ or cause.__context__):
@@ -258,11 +315,16 @@ def translate(error: Exception, service: str, url: str, doing: str) -> ModelciEr
         details = cause.response.get("Error", {})
         code, message = str(details.get("Code", "")), str(details.get("Message", ""))
         if code in _BAD_CREDENTIALS:
-            return ConfigError(f"{service} at {url} refused the AWS credentials while {doing} "
-                               f"({code}: {message}); " + NO_CREDENTIALS.split(": ", 1)[1])
+            return ConfigError(
+                f"{service} at {url} refused the AWS credentials while {doing} "
+                f"({code}: {message}); " + NO_CREDENTIALS.split(": ", 1)[1]
+            )
         if code == "NoSuchBucket":
-            return ConfigError(f"the bucket does not exist at {url} ({doing}): "
-                               + _setting_hint("sagemaker.bucket"),
-                               file="modelci.toml", key="sagemaker.bucket")
+            return ConfigError(
+                f"the bucket does not exist at {url} ({doing}): "
+                + _setting_hint("sagemaker.bucket"),
+                file="modelci.toml",
+                key="sagemaker.bucket",
+            )
         return ModelciError(f"{service} at {url} failed while {doing}: {code}: {message}")
     return ModelciError(f"{service} at {url} failed while {doing}: {error}")

@@ -99,10 +99,13 @@ class SpecCache:
             return
         if isinstance(loaded, dict):  # a cache from elsewhere or half-written: keep what fits
             self.entries = {
-                blob: value for blob, value in loaded.items()
-                if isinstance(value, list) and len(value) == 2
+                blob: value
+                for blob, value in loaded.items()
+                if isinstance(value, list)
+                and len(value) == 2
                 and (value[0] is None or isinstance(value[0], str))
-                and isinstance(value[1], list) and all(isinstance(g, str) for g in value[1])
+                and isinstance(value[1], list)
+                and all(isinstance(g, str) for g in value[1])
             }
 
     def save(self) -> None:
@@ -170,7 +173,8 @@ def snapshot(root: Path, commit: str, cache: SpecCache, environ: Mapping[str, st
         if not MODEL_NAME.match(name):
             raise ConfigError(
                 f"{name!r} is not a valid model name (it must match {MODEL_NAME.pattern})",
-                file=spec_file, key="model.name",
+                file=spec_file,
+                key="model.name",
             )
         models[folder] = ModelEntry(name, folder, tuple(depends_on))
     return Snapshot(models, shared, patterns)
@@ -220,8 +224,11 @@ class Matcher:
             if name is not None:
                 hits.append((name, "spec" if path == f"{folder}/{MODEL_FILE}" else "files"))
             if folder in self.patterns:
-                hits.extend((model, "depends_on") for regex, model in self._globs(folder)
-                            if regex.fullmatch(path))
+                hits.extend(
+                    (model, "depends_on")
+                    for regex, model in self._globs(folder)
+                    if regex.fullmatch(path)
+                )
         return hits
 
     def is_shared(self, path: str) -> bool:
@@ -295,8 +302,10 @@ def _moves(
     else:
         old_names = _old_names(root, changes, head_snap.patterns, cache)
         added = [
-            c.path[: -len(MODEL_FILE) - 1] for c in changes
-            if c.status in "AR" and c.path.endswith(f"/{MODEL_FILE}")
+            c.path[: -len(MODEL_FILE) - 1]
+            for c in changes
+            if c.status in "AR"
+            and c.path.endswith(f"/{MODEL_FILE}")
             and c.path[: -len(MODEL_FILE) - 1] in head_snap.models
         ]
     renamed_to = {

@@ -47,12 +47,21 @@ class FingerprintInputs:
 
     @classmethod
     def of(cls, spec: ModelSpec) -> FingerprintInputs:
-        return cls(spec.folder, tuple(spec.depends_on), dict(spec.train.channels),
-                   dict(spec.train.hyperparameters), spec.train.seed, spec.train.entrypoint)
+        return cls(
+            spec.folder,
+            tuple(spec.depends_on),
+            dict(spec.train.channels),
+            dict(spec.train.hyperparameters),
+            spec.train.seed,
+            spec.train.entrypoint,
+        )
 
 
 def fingerprint(
-    tree: Mapping[str, str], model: ModelSpec | FingerprintInputs, *, shared: list[str],
+    tree: Mapping[str, str],
+    model: ModelSpec | FingerprintInputs,
+    *,
+    shared: list[str],
     lock_hash: str,
 ) -> str:
     """The fingerprint of `model` given `tree` (path -> content digest) and its lock's hash."""
@@ -60,14 +69,13 @@ def fingerprint(
     folder = inputs.folder + "/"
     globs = [glob_regex(p) for p in (*inputs.depends_on, *shared)]
     channel_paths = {
-        name: source.strip("/") for name, source in inputs.channels.items()
-        if "://" not in source
+        name: source.strip("/") for name, source in inputs.channels.items() if "://" not in source
     }
     sections: dict[str, list[str]] = {"folder": [], "depends": [], "channels": []}
     for path in sorted(tree):
         digest = tree[path]
         if path.startswith(folder):
-            sections["folder"].append(f"{path[len(folder):]}\0{digest}")
+            sections["folder"].append(f"{path[len(folder) :]}\0{digest}")
         elif any(g.fullmatch(path) for g in globs):
             sections["depends"].append(f"{path}\0{digest}")
         for name, source in channel_paths.items():
@@ -82,8 +90,8 @@ def fingerprint(
         "entrypoint": inputs.entrypoint,
         "uri_channels": uris,
     }
-    digest = hashlib.sha256(json.dumps(header, sort_keys=True).encode())
+    hasher = hashlib.sha256(json.dumps(header, sort_keys=True).encode())
     for name in ("folder", "depends", "channels"):
-        digest.update(f"\n[{name}]\n".encode())
-        digest.update("\n".join(sections[name]).encode())
-    return digest.hexdigest()
+        hasher.update(f"\n[{name}]\n".encode())
+        hasher.update("\n".join(sections[name]).encode())
+    return hasher.hexdigest()

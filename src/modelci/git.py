@@ -36,17 +36,29 @@ def run(root: Path, *args: str, input: bytes | None = None) -> bytes:
 def resolve(root: Path, rev: str) -> str | None:
     """The full commit id `rev` names, or None when the repository has no such commit."""
     done = subprocess.run(
-        ["git", "-C", str(root), "rev-parse", "--verify", "--quiet", "--end-of-options",
-         f"{rev}^{{commit}}"],
-        capture_output=True, check=False,
+        [
+            "git",
+            "-C",
+            str(root),
+            "rev-parse",
+            "--verify",
+            "--quiet",
+            "--end-of-options",
+            f"{rev}^{{commit}}",
+        ],
+        capture_output=True,
+        check=False,
     )
     return done.stdout.decode().strip() if done.returncode == 0 else None
 
 
 def ref_exists(root: Path, ref: str) -> bool:
     """Whether the full ref name (`refs/tags/v1`) exists as written: no revision syntax."""
-    done = subprocess.run(["git", "-C", str(root), "show-ref", "--verify", "--quiet", ref],
-                          capture_output=True, check=False)
+    done = subprocess.run(
+        ["git", "-C", str(root), "show-ref", "--verify", "--quiet", ref],
+        capture_output=True,
+        check=False,
+    )
     return done.returncode == 0
 
 
@@ -65,7 +77,8 @@ def is_ancestor(root: Path, ancestor: str, descendant: str) -> bool:
     """Whether `ancestor` is reachable from `descendant`."""
     done = subprocess.run(
         ["git", "-C", str(root), "merge-base", "--is-ancestor", ancestor, descendant],
-        capture_output=True, check=False,
+        capture_output=True,
+        check=False,
     )
     return done.returncode == 0
 

@@ -36,12 +36,24 @@ class ModelRun:
         return "done"
 
     def to_json(self) -> dict[str, Any]:
-        return {"model": self.model, "version": self.version, "status": self.status,
-                "steps": dict(self.steps), "error": self.error}
+        return {
+            "model": self.model,
+            "version": self.version,
+            "status": self.status,
+            "steps": dict(self.steps),
+            "error": self.error,
+        }
 
 
-def run_model(workspace: Workspace, name: str, state: ModelRun, note: Note,
-              lock: threading.Lock, *, break_lease: bool = False) -> None:
+def run_model(
+    workspace: Workspace,
+    name: str,
+    state: ModelRun,
+    note: Note,
+    lock: threading.Lock,
+    *,
+    break_lease: bool = False,
+) -> None:
     """Build, train, test and deploy one model; each step done, cached, failed or skipped."""
     from modelci.deploy import open_deployer
     from modelci.deploy.rollout import deploy
@@ -51,7 +63,7 @@ def run_model(workspace: Workspace, name: str, state: ModelRun, note: Note,
     from modelci.train.runner import TrainOptions, train_model
 
     def skip_rest(after: str) -> None:
-        for step in STEPS[STEPS.index(after) + 1:]:
+        for step in STEPS[STEPS.index(after) + 1 :]:
             state.steps[step] = "skipped"
 
     step = "build"
@@ -63,8 +75,9 @@ def run_model(workspace: Workspace, name: str, state: ModelRun, note: Note,
         with workspace.registry() as registry:
             step = "train"
             state.steps["train"] = "running"
-            outcome = train_model(workspace, registry, name,
-                                  TrainOptions(break_lease=break_lease), note=note)
+            outcome = train_model(
+                workspace, registry, name, TrainOptions(break_lease=break_lease), note=note
+            )
             state.version = outcome.version
             if outcome.status != "ready":
                 state.steps["train"] = "failed"
@@ -90,8 +103,15 @@ def run_model(workspace: Workspace, name: str, state: ModelRun, note: Note,
             step = "deploy"
             state.steps["deploy"] = "running"
             with lock:  # one deploy at a time: they share the endpoint host
-                result = deploy(workspace, registry, open_deployer(workspace), name,
-                                workspace.environments[0], version=outcome.version, note=note)
+                result = deploy(
+                    workspace,
+                    registry,
+                    open_deployer(workspace),
+                    name,
+                    workspace.environments[0],
+                    version=outcome.version,
+                    note=note,
+                )
             if result.status == "unchanged":
                 state.steps["deploy"] = "cached"
             elif result.status == "deployed":
@@ -109,16 +129,24 @@ def run_model(workspace: Workspace, name: str, state: ModelRun, note: Note,
         skip_rest(step)
 
 
-def run_pipeline(workspace: Workspace, *, base: str | None, jobs: int, note: Note,
-                 on_change: Callable[[list[ModelRun]], None] | None = None,
-                 break_lease: bool = False) -> tuple[str, list[ModelRun]]:
+def run_pipeline(
+    workspace: Workspace,
+    *,
+    base: str | None,
+    jobs: int,
+    note: Note,
+    on_change: Callable[[list[ModelRun]], None] | None = None,
+    break_lease: bool = False,
+) -> tuple[str, list[ModelRun]]:
     """The merge pipeline for every model the commit range touches."""
     from modelci.changes import detect
     from modelci.cli.changed import last_deployed_commit
 
-    report = detect(workspace.root, base=base,
-                    default_base=(lambda _h: last_deployed_commit(workspace)) if base is None
-                    else None)
+    report = detect(
+        workspace.root,
+        base=base,
+        default_base=(lambda _h: last_deployed_commit(workspace)) if base is None else None,
+    )
     runs = [ModelRun(entry.model) for entry in report.changed]
     if not runs:
         return report.head, runs
@@ -151,19 +179,28 @@ def tag_commit(workspace: Workspace, tag: str) -> str:
     if commit is None:
         raise ConfigError(f"no tag {tag!r} in this repository (git tag --list)")
     main = workspace.project.project.main
-    refs = [ref for ref in (f"refs/heads/{main}", f"refs/remotes/origin/{main}")
-            if git.resolve(workspace.root, ref)]
+    refs = [
+        ref
+        for ref in (f"refs/heads/{main}", f"refs/remotes/origin/{main}")
+        if git.resolve(workspace.root, ref)
+    ]
     if not refs:
-        raise ConfigError(f"the main branch {main!r} is not in this repository "
-                          "([project].main)", file="modelci.toml", key="project.main")
+        raise ConfigError(
+            f"the main branch {main!r} is not in this repository ([project].main)",
+            file="modelci.toml",
+            key="project.main",
+        )
     if not any(git.is_ancestor(workspace.root, commit, ref) for ref in refs):
-        raise ConfigError(f"tag {tag!r} names {commit[:12]}, which is not on {main}: releases "
-                          f"come from {main} ([project].main)")
+        raise ConfigError(
+            f"tag {tag!r} names {commit[:12]}, which is not on {main}: releases "
+            f"come from {main} ([project].main)"
+        )
     return commit
 
 
-def version_in_force(workspace: Workspace, registry: Registry, model: str,
-                     commit: str) -> VersionRecord | None:
+def version_in_force(
+    workspace: Workspace, registry: Registry, model: str, commit: str
+) -> VersionRecord | None:
     """The newest ready version built from `commit` or one of its ancestors."""
     for record in registry.list_versions(model):
         if record.status != "ready" or record.details.get("dirty"):
@@ -182,8 +219,7 @@ def release(workspace: Workspace, tag: str, note: Note) -> tuple[str, list[dict[
     commit = tag_commit(workspace, tag)
     production = workspace.environments[-1]
     # the tagged commit's models, not the work tree's: one added since is not in this release
-    tagged = set(snapshot(workspace.root, commit, SpecCache(workspace.root), os.environ)
-                 .by_name())
+    tagged = set(snapshot(workspace.root, commit, SpecCache(workspace.root), os.environ).by_name())
     results: list[dict[str, Any]] = []
     with workspace.registry() as registry:
         deployer = open_deployer(workspace)
@@ -194,17 +230,39 @@ def release(workspace: Workspace, tag: str, note: Note) -> tuple[str, list[dict[
             pointer = registry.get_pointer(spec.name, production)
             previous = pointer.version if pointer else None
             if record is None:
-                results.append({"model": spec.name, "version": None,
-                                "previous_version": previous, "status": "missing",
-                                "reason": f"no ready version of {spec.name} was built from "
-                                          f"{commit[:12]} or an earlier commit"})
+                results.append(
+                    {
+                        "model": spec.name,
+                        "version": None,
+                        "previous_version": previous,
+                        "status": "missing",
+                        "reason": f"no ready version of {spec.name} was built from "
+                        f"{commit[:12]} or an earlier commit",
+                    }
+                )
                 continue
             try:
-                outcome = deploy(workspace, registry, deployer, spec.name, production,
-                                 version=record.version, kind="release", tag=tag, note=note)
+                outcome = deploy(
+                    workspace,
+                    registry,
+                    deployer,
+                    spec.name,
+                    production,
+                    version=record.version,
+                    kind="release",
+                    tag=tag,
+                    note=note,
+                )
                 status, reason = outcome.status, outcome.reason
             except ModelciError as error:
                 status, reason = "failed", error.render()
-            results.append({"model": spec.name, "version": record.version,
-                            "previous_version": previous, "status": status, "reason": reason})
+            results.append(
+                {
+                    "model": spec.name,
+                    "version": record.version,
+                    "previous_version": previous,
+                    "status": status,
+                    "reason": reason,
+                }
+            )
     return commit, results

@@ -41,7 +41,10 @@ class RayCluster:
         if not address:
             raise ConfigError(
                 "the Ray backend needs the cluster's address: set [ray].address (host:port of "
-                "its head) or MODELCI_RAY_ADDRESS", file="modelci.toml", key="ray.address")
+                "its head) or MODELCI_RAY_ADDRESS",
+                file="modelci.toml",
+                key="ray.address",
+            )
         if address.startswith(("http://", "https://")):
             return cls(address, address.rstrip("/"))
         host = address.removeprefix("ray://").rsplit(":", 1)[0] or "127.0.0.1"
@@ -65,7 +68,10 @@ class RayCluster:
             raise RayUnreachable(
                 f"{self.describe()} does not answer ({type(error).__name__}: {error}); check "
                 "[ray].address (MODELCI_RAY_ADDRESS) and [ray].dashboard_url, and that the "
-                "cluster runs", file="modelci.toml", key="ray.address") from None
+                "cluster runs",
+                file="modelci.toml",
+                key="ray.address",
+            ) from None
 
     def check(self) -> str:
         """Raise RayUnreachable unless the dashboard answers; the cluster's Ray version."""
@@ -83,8 +89,11 @@ def quiet_ray_sdk() -> None:
     """Keep Ray's SDK from logging each upload and closed log stream on modelci's stderr."""
     import logging
 
-    for name in ("ray.dashboard.modules.dashboard_sdk", "ray.dashboard.modules.job.sdk",
-                 "ray._private.runtime_env.packaging"):
+    for name in (
+        "ray.dashboard.modules.dashboard_sdk",
+        "ray.dashboard.modules.job.sdk",
+        "ray._private.runtime_env.packaging",
+    ):
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
@@ -99,11 +108,17 @@ def resources_problem(asked: dict[str, float], nodes: list[dict[str, Any]]) -> s
         if all(float(total.get(name, 0)) >= amount for name, amount in wanted.items()):
             return None
     asked_text = ", ".join(f"{k} = {_amount(k, v)}" for k, v in asked.items() if v)
-    have = "; ".join(
-        f"{n.get('node_ip', '?')}{' (head)' if n.get('is_head_node') else ''}: " + ", ".join(
-            f"{key} = {_amount(key, float((n.get('resources_total') or {}).get(name, 0)))}"
-            for key, name in _RESOURCE_NAMES.items())
-        for n in nodes) or "no live node"
+    have = (
+        "; ".join(
+            f"{n.get('node_ip', '?')}{' (head)' if n.get('is_head_node') else ''}: "
+            + ", ".join(
+                f"{key} = {_amount(key, float((n.get('resources_total') or {}).get(name, 0)))}"
+                for key, name in _RESOURCE_NAMES.items()
+            )
+            for n in nodes
+        )
+        or "no live node"
+    )
     return f"the job asks for {asked_text}, more than any node has ({have})"
 
 

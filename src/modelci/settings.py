@@ -27,9 +27,19 @@ OVERRIDABLE = {
     "train": ("backend",),
     "deploy": ("backend",),
     "ray": ("address", "dashboard_url", "serve_host", "serve_port"),
-    "sagemaker": ("role_arn", "region", "bucket", "instance_type", "instance_count", "image_uri",
-                  "framework_version", "max_wait_s", "endpoint_instance_type",
-                  "endpoint_instance_count", "alarms"),
+    "sagemaker": (
+        "role_arn",
+        "region",
+        "bucket",
+        "instance_type",
+        "instance_count",
+        "image_uri",
+        "framework_version",
+        "max_wait_s",
+        "endpoint_instance_type",
+        "endpoint_instance_count",
+        "alarms",
+    ),
 }
 LIST_KEYS = {("project", "models"), ("project", "shared"), ("sagemaker", "alarms")}
 
@@ -76,8 +86,9 @@ def apply_overrides(data: dict[str, Any], environ: Mapping[str, str]) -> dict[st
     return merged
 
 
-def string_list(data: dict[str, Any], section: str, key: str, default: list[str],
-                file: str) -> list[str]:
+def string_list(
+    data: dict[str, Any], section: str, key: str, default: list[str], file: str
+) -> list[str]:
     """`data[section][key]` checked to be a list of strings, else `default`."""
     table = data.get(section, {})
     if not isinstance(table, dict):

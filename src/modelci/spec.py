@@ -61,8 +61,18 @@ class SampleSection(Strict):
 
 
 _MEMORY = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*([kmgt]i?b?|b)?\s*$", re.IGNORECASE)
-_MEMORY_UNITS = {"": 1, "b": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12,
-                 "ki": 2**10, "mi": 2**20, "gi": 2**30, "ti": 2**40}
+_MEMORY_UNITS = {
+    "": 1,
+    "b": 1,
+    "k": 10**3,
+    "m": 10**6,
+    "g": 10**9,
+    "t": 10**12,
+    "ki": 2**10,
+    "mi": 2**20,
+    "gi": 2**30,
+    "ti": 2**40,
+}
 
 
 def parse_memory(value: object) -> object:
@@ -71,7 +81,7 @@ def parse_memory(value: object) -> object:
     if isinstance(value, str):
         match = _MEMORY.match(value)
         if match is None:
-            raise ValueError(f"expected bytes or a size such as \"2GiB\", got {value!r}")
+            raise ValueError(f'expected bytes or a size such as "2GiB", got {value!r}')
         unit = (match.group(2) or "").lower().removesuffix("b")
         return int(float(match.group(1)) * _MEMORY_UNITS[unit])
     return value
@@ -153,7 +163,7 @@ class ModelFile(Strict):
             elif isinstance(expression, str):
                 parse_gate(expression, metric=metric)
             else:
-                raise ValueError(f"{metric}: expected an expression such as \">= 0.85\"")
+                raise ValueError(f'{metric}: expected an expression such as ">= 0.85"')
         return gates
 
 
@@ -313,16 +323,20 @@ def _known_keys(model: type[BaseModel], loc: tuple[int | str, ...]) -> list[str]
 
 # pydantic names the member of a union that failed inside the location: not a key of the file
 _UNION_MEMBERS = {"str", "int", "float", "bool", "NoRegression", "SampleSection"}
-_TYPE_WORDS = {"string_type": "a string", "int_type": "an integer", "float_type": "a number",
-               "bool_type": "a boolean", "model_type": "a table", "dict_type": "a table"}
+_TYPE_WORDS = {
+    "string_type": "a string",
+    "int_type": "an integer",
+    "float_type": "a number",
+    "bool_type": "a boolean",
+    "model_type": "a table",
+    "dict_type": "a table",
+}
 # dict-valued keys whose validators name the entry at fault as "<entry>: <message>"
 _KEYED_VALIDATORS = {("gates",), ("train", "metrics")}
 
 
 def _clean_loc(loc: tuple[int | str, ...]) -> tuple[int | str, ...]:
-    return tuple(
-        p for p in loc if not (isinstance(p, str) and ("[" in p or p in _UNION_MEMBERS))
-    )
+    return tuple(p for p in loc if not (isinstance(p, str) and ("[" in p or p in _UNION_MEMBERS)))
 
 
 def _explain(exc: ValidationError, model: type[BaseModel], file: Path | str) -> ConfigError:
@@ -370,9 +384,7 @@ def load_project(root: Path, environ: Mapping[str, str] | None = None) -> Projec
         raise _explain(exc, ProjectFile, PROJECT_FILE) from None
 
 
-def parse_model(
-    folder: str, data: dict[str, Any], spec_file: str
-) -> ModelSpec:
+def parse_model(folder: str, data: dict[str, Any], spec_file: str) -> ModelSpec:
     """Validate one parsed `model.toml`; `folder` is the model folder relative to the root."""
     try:
         parsed = ModelFile.model_validate(data)
@@ -384,7 +396,8 @@ def parse_model(
         raise ConfigError(
             f"{name!r} ({where}) is not a valid model name: it must match {MODEL_NAME.pattern} "
             "so that `<name>-staging` is a valid endpoint name",
-            file=spec_file, key="model.name",
+            file=spec_file,
+            key="model.name",
         )
     return ModelSpec(name=name, folder=folder, spec_file=spec_file, file=parsed)
 
@@ -407,7 +420,8 @@ def collect_models(
                 raise ConfigError(
                     f"model name {model.name!r} is used twice: here and in "
                     f"{by_name[model.name].spec_file}; set a distinct [model].name",
-                    file=spec_file, key="model.name",
+                    file=spec_file,
+                    key="model.name",
                 )
         except ConfigError as error:
             errors.append(error)
@@ -423,13 +437,15 @@ def _check_files(root: Path, model: ModelSpec) -> None:
     if not (folder / model.train.entrypoint).is_file():
         raise ConfigError(
             f"entry point {model.train.entrypoint!r} does not exist in {model.folder}/",
-            file=model.spec_file, key="train.entrypoint",
+            file=model.spec_file,
+            key="train.entrypoint",
         )
     requirements = model.file.model.requirements
     if requirements is not None and not (folder / requirements).is_file():
         raise ConfigError(
             f"requirements file {requirements!r} does not exist in {model.folder}/",
-            file=model.spec_file, key="model.requirements",
+            file=model.spec_file,
+            key="model.requirements",
         )
 
 
@@ -450,9 +466,7 @@ def spec_warnings(models: list[ModelSpec], files: list[str]) -> list[str]:
         for pattern in model.depends_on:
             regex = glob_regex(pattern)
             if not any(regex.fullmatch(f) for f in files):
-                warnings.append(
-                    f"{model.spec_file}: model.depends_on: {pattern!r} matches no file"
-                )
+                warnings.append(f"{model.spec_file}: model.depends_on: {pattern!r} matches no file")
         for channel, source in model.train.channels.items():
             if "://" in source:
                 continue

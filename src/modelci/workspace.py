@@ -57,8 +57,9 @@ class Workspace:
         table = self.raw_settings.get(section, {})
         url = table.get("url", DEFAULT_URLS[section]) if isinstance(table, dict) else None
         if not isinstance(url, str) or not url:
-            raise ConfigError("expected a non-empty string", file=PROJECT_FILE,
-                              key=f"{section}.url")
+            raise ConfigError(
+                "expected a non-empty string", file=PROJECT_FILE, key=f"{section}.url"
+            )
         return url
 
     def project_shared(self) -> list[str]:

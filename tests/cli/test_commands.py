@@ -16,9 +16,26 @@ from tests.support.repos import GitRepo
 Run = Callable[..., CliResult]
 
 DESIGN_COMMANDS = (
-    "changed", "validate", "build", "train", "test", "deploy", "promote", "rollback", "alias",
-    "status", "history", "run", "release", "serve", "invoke", "sample", "golden", "registry",
-    "ci-config", "init",
+    "changed",
+    "validate",
+    "build",
+    "train",
+    "test",
+    "deploy",
+    "promote",
+    "rollback",
+    "alias",
+    "status",
+    "history",
+    "run",
+    "release",
+    "serve",
+    "invoke",
+    "sample",
+    "golden",
+    "registry",
+    "ci-config",
+    "init",
 )
 
 
@@ -97,10 +114,20 @@ def test_status_without_a_registry_lists_models_and_creates_nothing(
     repo = git_repo(examples=True)
     result = modelci("-C", repo.root, "status", "--json")
     assert result.code == 0
-    assert result.json() == {"models": [
-        {"model": "churn", "environments": {"staging": None, "production": None}, "latest": None},
-        {"model": "price", "environments": {"staging": None, "production": None}, "latest": None},
-    ]}
+    assert result.json() == {
+        "models": [
+            {
+                "model": "churn",
+                "environments": {"staging": None, "production": None},
+                "latest": None,
+            },
+            {
+                "model": "price",
+                "environments": {"staging": None, "production": None},
+                "latest": None,
+            },
+        ]
+    }
     assert not (repo.root / ".modelci" / "registry.db").exists()
 
 
@@ -122,8 +149,9 @@ def test_the_installed_script_exits_with_the_error_code(tmp_path: Path) -> None:
 def test_the_installed_script_prints_its_json_through_a_pipe(tmp_path: Path) -> None:
     """The script skips the interpreter's teardown: its output must still be flushed."""
     script = Path(sys.executable).parent / "modelci"
-    done = subprocess.run([script, "-C", tmp_path, "validate", "--json"], capture_output=True,
-                          text=True)
+    done = subprocess.run(
+        [script, "-C", tmp_path, "validate", "--json"], capture_output=True, text=True
+    )
     assert done.returncode == 2
     assert json.loads(done.stdout)["ok"] is False
 

@@ -16,21 +16,45 @@ def seed_registry(repo: GitRepo) -> tuple[str, str]:
     first, second = repo.sha("HEAD~1"), repo.sha("HEAD")
     with open_registry("sqlite:///.modelci/registry.db", repo.root) as registry:
         for commit in (first, second):
-            registry.add_version(VersionRecord(
-                version=f"churn-{commit[:12]}", model="churn", commit=commit, status="ready",
-                actor="Ada <ada@example.com>"))
+            registry.add_version(
+                VersionRecord(
+                    version=f"churn-{commit[:12]}",
+                    model="churn",
+                    commit=commit,
+                    status="ready",
+                    actor="Ada <ada@example.com>",
+                )
+            )
         registry.set_pointer(
-            "churn", "staging", f"churn-{first[:12]}", expected_generation=None,
-            event=Event(kind="deploy", model="churn", environment="staging",
-                        to_version=f"churn-{first[:12]}", commit=first, actor="Ada",
-                        ci_url="https://ci.example/1"))
-        registry.append_event(Event(kind="gate_failed", model="churn",
-                                    version=f"churn-{second[:12]}", commit=second, actor="Bob"))
+            "churn",
+            "staging",
+            f"churn-{first[:12]}",
+            expected_generation=None,
+            event=Event(
+                kind="deploy",
+                model="churn",
+                environment="staging",
+                to_version=f"churn-{first[:12]}",
+                commit=first,
+                actor="Ada",
+                ci_url="https://ci.example/1",
+            ),
+        )
+        registry.append_event(
+            Event(
+                kind="gate_failed",
+                model="churn",
+                version=f"churn-{second[:12]}",
+                commit=second,
+                actor="Bob",
+            )
+        )
     return first, second
 
 
-def test_status_reports_pointers_and_newest_version(git_repo: Callable[..., GitRepo],
-                                                    modelci: Run) -> None:
+def test_status_reports_pointers_and_newest_version(
+    git_repo: Callable[..., GitRepo], modelci: Run
+) -> None:
     repo = git_repo(examples=True)
     repo.write("README.md", "more\n")
     repo.commit("second")
@@ -43,15 +67,19 @@ def test_status_reports_pointers_and_newest_version(git_repo: Callable[..., GitR
     assert staging["version"] == f"churn-{first[:12]}" and staging["commit"] == first
     assert staging["time"] and staging["actor"] == "Ada"
     assert models["churn"]["environments"]["production"] is None
-    assert models["churn"]["latest"] == {"version": f"churn-{second[:12]}", "commit": second,
-                                         "status": "ready"}
+    assert models["churn"]["latest"] == {
+        "version": f"churn-{second[:12]}",
+        "commit": second,
+        "status": "ready",
+    }
     assert models["price"]["latest"] is None
     human = modelci("-C", repo.root, "status")
     assert f"churn-{first[:12]}" in human.stdout
 
 
-def test_history_newest_first_with_actor_and_ci(git_repo: Callable[..., GitRepo],
-                                               modelci: Run) -> None:
+def test_history_newest_first_with_actor_and_ci(
+    git_repo: Callable[..., GitRepo], modelci: Run
+) -> None:
     repo = git_repo(examples=True)
     repo.write("README.md", "more\n")
     repo.commit("second")
@@ -61,12 +89,27 @@ def test_history_newest_first_with_actor_and_ci(git_repo: Callable[..., GitRepo]
     events = result.json()["events"]
     assert [e["kind"] for e in events] == ["gate_failed", "deploy"]
     deploy = events[1]
-    assert set(deploy) >= {"id", "time", "kind", "model", "version", "environment",
-                           "from_version", "to_version", "commit", "actor", "ci_url"}
+    assert set(deploy) >= {
+        "id",
+        "time",
+        "kind",
+        "model",
+        "version",
+        "environment",
+        "from_version",
+        "to_version",
+        "commit",
+        "actor",
+        "ci_url",
+    }
     assert deploy["environment"] == "staging" and deploy["ci_url"] == "https://ci.example/1"
     assert deploy["to_version"] == f"churn-{first[:12]}"
-    assert modelci("-C", repo.root, "history", "churn", "--limit", "1", "--json").json()[
-        "events"][0]["kind"] == "gate_failed"
+    assert (
+        modelci("-C", repo.root, "history", "churn", "--limit", "1", "--json").json()["events"][0][
+            "kind"
+        ]
+        == "gate_failed"
+    )
     human = modelci("-C", repo.root, "history", "churn")
     assert "gate_failed" in human.stdout and "https://ci.example/1" in human.stdout
     assert modelci("-C", repo.root, "history", "price", "--json").json() == {"events": []}
@@ -82,8 +125,9 @@ def test_registry_upgrade(git_repo: Callable[..., GitRepo], modelci: Run) -> Non
     assert again.json()["revision"] == revision
 
 
-def test_bad_registry_url_is_a_configuration_error(git_repo: Callable[..., GitRepo],
-                                                   modelci: Run) -> None:
+def test_bad_registry_url_is_a_configuration_error(
+    git_repo: Callable[..., GitRepo], modelci: Run
+) -> None:
     repo = git_repo(examples=True)
     repo.write("modelci.toml", '[registry]\nurl = "mysql://db/x"\n')
     result = modelci("-C", repo.root, "registry", "upgrade", "--json")

@@ -29,8 +29,10 @@ def test_valid_repository(repo: GitRepo, modelci: Run) -> None:
     assert result.code == 0, result.stderr
     assert result.json() == {
         "ok": True,
-        "models": [{"model": "churn", "path": "models/churn"},
-                   {"model": "price", "path": "models/price"}],
+        "models": [
+            {"model": "churn", "path": "models/churn"},
+            {"model": "price", "path": "models/price"},
+        ],
         "warnings": [],
     }
 
@@ -108,8 +110,12 @@ def test_bad_folder_name_asks_for_an_explicit_name(repo: GitRepo, modelci: Run) 
 
 
 def test_two_models_with_one_name(repo: GitRepo, modelci: Run) -> None:
-    message = bad(repo, modelci, '[model]\nname = "churn"\n[train]\nentrypoint = "train.py"\n',
-                  file="models/price/model.toml")
+    message = bad(
+        repo,
+        modelci,
+        '[model]\nname = "churn"\n[train]\nentrypoint = "train.py"\n',
+        file="models/price/model.toml",
+    )
     assert "'churn' is used twice" in message and "models/churn/model.toml" in message
 
 
@@ -132,8 +138,10 @@ def test_bad_project_file(repo: GitRepo, modelci: Run) -> None:
 
 
 def test_depends_on_matching_nothing_is_a_warning(repo: GitRepo, modelci: Run) -> None:
-    repo.write("models/churn/model.toml",
-               '[model]\ndepends_on = ["lib/nothing/**"]\n[train]\nentrypoint = "train.py"\n')
+    repo.write(
+        "models/churn/model.toml",
+        '[model]\ndepends_on = ["lib/nothing/**"]\n[train]\nentrypoint = "train.py"\n',
+    )
     result = modelci("-C", repo.root, "validate", "--json")
     assert result.code == 0
     assert result.json()["warnings"] == [
@@ -153,15 +161,17 @@ def test_every_bad_file_is_reported(repo: GitRepo, modelci: Run) -> None:
 
 def test_environment_overrides_project_file(repo: GitRepo) -> None:
     repo.write("modelci.toml", '[registry]\nurl = "sqlite:///a.db"\n')
-    project = load_project(repo.root, {"MODELCI_REGISTRY_URL": "postgresql://db/x",
-                                       "MODELCI_TRAIN_BACKEND": "ray"})
+    project = load_project(
+        repo.root, {"MODELCI_REGISTRY_URL": "postgresql://db/x", "MODELCI_TRAIN_BACKEND": "ray"}
+    )
     assert project.registry.url == "postgresql://db/x"
     assert project.train.backend == "ray"
     assert load_project(repo.root, {}).registry.url == "sqlite:///a.db"
 
 
-def test_bad_override_names_the_key(repo: GitRepo, modelci: Run,
-                                    monkeypatch: pytest.MonkeyPatch) -> None:
+def test_bad_override_names_the_key(
+    repo: GitRepo, modelci: Run, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("MODELCI_TRAIN_BACKEND", "kubernetes")
     result = modelci("-C", repo.root, "validate", "--json")
     assert result.code == 2

@@ -34,8 +34,9 @@ def _user_uv_cache() -> str:
         return os.environ["UV_CACHE_DIR"]
     from uv import find_uv_bin
 
-    done = subprocess.run([find_uv_bin(), "cache", "dir"], capture_output=True, text=True,
-                          check=False)
+    done = subprocess.run(
+        [find_uv_bin(), "cache", "dir"], capture_output=True, text=True, check=False
+    )
     return done.stdout.strip() or str(Path.home() / ".cache" / "uv")
 
 
@@ -64,8 +65,12 @@ def env_python(result: CliResult) -> Path:
 
 
 def imports(python: Path, module: str) -> bool:
-    done = subprocess.run([str(python), "-c", f"import {module}"], capture_output=True,
-                          check=False, env={"PATH": os.environ["PATH"]})
+    done = subprocess.run(
+        [str(python), "-c", f"import {module}"],
+        capture_output=True,
+        check=False,
+        env={"PATH": os.environ["PATH"]},
+    )
     return done.returncode == 0
 
 
@@ -162,13 +167,21 @@ def test_a_half_built_environment_is_not_taken_for_cached(
 def test_concurrent_builds_of_one_environment(git_repo: Callable[..., GitRepo]) -> None:
     repo = tiny_repo(git_repo)
     # Resolve first, so that both builds race on the environment itself.
-    command = [str(Path(sys.executable).with_name("modelci")), "-C", str(repo.root), "build",
-               "tiny", "--json"]
+    command = [
+        str(Path(sys.executable).with_name("modelci")),
+        "-C",
+        str(repo.root),
+        "build",
+        "tiny",
+        "--json",
+    ]
     subprocess.run([*command, "--write-lock"], check=True, capture_output=True)
     repo.commit("lock")
     shutil.rmtree(repo.root / ".modelci/envs")
-    builds = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               text=True) for _ in range(2)]
+    builds = [
+        subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
     results = [b.communicate(timeout=300) for b in builds]
     assert [b.returncode for b in builds] == [0, 0], results
     entries = [json.loads(out)["environments"][0] for out, _ in results]
@@ -220,7 +233,9 @@ def test_unknown_model_is_a_usage_error(git_repo: Callable[..., GitRepo], modelc
 
 
 def test_image_without_an_engine_keeps_the_context(
-    git_repo: Callable[..., GitRepo], modelci: Run, tmp_path: Path,
+    git_repo: Callable[..., GitRepo],
+    modelci: Run,
+    tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     repo = tiny_repo(git_repo)
@@ -242,7 +257,9 @@ def test_image_without_an_engine_keeps_the_context(
 
 
 def test_image_with_an_engine_is_built_and_reported(
-    git_repo: Callable[..., GitRepo], modelci: Run, tmp_path: Path,
+    git_repo: Callable[..., GitRepo],
+    modelci: Run,
+    tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     repo = tiny_repo(git_repo)

@@ -37,23 +37,35 @@ Run = Callable[..., CliResult]
 
 REGISTRY = "sqlite:///.modelci/registry.db"
 DEADLINE_S = 60.0
-OUTCOME_KEYS = {"model", "environment", "endpoint", "version", "previous_version", "status",
-                "url", "gateway_url", "reason"}
+OUTCOME_KEYS = {
+    "model",
+    "environment",
+    "endpoint",
+    "version",
+    "previous_version",
+    "status",
+    "url",
+    "gateway_url",
+    "reason",
+}
 
 TRAIN = train_script()
-CANNOT_LOAD = '''\
+CANNOT_LOAD = """\
 def model_fn(model_dir):
     raise RuntimeError("this version cannot load its model")
-'''
+"""
 # The smoke request is the test channel's first row without its key and label: 0,0.
-FAILS_ON_SMOKE_ROW = INFERENCE + '''
+FAILS_ON_SMOKE_ROW = (
+    INFERENCE
+    + """
 _predict = predict_fn
 
 def predict_fn(data, model):
     if any(float(sum(row)) == 0 for row in data):
         raise RuntimeError("cannot predict an all-zero row")
     return _predict(data, model)
-'''
+"""
+)
 SPEC = SERVED_SPEC
 ROW = b"[[1, 2]]"  # the toy model answers 3 + bias
 JSON = {"content-type": "application/json"}
@@ -116,8 +128,9 @@ def processes_of(root: Path) -> list[int]:
             arguments = (entry / "cmdline").read_bytes().decode(errors="replace").split("\0")
         except OSError:
             continue
-        if any(a == str(root) or a.startswith(prefix) for a in arguments) and \
-                alive(int(entry.name)):
+        if any(a == str(root) or a.startswith(prefix) for a in arguments) and alive(
+            int(entry.name)
+        ):
             found.append(int(entry.name))
     return found
 
@@ -169,9 +182,14 @@ class Hosts:
         if root not in self.roots:
             self.roots.append(root)
         port = free_port()
-        self.started.append(subprocess.Popen(
-            [sys.executable, "-m", "modelci", "-C", str(root), "serve", "--port", str(port)],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        self.started.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "modelci", "-C", str(root), "serve", "--port", str(port)],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        )
         url = f"http://127.0.0.1:{port}"
 
         def answers() -> bool:
@@ -194,10 +212,14 @@ class Hosts:
             process.wait(timeout=30)
 
         def left() -> dict[int, str]:
-            running = {pid: _describe(pid) for pid, started in self.processes
-                       if still_running((pid, started))}
-            running.update((pid, _describe(pid)) for root in self.roots
-                           for pid in processes_of(root))
+            running = {
+                pid: _describe(pid)
+                for pid, started in self.processes
+                if still_running((pid, started))
+            }
+            running.update(
+                (pid, _describe(pid)) for root in self.roots for pid in processes_of(root)
+            )
             return running
 
         # `serve --stop` returns once the host has removed its state file, a moment before
@@ -268,8 +290,7 @@ class Toy:
 
 
 @pytest.fixture
-def toy(git_repo: Callable[..., GitRepo], modelci: Run, hosts: Hosts,
-        shared_envs: Path) -> Toy:
+def toy(git_repo: Callable[..., GitRepo], modelci: Run, hosts: Hosts, shared_envs: Path) -> Toy:
     repo = git_repo()
     repo.write(".gitignore", ".modelci/\n")
     repo.write("models/toy/train.py", TRAIN)
@@ -322,8 +343,9 @@ def test_deploy_to_staging_then_invoke(toy: Toy, tmp_path: Path) -> None:
     assert endpoint["url"] == own and endpoint["restarts"] == 0
 
     # bad requests get a 4xx with a message, and the host keeps serving
-    unknown = httpx.post(f"{host_url(toy.root)}/endpoints/nope-staging/invocations",
-                         content=ROW, headers=JSON)
+    unknown = httpx.post(
+        f"{host_url(toy.root)}/endpoints/nope-staging/invocations", content=ROW, headers=JSON
+    )
     assert unknown.status_code == 404
     assert "'nope-staging' is not deployed" in unknown.json()["message"]
     bad = httpx.post(f"{gateway}/invocations", content=b"[[1, 2", headers=JSON)
@@ -338,11 +360,16 @@ def test_aws_sdk_invokes_the_endpoint(toy: Toy) -> None:
     boto3 = pytest.importorskip("boto3")
     toy.version()
     toy.deployed()
-    client = boto3.client("sagemaker-runtime", endpoint_url=host_url(toy.root),
-                          region_name="us-east-1", aws_access_key_id="testing",
-                          aws_secret_access_key="testing")
-    answer = client.invoke_endpoint(EndpointName="toy-staging", Body=ROW,
-                                    ContentType="application/json")
+    client = boto3.client(
+        "sagemaker-runtime",
+        endpoint_url=host_url(toy.root),
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+    answer = client.invoke_endpoint(
+        EndpointName="toy-staging", Body=ROW, ContentType="application/json"
+    )
     assert answer["ContentType"] == "application/json"
     assert json.loads(answer["Body"].read()) == {"predictions": [3.5]}
 
@@ -390,8 +417,9 @@ def test_untested_version_is_refused_unless_tests_are_skipped(toy: Toy) -> None:
     refused = toy.deploy()
     assert refused.code == 1 and f"{untested}'s tests have not run" in refused.stdout
     assert toy.events()[0].kind == "deploy_refused"
-    assert toy.events()[0].details["reasons"] == [f"{untested}'s tests have not run "
-                                                  "(`modelci test`)"]
+    assert toy.events()[0].details["reasons"] == [
+        f"{untested}'s tests have not run (`modelci test`)"
+    ]
     assert toy.pointer() == version
     gateway = outcome["gateway_url"]
     assert httpx.get(f"{gateway}/metadata").json()["version"] == version
@@ -401,8 +429,7 @@ def test_later_environment_takes_only_what_the_one_before_served(toy: Toy) -> No
     version = toy.version()
     refused = toy.deploy("--version", version, env="production")
     assert refused.code == 1
-    assert f"{version} has not been deployed to staging first" in \
-        refused.json()["error"]["message"]
+    assert f"{version} has not been deployed to staging first" in refused.json()["error"]["message"]
     assert toy.events()[0].kind == "deploy_refused" and toy.pointer("production") is None
 
     outcome = toy.deployed("--version", version, "--force", env="production")
@@ -410,8 +437,7 @@ def test_later_environment_takes_only_what_the_one_before_served(toy: Toy) -> No
     [event] = toy.events("deploy")
     assert event.environment == "production" and event.details["forced"] is True
     assert any("deployed to staging first" in p for p in event.details["overridden"])
-    assert httpx.get(f"{outcome['gateway_url']}/metadata").json()["environment"] == \
-        "production"
+    assert httpx.get(f"{outcome['gateway_url']}/metadata").json()["environment"] == "production"
 
 
 # --- failed deploys ----------------------------------------------------------------------------
@@ -450,8 +476,9 @@ def test_first_deploy_that_fails_leaves_no_pointer(toy: Toy) -> None:
     assert outcome["url"] is None and outcome["gateway_url"] is None
     assert toy.pointer() is None
     assert [e.kind for e in toy.events()[:2]] == ["rollback", "deploy_failed"]
-    unknown = httpx.post(f"{host_url(toy.root)}/endpoints/toy-staging/invocations",
-                         content=ROW, headers=JSON)
+    unknown = httpx.post(
+        f"{host_url(toy.root)}/endpoints/toy-staging/invocations", content=ROW, headers=JSON
+    )
     assert unknown.status_code == 404
     assert "cannot load its model" in unknown.json()["message"]
 
@@ -466,8 +493,10 @@ def test_failed_smoke_request_rolls_back(toy: Toy) -> None:
     assert outcome["status"] == "rolled_back" and outcome["previous_version"] == good
     assert "smoke request got 500" in outcome["reason"]
     assert toy.pointer() == good
-    until(lambda: httpx.get(f"{gateway}/metadata").json()["version"] == good,
-          "the endpoint serves the previous version again")
+    until(
+        lambda: httpx.get(f"{gateway}/metadata").json()["version"] == good,
+        "the endpoint serves the previous version again",
+    )
     assert prediction(httpx.post(f"{gateway}/invocations", content=ROW, headers=JSON)) == 3.5
 
 
@@ -482,8 +511,7 @@ def test_crashed_version_server_is_restarted(toy: Toy) -> None:
     statuses: set[int] = set()
 
     def restarted() -> bool:
-        statuses.add(httpx.post(f"{gateway}/invocations", content=ROW,
-                                headers=JSON).status_code)
+        statuses.add(httpx.post(f"{gateway}/invocations", content=ROW, headers=JSON).status_code)
         endpoint = toy.endpoints()["toy-staging"]
         return bool(endpoint["healthy"] and endpoint["restarts"] == 1)
 
@@ -517,8 +545,21 @@ def test_serve_stop_and_one_host_per_repository(toy: Toy) -> None:
     pid = json.loads((toy.root / ".modelci/serve/serve.json").read_text())["pid"]
 
     second = subprocess.run(
-        [sys.executable, "-m", "modelci", "-C", str(toy.root), "serve", "--port",
-         str(free_port()), "--json"], capture_output=True, text=True, timeout=60)
+        [
+            sys.executable,
+            "-m",
+            "modelci",
+            "-C",
+            str(toy.root),
+            "serve",
+            "--port",
+            str(free_port()),
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert second.returncode == 2, second.stdout + second.stderr
     message = json.loads(second.stdout)["error"]["message"]
     assert "already runs for this repository" in message
@@ -563,8 +604,7 @@ class Load:
                         return
                 try:
                     answer = client.post(self.url, content=ROW)
-                    value = answer.json()["predictions"][0] if answer.status_code == 200 \
-                        else None
+                    value = answer.json()["predictions"][0] if answer.status_code == 200 else None
                     failure = None if value is not None else f"{answer.status_code} {answer.text}"
                 except (httpx.HTTPError, ValueError, KeyError) as error:
                     value, failure = None, f"{type(error).__name__}: {error}"

@@ -46,24 +46,38 @@ def tiny_repo(git_repo: Callable[..., GitRepo]) -> GitRepo:
     return repo
 
 
-def test_build_image_push(git_repo: Callable[..., GitRepo], modelci: Run, tmp_path: Path,
-                          monkeypatch: pytest.MonkeyPatch) -> None:
+def test_build_image_push(
+    git_repo: Callable[..., GitRepo], modelci: Run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     repo = tiny_repo(git_repo)
     log = tmp_path / "engine.log"
     fake_engine(tmp_path / "bin", log)
     monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}")
-    result = modelci("-C", repo.root, "build", "tiny", "--image", "--push",
-                     "--registry", "registry.example/ml", "--json")
+    result = modelci(
+        "-C",
+        repo.root,
+        "build",
+        "tiny",
+        "--image",
+        "--push",
+        "--registry",
+        "registry.example/ml",
+        "--json",
+    )
     assert result.code == 0, result.stdout + result.stderr
     image = result.json()["environments"][0]["image"]
     tag = f"registry.example/ml/tiny:{repo.sha()[:12]}"
     assert image["tag"] == tag and image["built"] is True and image["pushed"] is True
-    assert log.read_text().splitlines() == [f"docker build -t {tag} {image['context']}",
-                                            f"docker push {tag}"]
+    assert log.read_text().splitlines() == [
+        f"docker build -t {tag} {image['context']}",
+        f"docker push {tag}",
+    ]
 
 
 def test_build_image_push_failure_and_push_alone(
-    git_repo: Callable[..., GitRepo], modelci: Run, tmp_path: Path,
+    git_repo: Callable[..., GitRepo],
+    modelci: Run,
+    tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     repo = tiny_repo(git_repo)
@@ -86,30 +100,47 @@ def push_tiny_image(registry: str, repository: str, tag: str) -> str:
     calls, as an engine would; the manifest's digest."""
     base = f"http://{registry}/v2/{repository}"
     blobs: list[dict[str, Any]] = []
-    for media_type, data in (("application/vnd.oci.image.config.v1+json",
-                              b'{"architecture":"amd64","os":"linux","rootfs":'
-                              b'{"type":"layers","diff_ids":[]}}'),
-                             ("application/vnd.oci.image.layer.v1.tar+gzip", os.urandom(512))):
+    for media_type, data in (
+        (
+            "application/vnd.oci.image.config.v1+json",
+            b'{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}',
+        ),
+        ("application/vnd.oci.image.layer.v1.tar+gzip", os.urandom(512)),
+    ):
         digest = "sha256:" + hashlib.sha256(data).hexdigest()
         started = httpx.post(f"{base}/blobs/uploads/")
         assert started.status_code == 202
         location = httpx.URL(f"http://{registry}").join(started.headers["location"])
-        done = httpx.put(location.copy_merge_params({"digest": digest}), content=data,
-                         headers={"content-type": "application/octet-stream"})
+        done = httpx.put(
+            location.copy_merge_params({"digest": digest}),
+            content=data,
+            headers={"content-type": "application/octet-stream"},
+        )
         assert done.status_code == 201, done.text
         blobs.append({"mediaType": media_type, "digest": digest, "size": len(data)})
-    manifest = json.dumps({"schemaVersion": 2,
-                           "mediaType": "application/vnd.oci.image.manifest.v1+json",
-                           "config": blobs[0], "layers": blobs[1:]}, indent=3).encode()
-    put = httpx.put(f"{base}/manifests/{tag}", content=manifest,
-                    headers={"content-type": "application/vnd.oci.image.manifest.v1+json"})
+    manifest = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": blobs[0],
+            "layers": blobs[1:],
+        },
+        indent=3,
+    ).encode()
+    put = httpx.put(
+        f"{base}/manifests/{tag}",
+        content=manifest,
+        headers={"content-type": "application/vnd.oci.image.manifest.v1+json"},
+    )
     assert put.status_code == 201, put.text
     return "sha256:" + hashlib.sha256(manifest).hexdigest()
 
 
 def manifest_of(registry: str, repository: str, tag: str) -> httpx.Response:
-    return httpx.get(f"http://{registry}/v2/{repository}/manifests/{tag}",
-                     headers={"accept": "application/vnd.oci.image.manifest.v1+json"})
+    return httpx.get(
+        f"http://{registry}/v2/{repository}/manifests/{tag}",
+        headers={"accept": "application/vnd.oci.image.manifest.v1+json"},
+    )
 
 
 @pytest.mark.oci
@@ -124,20 +155,24 @@ def test_retag_on_an_oci_registry(oci_registry: str) -> None:
 
     with pytest.raises(ArtifactNotFound):
         docker.retag_image(f"{oci_registry}/ml/tiny", "ffffffffffff", "latest")
-    assert docker.retag_image(f"{oci_registry}/ml/tiny", "ffffffffffff", "latest",
-                              missing_ok=True) is None
+    assert (
+        docker.retag_image(f"{oci_registry}/ml/tiny", "ffffffffffff", "latest", missing_ok=True)
+        is None
+    )
 
 
 @pytest.mark.oci
-def test_release_follows_the_image_registry(oci_registry: str,
-                                            monkeypatch: pytest.MonkeyPatch) -> None:
+def test_release_follows_the_image_registry(
+    oci_registry: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     commit = "abcdef012345" + "0" * 28
     digest = push_tiny_image(oci_registry, "team/churn", commit[:12])
     assert docker.follow_image_alias("churn", commit, "latest") is None  # no registry set
     monkeypatch.setenv("MODELCI_IMAGE_REGISTRY", f"{oci_registry}/team")
     assert docker.follow_image_alias("churn", commit, "latest") == digest
-    assert manifest_of(oci_registry, "team/churn", "latest").headers[
-        "docker-content-digest"] == digest
+    assert (
+        manifest_of(oci_registry, "team/churn", "latest").headers["docker-content-digest"] == digest
+    )
     # a version whose image was never pushed: nothing to move, and no failure
     assert docker.follow_image_alias("churn", "9" * 40, "latest") is None
 
@@ -148,21 +183,33 @@ def test_retag_on_ecr(aws_env: str) -> None:
 
     ecr = boto3.client("ecr")
     ecr.create_repository(repositoryName="ml/churn")
-    manifest = json.dumps({
-        "schemaVersion": 2, "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
-        "config": {"mediaType": "application/vnd.docker.container.image.v1+json",
-                   "size": 7, "digest": "sha256:" + "1" * 64},
-        "layers": [{"mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip",
-                    "size": 9, "digest": "sha256:" + "2" * 64}],
-    })
-    pushed = ecr.put_image(repositoryName="ml/churn", imageManifest=manifest,
-                           imageTag="0123456789ab")["image"]["imageId"]["imageDigest"]
+    manifest = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+            "config": {
+                "mediaType": "application/vnd.docker.container.image.v1+json",
+                "size": 7,
+                "digest": "sha256:" + "1" * 64,
+            },
+            "layers": [
+                {
+                    "mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip",
+                    "size": 9,
+                    "digest": "sha256:" + "2" * 64,
+                }
+            ],
+        }
+    )
+    pushed = ecr.put_image(
+        repositoryName="ml/churn", imageManifest=manifest, imageTag="0123456789ab"
+    )["image"]["imageId"]["imageDigest"]
 
     moved = docker.retag_image(f"{ECR}/ml/churn", "0123456789ab", "latest")
     assert moved == pushed
-    images = ecr.batch_get_image(repositoryName="ml/churn",
-                                 imageIds=[{"imageTag": "latest"},
-                                           {"imageTag": "0123456789ab"}])["images"]
+    images = ecr.batch_get_image(
+        repositoryName="ml/churn", imageIds=[{"imageTag": "latest"}, {"imageTag": "0123456789ab"}]
+    )["images"]
     assert {image["imageId"]["imageDigest"] for image in images} == {pushed}
     assert all(image["imageManifest"] == manifest for image in images)
     # again: the tag already names the image
@@ -175,8 +222,7 @@ def test_retag_on_ecr(aws_env: str) -> None:
 
 
 @pytest.mark.aws
-def test_retag_on_ecr_without_credentials(aws_env: str,
-                                          monkeypatch: pytest.MonkeyPatch) -> None:
+def test_retag_on_ecr_without_credentials(aws_env: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("AWS_ACCESS_KEY_ID")
     monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
     with pytest.raises(ConfigError, match="AWS_ACCESS_KEY_ID") as caught:

@@ -38,8 +38,10 @@ print("score=1.0")
 def slow(git_repo: Callable[..., GitRepo], tmp_path: Path) -> GitRepo:
     repo = git_repo()
     repo.write(".gitignore", ".modelci/\n")
-    repo.write("models/slow/model.toml", '[train]\nentrypoint = "train.py"\n'
-               'metrics = { score = "score=([0-9.]+)" }\n')
+    repo.write(
+        "models/slow/model.toml",
+        '[train]\nentrypoint = "train.py"\nmetrics = { score = "score=([0-9.]+)" }\n',
+    )
     repo.write("models/slow/train.py", SLOW)
     repo.write("models/slow/requirements.txt", "")
     repo.commit("slow model")
@@ -66,9 +68,13 @@ def status_of(repo: GitRepo, version: str) -> str | None:
 
 def start_training(repo: GitRepo, gate: Path) -> subprocess.Popen[bytes]:
     env = {**os.environ, "GATE": str(gate)}
-    return subprocess.Popen([*MODELCI, "-C", str(repo.root), "train", "slow"], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
+    return subprocess.Popen(
+        [*MODELCI, "-C", str(repo.root), "train", "slow"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
 
 
 def test_lease_blocks_a_second_pipeline_and_a_killed_one_blocks_nobody(
@@ -90,10 +96,15 @@ def test_lease_blocks_a_second_pipeline_and_a_killed_one_blocks_nobody(
         job_pid = int((tmp_path / "job.pid").read_text())
         os.killpg(first.pid, signal.SIGKILL)  # the pipeline dies mid-train
         first.wait(timeout=30)
-        wait_for(lambda: not Path(f"/proc/{job_pid}").exists()
-                 or "zombie" in Path(f"/proc/{job_pid}/status").read_text().lower()
-                 or " Z " in Path(f"/proc/{job_pid}/stat").read_text(),
-                 "the orphaned job to die with its pipeline", timeout=30)
+        wait_for(
+            lambda: (
+                not Path(f"/proc/{job_pid}").exists()
+                or "zombie" in Path(f"/proc/{job_pid}/status").read_text().lower()
+                or " Z " in Path(f"/proc/{job_pid}/stat").read_text()
+            ),
+            "the orphaned job to die with its pipeline",
+            timeout=30,
+        )
     finally:
         if first.poll() is None:
             os.killpg(first.pid, signal.SIGKILL)

@@ -18,7 +18,7 @@ from tests.support.toy import INFERENCE, train_script
 
 Run = Callable[..., CliResult]
 
-SPEC = '''\
+SPEC = """\
 [train]
 entrypoint = "train.py"
 hyperparameters = {{ bias = 0.5 }}
@@ -31,7 +31,7 @@ handler = "inference.py"
 
 [gates]
 {gates}
-'''
+"""
 
 
 def make_toy(repo: GitRepo, *, gates: str = 'score = ">= 0.5"', extra: str = "") -> None:
@@ -68,9 +68,17 @@ def test_all_checks_pass_and_are_recorded(toy: GitRepo, modelci: Run, tmp_path: 
     report = result.json()
     assert report["passed"] is True and report["model"] == "toy"
     kinds = [c["kind"] for c in report["checks"]]
-    assert kinds == ["reproducibility", "golden", "golden", "golden", "gate", ]
-    assert all(set(c) == {"name", "kind", "passed", "expected", "actual", "message", "skipped"}
-               for c in report["checks"])
+    assert kinds == [
+        "reproducibility",
+        "golden",
+        "golden",
+        "golden",
+        "gate",
+    ]
+    assert all(
+        set(c) == {"name", "kind", "passed", "expected", "actual", "message", "skipped"}
+        for c in report["checks"]
+    )
     suite = ET.parse(junit).getroot().find("testsuite")
     assert suite is not None and suite.get("tests") == "5" and suite.get("failures") == "0"
 
@@ -99,22 +107,26 @@ def test_gate_failure_and_missing_metric(git_repo: Callable[..., GitRepo], model
     assert human.code == 1 and "FAIL" in human.stdout
 
 
-def test_no_regression_against_production(git_repo: Callable[..., GitRepo],
-                                          modelci: Run) -> None:
+def test_no_regression_against_production(git_repo: Callable[..., GitRepo], modelci: Run) -> None:
     repo = git_repo()
     make_toy(repo, gates='no_regression = { metric = "score", max_drop = 0.01 }')
     assert modelci("-C", repo.root, "train", "toy").code == 0
     version = f"toy-{repo.sha()[:12]}"
     with open_registry("sqlite:///.modelci/registry.db", repo.root) as registry:
         registry.update_version(version, metrics={"score": 0.9})  # production's was better
-        registry.set_pointer("toy", "production", version, expected_generation=None,
-                             event=Event(kind="deploy", model="toy", environment="production",
-                                         to_version=version))
+        registry.set_pointer(
+            "toy",
+            "production",
+            version,
+            expected_generation=None,
+            event=Event(kind="deploy", model="toy", environment="production", to_version=version),
+        )
     repo.write("models/toy/train.py", train_script("# retrained"))
     repo.commit("retrain")
     assert modelci("-C", repo.root, "train", "toy").code == 0
-    result = modelci("-C", repo.root, "test", "toy", "--skip", "reproducibility",
-                     "--skip", "golden", "--json")
+    result = modelci(
+        "-C", repo.root, "test", "toy", "--skip", "reproducibility", "--skip", "golden", "--json"
+    )
     assert result.code == 1
     [check] = result.json()["checks"]
     assert check["kind"] == "no_regression" and check["passed"] is False
@@ -122,13 +134,15 @@ def test_no_regression_against_production(git_repo: Callable[..., GitRepo],
     assert version in check["message"]
 
 
-def test_reproducibility_failure_is_diagnosed(git_repo: Callable[..., GitRepo],
-                                              modelci: Run) -> None:
+def test_reproducibility_failure_is_diagnosed(
+    git_repo: Callable[..., GitRepo], modelci: Run
+) -> None:
     repo = git_repo()
     make_toy(repo, extra="import random\nbias = random.random()")
     assert modelci("-C", repo.root, "train", "toy").code == 0
-    result = modelci("-C", repo.root, "test", "toy", "--skip", "golden", "--skip", "gates",
-                     "--json")
+    result = modelci(
+        "-C", repo.root, "test", "toy", "--skip", "golden", "--skip", "gates", "--json"
+    )
     assert result.code == 1
     [check] = result.json()["checks"]
     assert check["kind"] == "reproducibility" and check["passed"] is False
@@ -141,8 +155,10 @@ def test_reproducibility_failure_is_diagnosed(git_repo: Callable[..., GitRepo],
 def test_golden_mismatch_and_bad_golden_file(toy: GitRepo, modelci: Run) -> None:
     golden = toy.root / "models/toy/tests/golden.jsonl"
     golden.parent.mkdir(parents=True)
-    golden.write_text('{"input": [1, 2], "output": {"predictions": [3.5]}}\n'
-                      '{"input": [1, 2], "output": {"predictions": [4.0]}}\n')
+    golden.write_text(
+        '{"input": [1, 2], "output": {"predictions": [3.5]}}\n'
+        '{"input": [1, 2], "output": {"predictions": [4.0]}}\n'
+    )
     result = modelci("-C", toy.root, "test", "toy", "--skip", "reproducibility", "--json")
     assert result.code == 1
     checks = [c for c in result.json()["checks"] if c["kind"] == "golden"]
@@ -156,8 +172,7 @@ def test_golden_mismatch_and_bad_golden_file(toy: GitRepo, modelci: Run) -> None
     assert error["file"] == "models/toy/tests/golden.jsonl" and "line 2" in error["message"]
 
 
-def test_untrained_model_is_a_clear_error(git_repo: Callable[..., GitRepo],
-                                          modelci: Run) -> None:
+def test_untrained_model_is_a_clear_error(git_repo: Callable[..., GitRepo], modelci: Run) -> None:
     repo = git_repo()
     make_toy(repo)
     result = modelci("-C", repo.root, "test", "toy", "--json")

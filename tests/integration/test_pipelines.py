@@ -40,19 +40,29 @@ STEP_STATES = {"done", "cached", "failed", "skipped"}
 
 # The deploy's smoke request sends one row (the test channel's first, without its label); the
 # reproducibility check predicts on many: this version passes its tests and fails its deploy.
-FAILS_ON_ONE_ROW = INFERENCE + '''
+FAILS_ON_ONE_ROW = (
+    INFERENCE
+    + """
 _predict = predict_fn
 
 def predict_fn(data, model):
     if len(data) == 1:
         raise RuntimeError("cannot predict a single row")
     return _predict(data, model)
-'''
+"""
+)
 SPEC = '[model]\ndepends_on = ["lib/**"]\n\n' + SERVED_SPEC + '\n[gates]\nscore = "{gate}"\n'
 
 
-def write_model(repo: GitRepo, name: str, *, bias: float = 0.5, gate: str = ">= 0.5",
-                train_extra: str = "", inference: str = INFERENCE) -> None:
+def write_model(
+    repo: GitRepo,
+    name: str,
+    *,
+    bias: float = 0.5,
+    gate: str = ">= 0.5",
+    train_extra: str = "",
+    inference: str = INFERENCE,
+) -> None:
     repo.write(f"models/{name}/model.toml", SPEC.format(bias=bias, gate=gate))
     repo.write(f"models/{name}/train.py", train_script(train_extra))
     repo.write(f"models/{name}/inference.py", inference)
@@ -85,15 +95,25 @@ class Prepared:
 
 
 def _clean_environ(home: Path, port: int) -> dict[str, str]:
-    environ = {k: v for k, v in os.environ.items()
-               if not k.startswith(("MODELCI_", "GIT_", "CIRCLE_", "GITHUB_"))}
+    environ = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("MODELCI_", "GIT_", "CIRCLE_", "GITHUB_"))
+    }
     uv_cache = os.environ.get("UV_CACHE_DIR") or str(Path.home() / ".cache" / "uv")
-    environ.update({
-        "HOME": str(home), "GIT_CONFIG_NOSYSTEM": "1", "NO_COLOR": "1",
-        "GIT_AUTHOR_NAME": "Test Author", "GIT_AUTHOR_EMAIL": "author@example.com",
-        "GIT_COMMITTER_NAME": "Test Author", "GIT_COMMITTER_EMAIL": "author@example.com",
-        "UV_CACHE_DIR": uv_cache, "MODELCI_SERVE_PORT": str(port),
-    })
+    environ.update(
+        {
+            "HOME": str(home),
+            "GIT_CONFIG_NOSYSTEM": "1",
+            "NO_COLOR": "1",
+            "GIT_AUTHOR_NAME": "Test Author",
+            "GIT_AUTHOR_EMAIL": "author@example.com",
+            "GIT_COMMITTER_NAME": "Test Author",
+            "GIT_COMMITTER_EMAIL": "author@example.com",
+            "UV_CACHE_DIR": uv_cache,
+            "MODELCI_SERVE_PORT": str(port),
+        }
+    )
     return environ
 
 
@@ -102,8 +122,12 @@ def _copy(source: Path, target: Path) -> Path:
 
     def ignore(folder: str, names: list[str]) -> list[str]:
         here = Path(folder)
-        return [n for n in names if n in ("serve.json", "host.log", "__pycache__")
-                or not ((here / n).is_symlink() or (here / n).is_file() or (here / n).is_dir())]
+        return [
+            n
+            for n in names
+            if n in ("serve.json", "host.log", "__pycache__")
+            or not ((here / n).is_symlink() or (here / n).is_file() or (here / n).is_dir())
+        ]
 
     shutil.copytree(source, target, symlinks=True, ignore=ignore)
     return target
@@ -118,8 +142,9 @@ def prepared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prepared]:
     envs.mkdir()
 
     def call(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(args, cwd=root, env=environ, capture_output=True, text=True,
-                              check=False)
+        return subprocess.run(
+            args, cwd=root, env=environ, capture_output=True, text=True, check=False
+        )
 
     pristine = base / "pristine"
     repo = GitRepo(pristine)
@@ -184,17 +209,21 @@ class Repo(GitRepo):
     def snapshot(self) -> tuple[list[int | None], list[tuple[str, str, str, int]]]:
         """Every event id and every pointer: equal snapshots mean nothing changed."""
         with open_registry(REGISTRY, self.root) as registry:
-            return ([e.id for e in registry.events()],
-                    sorted((p.model, p.environment, p.version, p.generation)
-                           for p in registry.pointers()))
+            return (
+                [e.id for e in registry.events()],
+                sorted(
+                    (p.model, p.environment, p.version, p.generation) for p in registry.pointers()
+                ),
+            )
 
     def version(self, model: str, rev: str = "HEAD") -> str:
         return f"{model}-{self.sha(rev)[:12]}"
 
 
 @pytest.fixture
-def copies(prepared: Prepared, modelci: Run, tmp_path: Path,
-           monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[str], Repo]]:
+def copies(
+    prepared: Prepared, modelci: Run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Callable[[str], Repo]]:
     """Factory: `copies("trained")` or `copies("pristine")`; every host stopped afterwards."""
     monkeypatch.setenv("MODELCI_SERVE_PORT", str(free_port()))
     made: list[Repo] = []
@@ -244,8 +273,9 @@ def test_second_run_on_the_same_commit_is_all_cached(trained: Repo) -> None:
     assert trained.pointer("alpha", "staging") == trained.version("alpha")
 
 
-def test_human_run_shows_a_live_table_and_a_summary(trained: Repo,
-                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+def test_human_run_shows_a_live_table_and_a_summary(
+    trained: Repo, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("TTY_COMPATIBLE", "1")  # rich: stderr is a terminal, so the table is live
     monkeypatch.setenv("TERM", "xterm")
     result = trained.cli("run", "--jobs", "2")
@@ -264,8 +294,12 @@ def test_only_the_models_a_commit_touches_run(trained: Repo) -> None:
     code, models = trained.run()
     assert code == 0 and list(models) == ["alpha"]
     assert models["alpha"]["version"] == trained.version("alpha")
-    assert models["alpha"]["steps"] == {"build": "cached", "train": "done", "test": "done",
-                                        "deploy": "done"}
+    assert models["alpha"]["steps"] == {
+        "build": "cached",
+        "train": "done",
+        "test": "done",
+        "deploy": "done",
+    }
     assert trained.pointer("alpha", "staging") == trained.version("alpha")
     assert trained.pointer("beta", "staging") == trained.version("beta", "HEAD^")
 
@@ -285,12 +319,15 @@ def test_one_models_failure_never_stops_another(trained: Repo, jobs: str) -> Non
     assert code == 1 and list(models) == list(MODELS)
     alpha, beta = models["alpha"], models["beta"]
     assert alpha["status"] == "done" and alpha["error"] is None
-    assert alpha["steps"] == {"build": "cached", "train": "done", "test": "done",
-                              "deploy": "done"}
+    assert alpha["steps"] == {"build": "cached", "train": "done", "test": "done", "deploy": "done"}
     assert beta["status"] == "failed" and beta["error"]
     assert beta["version"] == trained.version("beta")
-    assert beta["steps"] == {"build": "cached", "train": "failed", "test": "skipped",
-                             "deploy": "skipped"}
+    assert beta["steps"] == {
+        "build": "cached",
+        "train": "failed",
+        "test": "skipped",
+        "deploy": "skipped",
+    }
     assert trained.pointer("alpha", "staging") == trained.version("alpha")
     assert trained.pointer("beta", "staging") == trained.version("beta", "HEAD^")
 
@@ -306,8 +343,12 @@ def test_gate_failure_fails_the_test_step_and_skips_the_deploy(trained: Repo) ->
     assert code == 1 and list(models) == ["alpha"]
     entry = models["alpha"]
     assert entry["status"] == "failed" and "score" in entry["error"]
-    assert entry["steps"] == {"build": "cached", "train": "done", "test": "failed",
-                              "deploy": "skipped"}
+    assert entry["steps"] == {
+        "build": "cached",
+        "train": "done",
+        "test": "failed",
+        "deploy": "skipped",
+    }
     assert trained.pointer("alpha", "staging") == trained.version("alpha", "HEAD^")
     assert "gate_failed" in [e.kind for e in trained.events("alpha")[:2]]
 
@@ -350,8 +391,7 @@ def test_release_of_an_annotated_tag_then_the_same_again(trained: Repo) -> None:
     assert human.code == 0 and "alpha: unchanged" in human.stdout
 
 
-def test_lightweight_tag_after_the_last_build_takes_the_ancestors_version(
-        trained: Repo) -> None:
+def test_lightweight_tag_after_the_last_build_takes_the_ancestors_version(trained: Repo) -> None:
     built = trained.sha()
     trained.write("README.md", "docs only\n")
     trained.commit("docs")
@@ -374,7 +414,8 @@ def test_release_takes_the_version_in_force_at_the_tag_not_a_newer_one(trained: 
 
 
 def test_a_model_without_a_version_at_the_tag_is_missing_and_the_others_released(
-        trained: Repo) -> None:
+    trained: Repo,
+) -> None:
     write_model(trained, "gamma")
     trained.commit("gamma, never built")
     trained.git("tag", "-a", "v2", "-m", "v2")
@@ -439,7 +480,8 @@ def test_release_refuses_tags_off_main_and_unknown_tags(trained: Repo) -> None:
 
 
 def test_promote_and_rollback_skip_failed_deploys_and_latest_follows_production(
-        trained: Repo) -> None:
+    trained: Repo,
+) -> None:
     first = trained.version("alpha")
     trained.git("tag", "v1")
     assert _released(trained.ok("release", "v1"))["alpha"]["version"] == first
@@ -480,17 +522,20 @@ def test_promote_and_rollback_skip_failed_deploys_and_latest_follows_production(
     named = trained.ok("rollback", "alpha", "--env", "production", "--to", second)
     assert named["version"] == second
     assert trained.ok("alias", "alpha", "latest")["aliases"] == {"latest": second}
-    promoted = trained.ok("promote", "alpha", "--from", "staging", "--to", "production",
-                          "--version", first, "--force")  # older than what is in force
+    promoted = trained.ok(
+        "promote", "alpha", "--from", "staging", "--to", "production", "--version", first, "--force"
+    )  # older than what is in force
     assert promoted["version"] == first
     assert trained.events("alpha", "promote")[0].details["forced"] is True
 
     # the broken version was never served: promoting it from staging is refused
     before = trained.snapshot()
-    refused = trained.cli("promote", "alpha", "--from", "staging", "--to", "production",
-                          "--version", broken, "--json")
-    assert refused.code == 2 and "never been deployed to staging" in \
-        refused.json()["error"]["message"]
+    refused = trained.cli(
+        "promote", "alpha", "--from", "staging", "--to", "production", "--version", broken, "--json"
+    )
+    assert (
+        refused.code == 2 and "never been deployed to staging" in refused.json()["error"]["message"]
+    )
     assert trained.snapshot() == before
 
 
@@ -499,17 +544,25 @@ def test_bad_moves_exit_2_with_the_reason_and_change_nothing(trained: Repo) -> N
     before = trained.snapshot()
     cases: list[tuple[tuple[str, ...], str]] = [
         (("rollback", "alpha", "--env", "nope"), "unknown environment 'nope'"),
-        (("rollback", "alpha", "--env", "staging"),
-         f"staging has served no version of 'alpha' before {version}"),
+        (
+            ("rollback", "alpha", "--env", "staging"),
+            f"staging has served no version of 'alpha' before {version}",
+        ),
         (("rollback", "alpha", "--env", "production"), "production serves no version"),
-        (("rollback", "alpha", "--env", "staging", "--to", "alpha-000000000000"),
-         "no version 'alpha-000000000000'"),
+        (
+            ("rollback", "alpha", "--env", "staging", "--to", "alpha-000000000000"),
+            "no version 'alpha-000000000000'",
+        ),
         (("rollback", "nobody", "--env", "staging"), "nobody"),
-        (("promote", "alpha", "--from", "nope", "--to", "production"),
-         "unknown environment 'nope'"),
+        (
+            ("promote", "alpha", "--from", "nope", "--to", "production"),
+            "unknown environment 'nope'",
+        ),
         (("promote", "alpha", "--from", "staging", "--to", "qa"), "unknown environment 'qa'"),
-        (("promote", "alpha", "--from", "production", "--to", "staging"),
-         "production serves no version"),
+        (
+            ("promote", "alpha", "--from", "production", "--to", "staging"),
+            "production serves no version",
+        ),
         (("alias", "alpha", "canary", "alpha-000000000000"), "no version 'alpha-000000000000'"),
         (("alias", "alpha", "canary", trained.version("beta")), "of model 'alpha'"),
         (("alias", "alpha", "production", version), "is an environment"),
@@ -543,18 +596,31 @@ def test_aliases_are_set_and_shown(trained: Repo) -> None:
 # --- audit -------------------------------------------------------------------------------------
 
 CI = {
-    "github": ({"GITHUB_ACTOR": "octocat", "GITHUB_SERVER_URL": "https://github.com",
-                "GITHUB_REPOSITORY": "acme/models", "GITHUB_RUN_ID": "4242"},
-               "octocat", "https://github.com/acme/models/actions/runs/4242"),
-    "circleci": ({"CIRCLE_USERNAME": "circle-user",
-                  "CIRCLE_BUILD_URL": "https://app.circleci.com/pipelines/gh/acme/models/7"},
-                 "circle-user", "https://app.circleci.com/pipelines/gh/acme/models/7"),
+    "github": (
+        {
+            "GITHUB_ACTOR": "octocat",
+            "GITHUB_SERVER_URL": "https://github.com",
+            "GITHUB_REPOSITORY": "acme/models",
+            "GITHUB_RUN_ID": "4242",
+        },
+        "octocat",
+        "https://github.com/acme/models/actions/runs/4242",
+    ),
+    "circleci": (
+        {
+            "CIRCLE_USERNAME": "circle-user",
+            "CIRCLE_BUILD_URL": "https://app.circleci.com/pipelines/gh/acme/models/7",
+        },
+        "circle-user",
+        "https://app.circleci.com/pipelines/gh/acme/models/7",
+    ),
 }
 
 
 @pytest.mark.parametrize("ci", sorted(CI))
-def test_every_event_carries_the_ci_actor_and_run(copies: Callable[[str], Repo], ci: str,
-                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_every_event_carries_the_ci_actor_and_run(
+    copies: Callable[[str], Repo], ci: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     variables, actor, url = CI[ci]
     for name, value in variables.items():
         monkeypatch.setenv(name, value)
@@ -566,8 +632,9 @@ def test_every_event_carries_the_ci_actor_and_run(copies: Callable[[str], Repo],
     for name in MODELS:
         events = repo.events(name)
         assert {e.kind for e in events} >= {"train", "test", "deploy", "release", "alias"}
-        assert [(e.kind, e.actor, e.ci_url) for e in events] == \
-            [(e.kind, actor, url) for e in events]
+        assert [(e.kind, e.actor, e.ci_url) for e in events] == [
+            (e.kind, actor, url) for e in events
+        ]
         history = repo.ok("history", name)["events"]
         assert len(history) == len(events)
         assert all(e["actor"] == actor and e["ci_url"] == url for e in history)

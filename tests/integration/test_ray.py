@@ -30,7 +30,7 @@ Run = Callable[..., CliResult]
 REGISTRY = "sqlite:///.modelci/registry.db"
 CLIENTS = 8
 
-TRAIN = '''\
+TRAIN = """\
 import json, os, sys
 bias = float(os.environ["SM_HP_BIAS"])
 seen = {k: v for k, v in os.environ.items() if k.startswith("SM_") or k == "MODELCI_SEED"}
@@ -42,15 +42,15 @@ with open(os.path.join(os.environ["SM_MODEL_DIR"], "model.json"), "w") as f:
 with open(os.path.join(os.environ["SM_MODEL_DIR"], "seen.json"), "w") as f:
     json.dump(seen, f)
 print("score=0.75")
-'''
-FAILING = '''\
+"""
+FAILING = """\
 import os
 print("loading the data")
 with open(os.path.join(os.environ["SM_OUTPUT_DIR"], "failure"), "w") as f:
     f.write("the training data has no label column")
 raise SystemExit(3)
-'''
-SPEC = '''\
+"""
+SPEC = """\
 [train]
 entrypoint = "train.py"
 hyperparameters = {{ bias = {bias}, epochs = 2 }}
@@ -61,7 +61,7 @@ resources = {{ {resources} }}
 
 [serve]
 handler = "inference.py"
-'''
+"""
 ROW = b"[[1, 2]]"  # the toy model answers 3 + bias
 
 
@@ -85,8 +85,9 @@ def on_ray(cluster: RayCluster, monkeypatch: pytest.MonkeyPatch) -> RayCluster:
     return cluster
 
 
-def make_toy(repo: GitRepo, *, bias: float = 0.5, train: str = TRAIN,
-             resources: str = "num_cpus = 0.5") -> None:
+def make_toy(
+    repo: GitRepo, *, bias: float = 0.5, train: str = TRAIN, resources: str = "num_cpus = 0.5"
+) -> None:
     repo.write(".gitignore", ".modelci/\n")
     repo.write("modelci.toml", '[train]\nbackend = "ray"\n\n[deploy]\nbackend = "ray"\n')
     repo.write("models/toy/model.toml", SPEC.format(bias=bias, resources=resources))
@@ -114,8 +115,9 @@ def train(modelci: Run, repo: GitRepo) -> dict[str, Any]:
 # --- training ------------------------------------------------------------------------------
 
 
-def test_training_runs_as_a_ray_job(on_ray: RayCluster, git_repo: Callable[..., GitRepo],
-                                    modelci: Run) -> None:
+def test_training_runs_as_a_ray_job(
+    on_ray: RayCluster, git_repo: Callable[..., GitRepo], modelci: Run
+) -> None:
     from ray.job_submission import JobSubmissionClient
 
     from modelci.train.artifacts import materialize
@@ -152,7 +154,8 @@ def test_training_runs_as_a_ray_job(on_ray: RayCluster, git_repo: Callable[..., 
 
 
 def test_a_failing_script_is_a_failed_version_with_its_log(
-        on_ray: RayCluster, git_repo: Callable[..., GitRepo], modelci: Run) -> None:
+    on_ray: RayCluster, git_repo: Callable[..., GitRepo], modelci: Run
+) -> None:
     repo = git_repo()
     make_toy(repo, train=FAILING)
     result = modelci("-C", repo.root, "train", "toy", "--json")
@@ -167,7 +170,8 @@ def test_a_failing_script_is_a_failed_version_with_its_log(
 
 
 def test_more_resources_than_the_cluster_has(
-        on_ray: RayCluster, git_repo: Callable[..., GitRepo], modelci: Run) -> None:
+    on_ray: RayCluster, git_repo: Callable[..., GitRepo], modelci: Run
+) -> None:
     repo = git_repo()
     make_toy(repo, resources="num_cpus = 64")
     result = modelci("-C", repo.root, "train", "toy")
@@ -178,8 +182,11 @@ def test_more_resources_than_the_cluster_has(
 
 
 def test_an_unreachable_cluster_is_named(
-        on_ray: RayCluster, git_repo: Callable[..., GitRepo], modelci: Run,
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    on_ray: RayCluster,
+    git_repo: Callable[..., GitRepo],
+    modelci: Run,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     repo = git_repo()
     make_toy(repo)
     address = f"127.0.0.1:{free_port()}"
@@ -204,17 +211,20 @@ class Load:
         self.answers: dict[float, int] = {}
         self.failures: list[str] = []
         self.lock = threading.Lock()
-        self.threads = [threading.Thread(target=self._client, daemon=True)
-                        for _ in range(CLIENTS)]
+        self.threads = [threading.Thread(target=self._client, daemon=True) for _ in range(CLIENTS)]
 
     def _client(self) -> None:
         with httpx.Client(timeout=60) as client:
             while not self.stopping.is_set():
                 try:
-                    answer = client.post(self.url, content=ROW,
-                                         headers={"content-type": "application/json"})
-                    outcome = (answer.json()["predictions"][0] if answer.status_code == 200
-                               else f"{answer.status_code} {answer.text[:200]}")
+                    answer = client.post(
+                        self.url, content=ROW, headers={"content-type": "application/json"}
+                    )
+                    outcome = (
+                        answer.json()["predictions"][0]
+                        if answer.status_code == 200
+                        else f"{answer.status_code} {answer.text[:200]}"
+                    )
                 except (httpx.HTTPError, ValueError) as error:
                     outcome = repr(error)
                 with self.lock:
@@ -234,13 +244,15 @@ class Load:
             thread.join(timeout=90)
 
 
-def test_endpoints_on_ray_serve(on_ray: RayCluster, git_repo: Callable[..., GitRepo],
-                                modelci: Run, tmp_path: Path) -> None:
+def test_endpoints_on_ray_serve(
+    on_ray: RayCluster, git_repo: Callable[..., GitRepo], modelci: Run, tmp_path: Path
+) -> None:
     repo = git_repo()
     make_toy(repo)
     first = train(modelci, repo)["version"]
-    deployed = modelci("-C", repo.root, "deploy", "toy", "--env", "staging", "--skip-tests",
-                       "--json")
+    deployed = modelci(
+        "-C", repo.root, "deploy", "toy", "--env", "staging", "--skip-tests", "--json"
+    )
     assert deployed.code == 0, deployed.stdout + deployed.stderr
     url = f"{on_ray.serve_url}/endpoints/toy-staging"
     assert deployed.json()["status"] == "deployed" and deployed.json()["gateway_url"] == url
@@ -263,8 +275,9 @@ def test_endpoints_on_ray_serve(on_ray: RayCluster, git_repo: Callable[..., GitR
     repo.commit("bias 1.5")
     second = train(modelci, repo)["version"]
     with Load(f"{url}/invocations") as load:
-        updated = modelci("-C", repo.root, "deploy", "toy", "--env", "staging",
-                          "--skip-tests", "--json")
+        updated = modelci(
+            "-C", repo.root, "deploy", "toy", "--env", "staging", "--skip-tests", "--json"
+        )
     assert updated.code == 0, updated.stdout + updated.stderr
     assert updated.json()["previous_version"] == first
     assert load.failures == []
@@ -274,6 +287,7 @@ def test_endpoints_on_ray_serve(on_ray: RayCluster, git_repo: Callable[..., GitR
     back = modelci("-C", repo.root, "rollback", "toy", "--env", "staging", "--json")
     assert back.code == 0, back.stdout + back.stderr
     assert back.json()["version"] == first
-    answer = httpx.post(f"{url}/invocations", content=ROW, timeout=30,
-                        headers={"content-type": "application/json"})
+    answer = httpx.post(
+        f"{url}/invocations", content=ROW, timeout=30, headers={"content-type": "application/json"}
+    )
     assert answer.json() == {"predictions": [3.5]}

@@ -24,22 +24,45 @@ def _registry(root: Path):  # type: ignore[no-untyped-def]
 
 def _source() -> VersionRecord:
     return VersionRecord(
-        version="churn-aaaaaaaaaaaa", model="churn", commit="a" * 40, status="ready",
-        fingerprint="f" * 64, artifact_uri="file:///store/sha256/ab/abc", artifact_sha256="b" * 64,
-        metrics={"accuracy": 0.91}, lock_hash="l" * 64, actor="ci", ci_url=None,
+        version="churn-aaaaaaaaaaaa",
+        model="churn",
+        commit="a" * 40,
+        status="ready",
+        fingerprint="f" * 64,
+        artifact_uri="file:///store/sha256/ab/abc",
+        artifact_sha256="b" * 64,
+        metrics={"accuracy": 0.91},
+        lock_hash="l" * 64,
+        actor="ci",
+        ci_url=None,
         details={"duration_s": 5.1, "log": ["a", "b"]},
     )
 
 
 def _reuse(version: str = "churn-cccccccccccc") -> tuple[VersionRecord, Event]:
     record = VersionRecord(
-        version=version, model="churn", commit="c" * 40, status="ready", fingerprint="f" * 64,
-        artifact_uri="file:///store/sha256/ab/abc", artifact_sha256="b" * 64,
-        metrics={"accuracy": 0.91}, lock_hash="l" * 64, actor="dev", ci_url="https://ci/run/1",
+        version=version,
+        model="churn",
+        commit="c" * 40,
+        status="ready",
+        fingerprint="f" * 64,
+        artifact_uri="file:///store/sha256/ab/abc",
+        artifact_sha256="b" * 64,
+        metrics={"accuracy": 0.91},
+        lock_hash="l" * 64,
+        actor="dev",
+        ci_url="https://ci/run/1",
         details={"reused_from": "churn-aaaaaaaaaaaa", "dirty": False},
     )
-    event = Event(kind="train", model="churn", version=version, commit="c" * 40, actor="dev",
-                  ci_url="https://ci/run/1", details={"reused_from": "churn-aaaaaaaaaaaa"})
+    event = Event(
+        kind="train",
+        model="churn",
+        version=version,
+        commit="c" * 40,
+        actor="dev",
+        ci_url="https://ci/run/1",
+        details={"reused_from": "churn-aaaaaaaaaaaa"},
+    )
     return record, event
 
 
@@ -51,8 +74,9 @@ def _raw(root: Path, query: str) -> list[tuple[object, ...]]:
 def test_a_quick_look_reads_what_the_registry_wrote(tmp_path: Path) -> None:
     registry = _registry(tmp_path)
     added = registry.add_version(_source())
-    registry.add_version(dataclasses.replace(_source(), version="churn-bbbbbbbbbbbb",
-                                             status="failed", details={}))
+    registry.add_version(
+        dataclasses.replace(_source(), version="churn-bbbbbbbbbbbb", status="failed", details={})
+    )
 
     look = quick_look(URL, tmp_path)
     assert look is not None
@@ -85,8 +109,10 @@ def test_a_reused_version_written_quickly_reads_back_through_the_registry(
     assert dataclasses.replace(logged, id=None, time=None) == event
     assert logged.time == stored.created_at
     # stored in the very text format SQLAlchemy uses, so time columns compare as one
-    shapes = {re.sub(r"\d", "9", str(t)) for (t,) in _raw(tmp_path, "SELECT created_at FROM "
-                                                        "versions UNION SELECT time FROM events")}
+    shapes = {
+        re.sub(r"\d", "9", str(t))
+        for (t,) in _raw(tmp_path, "SELECT created_at FROM versions UNION SELECT time FROM events")
+    }
     assert shapes == {"9999-99-99 99:99:99.999999"}
 
 

@@ -57,7 +57,7 @@ ACCOUNT = "123456789012"  # moto's default account
 _names = itertools.count(1)
 
 TRAIN = train_script()
-SPEC = '''\
+SPEC = """\
 [train]
 entrypoint = "train.py"
 hyperparameters = { bias = 0.5, label = "toy" }
@@ -67,12 +67,12 @@ timeout = 600
 
 [serve]
 handler = "inference.py"
-'''
-PROJECT = '''\
+"""
+PROJECT = """\
 [sagemaker]
 max_wait_s = 30
 canary = { percent = 25, wait_s = 60 }
-'''
+"""
 
 
 def model_tarball(bias: float) -> bytes:
@@ -109,11 +109,11 @@ class SageMakerWorld:
         boto3.setup_default_session()
         events = boto3.DEFAULT_SESSION.events
         events.register("provide-client-params.sagemaker", self._capture)
-        events.register("after-call.sagemaker.CreateTrainingJob",
-                        self.fake_training_container)
+        events.register("after-call.sagemaker.CreateTrainingJob", self.fake_training_container)
         events.register("before-call.sagemaker.UpdateEndpoint", self.fake_update_endpoint)
-        events.register("before-call.sagemaker.DescribeTrainingJob",
-                        self.fake_describe_training_job_failed)
+        events.register(
+            "before-call.sagemaker.DescribeTrainingJob", self.fake_describe_training_job_failed
+        )
 
     def _capture(self, params: dict[str, Any], model: Any, **_: Any) -> None:
         self.requests.append((model.name, json.loads(json.dumps(params, default=repr))))
@@ -126,7 +126,7 @@ class SageMakerWorld:
         request = self.sent("CreateTrainingJob")[-1]
         job = request["TrainingJobName"]
         output = request["OutputDataConfig"]["S3OutputPath"].rstrip("/")
-        bucket, _, prefix = output[len("s3://"):].partition("/")
+        bucket, _, prefix = output[len("s3://") :].partition("/")
         key = "/".join(p for p in (prefix, job, "output", "model.tar.gz") if p)
         self.admin.client("s3").put_object(Bucket=bucket, Key=key, Body=model_tarball(0.5))
         logs = self.admin.client("logs")
@@ -136,10 +136,14 @@ class SageMakerWorld:
         now = int(time.time() * 1000)  # CloudWatch drops events older than 14 days
         stream = f"{job}/algo-1-{now // 1000}"
         logs.create_log_stream(logGroupName=group, logStreamName=stream)
-        logs.put_log_events(logGroupName=group, logStreamName=stream, logEvents=[
-            {"timestamp": now, "message": "training toy"},
-            {"timestamp": now + 1, "message": "score=0.75"},
-        ])
+        logs.put_log_events(
+            logGroupName=group,
+            logStreamName=stream,
+            logEvents=[
+                {"timestamp": now, "message": "training toy"},
+                {"timestamp": now + 1, "message": "score=0.75"},
+            ],
+        )
 
     def fake_update_endpoint(self, params: dict[str, Any], **_: Any) -> Any:
         """Stand in for UpdateEndpoint, which moto lacks: leave the endpoint as a finished
@@ -147,8 +151,11 @@ class SageMakerWorld:
         alarm during the canary does (back on the old one)."""
         from botocore.awsrequest import AWSResponse
 
-        body = json.loads(params["body"]) if isinstance(params.get("body"), str | bytes) \
+        body = (
+            json.loads(params["body"])
+            if isinstance(params.get("body"), str | bytes)
             else params["body"]
+        )
         name, config = body["EndpointName"], body["EndpointConfigName"]
         api = self.admin.client("sagemaker")
         arn = api.describe_endpoint(EndpointName=name)["EndpointArn"]
@@ -166,10 +173,14 @@ class SageMakerWorld:
 
         body = json.loads(params["body"])
         state = self.admin.client("sagemaker").describe_training_job(
-            TrainingJobName=body["TrainingJobName"])
+            TrainingJobName=body["TrainingJobName"]
+        )
         state.pop("ResponseMetadata", None)
-        state.update(TrainingJobStatus="Failed", SecondaryStatus="Failed",
-                     FailureReason="AlgorithmError: ValueError: C must be positive")
+        state.update(
+            TrainingJobStatus="Failed",
+            SecondaryStatus="Failed",
+            FailureReason="AlgorithmError: ValueError: C must be positive",
+        )
         state.pop("ModelArtifacts", None)
         return AWSResponse(f"{self.url}/", 200, {}, None), state
 
@@ -177,12 +188,20 @@ class SageMakerWorld:
 
     def queue_answers(self, *bodies: str) -> None:
         """Queue InvokeEndpoint's next answers (moto's documented results API)."""
-        results = [{"Body": b, "ContentType": "application/json",
-                    "InvokedProductionVariant": "AllTraffic", "CustomAttributes": ""}
-                   for b in bodies]
-        httpx.post(f"{self.url}/moto-api/static/sagemaker/endpoint-results",
-                   json={"account_id": ACCOUNT, "region": "us-east-1", "results": results},
-                   timeout=10).raise_for_status()
+        results = [
+            {
+                "Body": b,
+                "ContentType": "application/json",
+                "InvokedProductionVariant": "AllTraffic",
+                "CustomAttributes": "",
+            }
+            for b in bodies
+        ]
+        httpx.post(
+            f"{self.url}/moto-api/static/sagemaker/endpoint-results",
+            json={"account_id": ACCOUNT, "region": "us-east-1", "results": results},
+            timeout=10,
+        ).raise_for_status()
 
 
 @pytest.fixture
@@ -257,8 +276,7 @@ def _secret_nowhere(toy: Toy, *results: CliResult) -> None:
 # --- training ---------------------------------------------------------------------------------
 
 
-def test_train_on_sagemaker(world: SageMakerWorld, toy: Toy, modelci: Run,
-                            tmp_path: Path) -> None:
+def test_train_on_sagemaker(world: SageMakerWorld, toy: Toy, modelci: Run, tmp_path: Path) -> None:
     result = modelci("-C", toy.root, "train", toy.name, "--json")
     assert result.code == 0, result.stdout + result.stderr
     [outcome] = result.json()["versions"]
@@ -273,15 +291,19 @@ def test_train_on_sagemaker(world: SageMakerWorld, toy: Toy, modelci: Run,
     submit = f"{prefix}/source/sourcedir.tar.gz"
     # hyperparameters JSON-encoded, as SageMaker's SDK sends them
     assert request["HyperParameters"] == {
-        "bias": "0.5", "label": '"toy"', "sagemaker_program": '"train.py"',
+        "bias": "0.5",
+        "label": '"toy"',
+        "sagemaker_program": '"train.py"',
         "sagemaker_submit_directory": json.dumps(submit),
-        "sagemaker_container_log_level": "20", "sagemaker_job_name": json.dumps(job),
+        "sagemaker_container_log_level": "20",
+        "sagemaker_job_name": json.dumps(job),
         "sagemaker_region": '"us-east-1"',
     }
     spec = request["AlgorithmSpecification"]
     assert spec["MetricDefinitions"] == [{"Name": "score", "Regex": "score=([0-9.]+)"}]
-    assert spec["TrainingImage"] == ("683313688378.dkr.ecr.us-east-1.amazonaws.com/"
-                                     "sagemaker-scikit-learn:1.2-1-cpu-py3")
+    assert spec["TrainingImage"] == (
+        "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-scikit-learn:1.2-1-cpu-py3"
+    )
     assert spec["TrainingInputMode"] == "File"
     assert request["StoppingCondition"] == {"MaxRuntimeInSeconds": 600}
     assert request["ResourceConfig"]["InstanceType"] == "ml.m5.large"
@@ -290,18 +312,24 @@ def test_train_on_sagemaker(world: SageMakerWorld, toy: Toy, modelci: Run,
     described = world.admin.client("sagemaker").describe_training_job(TrainingJobName=job)
     assert described["HyperParameters"] == request["HyperParameters"]
     assert described["RoleArn"] == ROLE
-    assert {c["ChannelName"]: c["DataSource"]["S3DataSource"]["S3Uri"]
-            for c in described["InputDataConfig"]} == {
-        "train": f"{prefix}/input/train/", "test": f"{prefix}/input/test/"}
+    assert {
+        c["ChannelName"]: c["DataSource"]["S3DataSource"]["S3Uri"]
+        for c in described["InputDataConfig"]
+    } == {"train": f"{prefix}/input/train/", "test": f"{prefix}/input/test/"}
     assert described["OutputDataConfig"]["S3OutputPath"] == f"s3://{world.bucket}/ci"
 
     keys = _objects(world)
     assert f"ci/{job}/input/train/train.csv" in keys and f"ci/{job}/input/test/test.csv" in keys
-    source = world.admin.client("s3").get_object(Bucket=world.bucket,
-                                                 Key=f"ci/{job}/source/sourcedir.tar.gz")
+    source = world.admin.client("s3").get_object(
+        Bucket=world.bucket, Key=f"ci/{job}/source/sourcedir.tar.gz"
+    )
     with tarfile.open(fileobj=io.BytesIO(source["Body"].read())) as archive:
-        assert sorted(archive.getnames()) == ["inference.py", "model.toml", "requirements.txt",
-                                              "train.py"]  # files at the root, as the SDK
+        assert sorted(archive.getnames()) == [
+            "inference.py",
+            "model.toml",
+            "requirements.txt",
+            "train.py",
+        ]  # files at the root, as the SDK
 
     with open_registry(REGISTRY, toy.root) as registry:
         record = registry.get_version(outcome["version"])
@@ -310,7 +338,8 @@ def test_train_on_sagemaker(world: SageMakerWorld, toy: Toy, modelci: Run,
         assert record.details["training_job_name"] == job
         assert record.details["model_data_url"] == f"{prefix}/output/model.tar.gz"
     archive = open_store(".modelci/artifacts", toy.root).get_file(
-        outcome["artifact"]["sha256"], tmp_path / "model.tar.gz")
+        outcome["artifact"]["sha256"], tmp_path / "model.tar.gz"
+    )
     unpacked = unpack(archive, tmp_path / "unpacked")
     assert json.loads((unpacked / "model.json").read_text()) == {"bias": 0.5}
     human = modelci("-C", toy.root, "train", toy.name, "--force")
@@ -342,18 +371,21 @@ def test_failed_training_job(world: SageMakerWorld, toy: Toy, modelci: Run) -> N
 # --- bad configuration ------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("case", ["no-role", "no-bucket-setting", "missing-bucket",
-                                  "no-credentials", "unreachable"])
-def test_bad_configuration_stops_before_anything(world: SageMakerWorld, toy: Toy, modelci: Run,
-                                                 monkeypatch: pytest.MonkeyPatch,
-                                                 case: str) -> None:
+@pytest.mark.parametrize(
+    "case", ["no-role", "no-bucket-setting", "missing-bucket", "no-credentials", "unreachable"]
+)
+def test_bad_configuration_stops_before_anything(
+    world: SageMakerWorld, toy: Toy, modelci: Run, monkeypatch: pytest.MonkeyPatch, case: str
+) -> None:
     expected_code, key, words = {
         "no-role": (2, "sagemaker.role_arn", ["MODELCI_SAGEMAKER_ROLE_ARN"]),
         "no-bucket-setting": (2, "sagemaker.bucket", ["MODELCI_SAGEMAKER_BUCKET"]),
-        "missing-bucket": (2, "sagemaker.bucket", ["'modelci-nowhere'", "does not exist",
-                                                   world.url]),
-        "no-credentials": (2, None, ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
-                                     "AWS_PROFILE"]),
+        "missing-bucket": (
+            2,
+            "sagemaker.bucket",
+            ["'modelci-nowhere'", "does not exist", world.url],
+        ),
+        "no-credentials": (2, None, ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_PROFILE"]),
         "unreachable": (1, None, ["http://127.0.0.1:9", "did not answer"]),
     }[case]
     if case == "no-role":
@@ -371,8 +403,7 @@ def test_bad_configuration_stops_before_anything(world: SageMakerWorld, toy: Toy
         world.hook(monkeypatch)
     before = _objects(world) if case != "unreachable" else []
 
-    for command in (("train", toy.name), ("deploy", toy.name, "--env", "staging",
-                                          "--skip-tests")):
+    for command in (("train", toy.name), ("deploy", toy.name, "--env", "staging", "--skip-tests")):
         result = modelci("-C", toy.root, *command, "--json")
         assert result.code == expected_code, result.stdout
         error = result.json()["error"]
@@ -403,16 +434,18 @@ def _train_new_version(toy: Toy, modelci: Run, bias: str) -> str:
 
 
 def _deploy(toy: Toy, modelci: Run, *extra: str) -> dict[str, Any]:
-    result = modelci("-C", toy.root, "deploy", toy.name, "--env", "staging", "--skip-tests",
-                     "--json", *extra)
+    result = modelci(
+        "-C", toy.root, "deploy", toy.name, "--env", "staging", "--skip-tests", "--json", *extra
+    )
     _secret_nowhere(toy, result)
     outcome: dict[str, Any] = result.json()
     assert result.code == (0 if outcome["status"] in ("deployed", "unchanged") else 1)
     return outcome
 
 
-def test_endpoint_create_update_invoke_rollback(world: SageMakerWorld, toy: Toy,
-                                                modelci: Run, tmp_path: Path) -> None:
+def test_endpoint_create_update_invoke_rollback(
+    world: SageMakerWorld, toy: Toy, modelci: Run, tmp_path: Path
+) -> None:
     api = world.admin.client("sagemaker")
     endpoint = f"{toy.name}-staging"
     first = _train_new_version(toy, modelci, "0.5")
@@ -427,21 +460,27 @@ def test_endpoint_create_update_invoke_rollback(world: SageMakerWorld, toy: Toy,
     with open_registry(REGISTRY, toy.root) as registry:
         record = registry.get_version(first)
         assert record is not None and record.artifact_sha256 is not None
-    assert container["ModelDataUrl"] == (f"s3://{world.bucket}/ci/models/"
-                                         f"{record.artifact_sha256}/model.tar.gz")
+    assert container["ModelDataUrl"] == (
+        f"s3://{world.bucket}/ci/models/{record.artifact_sha256}/model.tar.gz"
+    )
     assert container["Environment"]["SAGEMAKER_PROGRAM"] == "inference.py"
     assert container["Environment"]["SAGEMAKER_SUBMIT_DIRECTORY"] == (
-        f"s3://{world.bucket}/ci/code/{first}/sourcedir.tar.gz")
+        f"s3://{world.bucket}/ci/code/{first}/sourcedir.tar.gz"
+    )
     stored = world.admin.client("s3").get_object(
-        Bucket=world.bucket, Key=f"ci/models/{record.artifact_sha256}/model.tar.gz")
+        Bucket=world.bucket, Key=f"ci/models/{record.artifact_sha256}/model.tar.gz"
+    )
     assert hashlib.sha256(stored["Body"].read()).hexdigest() == record.artifact_sha256
     config = api.describe_endpoint_config(EndpointConfigName=first)
     assert [v["ModelName"] for v in config["ProductionVariants"]] == [first]
     state = api.describe_endpoint(EndpointName=endpoint)
     assert state["EndpointStatus"] == "InService" and state["EndpointConfigName"] == first
     [create] = world.sent("CreateEndpoint")
-    assert create == {"EndpointName": endpoint, "EndpointConfigName": first,
-                      "Tags": [{"Key": "modelci:version", "Value": first}]}
+    assert create == {
+        "EndpointName": endpoint,
+        "EndpointConfigName": first,
+        "Tags": [{"Key": "modelci:version", "Value": first}],
+    }
     assert world.sent("UpdateEndpoint") == []
 
     # a second version goes through UpdateEndpoint, blue/green with a canary (fake_update_endpoint)
@@ -450,22 +489,31 @@ def test_endpoint_create_update_invoke_rollback(world: SageMakerWorld, toy: Toy,
     assert updated["status"] == "deployed" and updated["previous_version"] == first, updated
     [update] = world.sent("UpdateEndpoint")
     assert update == {
-        "EndpointName": endpoint, "EndpointConfigName": second,
+        "EndpointName": endpoint,
+        "EndpointConfigName": second,
         "DeploymentConfig": {
             "BlueGreenUpdatePolicy": {
                 "TrafficRoutingConfiguration": {
-                    "Type": "CANARY", "CanarySize": {"Type": "CAPACITY_PERCENT", "Value": 25},
-                    "WaitIntervalInSeconds": 60},
-                "TerminationWaitInSeconds": 0, "MaximumExecutionTimeoutInSeconds": 600},
-            "AutoRollbackConfiguration": {"Alarms": [{"AlarmName": "toy-5xx"},
-                                                     {"AlarmName": "toy-latency"}]},
+                    "Type": "CANARY",
+                    "CanarySize": {"Type": "CAPACITY_PERCENT", "Value": 25},
+                    "WaitIntervalInSeconds": 60,
+                },
+                "TerminationWaitInSeconds": 0,
+                "MaximumExecutionTimeoutInSeconds": 600,
+            },
+            "AutoRollbackConfiguration": {
+                "Alarms": [{"AlarmName": "toy-5xx"}, {"AlarmName": "toy-latency"}]
+            },
         },
     }
     assert api.describe_endpoint(EndpointName=endpoint)["EndpointConfigName"] == second
     described = SageMakerDeployer(Workspace(toy.root)).describe(endpoint)
     assert described is not None
     assert (described["version"], described["healthy"], described["status"]) == (
-        second, True, "InService")
+        second,
+        True,
+        "InService",
+    )
 
     # invoke: the emulator's canned answer, through sagemaker-runtime
     world.queue_answers('{"predictions": [7.5]}')
@@ -473,11 +521,16 @@ def test_endpoint_create_update_invoke_rollback(world: SageMakerWorld, toy: Toy,
     body.write_text("[[1, 2, 3]]")
     invoked = modelci("-C", toy.root, "invoke", endpoint, "--data", body, "--json")
     assert invoked.code == 0, invoked.stdout + invoked.stderr
-    assert invoked.json() == {"endpoint": endpoint, "status": 200,
-                              "content_type": "application/json",
-                              "body": '{"predictions": [7.5]}', "body_b64": None}
+    assert invoked.json() == {
+        "endpoint": endpoint,
+        "status": 200,
+        "content_type": "application/json",
+        "body": '{"predictions": [7.5]}',
+        "body_b64": None,
+    }
     assert modelci("-C", toy.root, "invoke", endpoint, "--data", body).stdout == (
-        '{"predictions": [7.5]}\n')  # the same request: moto answers it the same
+        '{"predictions": [7.5]}\n'
+    )  # the same request: moto answers it the same
 
     # status and history: the same documents as for local endpoints
     status = modelci("-C", toy.root, "status", "--json").json()
@@ -487,9 +540,24 @@ def test_endpoint_create_update_invoke_rollback(world: SageMakerWorld, toy: Toy,
     assert set(entry["environments"]["staging"]) == {"version", "commit", "time", "actor"}
     events = modelci("-C", toy.root, "history", toy.name, "--json").json()["events"]
     assert [e["kind"] for e in events][:4] == ["deploy", "train", "deploy", "train"]
-    assert all(set(e) == {"id", "time", "kind", "model", "version", "environment",
-                          "from_version", "to_version", "commit", "tag", "actor", "ci_url"}
-               for e in events)
+    assert all(
+        set(e)
+        == {
+            "id",
+            "time",
+            "kind",
+            "model",
+            "version",
+            "environment",
+            "from_version",
+            "to_version",
+            "commit",
+            "tag",
+            "actor",
+            "ci_url",
+        }
+        for e in events
+    )
 
     # rollback: UpdateEndpoint back to the first version's configuration, which still exists
     rolled = modelci("-C", toy.root, "rollback", toy.name, "--env", "staging", "--json")

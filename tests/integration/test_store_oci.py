@@ -67,8 +67,9 @@ def test_round_trip_by_digest(store: OciStore, oci_registry: str, tmp_path: Path
     assert store.get_bytes(store.put_bytes(b"log\n").sha256) == b"log\n"
 
 
-def test_large_blob_goes_in_chunks(store: OciStore, tmp_path: Path,
-                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_large_blob_goes_in_chunks(
+    store: OciStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from modelci.store import oci
 
     monkeypatch.setattr(oci, "UPLOAD_CHUNK", 1024 * 1024)
@@ -89,8 +90,14 @@ def test_written_once(store: OciStore, tmp_path: Path) -> None:
 
 def test_version_artifact_tag_annotations_and_alias(store: OciStore, tmp_path: Path) -> None:
     stored = store.put_bytes(b"a model archive")
-    annotations = version_annotations("churn", "churn-0123456789ab", "0123456789ab" + "c" * 28,
-                                      "f" * 64, {"accuracy": 0.91}, stored.sha256)
+    annotations = version_annotations(
+        "churn",
+        "churn-0123456789ab",
+        "0123456789ab" + "c" * 28,
+        "f" * 64,
+        {"accuracy": 0.91},
+        stored.sha256,
+    )
     digest = store.tag_version(stored.sha256, "churn-0123456789ab", annotations)
     manifest = store.manifest("churn-0123456789ab")
     assert manifest is not None and manifest.digest == digest
@@ -128,8 +135,9 @@ def test_tagging_an_absent_blob_or_moving_an_absent_tag(store: OciStore) -> None
         store.move_tag("no-such-tag", "m-latest")
 
 
-def test_corruption_and_absence(store: OciStore, tmp_path: Path,
-                                monkeypatch: pytest.MonkeyPatch) -> None:
+def test_corruption_and_absence(
+    store: OciStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A registry checks digests on upload, so a tampered blob cannot be planted through the
     API; a transport that alters content in flight stands in for a damaged store."""
     stored = store.put_bytes(b"the real model")
@@ -159,7 +167,8 @@ def test_registry_that_does_not_answer(tmp_path: Path) -> None:
         store.put_bytes(b"x")
     assert type(caught.value) is ModelciError and caught.value.exit_code == 1
     assert f"http://127.0.0.1:{port}" in str(caught.value) and "does not answer" in str(
-        caught.value)
+        caught.value
+    )
     with pytest.raises(ModelciError, match="does not answer"):
         store.get_file(sha(b"x"), tmp_path / "x")
     assert not (tmp_path / "x").exists()
@@ -184,36 +193,46 @@ def test_docker_config_credentials(isolated_home: Path, monkeypatch: pytest.Monk
     folder = isolated_home / ".docker"
     folder.mkdir()
     secret = base64.b64encode(b"robot:s3cret").decode()
-    (folder / "config.json").write_text(json.dumps(
-        {"auths": {"https://registry.example": {"auth": secret}}}))
+    (folder / "config.json").write_text(
+        json.dumps({"auths": {"https://registry.example": {"auth": secret}}})
+    )
     assert docker_credentials("registry.example") == ("robot", "s3cret")
     assert docker_credentials("other.example") is None
     monkeypatch.setenv("DOCKER_CONFIG", str(isolated_home / "elsewhere"))
     assert docker_credentials("registry.example") is None
 
 
-def test_basic_and_bearer_challenges(isolated_home: Path, monkeypatch: pytest.MonkeyPatch,
-                                     tmp_path: Path) -> None:
+def test_basic_and_bearer_challenges(
+    isolated_home: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     """The two challenges the distribution spec allows, answered from the docker login.
     A stand-in registry (a MockTransport) plays the server: docker-registry speaks Bearer
     only behind a token service we cannot run here."""
     folder = isolated_home / ".docker"
     folder.mkdir()
-    (folder / "config.json").write_text(json.dumps(
-        {"auths": {"fake-registry.example": {"auth": base64.b64encode(b"u:pw").decode()}}}))
+    (folder / "config.json").write_text(
+        json.dumps(
+            {"auths": {"fake-registry.example": {"auth": base64.b64encode(b"u:pw").decode()}}}
+        )
+    )
     seen: list[str | None] = []
 
     def fake_registry(request: httpx.Request) -> httpx.Response:
         seen.append(request.headers.get("authorization"))
         if request.url.host == "auth.example":
-            assert request.headers["authorization"] == "Basic " + base64.b64encode(
-                b"u:pw").decode()
+            assert request.headers["authorization"] == "Basic " + base64.b64encode(b"u:pw").decode()
             assert request.url.params["scope"] == "repository:m:pull"
             return httpx.Response(200, json={"token": "tok"})
         if request.headers.get("authorization") != "Bearer tok":
-            return httpx.Response(401, headers={"www-authenticate": (
-                'Bearer realm="https://auth.example/token",service="fake",'
-                'scope="repository:m:pull"')})
+            return httpx.Response(
+                401,
+                headers={
+                    "www-authenticate": (
+                        'Bearer realm="https://auth.example/token",service="fake",'
+                        'scope="repository:m:pull"'
+                    )
+                },
+            )
         return httpx.Response(200, headers={"content-length": "3"})
 
     client = OciClient("fake-registry.example", "m")

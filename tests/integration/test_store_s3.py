@@ -96,8 +96,7 @@ def test_a_write_never_replaces_an_object(s3_bucket: str, tmp_path: Path) -> Non
     from botocore.exceptions import ClientError
 
     with pytest.raises(ClientError) as refused:
-        store.client.put_object(Bucket=s3_bucket, Key=store.key_for(stored.sha256),
-                                Body=b"other")
+        store.client.put_object(Bucket=s3_bucket, Key=store.key_for(stored.sha256), Body=b"other")
     assert refused.value.response["Error"]["Code"] == "PreconditionFailed"
     # the racing writer that lost: it finds the object there and reports success
     source = tmp_path / "first"
@@ -110,8 +109,12 @@ def test_multipart_for_a_large_file(s3_bucket: str, tmp_path: Path) -> None:
     from boto3.s3.transfer import TransferConfig
 
     mib = 1024 * 1024
-    store = S3Store(f"s3://{s3_bucket}/big", transfer_config=TransferConfig(
-        multipart_threshold=5 * mib, multipart_chunksize=5 * mib, max_concurrency=4))
+    store = S3Store(
+        f"s3://{s3_bucket}/big",
+        transfer_config=TransferConfig(
+            multipart_threshold=5 * mib, multipart_chunksize=5 * mib, max_concurrency=4
+        ),
+    )
     data = os.urandom(20 * mib)
     source = tmp_path / "big.bin"
     source.write_bytes(data)
@@ -119,8 +122,9 @@ def test_multipart_for_a_large_file(s3_bucket: str, tmp_path: Path) -> None:
     stored = store.put_file(source)
     assert calls["CreateMultipartUpload"] == 1 and calls["UploadPart"] == 4
     assert calls["CompleteMultipartUpload"] == 1 and calls["PutObject"] == 0
-    assert s3().head_object(Bucket=s3_bucket, Key=store.key_for(stored.sha256))[
-        "Metadata"] == {"sha256": stored.sha256}
+    assert s3().head_object(Bucket=s3_bucket, Key=store.key_for(stored.sha256))["Metadata"] == {
+        "sha256": stored.sha256
+    }
     copy = store.get_file(stored.sha256, tmp_path / "copy.bin")
     assert sha(copy.read_bytes()) == stored.sha256
     # a second put of the large file uploads nothing
@@ -152,8 +156,9 @@ def test_missing_artifact(s3_bucket: str, tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("operation", ["put", "get", "exists"])
-def test_missing_bucket_is_a_configuration_error(aws_env: str, tmp_path: Path,
-                                                 operation: str) -> None:
+def test_missing_bucket_is_a_configuration_error(
+    aws_env: str, tmp_path: Path, operation: str
+) -> None:
     store = S3Store("s3://no-such-bucket-here/models")
     action: dict[str, Callable[[], object]] = {
         "put": lambda: store.put_bytes(b"x"),
@@ -168,8 +173,7 @@ def test_missing_bucket_is_a_configuration_error(aws_env: str, tmp_path: Path,
     assert aws_env in str(caught.value)  # the endpoint it asked
 
 
-def test_missing_credentials(aws_env: str, s3_bucket: str,
-                             monkeypatch: pytest.MonkeyPatch) -> None:
+def test_missing_credentials(aws_env: str, s3_bucket: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("AWS_ACCESS_KEY_ID")
     monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
     store = S3Store(f"s3://{s3_bucket}/p")
@@ -193,12 +197,18 @@ def test_wrong_credentials(aws_env: str, s3_bucket: str) -> None:
 def _client_error(code: str, status: int) -> Exception:
     from botocore.exceptions import ClientError
 
-    return ClientError({"Error": {"Code": code, "Message": "refused"},
-                        "ResponseMetadata": {"HTTPStatusCode": status}}, "PutObject")
+    return ClientError(
+        {
+            "Error": {"Code": code, "Message": "refused"},
+            "ResponseMetadata": {"HTTPStatusCode": status},
+        },
+        "PutObject",
+    )
 
 
-def test_unreachable_endpoint_is_a_failure_naming_it(aws_env: str,
-                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_unreachable_endpoint_is_a_failure_naming_it(
+    aws_env: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     dead = f"http://127.0.0.1:{free_port()}"
     monkeypatch.setenv("AWS_ENDPOINT_URL", dead)
     monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
@@ -209,8 +219,9 @@ def test_unreachable_endpoint_is_a_failure_naming_it(aws_env: str,
     assert dead in str(caught.value) and "s3://some-bucket/p" in str(caught.value)
 
 
-def test_endpoint_for_s3_alone(aws_env: str, s3_bucket: str,
-                               monkeypatch: pytest.MonkeyPatch) -> None:
+def test_endpoint_for_s3_alone(
+    aws_env: str, s3_bucket: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """AWS_ENDPOINT_URL_S3 wins over AWS_ENDPOINT_URL for S3, as the SDK has it."""
     monkeypatch.setenv("AWS_ENDPOINT_URL_S3", aws_env)
     monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{free_port()}")

@@ -40,8 +40,9 @@ def no_secret_anywhere(repo: GitRepo, results: list[CliResult]) -> None:
 
 
 @pytest.mark.aws
-def test_train_into_s3_and_read_back(git_repo: Callable[..., GitRepo], modelci: Run,
-                                     s3_bucket: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_train_into_s3_and_read_back(
+    git_repo: Callable[..., GitRepo], modelci: Run, s3_bucket: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     repo = git_repo()
     make_toy(repo)
     monkeypatch.setenv("MODELCI_STORE_URL", f"s3://{s3_bucket}/artifacts")
@@ -49,12 +50,15 @@ def test_train_into_s3_and_read_back(git_repo: Callable[..., GitRepo], modelci: 
     with open_registry("sqlite:///.modelci/registry.db", repo.root) as registry:
         record = registry.get_version(f"toy-{repo.sha()[:12]}")
         assert record is not None and record.status == "ready"
-        assert record.artifact_uri == (f"s3://{s3_bucket}/artifacts/sha256/"
-                                       f"{record.artifact_sha256[:2]}/{record.artifact_sha256}")
+        assert record.artifact_uri == (
+            f"s3://{s3_bucket}/artifacts/sha256/"
+            f"{record.artifact_sha256[:2]}/{record.artifact_sha256}"
+        )
         import boto3
 
         head = boto3.client("s3").head_object(
-            Bucket=s3_bucket, Key=record.artifact_uri.split("/", 3)[3])
+            Bucket=s3_bucket, Key=record.artifact_uri.split("/", 3)[3]
+        )
         assert head["Metadata"]["sha256"] == record.artifact_sha256
         rows = repr([record, *registry.events("toy")])
     assert SECRET_ACCESS_KEY not in rows
@@ -62,8 +66,9 @@ def test_train_into_s3_and_read_back(git_repo: Callable[..., GitRepo], modelci: 
 
 
 @pytest.mark.aws
-def test_train_into_a_missing_bucket(git_repo: Callable[..., GitRepo], modelci: Run,
-                                     aws_env: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_train_into_a_missing_bucket(
+    git_repo: Callable[..., GitRepo], modelci: Run, aws_env: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     repo = git_repo()
     make_toy(repo)
     monkeypatch.setenv("MODELCI_STORE_URL", "s3://no-such-bucket-for-toy/artifacts")
@@ -79,7 +84,9 @@ def test_train_into_a_missing_bucket(git_repo: Callable[..., GitRepo], modelci: 
 
 @pytest.mark.oci
 def test_train_into_oci_read_back_and_follow_production(
-    git_repo: Callable[..., GitRepo], modelci: Run, oci_registry: str,
+    git_repo: Callable[..., GitRepo],
+    modelci: Run,
+    oci_registry: str,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from modelci.deploy.rollout import follow_production
@@ -113,7 +120,9 @@ def test_train_into_oci_read_back_and_follow_production(
 
 @pytest.mark.oci
 def test_train_into_a_registry_that_does_not_answer(
-    git_repo: Callable[..., GitRepo], modelci: Run, monkeypatch: pytest.MonkeyPatch,
+    git_repo: Callable[..., GitRepo],
+    modelci: Run,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from tests.support.servers import free_port
 

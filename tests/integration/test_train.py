@@ -20,7 +20,7 @@ from tests.support.repos import GitRepo
 Run = Callable[..., CliResult]
 
 # A training script that imports only the standard library and records what it was given.
-CONTRACT_SCRIPT = '''\
+CONTRACT_SCRIPT = """\
 import json, os, sys
 seen = {
     "argv": sys.argv[1:],
@@ -44,9 +44,9 @@ print("score=0.5")
 print("score=0.75")
 with open(os.path.join(os.environ["SM_MODEL_DIR"], "seen.json"), "w") as f:
     json.dump(seen, f, sort_keys=True)
-'''
+"""
 
-MODEL_TOML = '''\
+MODEL_TOML = """\
 [model]
 requirements = "requirements.txt"
 
@@ -58,7 +58,7 @@ channels = { train = "data/toy/train.csv", extra = "data/toy/extra" }
 metrics = { score = "score=([0-9.]+)" }
 sample = { fraction = 0.25, key = "id" }
 timeout = 120
-'''
+"""
 
 
 @pytest.fixture
@@ -96,17 +96,34 @@ def test_script_mode_contract(toy: GitRepo, modelci: Run, tmp_path: Path) -> Non
     assert version["version"] == f"toy-{toy.sha()[:12]}"
     assert version["status"] == "ready" and version["commit"] == toy.sha()
     assert version["metrics"] == {"score": 0.75}  # the last value the log printed
-    seen = json.loads((unpacked(toy, version["artifact"]["sha256"], tmp_path)
-                       / "seen.json").read_text())
+    seen = json.loads(
+        (unpacked(toy, version["artifact"]["sha256"], tmp_path) / "seen.json").read_text()
+    )
     # hyperparameters: sorted, one-letter names with one dash, str() of each value
-    assert seen["argv"] == ["-C", "1.0", "--fit_intercept", "True", "--max_iter", "200",
-                            "--solver", "lbfgs"]
+    assert seen["argv"] == [
+        "-C",
+        "1.0",
+        "--fit_intercept",
+        "True",
+        "--max_iter",
+        "200",
+        "--solver",
+        "lbfgs",
+    ]
     # hyperparameters.json: every value JSON-encoded, as SageMaker's SDK writes it
-    assert seen["hyperparameters_json"] == {"C": "1.0", "max_iter": "200",
-                                            "solver": '"lbfgs"', "fit_intercept": "true"}
+    assert seen["hyperparameters_json"] == {
+        "C": "1.0",
+        "max_iter": "200",
+        "solver": '"lbfgs"',
+        "fit_intercept": "true",
+    }
     env = seen["env"]
-    assert json.loads(env["SM_HPS"]) == {"C": 1.0, "max_iter": 200, "solver": "lbfgs",
-                                         "fit_intercept": True}
+    assert json.loads(env["SM_HPS"]) == {
+        "C": 1.0,
+        "max_iter": 200,
+        "solver": "lbfgs",
+        "fit_intercept": True,
+    }
     assert env["SM_HP_SOLVER"] == "lbfgs" and env["SM_HP_C"] == "1.0"
     assert env["SM_HP_FIT_INTERCEPT"] == "true"
     assert json.loads(env["SM_CHANNELS"]) == ["extra", "train"]
@@ -121,8 +138,9 @@ def test_script_mode_contract(toy: GitRepo, modelci: Run, tmp_path: Path) -> Non
     assert seen["modelci_importable"] is False
 
 
-def test_version_record_and_event(toy: GitRepo, modelci: Run,
-                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_version_record_and_event(
+    toy: GitRepo, modelci: Run, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("GITHUB_SERVER_URL", "https://github.example")
     monkeypatch.setenv("GITHUB_REPOSITORY", "team/models")
     monkeypatch.setenv("GITHUB_RUN_ID", "42")
@@ -210,10 +228,14 @@ def test_a_cache_hit_loads_neither_pydantic_nor_sqlalchemy(toy: GitRepo, modelci
 
 
 def test_failure_reason_from_output_failure(toy: GitRepo, modelci: Run) -> None:
-    toy.write("models/toy/train.py", (
-        "import os\nprint('starting')\n"
-        "open(os.path.join(os.environ['SM_OUTPUT_DIR'], 'failure'), 'w')"
-        ".write('label column missing')\nraise SystemExit(3)\n"))
+    toy.write(
+        "models/toy/train.py",
+        (
+            "import os\nprint('starting')\n"
+            "open(os.path.join(os.environ['SM_OUTPUT_DIR'], 'failure'), 'w')"
+            ".write('label column missing')\nraise SystemExit(3)\n"
+        ),
+    )
     toy.commit("broken")
     result, document = train(modelci, toy, "toy")
     assert result.code == 1
@@ -238,11 +260,15 @@ def test_failure_reason_from_log_tail(toy: GitRepo, modelci: Run) -> None:
 
 def test_timeout_stops_the_job(toy: GitRepo, modelci: Run) -> None:
     toy.write("models/toy/model.toml", MODEL_TOML.replace("timeout = 120", "timeout = 2"))
-    toy.write("models/toy/train.py", (
-        "import subprocess, sys, time\n"
-        "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(120)'])\n"
-        "open('child.pid', 'w').write(str(child.pid))\n"
-        "print('sleeping', flush=True)\ntime.sleep(120)\n"))
+    toy.write(
+        "models/toy/train.py",
+        (
+            "import subprocess, sys, time\n"
+            "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(120)'])\n"
+            "open('child.pid', 'w').write(str(child.pid))\n"
+            "print('sleeping', flush=True)\ntime.sleep(120)\n"
+        ),
+    )
     toy.commit("slow")
     result, document = train(modelci, toy, "toy")
     assert result.code == 1
@@ -250,8 +276,10 @@ def test_timeout_stops_the_job(toy: GitRepo, modelci: Run) -> None:
     assert "timed out after 2 s" in version["reason"]
     assert version["duration_s"] < 60
     pid = int((Path(version["job_dir"]) / "code" / "child.pid").read_text())
-    assert not Path(f"/proc/{pid}").exists() or \
-        Path(f"/proc/{pid}/status").read_text().find("zombie") != -1
+    assert (
+        not Path(f"/proc/{pid}").exists()
+        or Path(f"/proc/{pid}/status").read_text().find("zombie") != -1
+    )
 
 
 def test_sample_trains_on_the_sample_and_records_nothing(toy: GitRepo, modelci: Run) -> None:
@@ -262,21 +290,26 @@ def test_sample_trains_on_the_sample_and_records_nothing(toy: GitRepo, modelci: 
     log = (Path(version["job_dir"]) / "output" / "log.txt").read_text()
     rows = int(log.split("rows=")[1].split()[0])
     assert 70 <= rows <= 130  # a quarter of 400, chosen by hash
-    assert not (toy.root / ".modelci/registry.db").exists() or \
-        modelci("-C", toy.root, "history", "toy", "--json").json()["events"] == []
+    assert (
+        not (toy.root / ".modelci/registry.db").exists()
+        or modelci("-C", toy.root, "history", "toy", "--json").json()["events"] == []
+    )
 
 
 @pytest.mark.parametrize(
     ("edit", "key"),
     [
-        (lambda t: t.replace('entrypoint = "train.py"', 'entrypoint = "fit.py"'),
-         "train.entrypoint"),
+        (
+            lambda t: t.replace('entrypoint = "train.py"', 'entrypoint = "fit.py"'),
+            "train.entrypoint",
+        ),
         (lambda t: t.replace('"data/toy/extra"', '"data/toy/missing"'), "train.channels.extra"),
         (lambda t: t.replace("C = 1.0", "C = [1.0, 2.0]"), "train.hyperparameters.C"),
     ],
 )
-def test_bad_input_exits_2_before_any_job(toy: GitRepo, modelci: Run,
-                                          edit: Callable[[str], str], key: str) -> None:
+def test_bad_input_exits_2_before_any_job(
+    toy: GitRepo, modelci: Run, edit: Callable[[str], str], key: str
+) -> None:
     toy.write("models/toy/model.toml", edit(MODEL_TOML))
     toy.commit("bad spec")
     result, document = train(modelci, toy, "toy")
@@ -292,8 +325,9 @@ def test_unknown_model_lists_known_ones(toy: GitRepo, modelci: Run) -> None:
 
 
 @pytest.mark.slow
-def test_unchanged_sagemaker_sklearn_script(git_repo: Callable[..., GitRepo], modelci: Run,
-                                           tmp_path: Path) -> None:
+def test_unchanged_sagemaker_sklearn_script(
+    git_repo: Callable[..., GitRepo], modelci: Run, tmp_path: Path
+) -> None:
     """The example churn model is a script for SageMaker's scikit-learn container; it imports
     nothing of modelci and trains here unchanged."""
     repo = git_repo(examples=True)

@@ -82,43 +82,75 @@ class RayCluster:
 
     def environ(self) -> dict[str, str]:
         """The MODELCI_RAY_* variables that point modelci at this cluster."""
-        return {"MODELCI_RAY_ADDRESS": self.address,
-                "MODELCI_RAY_DASHBOARD_URL": self.dashboard_url,
-                "MODELCI_RAY_SERVE_PORT": str(self.serve_port)}
+        return {
+            "MODELCI_RAY_ADDRESS": self.address,
+            "MODELCI_RAY_DASHBOARD_URL": self.dashboard_url,
+            "MODELCI_RAY_SERVE_PORT": str(self.serve_port),
+        }
 
     def _node_ports(self) -> list[str]:
-        return [f"--node-manager-port={free_port()}", f"--object-manager-port={free_port()}",
-                f"--dashboard-agent-listen-port={free_port()}",
-                f"--dashboard-agent-grpc-port={free_port()}",
-                f"--metrics-export-port={free_port()}",
-                f"--runtime-env-agent-port={free_port()}",
-                "--min-worker-port=0", "--max-worker-port=0",
-                f"--object-store-memory={OBJECT_STORE_BYTES}"]
+        return [
+            f"--node-manager-port={free_port()}",
+            f"--object-manager-port={free_port()}",
+            f"--dashboard-agent-listen-port={free_port()}",
+            f"--dashboard-agent-grpc-port={free_port()}",
+            f"--metrics-export-port={free_port()}",
+            f"--runtime-env-agent-port={free_port()}",
+            "--min-worker-port=0",
+            "--max-worker-port=0",
+            f"--object-store-memory={OBJECT_STORE_BYTES}",
+        ]
 
-    def _start(self, name: str, launcher: list[str], arguments: list[str],
-               environ: dict[str, str]) -> None:
+    def _start(
+        self, name: str, launcher: list[str], arguments: list[str], environ: dict[str, str]
+    ) -> None:
         log = self.temp_dir.parent / f"{self.temp_dir.name}-{name}.log"
         self.logs.append(log)
         with log.open("wb") as out:
-            self.processes.append(subprocess.Popen(
-                [*launcher, "start", "--block", "--num-cpus=1", "--node-ip-address=127.0.0.1",
-                 f"--temp-dir={self.temp_dir}", "--disable-usage-stats", *arguments,
-                 *self._node_ports()],
-                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                start_new_session=True, env=environ,
-            ))
+            self.processes.append(
+                subprocess.Popen(
+                    [
+                        *launcher,
+                        "start",
+                        "--block",
+                        "--num-cpus=1",
+                        "--node-ip-address=127.0.0.1",
+                        f"--temp-dir={self.temp_dir}",
+                        "--disable-usage-stats",
+                        *arguments,
+                        *self._node_ports(),
+                    ],
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                    start_new_session=True,
+                    env=environ,
+                )
+            )
 
     def start(self) -> None:
         """Start the head, wait for its dashboard, start the worker, wait for both nodes."""
         environ = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
         environ |= {"RAY_USAGE_STATS_ENABLED": "0", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
-        self._start("head", [RAY], ["--head", f"--port={self.gcs_port}",
-                             "--dashboard-host=127.0.0.1",
-                             f"--dashboard-port={self.dashboard_port}",
-                             f"--ray-client-server-port={free_port()}"], environ)
+        self._start(
+            "head",
+            [RAY],
+            [
+                "--head",
+                f"--port={self.gcs_port}",
+                "--dashboard-host=127.0.0.1",
+                f"--dashboard-port={self.dashboard_port}",
+                f"--ray-client-server-port={free_port()}",
+            ],
+            environ,
+        )
         self._until_nodes(1)
-        self._start("worker", [sys.executable, "-c", _LOOPBACK_WORKER],
-                    [f"--address={self.address}"], environ)
+        self._start(
+            "worker",
+            [sys.executable, "-c", _LOOPBACK_WORKER],
+            [f"--address={self.address}"],
+            environ,
+        )
         self._until_nodes(2)
 
     def alive_nodes(self) -> int:
@@ -139,8 +171,9 @@ class RayCluster:
                 if process.poll() is not None:
                     raise RayUnavailable(f"a Ray node exited: {self.tail()}")
             time.sleep(0.5)  # the poll interval
-        raise RayUnavailable(f"{count} Ray node(s) not alive within {START_DEADLINE_S:g} s: "
-                             f"{self.tail()}")
+        raise RayUnavailable(
+            f"{count} Ray node(s) not alive within {START_DEADLINE_S:g} s: {self.tail()}"
+        )
 
     def tail(self) -> str:
         lines: list[str] = []

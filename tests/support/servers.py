@@ -43,8 +43,13 @@ def free_port() -> int:
         return port
 
 
-def wait_until(ready: Callable[[], bool], process: subprocess.Popen[bytes], what: str,
-               log: Path, deadline_s: float = READY_DEADLINE_S) -> None:
+def wait_until(
+    ready: Callable[[], bool],
+    process: subprocess.Popen[bytes],
+    what: str,
+    log: Path,
+    deadline_s: float = READY_DEADLINE_S,
+) -> None:
     """Poll `ready` until it holds; fail early when the process died, late at the deadline."""
     deadline = time.monotonic() + deadline_s
     pause = 0.02
@@ -105,9 +110,12 @@ def running_moto() -> Iterator[str]:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     with log.open("wb") as out:
-        process = subprocess.Popen([str(binary), "-H", "127.0.0.1", "-p", str(port)],
-                                   stdout=out, stderr=subprocess.STDOUT,
-                                   env={**os.environ, "MOTO_CALL_RESET_API": "true"})
+        process = subprocess.Popen(
+            [str(binary), "-H", "127.0.0.1", "-p", str(port)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "MOTO_CALL_RESET_API": "true"},
+        )
     try:
         wait_until(_answers(f"{url}/moto-api/data.json"), process, "moto_server", log)
         yield url
@@ -137,16 +145,22 @@ def running_oci_registry() -> Iterator[str]:
     """Start `docker-registry` with a filesystem store in a temporary folder, plain http on a
     free port of 127.0.0.1, no auth; yield `127.0.0.1:<port>` once `GET /v2/` answers 200."""
     if not REGISTRY_BIN.exists():
-        raise ServerUnavailable(f"{REGISTRY_BIN} not found: run scripts/ensure-oci-registry "
-                                "(Debian package docker-registry)")
+        raise ServerUnavailable(
+            f"{REGISTRY_BIN} not found: run scripts/ensure-oci-registry "
+            "(Debian package docker-registry)"
+        )
     folder = Path(tempfile.mkdtemp(prefix="modelci-registry-"))
     port = free_port()
     config = folder / "config.yml"
     config.write_text(REGISTRY_CONFIG.format(root=folder / "data", port=port))
     log = folder / "registry.log"
     with log.open("wb") as out:
-        process = subprocess.Popen([str(REGISTRY_BIN), "serve", str(config)], stdout=out,
-                                   stderr=subprocess.STDOUT, cwd=folder)
+        process = subprocess.Popen(
+            [str(REGISTRY_BIN), "serve", str(config)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=folder,
+        )
     try:
         wait_until(_answers(f"http://127.0.0.1:{port}/v2/"), process, "docker-registry", log)
         yield f"127.0.0.1:{port}"

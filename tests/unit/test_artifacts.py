@@ -43,5 +43,6 @@ def test_files_sit_at_the_archive_root_as_on_sagemaker(tmp_path: Path) -> None:
 
 def test_metrics_take_the_last_value(tmp_path: Path) -> None:
     log = "epoch 1 loss=0.9 acc=0.5\nepoch 2 loss=0.4 acc=0.8\nacc=oops\n"
-    assert parse_metrics(log, {"loss": r"loss=([0-9.]+)", "acc": r"acc=([0-9.]+)",
-                               "missing": r"f1=([0-9.]+)"}) == {"loss": 0.4, "acc": 0.8}
+    assert parse_metrics(
+        log, {"loss": r"loss=([0-9.]+)", "acc": r"acc=([0-9.]+)", "missing": r"f1=([0-9.]+)"}
+    ) == {"loss": 0.4, "acc": 0.8}

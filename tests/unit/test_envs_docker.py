@@ -38,8 +38,9 @@ def model_repo(git_repo: Callable[..., GitRepo]) -> tuple[Path, ModelSpec]:
 
 def written(model_repo: tuple[Path, ModelSpec]) -> docker.Image:
     root, model = model_repo
-    return docker.write_context(root, model, COMMIT, registry="registry.example.com/ml",
-                                files=Workspace(root).files())
+    return docker.write_context(
+        root, model, COMMIT, registry="registry.example.com/ml", files=Workspace(root).files()
+    )
 
 
 def instructions(dockerfile: Path) -> list[tuple[str, str]]:
@@ -136,8 +137,10 @@ def test_serve_takes_the_model_serve_settings(git_repo: Callable[..., GitRepo]) 
     repo = git_repo()
     add_model(repo, "models/churn")
     spec = repo.root / "models/churn/model.toml"
-    spec.write_text(spec.read_text() + '\n[serve]\nhandler = "inference.py"\nworkers = 2\n'
-                    'batch = { max_size = 16, max_wait_ms = 5 }\n')
+    spec.write_text(
+        spec.read_text() + '\n[serve]\nhandler = "inference.py"\nworkers = 2\n'
+        "batch = { max_size = 16, max_wait_ms = 5 }\n"
+    )
     repo.write("models/churn/requirements.lock", SIX_LOCK)
     repo.write("models/churn/inference.py", "def model_fn(model_dir):\n    return None\n")
     repo.commit("model")
@@ -176,7 +179,9 @@ def test_dockerfile_passes_hadolint(model_repo: tuple[Path, ModelSpec]) -> None:
     image = written(model_repo)
     done = subprocess.run(
         [linter, "--no-color", "--failure-threshold", "style", str(image.dockerfile)],
-        capture_output=True, text=True, check=False,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert done.stdout.strip() == ""  # not even an info-level note
@@ -215,8 +220,13 @@ def test_the_first_engine_that_answers_builds(
 
 
 def test_no_engine_error_says_where_and_how() -> None:
-    image = docker.Image("r/m:0123456789ab", Path("/repo/.modelci/images/m-0123456789ab"),
-                         Path("/repo/.modelci/images/m-0123456789ab/Dockerfile"), None, False)
+    image = docker.Image(
+        "r/m:0123456789ab",
+        Path("/repo/.modelci/images/m-0123456789ab"),
+        Path("/repo/.modelci/images/m-0123456789ab/Dockerfile"),
+        None,
+        False,
+    )
     error = docker.no_engine_error([image])
     assert error.exit_code == 2
     assert "no container engine was found" in error.message

@@ -39,18 +39,28 @@ def test_resources_parse_sizes() -> None:
 
 
 def test_resources_beyond_every_node() -> None:
-    nodes = [{"node_ip": "10.0.0.5", "is_head_node": True,
-              "resources_total": {"CPU": 1.0, "memory": 2.0 * 2**30}},
-             {"node_ip": "10.0.0.6", "is_head_node": False,
-              "resources_total": {"CPU": 4.0, "GPU": 1.0, "memory": 8.0 * 2**30}}]
+    nodes = [
+        {
+            "node_ip": "10.0.0.5",
+            "is_head_node": True,
+            "resources_total": {"CPU": 1.0, "memory": 2.0 * 2**30},
+        },
+        {
+            "node_ip": "10.0.0.6",
+            "is_head_node": False,
+            "resources_total": {"CPU": 4.0, "GPU": 1.0, "memory": 8.0 * 2**30},
+        },
+    ]
     assert resources_problem({"num_cpus": 4, "num_gpus": 1}, nodes) is None
     assert resources_problem({}, nodes) is None
     problem = resources_problem({"num_cpus": 64}, nodes)
     assert problem is not None and "num_cpus = 64" in problem
     assert "10.0.0.5 (head): num_cpus = 1" in problem and "10.0.0.6: num_cpus = 4" in problem
     # the job's driver runs on one node: two nodes' CPUs do not add up
-    assert resources_problem({"num_cpus": 2, "num_gpus": 1, "memory": 4 * 2**30},
-                             nodes[:1]) is not None
+    assert (
+        resources_problem({"num_cpus": 2, "num_gpus": 1, "memory": 4 * 2**30}, nodes[:1])
+        is not None
+    )
 
 
 def test_the_lock_as_pip_requirements() -> None:
@@ -74,13 +84,15 @@ def test_log_frames_are_taken_out_of_the_log(tmp_path: Path) -> None:
     shown: list[str] = []
     data = b"model bytes" * 1000
     digest = hashlib.sha256(data).hexdigest()
-    text = (f"epoch 1\n@@modelci model begin {len(data)} {digest}\n"
-            f"@@modelci model {base64.b64encode(data[:5000]).decode()}\n"
-            f"@@modelci model {base64.b64encode(data[5000:]).decode()}\n"
-            "@@modelci model end\ndone\n")
+    text = (
+        f"epoch 1\n@@modelci model begin {len(data)} {digest}\n"
+        f"@@modelci model {base64.b64encode(data[:5000]).decode()}\n"
+        f"@@modelci model {base64.b64encode(data[5000:]).decode()}\n"
+        "@@modelci model end\ndone\n"
+    )
     reader = LogReader(tmp_path / "log.txt", shown.append, tmp_path)
     for start in range(0, len(text), 333):  # chunks end mid-line
-        reader.feed(text[start:start + 333])
+        reader.feed(text[start : start + 333])
     reader.close()
     assert shown == ["epoch 1", "done"]
     assert (tmp_path / "log.txt").read_text() == "epoch 1\ndone\n"

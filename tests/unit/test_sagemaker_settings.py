@@ -16,13 +16,17 @@ from modelci.train.sagemaker import job_name, pack_source
 
 def test_defaults_and_overrides(tmp_path: Path) -> None:
     (tmp_path / "modelci.toml").write_text(
-        '[sagemaker]\nrole_arn = "arn:aws:iam::1:role/file"\ncanary = { percent = 20 }\n')
-    project = load_project(tmp_path, {
-        "MODELCI_SAGEMAKER_ROLE_ARN": "arn:aws:iam::1:role/env",
-        "MODELCI_SAGEMAKER_BUCKET": "s3://bucket/ci",
-        "MODELCI_SAGEMAKER_ALARMS": "errors, latency",
-        "MODELCI_SAGEMAKER_INSTANCE_COUNT": "2",
-    })
+        '[sagemaker]\nrole_arn = "arn:aws:iam::1:role/file"\ncanary = { percent = 20 }\n'
+    )
+    project = load_project(
+        tmp_path,
+        {
+            "MODELCI_SAGEMAKER_ROLE_ARN": "arn:aws:iam::1:role/env",
+            "MODELCI_SAGEMAKER_BUCKET": "s3://bucket/ci",
+            "MODELCI_SAGEMAKER_ALARMS": "errors, latency",
+            "MODELCI_SAGEMAKER_INSTANCE_COUNT": "2",
+        },
+    )
     settings = project.sagemaker
     assert settings.role_arn == "arn:aws:iam::1:role/env"  # the variable wins over the file
     assert settings.bucket == "s3://bucket/ci"
@@ -32,11 +36,14 @@ def test_defaults_and_overrides(tmp_path: Path) -> None:
     assert settings.image_uri is None and settings.framework_version == "1.2-1"
 
 
-@pytest.mark.parametrize(("text", "key"), [
-    ('bucket = "my-bucket"', "sagemaker.bucket"),
-    ("canary = { percent = 0 }", "sagemaker.canary.percent"),
-    ('instance_typ = "ml.m5.large"', "sagemaker.instance_typ"),
-])
+@pytest.mark.parametrize(
+    ("text", "key"),
+    [
+        ('bucket = "my-bucket"', "sagemaker.bucket"),
+        ("canary = { percent = 0 }", "sagemaker.canary.percent"),
+        ('instance_typ = "ml.m5.large"', "sagemaker.instance_typ"),
+    ],
+)
 def test_bad_settings_name_the_key(tmp_path: Path, text: str, key: str) -> None:
     (tmp_path / "modelci.toml").write_text(f"[sagemaker]\n{text}\n")
     with pytest.raises(ConfigError) as caught:
@@ -64,10 +71,14 @@ def test_names_fit_sagemaker() -> None:
 def test_image_uri() -> None:
     account = SageMakerAccount(SageMakerSection(role_arn="r"), "eu-west-1", None, {})
     assert account.image_uri(None, None) == (
-        "141502667606.dkr.ecr.eu-west-1.amazonaws.com/sagemaker-scikit-learn:1.2-1-cpu-py3")
-    own = SageMakerAccount(SageMakerSection(role_arn="r",
-                                            image_uri="1.dkr.ecr.x/{model}:{sha12}"),
-                           "eu-west-1", None, {})
+        "141502667606.dkr.ecr.eu-west-1.amazonaws.com/sagemaker-scikit-learn:1.2-1-cpu-py3"
+    )
+    own = SageMakerAccount(
+        SageMakerSection(role_arn="r", image_uri="1.dkr.ecr.x/{model}:{sha12}"),
+        "eu-west-1",
+        None,
+        {},
+    )
     assert own.image_uri("churn", "0123456789abcdef") == "1.dkr.ecr.x/churn:0123456789ab"
 
 

@@ -30,8 +30,9 @@ def kept_ids(path: Path) -> set[str]:
 @pytest.mark.parametrize("fraction", [0.05, 0.2, 0.5])
 def test_fraction_holds_within_one_percent(tmp_path: Path, fraction: float) -> None:
     write_csv(tmp_path / "data.csv")
-    result = sample_file(tmp_path / "data.csv", tmp_path / "out.csv", fraction=fraction,
-                         key="customer_id", seed=42)
+    result = sample_file(
+        tmp_path / "data.csv", tmp_path / "out.csv", fraction=fraction, key="customer_id", seed=42
+    )
     assert result.rows == ROWS
     assert abs(result.kept / ROWS - fraction) <= 0.01
     assert len(kept_ids(tmp_path / "out.csv")) == result.kept
@@ -41,12 +42,16 @@ def test_same_rows_whatever_the_order_and_run(tmp_path: Path) -> None:
     write_csv(tmp_path / "a.csv")
     write_csv(tmp_path / "b.csv", order_seed=7)
     for name in ("a", "b"):
-        sample_file(tmp_path / f"{name}.csv", tmp_path / f"{name}-out.csv", fraction=0.2,
-                    key="customer_id", seed=1)
+        sample_file(
+            tmp_path / f"{name}.csv",
+            tmp_path / f"{name}-out.csv",
+            fraction=0.2,
+            key="customer_id",
+            seed=1,
+        )
     assert kept_ids(tmp_path / "a-out.csv") == kept_ids(tmp_path / "b-out.csv")
     first = (tmp_path / "a-out.csv").read_bytes()
-    sample_file(tmp_path / "a.csv", tmp_path / "a-out.csv", fraction=0.2, key="customer_id",
-                seed=1)
+    sample_file(tmp_path / "a.csv", tmp_path / "a-out.csv", fraction=0.2, key="customer_id", seed=1)
     assert (tmp_path / "a-out.csv").read_bytes() == first
 
 
@@ -61,8 +66,9 @@ def test_without_a_key_the_row_content_decides(tmp_path: Path) -> None:
     write_csv(tmp_path / "a.csv")
     write_csv(tmp_path / "b.csv", order_seed=3)
     for name in ("a", "b"):
-        sample_file(tmp_path / f"{name}.csv", tmp_path / f"{name}-out.csv", fraction=0.3,
-                    key=None, seed=0)
+        sample_file(
+            tmp_path / f"{name}.csv", tmp_path / f"{name}-out.csv", fraction=0.3, key=None, seed=0
+        )
     assert kept_ids(tmp_path / "a-out.csv") == kept_ids(tmp_path / "b-out.csv")
     assert abs(len(kept_ids(tmp_path / "a-out.csv")) / ROWS - 0.3) <= 0.01
 
@@ -71,10 +77,10 @@ def test_parquet_matches_csv(tmp_path: Path) -> None:
     write_csv(tmp_path / "a.csv")
     table = pa.table({"customer_id": list(range(ROWS)), "x": [i * 0.5 for i in range(ROWS)]})
     pq.write_table(table, tmp_path / "a.parquet")
-    sample_file(tmp_path / "a.csv", tmp_path / "a-out.csv", fraction=0.2, key="customer_id",
-                seed=5)
-    result = sample_file(tmp_path / "a.parquet", tmp_path / "out.parquet", fraction=0.2,
-                         key="customer_id", seed=5)
+    sample_file(tmp_path / "a.csv", tmp_path / "a-out.csv", fraction=0.2, key="customer_id", seed=5)
+    result = sample_file(
+        tmp_path / "a.parquet", tmp_path / "out.parquet", fraction=0.2, key="customer_id", seed=5
+    )
     ids = {str(v) for v in pq.read_table(tmp_path / "out.parquet").column(0).to_pylist()}
     assert ids == kept_ids(tmp_path / "a-out.csv")
     assert result.kept == len(ids)
@@ -84,8 +90,9 @@ def test_folder_channel(tmp_path: Path) -> None:
     (tmp_path / "in").mkdir()
     write_csv(tmp_path / "in" / "part1.csv")
     (tmp_path / "in" / "README").write_text("notes")
-    results = sample_channel(tmp_path / "in", tmp_path / "out", fraction=0.1, key="customer_id",
-                             seed=0)
+    results = sample_channel(
+        tmp_path / "in", tmp_path / "out", fraction=0.1, key="customer_id", seed=0
+    )
     assert [r.destination.name for r in results] == ["part1.csv"]
     assert (tmp_path / "out" / "README").read_text() == "notes"
 

@@ -37,8 +37,12 @@ def test_literal_prefix_stops_at_first_wildcard() -> None:
 
 
 def test_model_folders_follow_project_globs() -> None:
-    files = ["models/a/model.toml", "models/a/train.py", "other/b/model.toml",
-             "models/x/y/model.toml"]
+    files = [
+        "models/a/model.toml",
+        "models/a/train.py",
+        "other/b/model.toml",
+        "models/x/y/model.toml",
+    ]
     assert model_folders(files, ["models/*"]) == ["models/a"]
     assert model_folders(files, ["models/*", "other/*"]) == ["models/a", "other/b"]
     assert model_folders(files, ["models/**"]) == ["models/a", "models/x/y"]
@@ -46,11 +50,14 @@ def test_model_folders_follow_project_globs() -> None:
 
 def test_overrides_lay_environment_over_file() -> None:
     data = {"registry": {"url": "sqlite:///x.db"}, "project": {"main": "trunk"}}
-    merged = apply_overrides(data, {
-        "MODELCI_REGISTRY_URL": "postgresql://db/modelci",
-        "MODELCI_PROJECT_MODELS": "models/*, extra/*",
-        "MODELCI_UNRELATED": "ignored",
-    })
+    merged = apply_overrides(
+        data,
+        {
+            "MODELCI_REGISTRY_URL": "postgresql://db/modelci",
+            "MODELCI_PROJECT_MODELS": "models/*, extra/*",
+            "MODELCI_UNRELATED": "ignored",
+        },
+    )
     assert merged["registry"]["url"] == "postgresql://db/modelci"
     assert merged["project"] == {"main": "trunk", "models": ["models/*", "extra/*"]}
     assert data["registry"]["url"] == "sqlite:///x.db"  # the input is not changed
@@ -58,9 +65,15 @@ def test_overrides_lay_environment_over_file() -> None:
 
 @pytest.mark.parametrize(
     ("expression", "value", "holds"),
-    [(">= 0.85", 0.85, True), (">= 0.85", 0.84, False), ("< 0.3", 0.29, True),
-     (">=0.5", 0.6, True), ("between 0.1 0.2", 0.15, True), ("between 0.1 0.2", 0.25, False),
-     ("!= 0", 0.0, False)],
+    [
+        (">= 0.85", 0.85, True),
+        (">= 0.85", 0.84, False),
+        ("< 0.3", 0.29, True),
+        (">=0.5", 0.6, True),
+        ("between 0.1 0.2", 0.15, True),
+        ("between 0.1 0.2", 0.25, False),
+        ("!= 0", 0.0, False),
+    ],
 )
 def test_gates_hold(expression: str, value: float, holds: bool) -> None:
     assert parse_gate(expression, metric="m").holds(value) is holds

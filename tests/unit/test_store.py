@@ -317,8 +317,10 @@ def test_open_store_file_url_with_a_host_is_refused(tmp_path: Path) -> None:
     assert caught.value.key == "store.url"
 
 
-@pytest.mark.parametrize(("url", "kind"), [("s3://bucket/prefix", "S3Store"),
-                                           ("oci://registry.example/models", "OciStore")])
+@pytest.mark.parametrize(
+    ("url", "kind"),
+    [("s3://bucket/prefix", "S3Store"), ("oci://registry.example/models", "OciStore")],
+)
 def test_open_store_remote_stores_open_without_a_connection(
     tmp_path: Path, url: str, kind: str
 ) -> None:

@@ -67,7 +67,11 @@ class LazyGroup(click.Group):
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, "--version", prog_name="modelci", message="%(prog)s %(version)s")
 @click.option(
-    "-C", "--repo", "repo", type=click.Path(file_okay=False, path_type=Path), default=None,
+    "-C",
+    "--repo",
+    "repo",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
     help="Run as if started in DIR (like git -C).",
 )
 @click.option("--traceback", is_flag=True, help="Show the full traceback of an error.")
@@ -120,8 +124,7 @@ def leave(code: int) -> NoReturn:
     handlers still run and the streams are flushed; while a non-daemon thread still runs,
     the ordinary exit waits for it."""
     main_thread = threading.main_thread()
-    if any(t is not main_thread and not t.daemon and t.is_alive()
-           for t in threading.enumerate()):
+    if any(t is not main_thread and not t.daemon and t.is_alive() for t in threading.enumerate()):
         sys.exit(code)
     atexit._run_exitfuncs()
     for stream in (sys.stdout, sys.stderr):

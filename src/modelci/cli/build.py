@@ -22,21 +22,37 @@ if TYPE_CHECKING:
 
 @click.command()
 @click.argument("models", nargs=-1, required=True, metavar="MODEL...")
-@click.option("--write-lock", is_flag=True,
-              help="Write requirements.lock beside each model, to be committed.")
-@click.option("--image", is_flag=True,
-              help="Also write a SageMaker-compatible Dockerfile and build it with docker or "
-                   "podman (exit 2, context kept, when neither answers).")
-@click.option("--registry", metavar="HOST/PREFIX", default=None,
-              help="Image registry for the tag <registry>/<model>:<sha12> "
-                   "[default: $MODELCI_IMAGE_REGISTRY, else modelci.local].")
-@click.option("--push", is_flag=True,
-              help="With --image: push each built image to its registry with the engine.")
+@click.option(
+    "--write-lock", is_flag=True, help="Write requirements.lock beside each model, to be committed."
+)
+@click.option(
+    "--image",
+    is_flag=True,
+    help="Also write a SageMaker-compatible Dockerfile and build it with docker or "
+    "podman (exit 2, context kept, when neither answers).",
+)
+@click.option(
+    "--registry",
+    metavar="HOST/PREFIX",
+    default=None,
+    help="Image registry for the tag <registry>/<model>:<sha12> "
+    "[default: $MODELCI_IMAGE_REGISTRY, else modelci.local].",
+)
+@click.option(
+    "--push",
+    is_flag=True,
+    help="With --image: push each built image to its registry with the engine.",
+)
 @json_option
 @click.pass_obj
 def build(
-    workspace: Workspace, models: tuple[str, ...], write_lock: bool, image: bool,
-    registry: str | None, push: bool, json_mode: bool,
+    workspace: Workspace,
+    models: tuple[str, ...],
+    write_lock: bool,
+    image: bool,
+    registry: str | None,
+    push: bool,
+    json_mode: bool,
 ) -> None:
     """Build each MODEL's environment: its requirements locked by uv (with hashes) and a
     virtualenv cached by hash under .modelci/envs/, reused when the lock has not changed."""
@@ -54,8 +70,9 @@ def build(
         for name, (environment, took) in zip(names, hits, strict=True):
             entries.append(_entry(name, environment))
             seconds.append(took)
-        output.result({"environments": entries},
-                      lambda console: _render(console, root, entries, seconds))
+        output.result(
+            {"environments": entries}, lambda console: _render(console, root, entries, seconds)
+        )
         return
 
     from modelci.envs.uv import ensure_environment
@@ -89,9 +106,7 @@ def _entry(model: str, environment: Environment) -> dict[str, Any]:
     }
 
 
-def _all_cached(
-    workspace: Workspace, names: list[str]
-) -> list[tuple[Environment, float]] | None:
+def _all_cached(workspace: Workspace, names: list[str]) -> list[tuple[Environment, float]] | None:
     """Each named model's environment with the seconds it took to find, when every one is
     already built; else None, and the caller takes the full path.
 
@@ -144,8 +159,13 @@ def _all_cached(
 
 
 def _build_images(
-    workspace: Workspace, specs: list[Any], entries: list[dict[str, Any]],
-    registry_option: str | None, output: Output, *, push: bool = False,
+    workspace: Workspace,
+    specs: list[Any],
+    entries: list[dict[str, Any]],
+    registry_option: str | None,
+    output: Output,
+    *,
+    push: bool = False,
 ) -> None:
     """Write each model's context, then build them all with the engine that answers; with no
     engine the contexts stay and a ConfigError (exit 2) says how to build them elsewhere."""
@@ -163,8 +183,10 @@ def _build_images(
     images: list[Image] = []
     for model, entry in zip(specs, entries, strict=True):
         if any(p.startswith(model.folder.rstrip("/") + "/") for p in dirty):
-            output.warn(f"{model.folder}/ has uncommitted changes: the image tagged "
-                        f"{commit[:12]} holds the work tree's files, not the commit's")
+            output.warn(
+                f"{model.folder}/ has uncommitted changes: the image tagged "
+                f"{commit[:12]} holds the work tree's files, not the commit's"
+            )
         written = docker.write_context(root, model, commit, registry=registry, files=files)
         output.info(f"{model.name}: wrote {_shown(root, written.context)}/")
         images.append(written)
@@ -187,8 +209,10 @@ def _render(
         status = entry["status"]
         colour = "green" if status == "built" else "cyan"
         path, lock = (escape(_shown(root, Path(entry[key]))) for key in ("path", "lock"))
-        line = (f"{escape(entry['model'])}: [{colour}]{status}[/] {path} "
-                f"(lock {entry['lock_hash'][:12]} from {lock}, {took:.2f} s)")
+        line = (
+            f"{escape(entry['model'])}: [{colour}]{status}[/] {path} "
+            f"(lock {entry['lock_hash'][:12]} from {lock}, {took:.2f} s)"
+        )
         console.print(line)
         if entry["image"]:
             image = entry["image"]

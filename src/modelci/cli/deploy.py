@@ -12,16 +12,28 @@ from modelci.workspace import Workspace
 @click.command()
 @click.argument("model")
 @click.option("--env", "environment", required=True, help="The environment to deploy to.")
-@click.option("--version", "version", default=None,
-              help="The version (default: newest for the first environment, else the one "
-                   "the environment before serves).")
+@click.option(
+    "--version",
+    "version",
+    default=None,
+    help="The version (default: newest for the first environment, else the one "
+    "the environment before serves).",
+)
 @click.option("--force", is_flag=True, help="Deploy although a rule refuses it (recorded).")
-@click.option("--skip-tests", is_flag=True, help="Deploy a version whose tests have not "
-              "passed (recorded).")
+@click.option(
+    "--skip-tests", is_flag=True, help="Deploy a version whose tests have not passed (recorded)."
+)
 @json_option
 @click.pass_obj
-def deploy(workspace: Workspace, model: str, environment: str, version: str | None,
-           force: bool, skip_tests: bool, json_mode: bool) -> None:
+def deploy(
+    workspace: Workspace,
+    model: str,
+    environment: str,
+    version: str | None,
+    force: bool,
+    skip_tests: bool,
+    json_mode: bool,
+) -> None:
     """Point ENV of MODEL at a version, wait until it serves healthily and a smoke request
     answers; otherwise put the previous version back and exit 1."""
     from modelci.deploy import open_deployer
@@ -29,17 +41,29 @@ def deploy(workspace: Workspace, model: str, environment: str, version: str | No
 
     output = Output(json_mode)
     with workspace.registry() as registry:
-        outcome = run_deploy(workspace, registry, open_deployer(workspace), model, environment,
-                             version=version, force=force, skip_tests=skip_tests,
-                             note=output.info)
+        outcome = run_deploy(
+            workspace,
+            registry,
+            open_deployer(workspace),
+            model,
+            environment,
+            version=version,
+            force=force,
+            skip_tests=skip_tests,
+            note=output.info,
+        )
 
     def render(console: object) -> None:
         if outcome.status in ("deployed", "unchanged"):
-            output.out.print(f"{outcome.endpoint}: [green]{outcome.status}[/] "
-                             f"{outcome.version} at {outcome.gateway_url}")
+            output.out.print(
+                f"{outcome.endpoint}: [green]{outcome.status}[/] "
+                f"{outcome.version} at {outcome.gateway_url}"
+            )
         else:
-            output.out.print(f"{outcome.endpoint}: [red]{outcome.status}[/] "
-                             f"{outcome.version}: {escape(outcome.reason or '')}")
+            output.out.print(
+                f"{outcome.endpoint}: [red]{outcome.status}[/] "
+                f"{outcome.version}: {escape(outcome.reason or '')}"
+            )
 
     output.result(outcome.to_json(), render)
     if outcome.status not in ("deployed", "unchanged"):

@@ -12,10 +12,13 @@ from modelci.console import Output
 
 @click.command()
 @click.argument(
-    "directory", type=click.Path(file_okay=False, path_type=Path), default=Path("."),
+    "directory",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("."),
 )
-@click.option("--model", "model_name", default="example", show_default=True,
-              help="Name of the starter model.")
+@click.option(
+    "--model", "model_name", default="example", show_default=True, help="Name of the starter model."
+)
 @json_option
 def init(directory: Path, model_name: str, json_mode: bool) -> None:
     """Write a starter model repository in DIRECTORY; existing files are never overwritten."""

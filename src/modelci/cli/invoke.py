@@ -20,8 +20,14 @@ from modelci.workspace import Workspace
 @click.option("--accept", default=None, help="The answer's media type.")
 @json_option
 @click.pass_obj
-def invoke(workspace: Workspace, endpoint: str, data: str, content_type: str,
-           accept: str | None, json_mode: bool) -> None:
+def invoke(
+    workspace: Workspace,
+    endpoint: str,
+    data: str,
+    content_type: str,
+    accept: str | None,
+    json_mode: bool,
+) -> None:
     """Send the body to ENDPOINT (e.g. churn-staging) and print the answer."""
     from modelci.deploy import open_deployer
 
@@ -40,10 +46,16 @@ def invoke(workspace: Workspace, endpoint: str, data: str, content_type: str,
             text: str | None = answer.body.decode()
         except UnicodeDecodeError:
             text = None
-        output.result({"endpoint": endpoint, "status": answer.status,
-                       "content_type": answer.content_type, "body": text,
-                       "body_b64": None if text is not None else
-                       base64.b64encode(answer.body).decode()}, lambda c: None)
+        output.result(
+            {
+                "endpoint": endpoint,
+                "status": answer.status,
+                "content_type": answer.content_type,
+                "body": text,
+                "body_b64": None if text is not None else base64.b64encode(answer.body).decode(),
+            },
+            lambda c: None,
+        )
         if not 200 <= answer.status < 300:
             raise click.exceptions.Exit(1)  # one JSON document: the answer says what failed
     elif 200 <= answer.status < 300:
@@ -52,5 +64,6 @@ def invoke(workspace: Workspace, endpoint: str, data: str, content_type: str,
             sys.stdout.buffer.write(b"\n")
         sys.stdout.flush()
     if not 200 <= answer.status < 300:
-        raise DeployFailed(f"{endpoint} answered {answer.status}: "
-                           f"{answer.body[:500].decode(errors='replace')}")
+        raise DeployFailed(
+            f"{endpoint} answered {answer.status}: {answer.body[:500].decode(errors='replace')}"
+        )

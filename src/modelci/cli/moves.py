@@ -3,6 +3,8 @@ environments and names, each through the same health-checked deploy."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
 from modelci.cli import json_option
@@ -17,9 +19,11 @@ def _finish(output: Output, outcome: object) -> None:
 
     def render(console: object) -> None:
         colour = "green" if outcome.status in ("deployed", "unchanged") else "red"
-        output.out.print(f"{outcome.endpoint}: [{colour}]{outcome.status}[/] {outcome.version}"
-                         f" (was {outcome.previous_version or 'nothing'})"
-                         + (f": {escape(outcome.reason)}" if outcome.reason else ""))
+        output.out.print(
+            f"{outcome.endpoint}: [{colour}]{outcome.status}[/] {outcome.version}"
+            f" (was {outcome.previous_version or 'nothing'})"
+            + (f": {escape(outcome.reason)}" if outcome.reason else "")
+        )
 
     output.result(outcome.to_json(), render)
     if outcome.status not in ("deployed", "unchanged"):
@@ -29,12 +33,18 @@ def _finish(output: Output, outcome: object) -> None:
 @click.command()
 @click.argument("model")
 @click.option("--env", "environment", required=True, help="The environment to roll back.")
-@click.option("--to", "to", default=None, help="The version to return to (default: the one "
-              "before the current one in that environment's history).")
+@click.option(
+    "--to",
+    "to",
+    default=None,
+    help="The version to return to (default: the one "
+    "before the current one in that environment's history).",
+)
 @json_option
 @click.pass_obj
-def rollback(workspace: Workspace, model: str, environment: str, to: str | None,
-             json_mode: bool) -> None:
+def rollback(
+    workspace: Workspace, model: str, environment: str, to: str | None, json_mode: bool
+) -> None:
     """Return ENV of MODEL to its previous (or the named) version, health-checked."""
     from modelci.deploy import open_deployer
     from modelci.deploy.rollout import check_environment, deploy, rollback_target
@@ -43,8 +53,16 @@ def rollback(workspace: Workspace, model: str, environment: str, to: str | None,
     check_environment(workspace, environment)
     with workspace.registry() as registry:
         target = rollback_target(registry, model, environment, to)
-        outcome = deploy(workspace, registry, open_deployer(workspace), model, environment,
-                         version=target, kind="rollback", note=output.info)
+        outcome = deploy(
+            workspace,
+            registry,
+            open_deployer(workspace),
+            model,
+            environment,
+            version=target,
+            kind="rollback",
+            note=output.info,
+        )
     _finish(output, outcome)
 
 
@@ -52,13 +70,21 @@ def rollback(workspace: Workspace, model: str, environment: str, to: str | None,
 @click.argument("model")
 @click.option("--from", "source", required=True, help="The environment to take the version from.")
 @click.option("--to", "target", required=True, help="The environment to deploy it to.")
-@click.option("--version", "version", default=None, help="The version (default: the one "
-              "--from serves).")
+@click.option(
+    "--version", "version", default=None, help="The version (default: the one --from serves)."
+)
 @click.option("--force", is_flag=True, help="Promote although a rule refuses it (recorded).")
 @json_option
 @click.pass_obj
-def promote(workspace: Workspace, model: str, source: str, target: str, version: str | None,
-            force: bool, json_mode: bool) -> None:
+def promote(
+    workspace: Workspace,
+    model: str,
+    source: str,
+    target: str,
+    version: str | None,
+    force: bool,
+    json_mode: bool,
+) -> None:
     """Deploy to --to the version that --from serves (or has served), health-checked."""
     from modelci.deploy import open_deployer
     from modelci.deploy.rollout import check_environment, deploy, deployed_versions
@@ -74,10 +100,21 @@ def promote(workspace: Workspace, model: str, source: str, target: str, version:
                 raise ConfigError(f"{source} serves no version of {model!r} to promote")
             version = pointer.version
         elif version not in deployed_versions(registry, model, source) and not force:
-            raise ConfigError(f"{version} has never been deployed to {source}: nothing to "
-                              "promote from there (--force to deploy it anyway)")
-        outcome = deploy(workspace, registry, open_deployer(workspace), model, target,
-                         version=version, force=force, kind="promote", note=output.info)
+            raise ConfigError(
+                f"{version} has never been deployed to {source}: nothing to "
+                "promote from there (--force to deploy it anyway)"
+            )
+        outcome = deploy(
+            workspace,
+            registry,
+            open_deployer(workspace),
+            model,
+            target,
+            version=version,
+            force=force,
+            kind="promote",
+            note=output.info,
+        )
     _finish(output, outcome)
 
 
@@ -87,8 +124,9 @@ def promote(workspace: Workspace, model: str, source: str, target: str, version:
 @click.argument("version", required=False)
 @json_option
 @click.pass_obj
-def alias(workspace: Workspace, model: str, name: str | None, version: str | None,
-          json_mode: bool) -> None:
+def alias(
+    workspace: Workspace, model: str, name: str | None, version: str | None, json_mode: bool
+) -> None:
     """Show MODEL's aliases, show one (NAME), or point NAME at VERSION."""
     from modelci.aliases import aliases, check_name, set_alias
     from modelci.errors import ConfigError
@@ -105,16 +143,32 @@ def alias(workspace: Workspace, model: str, name: str | None, version: str | Non
             record = registry.get_version(version)
             if record is None or record.model != model:
                 raise ConfigError(f"no version {version!r} of model {model!r}", key="VERSION")
-            set_alias(registry, model, name, version,
-                      Event(kind="alias", model=model, version=version, commit=record.commit,
-                            actor=workspace.actor(), ci_url=workspace.ci_url(),
-                            details={"alias": name}))
+            set_alias(
+                registry,
+                model,
+                name,
+                version,
+                Event(
+                    kind="alias",
+                    model=model,
+                    version=version,
+                    commit=record.commit,
+                    actor=workspace.actor(),
+                    ci_url=workspace.ci_url(),
+                    details={"alias": name},
+                ),
+            )
         known = aliases(registry, model)
     if name is not None and name not in known:
-        raise ConfigError(f"model {model!r} has no alias {name!r} (aliases: "
-                          f"{', '.join(sorted(known)) or 'none'})")
+        raise ConfigError(
+            f"model {model!r} has no alias {name!r} (aliases: {', '.join(sorted(known)) or 'none'})"
+        )
     shown = {name: known[name]} if name is not None else known
-    output.result({"model": model, "aliases": shown}, lambda console: [
-        console.print(f"{model}@{alias_name} -> {target}")
-        for alias_name, target in sorted(shown.items())] or console.print(
-        f"{model}: no aliases"))
+
+    def render(console: Any) -> None:
+        for alias_name, target in sorted(shown.items()):
+            console.print(f"{model}@{alias_name} -> {target}")
+        if not shown:
+            console.print(f"{model}: no aliases")
+
+    output.result({"model": model, "aliases": shown}, render)

@@ -16,8 +16,14 @@ if TYPE_CHECKING:
 
     from modelci.pipeline import ModelRun
 
-_STYLE = {"done": "green", "cached": "cyan", "failed": "red", "skipped": "dim",
-          "running": "yellow", "pending": "dim"}
+_STYLE = {
+    "done": "green",
+    "cached": "cyan",
+    "failed": "red",
+    "skipped": "dim",
+    "running": "yellow",
+    "pending": "dim",
+}
 
 
 def _table(runs: list[ModelRun]) -> Table:
@@ -29,22 +35,39 @@ def _table(runs: list[ModelRun]) -> Table:
     for column in ("model", "version", *STEPS):
         table.add_column(column)
     for run in runs:
-        table.add_row(run.model, run.version or "",
-                      *(f"[{_STYLE.get(run.steps[s], '')}]{run.steps[s]}[/]" for s in STEPS))
+        table.add_row(
+            run.model,
+            run.version or "",
+            *(f"[{_STYLE.get(run.steps[s], '')}]{run.steps[s]}[/]" for s in STEPS),
+        )
     return table
 
 
 @click.command()
-@click.option("--base", default=None, help="Compare from this revision (default: the commit "
-              "last deployed to the first environment, else HEAD^).")
-@click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Models handled side by side.")
-@click.option("--break-lease", is_flag=True, help="Take over versions another pipeline is "
-              "training, at once (default: wait for its lease, ten minutes, to expire).")
+@click.option(
+    "--base",
+    default=None,
+    help="Compare from this revision (default: the commit "
+    "last deployed to the first environment, else HEAD^).",
+)
+@click.option(
+    "--jobs",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Models handled side by side.",
+)
+@click.option(
+    "--break-lease",
+    is_flag=True,
+    help="Take over versions another pipeline is "
+    "training, at once (default: wait for its lease, ten minutes, to expire).",
+)
 @json_option
 @click.pass_obj
-def run(workspace: Workspace, base: str | None, jobs: int, break_lease: bool,
-        json_mode: bool) -> None:
+def run(
+    workspace: Workspace, base: str | None, jobs: int, break_lease: bool, json_mode: bool
+) -> None:
     """The merge pipeline: build, train, test and deploy every changed model to the first
     environment. One model's failure never stops another's; exit 1 when any failed."""
     from modelci.pipeline import run_pipeline
@@ -57,8 +80,12 @@ def run(workspace: Workspace, base: str | None, jobs: int, break_lease: bool,
         from rich.live import Live
 
         # rebuilt on every refresh, so that each model's step shows as it moves
-        live = Live(console=output.err, refresh_per_second=4, transient=True,
-                    get_renderable=lambda: _table(shown))
+        live = Live(
+            console=output.err,
+            refresh_per_second=4,
+            transient=True,
+            get_renderable=lambda: _table(shown),
+        )
         live.start()
 
     def changed(runs: list[ModelRun]) -> None:
@@ -72,8 +99,9 @@ def run(workspace: Workspace, base: str | None, jobs: int, break_lease: bool,
             output.info(message)
 
     try:
-        commit, runs = run_pipeline(workspace, base=base, jobs=jobs, note=note,
-                                    on_change=changed, break_lease=break_lease)
+        commit, runs = run_pipeline(
+            workspace, base=base, jobs=jobs, note=note, on_change=changed, break_lease=break_lease
+        )
     finally:
         if live is not None:
             live.stop()
@@ -110,9 +138,11 @@ def release(workspace: Workspace, tag: str, json_mode: bool) -> None:
     def render(console: Any) -> None:
         for entry in results:
             colour = "green" if entry["status"] in ("deployed", "unchanged") else "red"
-            console.print(f"{entry['model']}: [{colour}]{entry['status']}[/] "
-                          f"{entry['version'] or '-'} (was {entry['previous_version'] or '-'})"
-                          + (f": {escape(entry['reason'])}" if entry.get("reason") else ""))
+            console.print(
+                f"{entry['model']}: [{colour}]{entry['status']}[/] "
+                f"{entry['version'] or '-'} (was {entry['previous_version'] or '-'})"
+                + (f": {escape(entry['reason'])}" if entry.get("reason") else "")
+            )
 
     output.result(document, render)
     if any(e["status"] not in ("deployed", "unchanged") for e in results):

@@ -18,14 +18,20 @@ STOP_TIMEOUT_S = 60.0
 
 @click.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
-@click.option("--port", type=click.IntRange(0, 65535), default=8080, show_default=True,
-              help="Port to bind (0: any free one).")
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=8080,
+    show_default=True,
+    help="Port to bind (0: any free one).",
+)
 @click.option("--stop", is_flag=True, help="Stop the host running for this repository.")
 @click.option("--status", "show_status", is_flag=True, help="Show the running host's endpoints.")
 @json_option
 @click.pass_obj
-def serve(workspace: Workspace, host: str, port: int, stop: bool, show_status: bool,
-          json_mode: bool) -> None:
+def serve(
+    workspace: Workspace, host: str, port: int, stop: bool, show_status: bool, json_mode: bool
+) -> None:
     """Host every locally deployed endpoint at /endpoints/<endpoint>/invocations (as AWS's SDK
     calls SageMaker), following the registry and swapping versions without dropping a
     request. A local `deploy` starts it in the background when it is not running."""
@@ -35,8 +41,10 @@ def serve(workspace: Workspace, host: str, port: int, stop: bool, show_status: b
     state = read_state(workspace)
     if stop:
         if not state:
-            output.result({"stopped": False, "running": False},
-                          lambda c: c.print("no endpoint host runs for this repository"))
+            output.result(
+                {"stopped": False, "running": False},
+                lambda c: c.print("no endpoint host runs for this repository"),
+            )
             return
         pid = int(state["pid"])
         os.kill(pid, signal.SIGTERM)
@@ -44,18 +52,25 @@ def serve(workspace: Workspace, host: str, port: int, stop: bool, show_status: b
         while time.monotonic() < deadline and read_state(workspace):
             time.sleep(0.05)
         if read_state(workspace):
-            raise ModelciError(f"the endpoint host (pid {pid}) did not stop within "
-                               f"{STOP_TIMEOUT_S:g} s")
-        output.result({"stopped": True, "pid": pid, "url": state["url"]},
-                      lambda c: c.print(f"stopped the endpoint host at {state['url']}"))
+            raise ModelciError(
+                f"the endpoint host (pid {pid}) did not stop within {STOP_TIMEOUT_S:g} s"
+            )
+        output.result(
+            {"stopped": True, "pid": pid, "url": state["url"]},
+            lambda c: c.print(f"stopped the endpoint host at {state['url']}"),
+        )
         return
     if show_status:
         from modelci.deploy.local import LocalDeployer
 
-        status = (LocalDeployer(workspace)._get(str(state["url"]), "/-/endpoints", 5)
-                  if state else None)
-        report = {"running": bool(state), "url": state.get("url"),
-                  "endpoints": (status or {}).get("endpoints", {})}
+        status = (
+            LocalDeployer(workspace)._get(str(state["url"]), "/-/endpoints", 5) if state else None
+        )
+        report = {
+            "running": bool(state),
+            "url": state.get("url"),
+            "endpoints": (status or {}).get("endpoints", {}),
+        }
         output.result(report, lambda c: c.print_json(data=report))
         return
     from modelci.serve.host import run_host

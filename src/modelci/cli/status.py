@@ -53,26 +53,31 @@ def status_report(workspace: Workspace) -> dict[str, Any]:
                 if pointer is None:
                     per_environment[environment] = None
                     continue
-                record = registry.get_version(pointer.version)
+                in_force = registry.get_version(pointer.version)
                 per_environment[environment] = {
                     "version": pointer.version,
-                    "commit": record.commit if record else None,
+                    "commit": in_force.commit if in_force else None,
                     "time": _iso(pointer.updated_at),
                     "actor": pointer.actor,
                 }
                 if serving is not None:  # what the backend says (Ray Serve's application state)
                     per_environment[environment]["serving"] = serving(
-                        workspace.endpoint(name, environment))
+                        workspace.endpoint(name, environment)
+                    )
             latest = newest.get(name)
-            models.append({
-                "model": name,
-                "environments": per_environment,
-                "latest": {
-                    "version": latest.version,
-                    "commit": latest.commit,
-                    "status": latest.status,
-                } if latest else None,
-            })
+            models.append(
+                {
+                    "model": name,
+                    "environments": per_environment,
+                    "latest": {
+                        "version": latest.version,
+                        "commit": latest.commit,
+                        "status": latest.status,
+                    }
+                    if latest
+                    else None,
+                }
+            )
     return {"models": models}
 
 
@@ -101,7 +106,9 @@ def _render_status(console: Console, report: dict[str, Any], workspace: Workspac
             actor = (where or {}).get("actor") or ""
             cells.append(
                 f"{where['version']}\n[dim]{where['time'][:16].replace('T', ' ')} "
-                f"{escape(actor.split(' <')[0])}[/]" if where else "[dim]-[/]"
+                f"{escape(actor.split(' <')[0])}[/]"
+                if where
+                else "[dim]-[/]"
             )
             if where and where.get("serving"):
                 cells[-1] += f"\n[dim]ray: {escape(str(where['serving'].get('status')))}[/]"
@@ -162,15 +169,27 @@ def _render_history(console: Console, model: str, events: list[dict[str, Any]]) 
         return
     with_ci = any(e["ci_url"] for e in events)
     table = Table(box=None, pad_edge=False)
-    for column in ("time (UTC)", "kind", "environment", "version", "from", "commit", "actor",
-                   *(("ci run",) if with_ci else ())):
+    for column in (
+        "time (UTC)",
+        "kind",
+        "environment",
+        "version",
+        "from",
+        "commit",
+        "actor",
+        *(("ci run",) if with_ci else ()),
+    ):
         table.add_column(column, no_wrap=column != "ci run", overflow="fold")
     for e in events:
         actor = (e["actor"] or "").split(" <")[0]  # the name; the email is in --json
         table.add_row(
-            (e["time"] or "")[:19].replace("T", " "), e["kind"], e["environment"] or "",
-            e["to_version"] or e["version"] or "", e["from_version"] or "",
-            (e["commit"] or "")[:12], escape(actor),
+            (e["time"] or "")[:19].replace("T", " "),
+            e["kind"],
+            e["environment"] or "",
+            e["to_version"] or e["version"] or "",
+            e["from_version"] or "",
+            (e["commit"] or "")[:12],
+            escape(actor),
             *((escape(e["ci_url"] or ""),) if with_ci else ()),
         )
     console.print(table)

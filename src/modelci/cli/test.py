@@ -20,14 +20,28 @@ if TYPE_CHECKING:
 @click.command()
 @click.argument("models", nargs=-1, required=True)
 @click.option("--version", "version", default=None, help="Test this version (default: newest).")
-@click.option("--junit", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Also write JUnit XML here, for CI to show.")
-@click.option("--skip", type=click.Choice(["reproducibility", "golden", "gates"]),
-              multiple=True, help="Leave a kind of check out (recorded).")
+@click.option(
+    "--junit",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Also write JUnit XML here, for CI to show.",
+)
+@click.option(
+    "--skip",
+    type=click.Choice(["reproducibility", "golden", "gates"]),
+    multiple=True,
+    help="Leave a kind of check out (recorded).",
+)
 @json_option
 @click.pass_obj
-def test(workspace: Workspace, models: tuple[str, ...], version: str | None,
-         junit: Path | None, skip: tuple[str, ...], json_mode: bool) -> None:
+def test(
+    workspace: Workspace,
+    models: tuple[str, ...],
+    version: str | None,
+    junit: Path | None,
+    skip: tuple[str, ...],
+    json_mode: bool,
+) -> None:
     """Run every check of MODELS' versions and record the results; exit 1 when one fails.
 
     Reproducibility trains twice on the deterministic sample and compares; golden rows go
@@ -47,12 +61,16 @@ def test(workspace: Workspace, models: tuple[str, ...], version: str | None,
     with workspace.registry() as registry:
         records = [choose_version(registry, spec.name, version) for spec in specs]
         for spec, record in zip(specs, records, strict=True):
-            reports.append(test_version(workspace, registry, spec, record, skip=skip,
-                                        note=output.info))
+            reports.append(
+                test_version(workspace, registry, spec, record, skip=skip, note=output.info)
+            )
     if junit is not None:
         write_junit(reports, junit)
-    document = reports[0].to_json() if len(reports) == 1 else {
-        "passed": all(r.passed for r in reports), "reports": [r.to_json() for r in reports]}
+    document = (
+        reports[0].to_json()
+        if len(reports) == 1
+        else {"passed": all(r.passed for r in reports), "reports": [r.to_json() for r in reports]}
+    )
     output.result(document, lambda console: _render(console, reports))
     if not all(r.passed for r in reports):
         raise click.exceptions.Exit(1)
@@ -62,15 +80,30 @@ def _render(console: Console, reports: list[TestReport]) -> None:
     from rich.table import Table
 
     for report in reports:
-        table = Table(title=f"{report.version}: {'passed' if report.passed else 'FAILED'}",
-                      box=None, pad_edge=False, title_justify="left")
+        table = Table(
+            title=f"{report.version}: {'passed' if report.passed else 'FAILED'}",
+            box=None,
+            pad_edge=False,
+            title_justify="left",
+        )
         for column in ("check", "kind", "result", "expected", "actual", "message"):
             table.add_column(column, overflow="fold")
         for check in report.checks:
-            result = ("[dim]skipped[/]" if check.skipped else
-                      "[green]pass[/]" if check.passed else "[red]FAIL[/]")
-            table.add_row(check.name, check.kind, result, escape(_short(check.expected)),
-                          escape(_short(check.actual)), escape(check.message))
+            result = (
+                "[dim]skipped[/]"
+                if check.skipped
+                else "[green]pass[/]"
+                if check.passed
+                else "[red]FAIL[/]"
+            )
+            table.add_row(
+                check.name,
+                check.kind,
+                result,
+                escape(_short(check.expected)),
+                escape(_short(check.actual)),
+                escape(check.message),
+            )
         console.print(table)
 
 

@@ -20,15 +20,27 @@ if TYPE_CHECKING:
 @click.argument("models", nargs=-1, required=True)
 @click.option("--rev", default="HEAD", show_default=True, help="The commit to train.")
 @click.option("--dirty", is_flag=True, help="Train the work tree as it is (recorded as dirty).")
-@click.option("--force", is_flag=True, help="Train even when a version with the same "
-              "fingerprint exists.")
+@click.option(
+    "--force", is_flag=True, help="Train even when a version with the same fingerprint exists."
+)
 @click.option("--sample", is_flag=True, help="Train on the deterministic sample; records nothing.")
-@click.option("--break-lease", is_flag=True, help="Take over a version another pipeline is "
-              "training (its lease), at once.")
+@click.option(
+    "--break-lease",
+    is_flag=True,
+    help="Take over a version another pipeline is training (its lease), at once.",
+)
 @json_option
 @click.pass_obj
-def train(workspace: Workspace, models: tuple[str, ...], rev: str, dirty: bool, force: bool,
-          sample: bool, break_lease: bool, json_mode: bool) -> None:
+def train(
+    workspace: Workspace,
+    models: tuple[str, ...],
+    rev: str,
+    dirty: bool,
+    force: bool,
+    sample: bool,
+    break_lease: bool,
+    json_mode: bool,
+) -> None:
     """Train MODELS from a clean export of a commit and record each version.
 
     The job follows SageMaker's script mode (a job folder mirroring /opt/ml, SM_* variables,
@@ -44,8 +56,9 @@ def train(workspace: Workspace, models: tuple[str, ...], rev: str, dirty: bool, 
             from modelci.spec import find_model
 
             find_model(workspace.models, name)  # the work tree's (--dirty), or a clear error
-    options = TrainOptions(rev=rev, dirty=dirty, force=force, sample=sample,
-                           break_lease=break_lease)
+    options = TrainOptions(
+        rev=rev, dirty=dirty, force=force, sample=sample, break_lease=break_lease
+    )
     outcomes: list[TrainOutcome] = []
 
     def show_line(prefix: str) -> object:
@@ -55,18 +68,27 @@ def train(workspace: Workspace, models: tuple[str, ...], rev: str, dirty: bool, 
 
     with workspace.lazy_registry() as registry:
         for name in models:
-            outcomes.append(train_model(
-                workspace, registry, name, options, note=output.info,
-                on_line=show_line(name),  # type: ignore[arg-type]
-            ))
-    output.result({"versions": [o.to_json() for o in outcomes]},
-                  lambda console: _render(console, outcomes))
+            outcomes.append(
+                train_model(
+                    workspace,
+                    registry,
+                    name,
+                    options,
+                    note=output.info,
+                    on_line=show_line(name),  # type: ignore[arg-type]
+                )
+            )
+    output.result(
+        {"versions": [o.to_json() for o in outcomes]}, lambda console: _render(console, outcomes)
+    )
     failed = [o for o in outcomes if o.status != "ready"]
     if failed:
         if not json_mode:
             for outcome in failed:
-                output.err.print(f"[bold red]error:[/] {outcome.version} failed: "
-                                 f"{escape(outcome.reason or 'unknown reason')}")
+                output.err.print(
+                    f"[bold red]error:[/] {outcome.version} failed: "
+                    f"{escape(outcome.reason or 'unknown reason')}"
+                )
         raise click.exceptions.Exit(1)
 
 
@@ -81,8 +103,7 @@ def _committed_models(workspace: Workspace, rev: str) -> set[str]:
     commit = git.resolve(workspace.root, rev)
     if commit is None:
         return set()
-    return set(snapshot(workspace.root, commit, SpecCache(workspace.root),
-                        os.environ).by_name())
+    return set(snapshot(workspace.root, commit, SpecCache(workspace.root), os.environ).by_name())
 
 
 def _render(console: Console, outcomes: list[TrainOutcome]) -> None:

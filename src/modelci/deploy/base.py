@@ -34,8 +34,9 @@ class Deployer(abc.ABC):
         `version`) and wait until it serves that version healthily. Raises DeployFailed."""
 
     @abc.abstractmethod
-    def invoke(self, endpoint: str, body: bytes, content_type: str,
-               accept: str | None = None) -> Answer:
+    def invoke(
+        self, endpoint: str, body: bytes, content_type: str, accept: str | None = None
+    ) -> Answer:
         """Send one request to the endpoint. Raises ConfigError when it does not exist."""
 
     @abc.abstractmethod

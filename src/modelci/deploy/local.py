@@ -56,9 +56,19 @@ class LocalDeployer(Deployer):
         logs.mkdir(parents=True, exist_ok=True)
         with (logs / "host.log").open("ab") as log:
             process = subprocess.Popen(
-                [sys.executable, "-m", "modelci", "-C", str(self.workspace.root), "serve",
-                 "--port", str(port)],
-                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                [
+                    sys.executable,
+                    "-m",
+                    "modelci",
+                    "-C",
+                    str(self.workspace.root),
+                    "serve",
+                    "--port",
+                    str(port),
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
                 start_new_session=True,
             )
         deadline = time.monotonic() + START_TIMEOUT_S
@@ -94,16 +104,15 @@ class LocalDeployer(Deployer):
         deadline = time.monotonic() + timeout
         while True:
             try:
-                _, body, _ = _request("POST", f"{url}/-/sync",
-                                      timeout=max(deadline - time.monotonic(), 1))
+                _, body, _ = _request(
+                    "POST", f"{url}/-/sync", timeout=max(deadline - time.monotonic(), 1)
+                )
                 status = json.loads(body)
             except (OSError, ValueError) as error:
-                raise DeployFailed(f"the endpoint host at {url} did not answer: {error}") \
-                    from None
+                raise DeployFailed(f"the endpoint host at {url} did not answer: {error}") from None
             state = status["endpoints"].get(endpoint, {})
             if state.get("version") == version and state.get("healthy"):
-                return Served(endpoint, version, state.get("url"),
-                              f"{url}/endpoints/{endpoint}")
+                return Served(endpoint, version, state.get("url"), f"{url}/endpoints/{endpoint}")
             failure = state.get("last_error")
             if failure and failure.get("version") == version:
                 raise DeployFailed(f"{endpoint} could not serve {version}: {failure['error']}")
@@ -111,21 +120,25 @@ class LocalDeployer(Deployer):
                 raise DeployFailed(f"{endpoint} did not serve {version} within {timeout:g} s")
             time.sleep(0.1)
 
-    def invoke(self, endpoint: str, body: bytes, content_type: str,
-               accept: str | None = None) -> Answer:
+    def invoke(
+        self, endpoint: str, body: bytes, content_type: str, accept: str | None = None
+    ) -> Answer:
         url = self.running_url()
         if url is None:
-            raise ConfigError("no endpoint host runs for this repository: deploy a model, or "
-                              "start one with `modelci serve`")
+            raise ConfigError(
+                "no endpoint host runs for this repository: deploy a model, or "
+                "start one with `modelci serve`"
+            )
         headers = {"content-type": content_type}
         if accept:
             headers["accept"] = accept
         try:
-            status, answer, content_type = _request(
-                "POST", f"{url}/endpoints/{endpoint}/invocations", body, headers, timeout=60)
+            status, answer, answer_type = _request(
+                "POST", f"{url}/endpoints/{endpoint}/invocations", body, headers, timeout=60
+            )
         except OSError as error:
             raise DeployFailed(f"{endpoint}: {error}") from None
-        return Answer(status, answer, content_type)
+        return Answer(status, answer, answer_type)
 
     def describe(self, endpoint: str) -> dict[str, object] | None:
         url = self.running_url()
@@ -135,16 +148,22 @@ class LocalDeployer(Deployer):
         return None if status is None else status["endpoints"].get(endpoint)
 
 
-def _request(method: str, url: str, body: bytes = b"", headers: dict[str, str] | None = None,
-             timeout: float = 30) -> tuple[int, bytes, str | None]:
+def _request(
+    method: str,
+    url: str,
+    body: bytes = b"",
+    headers: dict[str, str] | None = None,
+    timeout: float = 30,
+) -> tuple[int, bytes, str | None]:
     """One loopback HTTP request with the standard library (an HTTP client library would
     cost every deploy its import)."""
     import http.client
     from urllib.parse import urlsplit
 
     parts = urlsplit(url)
-    connection = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port or 80,
-                                            timeout=timeout)
+    connection = http.client.HTTPConnection(
+        parts.hostname or "127.0.0.1", parts.port or 80, timeout=timeout
+    )
     try:
         path = parts.path + (f"?{parts.query}" if parts.query else "")
         connection.request(method, path or "/", body=body, headers=headers or {})

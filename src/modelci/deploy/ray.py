@@ -91,19 +91,20 @@ class RayDeployer(Deployer):
                 raise DeployFailed(
                     f"Ray Serve on {self.cluster.describe()} runs application {name!r}, "
                     "deployed with serve.run; modelci deploys through Serve's config API, which "
-                    "would remove it")
+                    "would remove it"
+                )
             applications.append(deployed)
         document = {
             "proxy_location": "HeadOnly",  # one proxy, on the head: one port on one host
-            "http_options": {"host": self.settings.serve_host,
-                             "port": self.settings.serve_port},
+            "http_options": {"host": self.settings.serve_host, "port": self.settings.serve_port},
             "applications": [*applications, config],
         }
         try:
             client.deploy_applications(document)
         except Exception as error:
-            raise DeployFailed(f"Ray Serve on {self.cluster.describe()} refused the config "
-                               f"of {endpoint}: {error}") from None
+            raise DeployFailed(
+                f"Ray Serve on {self.cluster.describe()} refused the config of {endpoint}: {error}"
+            ) from None
 
     # --- a version's application ----------------------------------------------------------
 
@@ -120,12 +121,18 @@ class RayDeployer(Deployer):
             record = registry.get_version(version)
         if record is None or not record.artifact_sha256:
             raise ConfigError(f"version {version} has no artifact to serve")
-        spec = spec_at(workspace, record.model, record.commit,
-                       bool(record.details.get("dirty")))
-        environment = next((e for e in workspace.environments
-                            if workspace.endpoint(record.model, e) == endpoint), None)
-        folder = self._working_dir(record.version, record.commit, record.artifact_sha256,
-                                   spec.folder, bool(record.details.get("dirty")))
+        spec = spec_at(workspace, record.model, record.commit, bool(record.details.get("dirty")))
+        environment = next(
+            (e for e in workspace.environments if workspace.endpoint(record.model, e) == endpoint),
+            None,
+        )
+        folder = self._working_dir(
+            record.version,
+            record.commit,
+            record.artifact_sha256,
+            spec.folder,
+            bool(record.details.get("dirty")),
+        )
         lock_text, _ = lock_for(workspace.root, spec)
         runtime_env: dict[str, Any] = {
             "working_dir": str(folder),
@@ -136,8 +143,9 @@ class RayDeployer(Deployer):
             client._upload_working_dir_if_needed(runtime_env)
             client._upload_py_modules_if_needed(runtime_env)
         except Exception as error:
-            raise DeployFailed(f"could not upload {version} to {self.cluster.describe()}: "
-                               f"{error}") from None
+            raise DeployFailed(
+                f"could not upload {version} to {self.cluster.describe()}: {error}"
+            ) from None
         serve = spec.file.serve
         return {
             "name": endpoint,
@@ -147,23 +155,30 @@ class RayDeployer(Deployer):
             "args": {
                 "model_dir": "model",
                 "handler": f"code/{serve.handler}" if serve.handler else None,
-                "metadata": {"model": record.model, "version": version,
-                             "commit": record.commit, "environment": environment},
+                "metadata": {
+                    "model": record.model,
+                    "version": version,
+                    "commit": record.commit,
+                    "environment": environment,
+                },
                 "batch_max_size": serve.batch.max_size,
                 "batch_max_wait_ms": serve.batch.max_wait_ms,
             },
-            "deployments": [{
-                "name": DEPLOYMENT,
-                "num_replicas": serve.workers,
-                "user_config": {"version": version},
-                "ray_actor_options": {"num_cpus": REPLICA_NUM_CPUS},
-                "max_ongoing_requests": MAX_ONGOING_REQUESTS,
-                "graceful_shutdown_timeout_s": GRACEFUL_SHUTDOWN_S,
-            }],
+            "deployments": [
+                {
+                    "name": DEPLOYMENT,
+                    "num_replicas": serve.workers,
+                    "user_config": {"version": version},
+                    "ray_actor_options": {"num_cpus": REPLICA_NUM_CPUS},
+                    "max_ongoing_requests": MAX_ONGOING_REQUESTS,
+                    "graceful_shutdown_timeout_s": GRACEFUL_SHUTDOWN_S,
+                }
+            ],
         }
 
-    def _working_dir(self, version: str, commit: str, sha256: str, model_folder: str,
-                     dirty: bool) -> Path:
+    def _working_dir(
+        self, version: str, commit: str, sha256: str, model_folder: str, dirty: bool
+    ) -> Path:
         """`.modelci/ray/apps/<version>-<sha12>/` with `model/` (the artifact) and `code/`
         (the model folder at its commit), made once, atomically."""
         from modelci.train.artifacts import materialize
@@ -202,8 +217,9 @@ class RayDeployer(Deployer):
             state = _state(application)
             if state["version"] == version:
                 if state["status"] == "DEPLOY_FAILED":
-                    raise DeployFailed(f"{endpoint} could not serve {version} on Ray Serve: "
-                                       f"{state['message']}")
+                    raise DeployFailed(
+                        f"{endpoint} could not serve {version} on Ray Serve: {state['message']}"
+                    )
                 if state["status"] == "RUNNING" and self._serves(endpoint, version):
                     url = self.endpoint_url(endpoint)
                     return Served(endpoint, version, url, url)
@@ -212,9 +228,11 @@ class RayDeployer(Deployer):
                 self._put(client, endpoint, config)
                 written = time.monotonic()
             if time.monotonic() > deadline:
-                raise DeployFailed(f"{endpoint} did not serve {version} on Ray Serve within "
-                                   f"{timeout:g} s (application {state['status']}: "
-                                   f"{state['message'] or 'no message'})")
+                raise DeployFailed(
+                    f"{endpoint} did not serve {version} on Ray Serve within "
+                    f"{timeout:g} s (application {state['status']}: "
+                    f"{state['message'] or 'no message'})"
+                )
             time.sleep(POLL_S)
 
     def _serves(self, endpoint: str, version: str) -> bool:
@@ -227,22 +245,29 @@ class RayDeployer(Deployer):
         except (httpx.HTTPError, ValueError):
             return False
 
-    def invoke(self, endpoint: str, body: bytes, content_type: str,
-               accept: str | None = None) -> Answer:
+    def invoke(
+        self, endpoint: str, body: bytes, content_type: str, accept: str | None = None
+    ) -> Answer:
         import httpx
 
         headers = {"content-type": content_type}
         if accept:
             headers["accept"] = accept
         try:
-            answer = httpx.post(f"{self.endpoint_url(endpoint)}/invocations", content=body,
-                                headers=headers, timeout=HTTP_TIMEOUT_S)
+            answer = httpx.post(
+                f"{self.endpoint_url(endpoint)}/invocations",
+                content=body,
+                headers=headers,
+                timeout=HTTP_TIMEOUT_S,
+            )
         except httpx.HTTPError as error:
-            raise DeployFailed(f"{endpoint}: Ray Serve's proxy at {self.proxy_url} did not "
-                               f"answer: {error}") from None
+            raise DeployFailed(
+                f"{endpoint}: Ray Serve's proxy at {self.proxy_url} did not answer: {error}"
+            ) from None
         if answer.status_code == 404 and self.describe(endpoint) is None:
-            raise ConfigError(f"endpoint {endpoint!r} is not deployed on Ray Serve at "
-                              f"{self.proxy_url}")
+            raise ConfigError(
+                f"endpoint {endpoint!r} is not deployed on Ray Serve at {self.proxy_url}"
+            )
         return Answer(answer.status_code, answer.content, answer.headers.get("content-type"))
 
     def describe(self, endpoint: str) -> dict[str, object] | None:
@@ -250,13 +275,21 @@ class RayDeployer(Deployer):
             client = self._client()
             application = (self._details(client).get("applications") or {}).get(endpoint)
         except ModelciError as error:
-            return {"backend": "ray", "healthy": False, "status": "UNKNOWN",
-                    "message": error.render()}
+            return {
+                "backend": "ray",
+                "healthy": False,
+                "status": "UNKNOWN",
+                "message": error.render(),
+            }
         if application is None:
             return None
         state = _state(application)
-        return {"backend": "ray", "healthy": state["status"] == "RUNNING",
-                "url": self.endpoint_url(endpoint), **state}
+        return {
+            "backend": "ray",
+            "healthy": state["status"] == "RUNNING",
+            "url": self.endpoint_url(endpoint),
+            **state,
+        }
 
 
 def _state(application: dict[str, Any] | None) -> dict[str, Any]:
@@ -264,11 +297,22 @@ def _state(application: dict[str, Any] | None) -> dict[str, Any]:
     if application is None:
         return {"status": "NOT_DEPLOYED", "message": "", "version": None, "replicas": []}
     config = application.get("deployed_app_config") or {}
-    version = next((d.get("user_config", {}).get("version")
-                    for d in config.get("deployments", []) if d.get("name") == DEPLOYMENT),
-                   None)
+    version = next(
+        (
+            d.get("user_config", {}).get("version")
+            for d in config.get("deployments", [])
+            if d.get("name") == DEPLOYMENT
+        ),
+        None,
+    )
     deployment = (application.get("deployments") or {}).get(DEPLOYMENT, {})
-    replicas = [{"state": r.get("state"), "node_ip": r.get("node_ip"),
-                 "replica_id": r.get("replica_id")} for r in deployment.get("replicas", [])]
-    return {"status": application.get("status"), "message": application.get("message") or "",
-            "version": version, "replicas": replicas}
+    replicas = [
+        {"state": r.get("state"), "node_ip": r.get("node_ip"), "replica_id": r.get("replica_id")}
+        for r in deployment.get("replicas", [])
+    ]
+    return {
+        "status": application.get("status"),
+        "message": application.get("message") or "",
+        "version": version,
+        "replicas": replicas,
+    }

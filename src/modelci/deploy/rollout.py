@@ -35,16 +35,26 @@ class DeployOutcome:
     reason: str | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {"model": self.model, "environment": self.environment,
-                "endpoint": self.endpoint, "version": self.version,
-                "previous_version": self.previous_version, "status": self.status,
-                "url": self.url, "gateway_url": self.gateway_url, "reason": self.reason}
+        return {
+            "model": self.model,
+            "environment": self.environment,
+            "endpoint": self.endpoint,
+            "version": self.version,
+            "previous_version": self.previous_version,
+            "status": self.status,
+            "url": self.url,
+            "gateway_url": self.gateway_url,
+            "reason": self.reason,
+        }
 
 
 def check_environment(workspace: Workspace, environment: str) -> None:
     if environment not in workspace.environments:
-        raise ConfigError(f"unknown environment {environment!r} (environments: "
-                          f"{', '.join(workspace.environments)})", key="--env")
+        raise ConfigError(
+            f"unknown environment {environment!r} (environments: "
+            f"{', '.join(workspace.environments)})",
+            key="--env",
+        )
 
 
 def deployed_versions(registry: Registry, model: str, environment: str) -> list[str]:
@@ -82,8 +92,7 @@ def smoke_request(workspace: Workspace, spec: ModelSpec) -> tuple[bytes, str] | 
         rows = read_golden(*found)
         if rows:
             return encode_input(rows[0].input, rows[0].content_type), rows[0].content_type
-    channel = next((c for c in ("test", "validation", "train") if c in spec.train.channels),
-                   None)
+    channel = next((c for c in ("test", "validation", "train") if c in spec.train.channels), None)
     if channel is None or "://" in spec.train.channels[channel]:
         return None
     source = workspace.root / spec.train.channels[channel]
@@ -95,14 +104,15 @@ def smoke_request(workspace: Workspace, spec: ModelSpec) -> tuple[bytes, str] | 
         header, row = next(reader, None), next(reader, None)
     if header is None or row is None:
         return None
-    drop = {*LABEL_COLUMNS, *([spec.train.sample.key] if spec.train.sample and
-                              spec.train.sample.key else [])}
+    drop = {
+        *LABEL_COLUMNS,
+        *([spec.train.sample.key] if spec.train.sample and spec.train.sample.key else []),
+    }
     values = [value for name, value in zip(header, row, strict=False) if name not in drop]
     return (",".join(values) + "\n").encode(), "text/csv"
 
 
-def rollback_target(registry: Registry, model: str, environment: str,
-                    to: str | None) -> str:
+def rollback_target(registry: Registry, model: str, environment: str, to: str | None) -> str:
     """The version a rollback returns to: the named one, else the one the environment served
     before the current one (failed deploys left out)."""
     pointer = registry.get_pointer(model, environment)
@@ -113,15 +123,27 @@ def rollback_target(registry: Registry, model: str, environment: str,
     history = deployed_versions(registry, model, environment)
     earlier = [v for v in history if v != pointer.version]
     if not earlier:
-        raise ConfigError(f"{environment} has served no version of {model!r} before "
-                          f"{pointer.version}: name one with --to")
+        raise ConfigError(
+            f"{environment} has served no version of {model!r} before "
+            f"{pointer.version}: name one with --to"
+        )
     return earlier[0]
 
 
-def deploy(workspace: Workspace, registry: Registry, deployer: Deployer, model: str,
-           environment: str, *, version: str | None = None, force: bool = False,
-           skip_tests: bool = False, kind: str = "deploy", tag: str | None = None,
-           note: Note) -> DeployOutcome:
+def deploy(
+    workspace: Workspace,
+    registry: Registry,
+    deployer: Deployer,
+    model: str,
+    environment: str,
+    *,
+    version: str | None = None,
+    force: bool = False,
+    skip_tests: bool = False,
+    kind: str = "deploy",
+    tag: str | None = None,
+    note: Note,
+) -> DeployOutcome:
     """Make `environment` serve `version` of `model`, health-checked, or put back the previous
     version and report why. Bad requests raise ConfigError and change nothing."""
     from modelci.spec import find_model
@@ -137,29 +159,73 @@ def deploy(workspace: Workspace, registry: Registry, deployer: Deployer, model: 
     previous = pointer.version if pointer else None
     if previous == record.version:
         served = deployer.apply(endpoint, record.version, HEALTH_TIMEOUT_S)
-        return DeployOutcome(model, environment, endpoint, record.version, previous,
-                             "unchanged", served.url, served.gateway_url)
+        return DeployOutcome(
+            model,
+            environment,
+            endpoint,
+            record.version,
+            previous,
+            "unchanged",
+            served.url,
+            served.gateway_url,
+        )
 
     actor, ci_url = workspace.actor(), workspace.ci_url()
     # a rollback returns to a version the environment served: no rule stands in its way
-    problems = [] if kind == "rollback" else _refusals(
-        workspace, registry, record, order[index - 1] if index else None, previous,
-        skip_tests=skip_tests, tested=tests_passed(record))
+    problems = (
+        []
+        if kind == "rollback"
+        else _refusals(
+            workspace,
+            registry,
+            record,
+            order[index - 1] if index else None,
+            previous,
+            skip_tests=skip_tests,
+            tested=tests_passed(record),
+        )
+    )
     if problems and not force:
-        registry.append_event(Event(kind="deploy_refused", model=model, version=record.version,
-                                    environment=environment, commit=record.commit, actor=actor,
-                                    ci_url=ci_url, details={"reasons": problems}))
-        raise DeployFailed("; ".join(problems) + " (--force to deploy anyway"
-                           + (", --skip-tests to skip the test gate" if any(
-                               "tests" in p for p in problems) else "") + ")")
+        registry.append_event(
+            Event(
+                kind="deploy_refused",
+                model=model,
+                version=record.version,
+                environment=environment,
+                commit=record.commit,
+                actor=actor,
+                ci_url=ci_url,
+                details={"reasons": problems},
+            )
+        )
+        raise DeployFailed(
+            "; ".join(problems)
+            + " (--force to deploy anyway"
+            + (
+                ", --skip-tests to skip the test gate"
+                if any("tests" in p for p in problems)
+                else ""
+            )
+            + ")"
+        )
 
-    event = Event(kind=kind, model=model, version=record.version, commit=record.commit,
-                  tag=tag, actor=actor, ci_url=ci_url,
-                  details={"forced": bool(problems), "overridden": problems,
-                           "skip_tests": skip_tests})
-    registry.set_pointer(model, environment, record.version,
-                         expected_generation=pointer.generation if pointer else None,
-                         event=event)
+    event = Event(
+        kind=kind,
+        model=model,
+        version=record.version,
+        commit=record.commit,
+        tag=tag,
+        actor=actor,
+        ci_url=ci_url,
+        details={"forced": bool(problems), "overridden": problems, "skip_tests": skip_tests},
+    )
+    registry.set_pointer(
+        model,
+        environment,
+        record.version,
+        expected_generation=pointer.generation if pointer else None,
+        event=event,
+    )
     note(f"{endpoint}: {previous or 'nothing'} -> {record.version}, waiting until healthy")
     try:
         served = deployer.apply(endpoint, record.version, HEALTH_TIMEOUT_S)
@@ -167,21 +233,48 @@ def deploy(workspace: Workspace, registry: Registry, deployer: Deployer, model: 
         if smoke is not None:
             answer = deployer.invoke(endpoint, smoke[0], smoke[1])
             if not 200 <= answer.status < 300:
-                raise DeployFailed(f"the smoke request got {answer.status}: "
-                                   f"{answer.body[:300].decode(errors='replace')}")
+                raise DeployFailed(
+                    f"the smoke request got {answer.status}: "
+                    f"{answer.body[:300].decode(errors='replace')}"
+                )
     except ModelciError as error:
-        status = _put_back(workspace, registry, deployer, model, environment, endpoint,
-                           record, previous, error, note)
-        return DeployOutcome(model, environment, endpoint, record.version, previous, status,
-                             reason=error.render())
+        status = _put_back(
+            workspace,
+            registry,
+            deployer,
+            model,
+            environment,
+            endpoint,
+            record,
+            previous,
+            error,
+            note,
+        )
+        return DeployOutcome(
+            model, environment, endpoint, record.version, previous, status, reason=error.render()
+        )
     if environment == order[-1]:
         follow_production(workspace, registry, model, record, tag=tag)
-    return DeployOutcome(model, environment, endpoint, record.version, previous, "deployed",
-                         served.url, served.gateway_url)
+    return DeployOutcome(
+        model,
+        environment,
+        endpoint,
+        record.version,
+        previous,
+        "deployed",
+        served.url,
+        served.gateway_url,
+    )
 
 
-def follow_production(workspace: Workspace, registry: Registry, model: str,
-                      record: VersionRecord, *, tag: str | None = None) -> None:
+def follow_production(
+    workspace: Workspace,
+    registry: Registry,
+    model: str,
+    record: VersionRecord,
+    *,
+    tag: str | None = None,
+) -> None:
     """Move the alias `latest` to what production now serves: first the OCI store's tag
     `<model>-latest` and a pushed image's `latest` (when there are such), then the alias."""
     from modelci.aliases import LATEST, set_alias
@@ -190,14 +283,27 @@ def follow_production(workspace: Workspace, registry: Registry, model: str,
 
     follow_alias(workspace.store(), model, record.version, LATEST)
     follow_image_alias(model, record.commit, LATEST)
-    set_alias(registry, model, LATEST, record.version,
-              Event(kind="alias", model=model, version=record.version, commit=record.commit,
-                    tag=tag, actor=workspace.actor(), ci_url=workspace.ci_url(),
-                    details={"alias": LATEST}))
+    set_alias(
+        registry,
+        model,
+        LATEST,
+        record.version,
+        Event(
+            kind="alias",
+            model=model,
+            version=record.version,
+            commit=record.commit,
+            tag=tag,
+            actor=workspace.actor(),
+            ci_url=workspace.ci_url(),
+            details={"alias": LATEST},
+        ),
+    )
 
 
-def _choose(registry: Registry, model: str, environment: str, order: list[str],
-            version: str | None) -> VersionRecord:
+def _choose(
+    registry: Registry, model: str, environment: str, order: list[str], version: str | None
+) -> VersionRecord:
     """The named version, else: the newest ready one for the first environment, the one the
     environment before serves for a later one."""
     if version is not None:
@@ -207,65 +313,109 @@ def _choose(registry: Registry, model: str, environment: str, order: list[str],
     else:
         index = order.index(environment)
         if index == 0:
-            record = next((r for r in registry.list_versions(model) if r.status == "ready"),
-                          None)
+            record = next((r for r in registry.list_versions(model) if r.status == "ready"), None)
             if record is None:
-                raise ConfigError(f"model {model!r} has no trained version: run "
-                                  f"`modelci train {model}` first")
+                raise ConfigError(
+                    f"model {model!r} has no trained version: run `modelci train {model}` first"
+                )
         else:
             before = registry.get_pointer(model, order[index - 1])
             if before is None:
-                raise ConfigError(f"{order[index - 1]} serves no version of {model!r} to "
-                                  f"deploy to {environment}: name one with --version")
-            record = registry.get_version(before.version)  # type: ignore[assignment]
-            assert record is not None
+                raise ConfigError(
+                    f"{order[index - 1]} serves no version of {model!r} to "
+                    f"deploy to {environment}: name one with --version"
+                )
+            found = registry.get_version(before.version)
+            assert found is not None
+            record = found
     if record.status != "ready":
         raise ConfigError(f"version {record.version} is {record.status}, not ready")
     return record
 
 
-def _refusals(workspace: Workspace, registry: Registry, record: VersionRecord,
-              before: str | None, previous: str | None, *, skip_tests: bool,
-              tested: bool | None) -> list[str]:
+def _refusals(
+    workspace: Workspace,
+    registry: Registry,
+    record: VersionRecord,
+    before: str | None,
+    previous: str | None,
+    *,
+    skip_tests: bool,
+    tested: bool | None,
+) -> list[str]:
     """Why the deploy should not happen: untested, skipping an environment, or going back to
     an older commit than the one in force (a rollback names its version and says so)."""
     from modelci import git
 
     problems: list[str] = []
     if not skip_tests and tested is not True:
-        problems.append(f"{record.version}'s tests " + ("failed" if tested is False else
-                                                       "have not run (`modelci test`)"))
-    if before is not None and record.version not in deployed_versions(registry, record.model,
-                                                                       before):
+        problems.append(
+            f"{record.version}'s tests "
+            + ("failed" if tested is False else "have not run (`modelci test`)")
+        )
+    if before is not None and record.version not in deployed_versions(
+        registry, record.model, before
+    ):
         problems.append(f"{record.version} has not been deployed to {before} first")
     current = registry.get_version(previous) if previous else None
-    if current is not None and current.commit != record.commit and git.is_ancestor(
-            workspace.root, record.commit, current.commit):
-        problems.append(f"{record.version} is older than {current.version}, which is in force "
-                        "(use `modelci rollback` to go back)")
+    if (
+        current is not None
+        and current.commit != record.commit
+        and git.is_ancestor(workspace.root, record.commit, current.commit)
+    ):
+        problems.append(
+            f"{record.version} is older than {current.version}, which is in force "
+            "(use `modelci rollback` to go back)"
+        )
     return problems
 
 
-def _put_back(workspace: Workspace, registry: Registry, deployer: Deployer, model: str,
-              environment: str, endpoint: str, record: VersionRecord, previous: str | None,
-              error: ModelciError, note: Note) -> str:
+def _put_back(
+    workspace: Workspace,
+    registry: Registry,
+    deployer: Deployer,
+    model: str,
+    environment: str,
+    endpoint: str,
+    record: VersionRecord,
+    previous: str | None,
+    error: ModelciError,
+    note: Note,
+) -> str:
     """Restore the previous version after a failed deploy; the status to report."""
     actor, ci_url = workspace.actor(), workspace.ci_url()
     pointer = registry.get_pointer(model, environment)
-    registry.append_event(Event(kind="deploy_failed", model=model, version=record.version,
-                                environment=environment, to_version=record.version,
-                                from_version=previous, commit=record.commit, actor=actor,
-                                ci_url=ci_url, details={"reason": error.render()}))
+    registry.append_event(
+        Event(
+            kind="deploy_failed",
+            model=model,
+            version=record.version,
+            environment=environment,
+            to_version=record.version,
+            from_version=previous,
+            commit=record.commit,
+            actor=actor,
+            ci_url=ci_url,
+            details={"reason": error.render()},
+        )
+    )
     if pointer is None or pointer.version != record.version:
         return "failed"  # someone else moved the pointer since: leave theirs
-    back = Event(kind="rollback", model=model, actor=actor, ci_url=ci_url,
-                 details={"automatic": True, "reason": error.render()})
+    back = Event(
+        kind="rollback",
+        model=model,
+        actor=actor,
+        ci_url=ci_url,
+        details={"automatic": True, "reason": error.render()},
+    )
     if previous is None:
-        registry.clear_pointer(model, environment, expected_generation=pointer.generation,
-                               event=back)
+        registry.clear_pointer(
+            model, environment, expected_generation=pointer.generation, event=back
+        )
         return "failed"
-    registry.set_pointer(model, environment, previous,
-                         expected_generation=pointer.generation, event=back)
+    registry.set_pointer(
+        model, environment, previous, expected_generation=pointer.generation, event=back
+    )
     note(f"{endpoint}: {record.version} failed ({error.render()}); back to {previous}")
     # the host keeps trying on a failure; the pointer is right, which is what matters
     with contextlib.suppress(DeployFailed):

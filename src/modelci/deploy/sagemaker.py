@@ -64,31 +64,47 @@ class SageMakerDeployer(Deployer):
             state = None
         if state is None:
             with self.account.call("sagemaker", f"creating the endpoint {endpoint}") as api:
-                api.create_endpoint(EndpointName=endpoint, EndpointConfigName=config,
-                                    Tags=[{"Key": VERSION_TAG, "Value": version}])
+                api.create_endpoint(
+                    EndpointName=endpoint,
+                    EndpointConfigName=config,
+                    Tags=[{"Key": VERSION_TAG, "Value": version}],
+                )
         elif state.get("EndpointConfigName") != config or state["EndpointStatus"] != "InService":
             with self.account.call("sagemaker", f"updating the endpoint {endpoint}") as api:
-                api.update_endpoint(EndpointName=endpoint, EndpointConfigName=config,
-                                    DeploymentConfig=self.deployment_config())
+                api.update_endpoint(
+                    EndpointName=endpoint,
+                    EndpointConfigName=config,
+                    DeploymentConfig=self.deployment_config(),
+                )
         state = self._wait(endpoint, deadline)
         if state["EndpointStatus"] != "InService":
-            raise DeployFailed(f"SageMaker endpoint {endpoint} is {state['EndpointStatus']}: "
-                               f"{state.get('FailureReason') or 'no reason given'}")
+            raise DeployFailed(
+                f"SageMaker endpoint {endpoint} is {state['EndpointStatus']}: "
+                f"{state.get('FailureReason') or 'no reason given'}"
+            )
         if state.get("EndpointConfigName") != config:
             raise DeployFailed(
                 f"SageMaker rolled {endpoint} back to {state.get('EndpointConfigName')}: "
-                + (state.get("FailureReason") or "the update did not complete (an alarm of "
-                   f"[sagemaker] alarms fired: {', '.join(self.settings.alarms) or 'none'})"))
+                + (
+                    state.get("FailureReason")
+                    or "the update did not complete (an alarm of "
+                    f"[sagemaker] alarms fired: {', '.join(self.settings.alarms) or 'none'})"
+                )
+            )
         return Served(endpoint, version, None, self.invocation_url(endpoint))
 
-    def invoke(self, endpoint: str, body: bytes, content_type: str,
-               accept: str | None = None) -> Answer:
+    def invoke(
+        self, endpoint: str, body: bytes, content_type: str, accept: str | None = None
+    ) -> Answer:
         """One request through sagemaker-runtime's InvokeEndpoint. The container's own error
         answer (ModelError) comes back as that answer, not as an exception."""
         from botocore.exceptions import ClientError
 
-        arguments: dict[str, Any] = {"EndpointName": endpoint, "Body": body,
-                                     "ContentType": content_type}
+        arguments: dict[str, Any] = {
+            "EndpointName": endpoint,
+            "Body": body,
+            "ContentType": content_type,
+        }
         if accept:
             arguments["Accept"] = accept
         with self.account.call("sagemaker-runtime", f"invoking {endpoint}") as runtime:
@@ -98,14 +114,17 @@ class SageMakerDeployer(Deployer):
                 details = error.response.get("Error", {})
                 if details.get("Code") == "ModelError":
                     status = int(error.response.get("OriginalStatusCode") or 500)
-                    message = str(error.response.get("OriginalMessage")
-                                  or details.get("Message", ""))
+                    message = str(
+                        error.response.get("OriginalMessage") or details.get("Message", "")
+                    )
                     return Answer(status, message.encode(), "text/plain")
                 if details.get("Code") == "ValidationError" and "not found" in str(
-                        details.get("Message", "")):
-                    raise ConfigError(f"no SageMaker endpoint {endpoint!r} in "
-                                      f"{self.account.region}: deploy a model there first"
-                                      ) from None
+                    details.get("Message", "")
+                ):
+                    raise ConfigError(
+                        f"no SageMaker endpoint {endpoint!r} in "
+                        f"{self.account.region}: deploy a model there first"
+                    ) from None
                 raise
             content = answer["Body"].read()
         return Answer(200, content, answer.get("ContentType"))
@@ -116,11 +135,15 @@ class SageMakerDeployer(Deployer):
         if state is None:
             return None
         config = state.get("EndpointConfigName")
-        return {"version": self._config_version(config) if config else None,
-                "healthy": state["EndpointStatus"] == "InService",
-                "status": state["EndpointStatus"], "endpoint_config": config,
-                "arn": state.get("EndpointArn"), "failure_reason": state.get("FailureReason"),
-                "url": self.invocation_url(endpoint)}
+        return {
+            "version": self._config_version(config) if config else None,
+            "healthy": state["EndpointStatus"] == "InService",
+            "status": state["EndpointStatus"],
+            "endpoint_config": config,
+            "arn": state.get("EndpointArn"),
+            "failure_reason": state.get("FailureReason"),
+            "url": self.invocation_url(endpoint),
+        }
 
     # --- pieces -----------------------------------------------------------------------------
 
@@ -133,34 +156,40 @@ class SageMakerDeployer(Deployer):
         """UpdateEndpoint's blue/green policy: a canary, then all traffic; auto-rollback on the
         alarms the settings name."""
         canary = self.settings.canary
-        config: dict[str, Any] = {"BlueGreenUpdatePolicy": {
-            "TrafficRoutingConfiguration": {
-                "Type": "CANARY",
-                "CanarySize": {"Type": "CAPACITY_PERCENT", "Value": canary.percent},
-                "WaitIntervalInSeconds": canary.wait_s,
-            },
-            "TerminationWaitInSeconds": 0,
-            "MaximumExecutionTimeoutInSeconds": max(600, min(14400,
-                                                             self.settings.max_wait_s)),
-        }}
+        config: dict[str, Any] = {
+            "BlueGreenUpdatePolicy": {
+                "TrafficRoutingConfiguration": {
+                    "Type": "CANARY",
+                    "CanarySize": {"Type": "CAPACITY_PERCENT", "Value": canary.percent},
+                    "WaitIntervalInSeconds": canary.wait_s,
+                },
+                "TerminationWaitInSeconds": 0,
+                "MaximumExecutionTimeoutInSeconds": max(600, min(14400, self.settings.max_wait_s)),
+            }
+        }
         if self.settings.alarms:
             config["AutoRollbackConfiguration"] = {
-                "Alarms": [{"AlarmName": name} for name in self.settings.alarms]}
+                "Alarms": [{"AlarmName": name} for name in self.settings.alarms]
+            }
         return config
 
     def ensure_config(self, record: VersionRecord, spec: ModelSpec) -> str:
         """The version's SageMaker model and endpoint configuration, made when missing (and
         its artifact and code put in the bucket first); the configuration's name."""
         name = resource_name(record.version)
-        tags = [{"Key": VERSION_TAG, "Value": record.version},
-                {"Key": "modelci:commit", "Value": record.commit}]
+        tags = [
+            {"Key": VERSION_TAG, "Value": record.version},
+            {"Key": "modelci:commit", "Value": record.commit},
+        ]
         with self.account.call("sagemaker", f"looking up the model {name}") as api:
             if not self._exists(api.describe_model, ModelName=name):
                 model_data = self._model_data(record)
                 code = self._code(record, spec)
                 handler = spec.file.serve.handler or spec.train.entrypoint
                 api.create_model(
-                    ModelName=name, ExecutionRoleArn=self.settings.role_arn, Tags=tags,
+                    ModelName=name,
+                    ExecutionRoleArn=self.settings.role_arn,
+                    Tags=tags,
                     PrimaryContainer={
                         "Image": self.account.image_uri(record.model, record.commit),
                         "ModelDataUrl": model_data,
@@ -176,16 +205,19 @@ class SageMakerDeployer(Deployer):
                     },
                 )
             if not self._exists(api.describe_endpoint_config, EndpointConfigName=name):
-                api.create_endpoint_config(EndpointConfigName=name, Tags=tags,
-                                           ProductionVariants=[{
-                                               "VariantName": VARIANT,
-                                               "ModelName": name,
-                                               "InitialInstanceCount":
-                                                   self.settings.endpoint_instance_count,
-                                               "InstanceType":
-                                                   self.settings.endpoint_instance_type,
-                                               "InitialVariantWeight": 1.0,
-                                           }])
+                api.create_endpoint_config(
+                    EndpointConfigName=name,
+                    Tags=tags,
+                    ProductionVariants=[
+                        {
+                            "VariantName": VARIANT,
+                            "ModelName": name,
+                            "InitialInstanceCount": self.settings.endpoint_instance_count,
+                            "InstanceType": self.settings.endpoint_instance_type,
+                            "InitialVariantWeight": 1.0,
+                        }
+                    ],
+                )
         return name
 
     def _version(self, version: str) -> tuple[VersionRecord, ModelSpec]:
@@ -204,8 +236,9 @@ class SageMakerDeployer(Deployer):
         url = self.account.s3_url("models", record.artifact_sha256, "model.tar.gz")
         if not self.account.exists(url):
             with tempfile.TemporaryDirectory() as scratch:
-                archive = self.workspace.store().get_file(record.artifact_sha256,
-                                                          Path(scratch) / "model.tar.gz")
+                archive = self.workspace.store().get_file(
+                    record.artifact_sha256, Path(scratch) / "model.tar.gz"
+                )
                 self.account.upload(archive, url)
         return url
 
@@ -218,16 +251,21 @@ class SageMakerDeployer(Deployer):
         if record.details.get("dirty") or not self.account.exists(url):
             with tempfile.TemporaryDirectory() as scratch:
                 exported = Path(scratch) / "export"
-                export(self.workspace.root, None if record.details.get("dirty")
-                       else record.commit, [spec.folder], exported)
+                export(
+                    self.workspace.root,
+                    None if record.details.get("dirty") else record.commit,
+                    [spec.folder],
+                    exported,
+                )
                 source = pack_source(exported / spec.folder, Path(scratch) / "sourcedir.tar.gz")
                 self.account.upload(source, url)
         return url
 
     def _describe(self, endpoint: str) -> dict[str, Any] | None:
         with self.account.call("sagemaker", f"describing the endpoint {endpoint}") as api:
-            found: dict[str, Any] | None = self._exists(api.describe_endpoint,
-                                                        EndpointName=endpoint)
+            found: dict[str, Any] | None = self._exists(
+                api.describe_endpoint, EndpointName=endpoint
+            )
         return found
 
     def _wait(self, endpoint: str, deadline: float) -> dict[str, Any]:
@@ -241,9 +279,11 @@ class SageMakerDeployer(Deployer):
             if state["EndpointStatus"] in SETTLED:
                 return state
             if time.monotonic() > deadline:
-                raise DeployFailed(f"SageMaker endpoint {endpoint} is still "
-                                   f"{state['EndpointStatus']} after the wait "
-                                   "([sagemaker] max_wait_s)")
+                raise DeployFailed(
+                    f"SageMaker endpoint {endpoint} is still "
+                    f"{state['EndpointStatus']} after the wait "
+                    "([sagemaker] max_wait_s)"
+                )
             pause.wait(min(interval, max(deadline - time.monotonic(), 0.0)))
             interval = min(interval * 2, POLL_MAX_S)
 
@@ -264,7 +304,8 @@ class SageMakerDeployer(Deployer):
         except ClientError as error:
             details = error.response.get("Error", {})
             if details.get("Code") == "ValidationException" and "Could not find" in str(
-                    details.get("Message", "")):
+                details.get("Message", "")
+            ):
                 return None
             raise
         return answer

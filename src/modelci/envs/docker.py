@@ -113,8 +113,13 @@ class Image:
         return f"{engine} build -t {self.tag} {self.context}"
 
     def to_json(self) -> dict[str, Any]:
-        return {"tag": self.tag, "context": str(self.context), "dockerfile": str(self.dockerfile),
-                "engine": self.engine, "built": self.built}
+        return {
+            "tag": self.tag,
+            "context": str(self.context),
+            "dockerfile": str(self.dockerfile),
+            "engine": self.engine,
+            "built": self.built,
+        }
 
 
 def registry_from(option: str | None) -> str:
@@ -129,7 +134,11 @@ def image_tag(registry: str, model: str, commit: str) -> str:
 
 
 def write_context(
-    root: Path, model: ModelSpec, commit: str, *, registry: str,
+    root: Path,
+    model: ModelSpec,
+    commit: str,
+    *,
+    registry: str,
     files: list[str] | None = None,
 ) -> Image:
     """Write the Dockerfile and everything it copies into `.modelci/images/<model>-<sha12>/`.
@@ -167,9 +176,13 @@ def write_context(
     dockerfile = context / "Dockerfile"
     dockerfile.write_text(
         DOCKERFILE.format(
-            model=model.name, commit=commit, lock_hash=lock.hash, port=PORT,
+            model=model.name,
+            commit=commit,
+            lock_hash=lock.hash,
+            port=PORT,
             python=f"{sys.version_info.major}.{sys.version_info.minor}",
-            entrypoint=model.train.entrypoint, seed=model.train.seed,
+            entrypoint=model.train.entrypoint,
+            seed=model.train.seed,
         ),
         encoding="utf-8",
     )
@@ -201,14 +214,17 @@ def build(image: Image, engine: str, progress: Progress | None = None) -> Image:
     try:
         done = subprocess.run(
             [engine, "build", "-t", image.tag, str(image.context)],
-            capture_output=True, text=True, check=False,
+            capture_output=True,
+            text=True,
+            check=False,
         )
     except OSError as exc:
         raise EnvironmentFailed(f"could not run {engine}: {exc}", file=image.dockerfile) from None
     if done.returncode != 0:
         tail = "\n".join((done.stderr or done.stdout).strip().splitlines()[-20:])
-        raise EnvironmentFailed(f"{engine} build of {image.tag} failed:\n{tail}",
-                                file=image.dockerfile)
+        raise EnvironmentFailed(
+            f"{engine} build of {image.tag} failed:\n{tail}", file=image.dockerfile
+        )
     return Image(image.tag, image.context, image.dockerfile, engine, True)
 
 
@@ -226,8 +242,11 @@ def no_engine_error(images: list[Image]) -> ConfigError:
 def _serve_options(model: ModelSpec) -> str:
     """The `[serve]` settings of model.toml as options of `python -m modelci.serve`."""
     serve = model.file.serve
-    options = [f"--workers {serve.workers}", f"--batch-max-size {serve.batch.max_size}",
-               f"--batch-max-wait-ms {serve.batch.max_wait_ms:g}"]
+    options = [
+        f"--workers {serve.workers}",
+        f"--batch-max-size {serve.batch.max_size}",
+        f"--batch-max-wait-ms {serve.batch.max_wait_ms:g}",
+    ]
     if serve.handler:
         options.append(f"--handler {shlex.quote('/opt/ml/code/' + serve.handler)}")
     return "".join(f" \\\n    {option}" for option in options)
@@ -246,12 +265,13 @@ def _copy_model(root: Path, model: ModelSpec, target: Path, files: list[str] | N
     target.mkdir(parents=True)
     if files is None:
         relative = [
-            p.relative_to(folder).as_posix() for p in folder.rglob("*")
+            p.relative_to(folder).as_posix()
+            for p in folder.rglob("*")
             if p.is_file() and "__pycache__" not in p.parts
         ]
     else:
         prefix = model.folder.rstrip("/") + "/"
-        relative = [f[len(prefix):] for f in files if f.startswith(prefix)]
+        relative = [f[len(prefix) :] for f in files if f.startswith(prefix)]
     for name in sorted(relative):
         source = folder / name
         if not source.is_file():
@@ -280,14 +300,17 @@ def push(image: Image, engine: str, progress: Progress | None = None) -> Image:
     if progress:
         progress(f"pushing {image.tag} with {engine}")
     try:
-        done = subprocess.run([engine, "push", image.tag], capture_output=True, text=True,
-                              check=False)
+        done = subprocess.run(
+            [engine, "push", image.tag], capture_output=True, text=True, check=False
+        )
     except OSError as exc:
         raise ModelciError(f"could not run {engine}: {exc}") from None
     if done.returncode != 0:
         tail = "\n".join((done.stderr or done.stdout).strip().splitlines()[-20:])
-        raise ModelciError(f"{engine} push of {image.tag} failed (is `{engine} login` done for "
-                           f"its registry?):\n{tail}")
+        raise ModelciError(
+            f"{engine} push of {image.tag} failed (is `{engine} login` done for "
+            f"its registry?):\n{tail}"
+        )
     return image
 
 
@@ -301,8 +324,7 @@ def is_ecr(repository: str) -> bool:
     return ECR_HOST.match(repository.partition("/")[0]) is not None
 
 
-def retag_image(repository: str, tag: str, new_tag: str, *,
-                missing_ok: bool = False) -> str | None:
+def retag_image(repository: str, tag: str, new_tag: str, *, missing_ok: bool = False) -> str | None:
     """Give the image `repository:tag` the tag `new_tag` too, without an engine: the image's
     manifest, exact bytes, is put again under the new tag, so its digest does not change.
     `repository` is `host[:port]/path`. ECR goes through its API (BatchGetImage, PutImage)
@@ -347,14 +369,23 @@ def _retag_ecr(repository: str, tag: str, new_tag: str) -> str:
     registry = {"registryId": account} if account else {}
     try:
         ecr = boto3.session.Session().client("ecr", region_name=region)
-        found = ecr.batch_get_image(repositoryName=name, imageIds=[{"imageTag": tag}],
-                                    acceptedMediaTypes=IMAGE_MANIFEST_TYPES, **registry)
+        found = ecr.batch_get_image(
+            repositoryName=name,
+            imageIds=[{"imageTag": tag}],
+            acceptedMediaTypes=IMAGE_MANIFEST_TYPES,
+            **registry,
+        )
         if not found.get("images"):
             raise ArtifactNotFound(f"no image {repository}:{tag} in ECR")
         source = found["images"][0]
         digest = str(source["imageId"]["imageDigest"])
-        arguments = {"repositoryName": name, "imageManifest": source["imageManifest"],
-                     "imageTag": new_tag, "imageDigest": digest, **registry}
+        arguments = {
+            "repositoryName": name,
+            "imageManifest": source["imageManifest"],
+            "imageTag": new_tag,
+            "imageDigest": digest,
+            **registry,
+        }
         if source.get("imageManifestMediaType"):
             arguments["imageManifestMediaType"] = source["imageManifestMediaType"]
         try:
@@ -364,18 +395,25 @@ def _retag_ecr(repository: str, tag: str, new_tag: str) -> str:
                 return digest  # the tag already names this image
             raise
     except NoCredentialsError:
-        raise ConfigError(f"no AWS credentials to retag {repository}: set AWS_ACCESS_KEY_ID "
-                          "and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE") from None
+        raise ConfigError(
+            f"no AWS credentials to retag {repository}: set AWS_ACCESS_KEY_ID "
+            "and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE"
+        ) from None
     except EndpointConnectionError as error:
-        raise ModelciError(f"cannot retag {repository}: ECR's endpoint does not answer "
-                           f"({error.kwargs.get('endpoint_url')})") from None
+        raise ModelciError(
+            f"cannot retag {repository}: ECR's endpoint does not answer "
+            f"({error.kwargs.get('endpoint_url')})"
+        ) from None
     except ClientError as error:
         code = error.response.get("Error", {}).get("Code", "")
         if code == "RepositoryNotFoundException":
-            raise ConfigError(f"no ECR repository {name!r} (aws ecr create-repository "
-                              f"--repository-name {name})") from None
-        raise ModelciError(f"ECR refused to retag {repository}:{tag} as {new_tag} ({code}): "
-                           f"{error.response.get('Error', {}).get('Message', '')}") from None
+            raise ConfigError(
+                f"no ECR repository {name!r} (aws ecr create-repository --repository-name {name})"
+            ) from None
+        raise ModelciError(
+            f"ECR refused to retag {repository}:{tag} as {new_tag} ({code}): "
+            f"{error.response.get('Error', {}).get('Message', '')}"
+        ) from None
     except BotoCoreError as error:
         raise ModelciError(f"cannot retag {repository}: {error}") from None
     new_digest = str(put["image"]["imageId"]["imageDigest"])

@@ -59,7 +59,7 @@ def sqlite_file(url: str, root: Path) -> Path | None:
     prefix = "sqlite:///"
     if not url.startswith(prefix):
         return None
-    path = Path(url[len(prefix):]).expanduser()
+    path = Path(url[len(prefix) :]).expanduser()
     return path if path.is_absolute() else root / path
 
 

@@ -24,11 +24,36 @@ from modelci.registry.base import Event, VersionRecord
 from modelci.registry.migrations import HEAD
 
 _BUSY_TIMEOUT_S = 30.0  # as the SQL registry waits for the write lock
-_VERSION_COLUMNS = ("version", "model", "commit", "status", "fingerprint", "artifact_uri",
-                    "artifact_sha256", "metrics", "lock_hash", "actor", "ci_url", "details",
-                    "created_at", "updated_at")
-_EVENT_COLUMNS = ("time", "kind", "model", "version", "environment", "from_version",
-                  "to_version", "commit", "tag", "actor", "ci_url", "details")
+_VERSION_COLUMNS = (
+    "version",
+    "model",
+    "commit",
+    "status",
+    "fingerprint",
+    "artifact_uri",
+    "artifact_sha256",
+    "metrics",
+    "lock_hash",
+    "actor",
+    "ci_url",
+    "details",
+    "created_at",
+    "updated_at",
+)
+_EVENT_COLUMNS = (
+    "time",
+    "kind",
+    "model",
+    "version",
+    "environment",
+    "from_version",
+    "to_version",
+    "commit",
+    "tag",
+    "actor",
+    "ci_url",
+    "details",
+)
 
 
 class QuickLook:
@@ -39,14 +64,16 @@ class QuickLook:
 
     def version_status(self, version: str) -> str | None:
         row = self.connection.execute(
-            "SELECT status FROM versions WHERE version = ?", (version,)).fetchone()
+            "SELECT status FROM versions WHERE version = ?", (version,)
+        ).fetchone()
         return None if row is None else str(row[0])
 
     def version(self, version: str) -> VersionRecord | None:
         """The whole record of that version, or None."""
         columns = ", ".join(f'"{c}"' for c in _VERSION_COLUMNS)
         row = self.connection.execute(
-            f"SELECT {columns} FROM versions WHERE version = ?", (version,)).fetchone()
+            f"SELECT {columns} FROM versions WHERE version = ?", (version,)
+        ).fetchone()
         if row is None:
             return None
         values = dict(zip(_VERSION_COLUMNS, row, strict=True))
@@ -59,7 +86,9 @@ class QuickLook:
     def ready_with_fingerprint(self, model: str, fingerprint: str) -> str | None:
         row = self.connection.execute(
             "SELECT version FROM versions WHERE model = ? AND fingerprint = ? AND "
-            "status = 'ready' ORDER BY id DESC LIMIT 1", (model, fingerprint)).fetchone()
+            "status = 'ready' ORDER BY id DESC LIMIT 1",
+            (model, fingerprint),
+        ).fetchone()
         return None if row is None else str(row[0])
 
     def close(self) -> None:
@@ -73,8 +102,9 @@ def quick_look(url: str, root: Path) -> QuickLook | None:
     return None if connection is None else QuickLook(connection)
 
 
-def add_reused_version(url: str, root: Path, record: VersionRecord, event: Event,
-                       source: VersionRecord) -> VersionRecord | None:
+def add_reused_version(
+    url: str, root: Path, record: VersionRecord, event: Event, source: VersionRecord
+) -> VersionRecord | None:
     """Record `record` (a version on the artifact of `source`) and its event in one write
     transaction; the record as stored, or None (nothing written) when the registry is not an
     SQLite file at the known schema, the version already exists, or `source` is no longer
@@ -87,23 +117,25 @@ def add_reused_version(url: str, root: Path, record: VersionRecord, event: Event
     try:
         connection.execute("BEGIN IMMEDIATE")
         found = connection.execute(
-            "SELECT status, artifact_sha256 FROM versions WHERE version = ?",
-            (source.version,)).fetchone()
+            "SELECT status, artifact_sha256 FROM versions WHERE version = ?", (source.version,)
+        ).fetchone()
         if found != ("ready", source.artifact_sha256):
             connection.execute("ROLLBACK")
             return None
-        connection.execute("INSERT INTO models (name, created_at) VALUES (?, ?) "
-                           "ON CONFLICT (name) DO NOTHING", (stored.model, _to_sqlite(now)))
+        connection.execute(
+            "INSERT INTO models (name, created_at) VALUES (?, ?) ON CONFLICT (name) DO NOTHING",
+            (stored.model, _to_sqlite(now)),
+        )
         values = [getattr(stored, c) for c in _VERSION_COLUMNS]
         inserted = connection.execute(
             _insert("versions", _VERSION_COLUMNS) + " ON CONFLICT (version) DO NOTHING",
-            [_encoded(v) for v in values])
+            [_encoded(v) for v in values],
+        )
         if inserted.rowcount != 1:
             connection.execute("ROLLBACK")
             return None
         event_values = [now if c == "time" else getattr(event, c) for c in _EVENT_COLUMNS]
-        connection.execute(_insert("events", _EVENT_COLUMNS),
-                           [_encoded(v) for v in event_values])
+        connection.execute(_insert("events", _EVENT_COLUMNS), [_encoded(v) for v in event_values])
         connection.execute("COMMIT")
     except BaseException:
         if connection.in_transaction:
@@ -119,8 +151,9 @@ def _connect(url: str, root: Path, *, mode: str) -> sqlite3.Connection | None:
     if path is None or not path.is_file():
         return None
     try:
-        connection = sqlite3.connect(f"file:{path}?mode={mode}", uri=True,
-                                     timeout=_BUSY_TIMEOUT_S, isolation_level=None)
+        connection = sqlite3.connect(
+            f"file:{path}?mode={mode}", uri=True, timeout=_BUSY_TIMEOUT_S, isolation_level=None
+        )
         row = connection.execute("SELECT version_num FROM alembic_version").fetchone()
     except sqlite3.Error:
         return None

@@ -329,8 +329,11 @@ class SqlRegistry(Registry):
             if current is None or current.generation != expected_generation:
                 raise _conflict(model, environment, expected_generation, current)
             logged = dataclasses.replace(
-                event, model=model, environment=environment,
-                from_version=current.version, to_version=None,
+                event,
+                model=model,
+                environment=environment,
+                from_version=current.version,
+                to_version=None,
             )
             _insert_event(connection, logged, now)
             deleted = connection.execute(

@@ -67,8 +67,7 @@ class Host:
                 wanted[endpoint] = (pointer.model, pointer.environment, pointer.version)
         return wanted
 
-    def launch_spec(self, endpoint: str, model: str, environment: str,
-                    version: str) -> LaunchSpec:
+    def launch_spec(self, endpoint: str, model: str, environment: str, version: str) -> LaunchSpec:
         """Everything needed to start a version: its environment, model folder and handler."""
         from modelci.envs.uv import ensure_environment
         from modelci.runtime import runtime_dir
@@ -83,8 +82,9 @@ class Host:
         dirty = bool(record.details.get("dirty"))
         spec = spec_at(workspace, model, record.commit, dirty)
         env = ensure_environment(workspace.root, spec)
-        model_dir = materialize(workspace.store(), record.artifact_sha256,
-                                workspace.state_dir / "models")
+        model_dir = materialize(
+            workspace.store(), record.artifact_sha256, workspace.state_dir / "models"
+        )
         handler = None
         if spec.file.serve.handler:
             code = workspace.state_dir / "serve" / "code" / version
@@ -92,10 +92,16 @@ class Host:
                 export(workspace.root, None if dirty else record.commit, [spec.folder], code)
             handler = str(code / spec.folder / spec.file.serve.handler)
         return LaunchSpec(
-            endpoint=endpoint, model=model, environment=environment, version=version,
-            commit=record.commit, python=str(env.python),
-            runtime=str(runtime_dir(workspace.state_dir)), model_dir=str(model_dir),
-            handler=handler, workers=spec.file.serve.workers,
+            endpoint=endpoint,
+            model=model,
+            environment=environment,
+            version=version,
+            commit=record.commit,
+            python=str(env.python),
+            runtime=str(runtime_dir(workspace.state_dir)),
+            model_dir=str(model_dir),
+            handler=handler,
+            workers=spec.file.serve.workers,
             batch_max_size=spec.file.serve.batch.max_size,
             batch_max_wait_ms=spec.file.serve.batch.max_wait_ms,
             log_dir=str(workspace.state_dir / "serve" / "logs"),
@@ -117,8 +123,11 @@ class Host:
                 if current is not None and current.spec.version == version:
                     continue
                 failed = self.failures.get(endpoint)
-                if failed and failed.get("version") == version and \
-                        time.time() - failed["time"] < 30:
+                if (
+                    failed
+                    and failed.get("version") == version
+                    and time.time() - failed["time"] < 30
+                ):
                     continue  # don't retry a broken version in a tight loop
                 await self.swap(endpoint, model, environment, version)
             for endpoint in [e for e in self.routes if e not in wanted]:
@@ -126,22 +135,24 @@ class Host:
                 await server.drain(DRAIN_TIMEOUT_S)
                 await asyncio.to_thread(server.stop)
 
-    async def swap(self, endpoint: str, model: str, environment: str, version: str,
-                   restarts: int = 0) -> bool:
+    async def swap(
+        self, endpoint: str, model: str, environment: str, version: str, restarts: int = 0
+    ) -> bool:
         """Start `version`, and once healthy route the endpoint to it and retire the old."""
         try:
-            spec = await asyncio.to_thread(self.launch_spec, endpoint, model, environment,
-                                           version)
+            spec = await asyncio.to_thread(self.launch_spec, endpoint, model, environment, version)
             server = await asyncio.to_thread(VersionServer.launch, spec, restarts)
         except ModelciError as error:
-            self.failures[endpoint] = {"version": version, "error": error.render(),
-                                       "time": time.time()}
+            self.failures[endpoint] = {
+                "version": version,
+                "error": error.render(),
+                "time": time.time(),
+            }
             return False
         problem = await server.wait_ready(READY_TIMEOUT_S)
         if problem is not None:
             await asyncio.to_thread(server.stop)
-            self.failures[endpoint] = {"version": version, "error": problem,
-                                       "time": time.time()}
+            self.failures[endpoint] = {"version": version, "error": problem, "time": time.time()}
             return False
         self.failures.pop(endpoint, None)
         old = self.routes.get(endpoint)
@@ -162,8 +173,13 @@ class Host:
                 async with self.lock:
                     if self.routes.get(endpoint) is server:
                         spec = server.spec
-                        await self.swap(endpoint, spec.model, spec.environment, spec.version,
-                                        restarts=server.restarts + 1)
+                        await self.swap(
+                            endpoint,
+                            spec.model,
+                            spec.environment,
+                            spec.version,
+                            restarts=server.restarts + 1,
+                        )
 
     async def poll(self) -> None:
         while True:
@@ -190,16 +206,14 @@ class Host:
                 return _json({"message": f"endpoint {endpoint!r} is restarting"}, 503)
             server.inflight += 1
             try:
-                answer = await server.upstream.request(request.method, f"/{action}", body,
-                                                       headers)
+                answer = await server.upstream.request(request.method, f"/{action}", body, headers)
             except UpstreamError as error:
                 if attempt == 0 and self.routes.get(endpoint) is not server:
                     continue  # swapped while in flight: send it to the new version
                 return _json({"message": f"endpoint {endpoint!r} failed: {error}"}, 502)
             finally:
                 server.inflight -= 1
-            return Response(answer.body, status_code=answer.status,
-                            media_type=answer.content_type)
+            return Response(answer.body, status_code=answer.status, media_type=answer.content_type)
         return _json({"message": "unreachable"}, 500)  # pragma: no cover
 
     def status(self) -> dict[str, Any]:
@@ -231,13 +245,16 @@ class Host:
                     await asyncio.to_thread(server.stop)
                 self.routes.clear()
 
-        return Starlette(routes=[
-            Route("/ping", self.ping, methods=["GET"]),
-            Route("/-/endpoints", self.endpoints, methods=["GET"]),
-            Route("/-/sync", self.sync, methods=["POST"]),
-            Route("/endpoints/{endpoint}/invocations", self.invoke, methods=["POST"]),
-            Route("/endpoints/{endpoint}/{action:str}", self.invoke, methods=["GET"]),
-        ], lifespan=lifespan)
+        return Starlette(
+            routes=[
+                Route("/ping", self.ping, methods=["GET"]),
+                Route("/-/endpoints", self.endpoints, methods=["GET"]),
+                Route("/-/sync", self.sync, methods=["POST"]),
+                Route("/endpoints/{endpoint}/invocations", self.invoke, methods=["POST"]),
+                Route("/endpoints/{endpoint}/{action:str}", self.invoke, methods=["GET"]),
+            ],
+            lifespan=lifespan,
+        )
 
 
 def run_host(workspace: Workspace, host: str, port: int) -> None:
@@ -254,24 +271,33 @@ def run_host(workspace: Workspace, host: str, port: int) -> None:
     except OSError:
         running = read_state(workspace)
         where = f" at {running['url']} (pid {running['pid']})" if running else ""
-        raise ConfigError(f"an endpoint host already runs for this repository{where}; "
-                          "stop it with `modelci serve --stop`") from None
+        raise ConfigError(
+            f"an endpoint host already runs for this repository{where}; "
+            "stop it with `modelci serve --stop`"
+        ) from None
     listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         listener.bind((host, port))
     except OSError as exc:
-        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror}",
-                          key="--port") from None
+        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror}", key="--port") from None
     bound = listener.getsockname()[1]
     url = f"http://{host}:{bound}"
     state = state_path(workspace)
     temporary = state.with_suffix(".tmp")
-    temporary.write_text(json.dumps({"pid": os.getpid(), "url": url, "host": host,
-                                     "port": bound, "started": time.time()}))
+    temporary.write_text(
+        json.dumps(
+            {"pid": os.getpid(), "url": url, "host": host, "port": bound, "started": time.time()}
+        )
+    )
     os.replace(temporary, state)
-    config = uvicorn.Config(Host(workspace).app(), log_level="warning", access_log=False,
-                            http=HttpProtocol, lifespan="on")
+    config = uvicorn.Config(
+        Host(workspace).app(),
+        log_level="warning",
+        access_log=False,
+        http=HttpProtocol,
+        lifespan="on",
+    )
     # uvicorn re-raises the SIGTERM it shut down on once it is done; with the default action
     # that would end the process before `finally` removes the state file, and `serve --stop`
     # (or a deploy) would then wait on a stale file whose pid may still look alive.

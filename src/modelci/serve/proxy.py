@@ -42,11 +42,20 @@ class Upstream:
             raise UpstreamError(f"cannot connect to {self.host}:{self.port}: {exc}") from None
         return reader, writer
 
-    async def request(self, method: str, path: str, body: bytes = b"",
-                      headers: dict[str, str] | None = None, timeout: float = 60.0) -> Answer:
+    async def request(
+        self,
+        method: str,
+        path: str,
+        body: bytes = b"",
+        headers: dict[str, str] | None = None,
+        timeout: float = 60.0,
+    ) -> Answer:
         """Send one request; a reused connection the server closed is retried on a new one."""
-        head = [f"{method} {path} HTTP/1.1", f"host: {self.host}:{self.port}",
-                f"content-length: {len(body)}"]
+        head = [
+            f"{method} {path} HTTP/1.1",
+            f"host: {self.host}:{self.port}",
+            f"content-length: {len(body)}",
+        ]
         for name, value in (headers or {}).items():
             head.append(f"{name}: {value}")
         data = ("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + body
@@ -60,8 +69,9 @@ class Upstream:
                 writer.close()
                 if reused and attempt == 0:
                     continue  # the server closed an idle connection: not the request's fault
-                raise UpstreamError(f"{self.host}:{self.port}: {exc or type(exc).__name__}") \
-                    from None
+                raise UpstreamError(
+                    f"{self.host}:{self.port}: {exc or type(exc).__name__}"
+                ) from None
             except BaseException:
                 writer.close()
                 raise

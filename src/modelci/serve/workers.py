@@ -71,25 +71,54 @@ class VersionServer:
         logs.mkdir(parents=True, exist_ok=True)
         log_path = logs / f"{spec.endpoint}-{spec.version}.log"
         metadata = logs / f"{spec.endpoint}-{spec.version}.json"
-        metadata.write_text(json.dumps({
-            "model": spec.model, "version": spec.version, "commit": spec.commit,
-            "environment": spec.environment, "endpoint": spec.endpoint}))
-        command = [spec.python, "-m", "modelci.serve", "--model-dir", spec.model_dir,
-                   "--host", "127.0.0.1", "--port", str(port), "--workers", str(spec.workers),
-                   "--metadata-file", str(metadata),
-                   "--batch-max-size", str(spec.batch_max_size),
-                   "--batch-max-wait-ms", str(spec.batch_max_wait_ms)]
+        metadata.write_text(
+            json.dumps(
+                {
+                    "model": spec.model,
+                    "version": spec.version,
+                    "commit": spec.commit,
+                    "environment": spec.environment,
+                    "endpoint": spec.endpoint,
+                }
+            )
+        )
+        command = [
+            spec.python,
+            "-m",
+            "modelci.serve",
+            "--model-dir",
+            spec.model_dir,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            str(spec.workers),
+            "--metadata-file",
+            str(metadata),
+            "--batch-max-size",
+            str(spec.batch_max_size),
+            "--batch-max-wait-ms",
+            str(spec.batch_max_wait_ms),
+        ]
         if spec.handler:
             command += ["--handler", spec.handler]
-        env = {k: v for k, v in os.environ.items()
-               if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")}
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")
+        }
         env["PYTHONPATH"] = spec.runtime
         with log_path.open("ab") as log:
-            process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
-                                       stdin=subprocess.DEVNULL, env=env,
-                                       start_new_session=True)
-        return cls(spec, port, process, log_path, Upstream("127.0.0.1", port),
-                   restarts=restarts)
+            process = subprocess.Popen(
+                command,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=env,
+                start_new_session=True,
+            )
+        return cls(spec, port, process, log_path, Upstream("127.0.0.1", port), restarts=restarts)
 
     def alive(self) -> bool:
         return self.process.poll() is None
@@ -140,7 +169,13 @@ class VersionServer:
                 continue
 
     def describe(self) -> dict[str, object]:
-        return {"version": self.spec.version, "model": self.spec.model,
-                "environment": self.spec.environment, "url": self.url, "pid": self.process.pid,
-                "healthy": self.healthy and self.alive(), "restarts": self.restarts,
-                "inflight": self.inflight}
+        return {
+            "version": self.spec.version,
+            "model": self.spec.model,
+            "environment": self.spec.environment,
+            "url": self.url,
+            "pid": self.process.pid,
+            "healthy": self.healthy and self.alive(),
+            "restarts": self.restarts,
+            "inflight": self.inflight,
+        }

@@ -63,10 +63,15 @@ def write_starter(directory: Path, model: str) -> dict[str, Any]:
     git_initialised = False
     inside = subprocess.run(
         ["git", "-C", str(directory), "rev-parse", "--is-inside-work-tree"],
-        capture_output=True, check=False,
+        capture_output=True,
+        check=False,
     )
     if inside.returncode != 0:
         subprocess.run(["git", "init", "-q", str(directory)], check=True, capture_output=True)
         git_initialised = True
-    return {"directory": str(directory), "written": written, "kept": kept,
-            "git_initialised": git_initialised}
+    return {
+        "directory": str(directory),
+        "written": written,
+        "kept": kept,
+        "git_initialised": git_initialised,
+    }

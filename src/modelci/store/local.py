@@ -68,15 +68,17 @@ class HashingWriter:
 
 
 @contextlib.contextmanager
-def verified_download(destination: Path, sha256: str,
-                      corrupted: Callable[[str], Exception]) -> Iterator[HashingWriter]:
+def verified_download(
+    destination: Path, sha256: str, corrupted: Callable[[str], Exception]
+) -> Iterator[HashingWriter]:
     """A file beside `destination` for a store to write an artifact into. Once written it is
     made an ordinary file (mkstemp makes 0600), synced, its digest checked (`corrupted(actual)`
     is raised on a mismatch) and renamed into place: the destination appears whole and
     verified or not at all, and on any error the partial file is removed."""
     destination.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=destination.parent, prefix=f".{destination.name}.",
-                                    suffix=".part")
+    fd, tmp_name = tempfile.mkstemp(
+        dir=destination.parent, prefix=f".{destination.name}.", suffix=".part"
+    )
     tmp = Path(tmp_name)
     try:
         with os.fdopen(fd, "wb") as out:
@@ -200,9 +202,12 @@ class LocalStore(Store):
         """
         destination = Path(destination)
         path, stream = self._open(sha256)
-        with stream, verified_download(
-            destination, sha256, lambda actual: self._corrupted(path, sha256, actual)
-        ) as out:
+        with (
+            stream,
+            verified_download(
+                destination, sha256, lambda actual: self._corrupted(path, sha256, actual)
+            ) as out,
+        ):
             for chunk in _chunks(stream):
                 out.write(chunk)
         return destination

@@ -61,18 +61,22 @@ EMPTY_TYPE = "application/vnd.oci.empty.v1+json"
 EMPTY_DATA = b"{}"
 EMPTY_DIGEST = "sha256:" + hashlib.sha256(EMPTY_DATA).hexdigest()
 # Every manifest kind a tag may name: image manifests and indexes, OCI's and Docker's.
-MANIFEST_ACCEPT = ", ".join([
-    MANIFEST_TYPE,
-    "application/vnd.oci.image.index.v1+json",
-    "application/vnd.docker.distribution.manifest.v2+json",
-    "application/vnd.docker.distribution.manifest.list.v2+json",
-])
+MANIFEST_ACCEPT = ", ".join(
+    [
+        MANIFEST_TYPE,
+        "application/vnd.oci.image.index.v1+json",
+        "application/vnd.docker.distribution.manifest.v2+json",
+        "application/vnd.docker.distribution.manifest.list.v2+json",
+    ]
+)
 # Uploads larger than this go in chunks (ECR wants parts of at least 5 MiB but the last).
 UPLOAD_CHUNK = 16 * 1024 * 1024
 TIMEOUT = httpx.Timeout(30.0, connect=10.0)
 TAG = re.compile(r"^[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}$")
-REPOSITORY = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)"
-                        r"[a-z0-9]+)*)*$")
+REPOSITORY = re.compile(
+    r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)"
+    r"[a-z0-9]+)*)*$"
+)
 ECR_HOST = re.compile(r"^(\d{12})\.dkr\.ecr(?:-fips)?\.([a-z0-9-]+)\.amazonaws\.com(?:\.cn)?$")
 
 
@@ -129,8 +133,14 @@ def _auth_entry(auths: Mapping[str, Any], host: str) -> dict[str, Any] | None:
 def _from_helper(helper: str, host: str) -> tuple[str, str] | None:
     """Ask `docker-credential-<helper>` (as docker does) for the host's credentials."""
     try:
-        done = subprocess.run([f"docker-credential-{helper}", "get"], input=host,
-                              capture_output=True, text=True, timeout=30, check=False)
+        done = subprocess.run(
+            [f"docker-credential-{helper}", "get"],
+            input=host,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
         if done.returncode != 0:
             return None
         answer = json.loads(done.stdout)
@@ -175,8 +185,11 @@ class OciClient:
 
     def __init__(self, host: str, repository: str, *, insecure: bool | None = None) -> None:
         if not REPOSITORY.match(repository):
-            raise ConfigError(f"{repository!r} is not a valid OCI repository name (lowercase "
-                              "letters, digits, separators . _ - and /)", key=KEY)
+            raise ConfigError(
+                f"{repository!r} is not a valid OCI repository name (lowercase "
+                "letters, digits, separators . _ - and /)",
+                key=KEY,
+            )
         self.host = host
         self.repository = repository
         hostname = urlsplit(f"//{host}").hostname or host
@@ -215,8 +228,9 @@ class OciClient:
             self._credentials_read = True
         return self._credentials
 
-    def request(self, method: str, url: str, *, doing: str, ok: tuple[int, ...] = (200,),
-                **kwargs: Any) -> httpx.Response:
+    def request(
+        self, method: str, url: str, *, doing: str, ok: tuple[int, ...] = (200,), **kwargs: Any
+    ) -> httpx.Response:
         """One call, authenticating on a 401 challenge (Basic, or a Bearer token from the
         realm) and retrying once."""
         response = self._send(method, url, doing, kwargs)
@@ -227,8 +241,7 @@ class OciClient:
             return response
         raise self._failed(response, doing)
 
-    def _send(self, method: str, url: str, doing: str,
-              kwargs: dict[str, Any]) -> httpx.Response:
+    def _send(self, method: str, url: str, doing: str, kwargs: dict[str, Any]) -> httpx.Response:
         headers = dict(kwargs.get("headers") or {})
         if self._authorization:
             headers["Authorization"] = self._authorization
@@ -236,9 +249,11 @@ class OciClient:
         try:
             return self.http.request(method, url, headers=headers, **kwargs)
         except httpx.TransportError as error:
-            raise ModelciError(f"cannot {doing} {self.where}: the OCI registry at {self.base} "
-                               f"does not answer ({type(error).__name__}: {error}); check that "
-                               "it runs and that the host and port are right") from None
+            raise ModelciError(
+                f"cannot {doing} {self.where}: the OCI registry at {self.base} "
+                f"does not answer ({type(error).__name__}: {error}); check that "
+                "it runs and that the host and port are right"
+            ) from None
 
     def _authenticate(self, response: httpx.Response, doing: str) -> None:
         challenge = response.headers.get("www-authenticate", "")
@@ -260,8 +275,10 @@ class OciClient:
         try:
             answer = self.http.get(realm, params=fields, auth=auth)
         except httpx.TransportError as error:
-            raise ModelciError(f"cannot {doing} {self.where}: the token service {realm} does "
-                               f"not answer ({type(error).__name__})") from None
+            raise ModelciError(
+                f"cannot {doing} {self.where}: the token service {realm} does "
+                f"not answer ({type(error).__name__})"
+            ) from None
         if answer.status_code != 200:
             raise self._denied(doing, f"the token service answered {answer.status_code}")
         body = answer.json()
@@ -274,11 +291,16 @@ class OciClient:
         login = f"docker login {self.host}"
         ecr = ECR_HOST.match(self.host)
         if ecr:
-            login = (f"aws ecr get-login-password --region {ecr.group(2)} | docker login "
-                     f"--username AWS --password-stdin {self.host}")
-        return ConfigError(f"the OCI registry {self.host} refused to let us {doing} "
-                           f"{self.where} ({why}): log in with `{login}` (credentials are read "
-                           "from $DOCKER_CONFIG/config.json or ~/.docker/config.json)", key=KEY)
+            login = (
+                f"aws ecr get-login-password --region {ecr.group(2)} | docker login "
+                f"--username AWS --password-stdin {self.host}"
+            )
+        return ConfigError(
+            f"the OCI registry {self.host} refused to let us {doing} "
+            f"{self.where} ({why}): log in with `{login}` (credentials are read "
+            "from $DOCKER_CONFIG/config.json or ~/.docker/config.json)",
+            key=KEY,
+        )
 
     def _failed(self, response: httpx.Response, doing: str) -> ModelciError:
         code = ""
@@ -289,29 +311,35 @@ class OciClient:
         if response.status_code in (401, 403):
             return self._denied(doing, f"{response.status_code} {code}".strip())
         if code == "NAME_UNKNOWN":
-            return ConfigError(f"the repository {self.where} does not exist on the registry "
-                               "(ECR: aws ecr create-repository --repository-name "
-                               f"{self.repository})", key=KEY)
-        return ModelciError(f"the OCI registry failed to {doing} {self.where}: "
-                            f"HTTP {response.status_code} {code} {message}".rstrip())
+            return ConfigError(
+                f"the repository {self.where} does not exist on the registry "
+                "(ECR: aws ecr create-repository --repository-name "
+                f"{self.repository})",
+                key=KEY,
+            )
+        return ModelciError(
+            f"the OCI registry failed to {doing} {self.where}: "
+            f"HTTP {response.status_code} {code} {message}".rstrip()
+        )
 
     # -- blobs -------------------------------------------------------------------------------
 
     def blob_size(self, digest: str) -> int | None:
         """The blob's size, or None when the repository does not hold it."""
-        response = self.request("HEAD", self.url(f"blobs/{digest}"), doing="read from",
-                                ok=(200, 404))
+        response = self.request(
+            "HEAD", self.url(f"blobs/{digest}"), doing="read from", ok=(200, 404)
+        )
         if response.status_code == 404:
             return None
         return int(response.headers.get("content-length", "0"))
 
-    def push_blob(self, path: Path | None, digest: str, size: int, *,
-                  data: bytes | None = None) -> None:
+    def push_blob(
+        self, path: Path | None, digest: str, size: int, *, data: bytes | None = None
+    ) -> None:
         """Upload a file's (or `data`'s) content as the blob `digest`, unless it is there."""
         if self.blob_size(digest) is not None:
             return
-        started = self.request("POST", self.url("blobs/uploads/"), doing="write to",
-                               ok=(202,))
+        started = self.request("POST", self.url("blobs/uploads/"), doing="write to", ok=(202,))
         location = self._location(started)
         if data is not None or size <= UPLOAD_CHUNK:
             body = data if data is not None else Path(path).read_bytes()  # type: ignore[arg-type]
@@ -323,20 +351,31 @@ class OciClient:
             while chunk := stream.read(UPLOAD_CHUNK):
                 end = offset + len(chunk) - 1
                 patched = self.request(
-                    "PATCH", location, doing="write to", ok=(202,), content=chunk,
-                    headers={"Content-Type": "application/octet-stream",
-                             "Content-Range": f"{offset}-{end}",
-                             "Content-Length": str(len(chunk))})
+                    "PATCH",
+                    location,
+                    doing="write to",
+                    ok=(202,),
+                    content=chunk,
+                    headers={
+                        "Content-Type": "application/octet-stream",
+                        "Content-Range": f"{offset}-{end}",
+                        "Content-Length": str(len(chunk)),
+                    },
+                )
                 location = self._location(patched)
                 offset = end + 1
         self._finish(location, digest, b"")
 
     def _finish(self, location: str, digest: str, body: bytes) -> None:
         separator = "&" if "?" in location else "?"
-        self.request("PUT", f"{location}{separator}digest={digest}", doing="write to",
-                     ok=(201,), content=body,
-                     headers={"Content-Type": "application/octet-stream",
-                              "Content-Length": str(len(body))})
+        self.request(
+            "PUT",
+            f"{location}{separator}digest={digest}",
+            doing="write to",
+            ok=(201,),
+            content=body,
+            headers={"Content-Type": "application/octet-stream", "Content-Length": str(len(body))},
+        )
 
     def _location(self, response: httpx.Response) -> str:
         location: str | None = response.headers.get("location")
@@ -366,25 +405,34 @@ class OciClient:
                     yield response
                     return
             except httpx.TransportError as error:
-                raise ModelciError(f"cannot {doing} {self.where}: the OCI registry at "
-                                   f"{self.base} does not answer ({type(error).__name__}: "
-                                   f"{error})") from None
+                raise ModelciError(
+                    f"cannot {doing} {self.where}: the OCI registry at "
+                    f"{self.base} does not answer ({type(error).__name__}: "
+                    f"{error})"
+                ) from None
         raise self._denied(doing, "401 after authenticating")
 
     # -- manifests ---------------------------------------------------------------------------
 
     def get_manifest(self, reference: str) -> Manifest | None:
         """The manifest a tag or digest names, exactly as stored, or None."""
-        response = self.request("GET", self.url(f"manifests/{reference}"), doing="read from",
-                                ok=(200, 404), headers={"Accept": MANIFEST_ACCEPT})
+        response = self.request(
+            "GET",
+            self.url(f"manifests/{reference}"),
+            doing="read from",
+            ok=(200, 404),
+            headers={"Accept": MANIFEST_ACCEPT},
+        )
         if response.status_code == 404:
             return None
         data = response.content
         digest = "sha256:" + hashlib.sha256(data).hexdigest()
         stated = response.headers.get("docker-content-digest")
         if stated and stated != digest:
-            raise ModelciError(f"the manifest {self.where}:{reference} does not match its "
-                               f"digest ({stated} stated, {digest} received)")
+            raise ModelciError(
+                f"the manifest {self.where}:{reference} does not match its "
+                f"digest ({stated} stated, {digest} received)"
+            )
         media_type = response.headers.get("content-type", "").split(";")[0].strip()
         if not media_type:
             media_type = json.loads(data).get("mediaType") or MANIFEST_TYPE
@@ -394,14 +442,20 @@ class OciClient:
         """Store the manifest bytes under a tag (or digest); the digest the registry gave."""
         if not TAG.match(reference) and not reference.startswith("sha256:"):
             raise ConfigError(f"{reference!r} is not a valid OCI tag")
-        response = self.request("PUT", self.url(f"manifests/{reference}"), doing="write to",
-                                ok=(201,), content=data,
-                                headers={"Content-Type": media_type})
+        response = self.request(
+            "PUT",
+            self.url(f"manifests/{reference}"),
+            doing="write to",
+            ok=(201,),
+            content=data,
+            headers={"Content-Type": media_type},
+        )
         digest = "sha256:" + hashlib.sha256(data).hexdigest()
         stated = response.headers.get("docker-content-digest")
         if stated and stated != digest:
-            raise ModelciError(f"the OCI registry stored {self.where}:{reference} as {stated}, "
-                               f"not {digest}")
+            raise ModelciError(
+                f"the OCI registry stored {self.where}:{reference} as {stated}, not {digest}"
+            )
         return digest
 
     def move_tag(self, source: str, target: str) -> str:
@@ -422,8 +476,7 @@ class OciStore(Store):
     def __init__(self, url: str) -> None:
         parts = urlsplit(url)
         if parts.scheme.lower() != "oci" or not parts.netloc or not parts.path.strip("/"):
-            raise ConfigError(f"{url!r}: an OCI store URL is oci://host[:port]/repository",
-                              key=KEY)
+            raise ConfigError(f"{url!r}: an OCI store URL is oci://host[:port]/repository", key=KEY)
         self.url = f"oci://{parts.netloc}/{parts.path.strip('/')}"
         self.client = OciClient(parts.netloc, parts.path.strip("/"))
         self._config_pushed = False
@@ -484,11 +537,11 @@ class OciStore(Store):
                 return existing.digest
         size = self.client.blob_size(f"sha256:{sha256}")
         if size is None:
-            raise ArtifactNotFound(f"no artifact with sha256 {sha256} in {self.url} to tag "
-                                   f"{tag!r}")
+            raise ArtifactNotFound(f"no artifact with sha256 {sha256} in {self.url} to tag {tag!r}")
         self._push_config()
-        manifest = artifact_manifest(sha256, size, ARTIFACT_TYPE, LAYER_TYPE, annotations,
-                                     title="model.tar.gz")
+        manifest = artifact_manifest(
+            sha256, size, ARTIFACT_TYPE, LAYER_TYPE, annotations, title="model.tar.gz"
+        )
         return self.client.put_manifest(tag, manifest, MANIFEST_TYPE)
 
     def move_tag(self, source_tag: str, new_tag: str) -> str:
@@ -503,8 +556,10 @@ class OciStore(Store):
     # -- reading -----------------------------------------------------------------------------
 
     def _corrupted(self, sha256: str, actual: str) -> ArtifactCorrupted:
-        return ArtifactCorrupted(f"stored artifact {self.uri_for(sha256)} is corrupted: its "
-                                 f"content hashes to sha256 {actual}, not {sha256}")
+        return ArtifactCorrupted(
+            f"stored artifact {self.uri_for(sha256)} is corrupted: its "
+            f"content hashes to sha256 {actual}, not {sha256}"
+        )
 
     def _not_found(self, sha256: str) -> ArtifactNotFound:
         return ArtifactNotFound(f"no artifact with sha256 {sha256} in the store at {self.url}")
@@ -514,8 +569,9 @@ class OciStore(Store):
         place: the destination appears whole and verified or not at all."""
         check_digest(sha256)
         destination = Path(destination)
-        with verified_download(destination, sha256,
-                               lambda actual: self._corrupted(sha256, actual)) as out:
+        with verified_download(
+            destination, sha256, lambda actual: self._corrupted(sha256, actual)
+        ) as out:
             try:
                 with self.client.open_blob(f"sha256:{sha256}") as response:
                     for chunk in response.iter_bytes(CHUNK_SIZE):
@@ -542,21 +598,31 @@ class OciStore(Store):
         return self.client.blob_size(f"sha256:{check_digest(sha256)}") is not None
 
 
-def artifact_manifest(sha256: str, size: int, artifact_type: str, layer_type: str,
-                      annotations: Mapping[str, str], *, title: str | None = None) -> bytes:
+def artifact_manifest(
+    sha256: str,
+    size: int,
+    artifact_type: str,
+    layer_type: str,
+    annotations: Mapping[str, str],
+    *,
+    title: str | None = None,
+) -> bytes:
     """An OCI image manifest for one blob, as the OCI artifact guidance has it: the empty
     config, `artifactType`, the blob as its one layer. Serialised canonically (sorted keys,
     no spaces) so the same inputs always give the same digest."""
-    layer: dict[str, Any] = {"mediaType": layer_type, "digest": f"sha256:{sha256}",
-                             "size": size}
+    layer: dict[str, Any] = {"mediaType": layer_type, "digest": f"sha256:{sha256}", "size": size}
     if title:
         layer["annotations"] = {"org.opencontainers.image.title": title}
     manifest: dict[str, Any] = {
         "schemaVersion": 2,
         "mediaType": MANIFEST_TYPE,
         "artifactType": artifact_type,
-        "config": {"mediaType": EMPTY_TYPE, "digest": EMPTY_DIGEST, "size": len(EMPTY_DATA),
-                   "data": base64.b64encode(EMPTY_DATA).decode()},
+        "config": {
+            "mediaType": EMPTY_TYPE,
+            "digest": EMPTY_DIGEST,
+            "size": len(EMPTY_DATA),
+            "data": base64.b64encode(EMPTY_DATA).decode(),
+        },
         "layers": [layer],
     }
     if annotations:
@@ -564,9 +630,15 @@ def artifact_manifest(sha256: str, size: int, artifact_type: str, layer_type: st
     return json.dumps(manifest, sort_keys=True, separators=(",", ":")).encode()
 
 
-def version_annotations(model: str, version: str, commit: str, fingerprint: str | None,
-                        metrics: Mapping[str, float], sha256: str,
-                        extra: Mapping[str, str] | None = None) -> dict[str, str]:
+def version_annotations(
+    model: str,
+    version: str,
+    commit: str,
+    fingerprint: str | None,
+    metrics: Mapping[str, float],
+    sha256: str,
+    extra: Mapping[str, str] | None = None,
+) -> dict[str, str]:
     """The annotations of a version's artifact (OCI's own keys where one fits)."""
     annotations = {
         "org.opencontainers.image.title": version,

@@ -86,8 +86,10 @@ class S3Store(Store):
                 import boto3
                 from botocore.config import Config
             except ModuleNotFoundError as error:
-                raise ConfigError(f"the s3:// store needs the package {error.name!r}: install "
-                                  "modelci[s3]", key=KEY) from None
+                raise ConfigError(
+                    f"the s3:// store needs the package {error.name!r}: install modelci[s3]",
+                    key=KEY,
+                ) from None
 
             retries: dict[str, Any] = {}
             if not os.environ.get("AWS_RETRY_MODE") and not os.environ.get("AWS_MAX_ATTEMPTS"):
@@ -111,8 +113,10 @@ class S3Store(Store):
             from boto3.s3.transfer import TransferConfig
 
             self._transfer_config = TransferConfig(
-                multipart_threshold=MULTIPART_THRESHOLD, multipart_chunksize=MULTIPART_CHUNKSIZE,
-                max_concurrency=MAX_CONCURRENCY, use_threads=True,
+                multipart_threshold=MULTIPART_THRESHOLD,
+                multipart_chunksize=MULTIPART_CHUNKSIZE,
+                max_concurrency=MAX_CONCURRENCY,
+                use_threads=True,
             )
         return self._transfer_config
 
@@ -142,23 +146,37 @@ class S3Store(Store):
         if isinstance(error, ModelciError):
             return error
         if isinstance(error, NoCredentialsError | PartialCredentialsError):
-            return ConfigError(f"no AWS credentials to {doing} {self.url}: {CREDENTIALS_HINT}",
-                               key=KEY)
+            return ConfigError(
+                f"no AWS credentials to {doing} {self.url}: {CREDENTIALS_HINT}", key=KEY
+            )
         if isinstance(error, EndpointConnectionError):
-            return ModelciError(f"cannot {doing} {self.url}: the S3 endpoint {self.endpoint} "
-                                "does not answer (check AWS_ENDPOINT_URL / AWS_ENDPOINT_URL_S3 "
-                                "and the network)")
+            return ModelciError(
+                f"cannot {doing} {self.url}: the S3 endpoint {self.endpoint} "
+                "does not answer (check AWS_ENDPOINT_URL / AWS_ENDPOINT_URL_S3 "
+                "and the network)"
+            )
         if isinstance(error, ClientError):
             code = str(error.response.get("Error", {}).get("Code", ""))
             if code in ("NoSuchBucket", "404"):
                 return self._no_bucket()
-            if code in ("InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken",
-                        "InvalidToken", "AccessDenied", "403"):
-                return ConfigError(f"S3 refused to {doing} {self.url} ({code}): check that the "
-                                   f"AWS credentials may use bucket {self.bucket!r}; "
-                                   f"{CREDENTIALS_HINT}", key=KEY)
-            return ModelciError(f"S3 failed to {doing} {self.url} ({code}): "
-                                f"{error.response.get('Error', {}).get('Message', '')}")
+            if code in (
+                "InvalidAccessKeyId",
+                "SignatureDoesNotMatch",
+                "ExpiredToken",
+                "InvalidToken",
+                "AccessDenied",
+                "403",
+            ):
+                return ConfigError(
+                    f"S3 refused to {doing} {self.url} ({code}): check that the "
+                    f"AWS credentials may use bucket {self.bucket!r}; "
+                    f"{CREDENTIALS_HINT}",
+                    key=KEY,
+                )
+            return ModelciError(
+                f"S3 failed to {doing} {self.url} ({code}): "
+                f"{error.response.get('Error', {}).get('Message', '')}"
+            )
         from botocore.exceptions import BotoCoreError
 
         if isinstance(error, BotoCoreError):
@@ -166,9 +184,11 @@ class S3Store(Store):
         return ModelciError(f"cannot {doing} {self.url}: {error}")
 
     def _no_bucket(self) -> ConfigError:
-        return ConfigError(f"the S3 bucket {self.bucket!r} does not exist at {self.endpoint}: "
-                           f"create it, or point store.url (MODELCI_STORE_URL) at one that does",
-                           key=KEY)
+        return ConfigError(
+            f"the S3 bucket {self.bucket!r} does not exist at {self.endpoint}: "
+            f"create it, or point store.url (MODELCI_STORE_URL) at one that does",
+            key=KEY,
+        )
 
     def _check_bucket(self, doing: str) -> None:
         """The bucket exists and the credentials may use it; asked once per store, only when
@@ -186,8 +206,9 @@ class S3Store(Store):
         from botocore.exceptions import ClientError
 
         try:
-            head: dict[str, Any] = self.client.head_object(Bucket=self.bucket,
-                                                           Key=self.key_for(sha256))
+            head: dict[str, Any] = self.client.head_object(
+                Bucket=self.bucket, Key=self.key_for(sha256)
+            )
         except ClientError as error:
             if _is_missing(error):
                 self._check_bucket(doing)
@@ -218,8 +239,11 @@ class S3Store(Store):
 
         try:
             self.client.upload_file(
-                str(path), self.bucket, self.key_for(sha256),
-                ExtraArgs={"Metadata": {"sha256": sha256}}, Config=self._config(),
+                str(path),
+                self.bucket,
+                self.key_for(sha256),
+                ExtraArgs={"Metadata": {"sha256": sha256}},
+                Config=self._config(),
             )
         except S3UploadFailedError as error:
             # boto3 wraps the ClientError of a failed upload, keeping it as the context
@@ -229,8 +253,9 @@ class S3Store(Store):
 
     def _put_object(self, data: bytes, sha256: str) -> None:
         try:
-            self.client.put_object(Bucket=self.bucket, Key=self.key_for(sha256), Body=data,
-                                   Metadata={"sha256": sha256})
+            self.client.put_object(
+                Bucket=self.bucket, Key=self.key_for(sha256), Body=data, Metadata={"sha256": sha256}
+            )
         except Exception as error:
             self._written_by_another(error, sha256)
 
@@ -244,8 +269,10 @@ class S3Store(Store):
     # -- reading ---------------------------------------------------------------------------------
 
     def _not_found(self, sha256: str) -> ArtifactNotFound:
-        return ArtifactNotFound(f"no artifact with sha256 {sha256} in the store at {self.url} "
-                                f"(looked for {self.uri_for(sha256)})")
+        return ArtifactNotFound(
+            f"no artifact with sha256 {sha256} in the store at {self.url} "
+            f"(looked for {self.uri_for(sha256)})"
+        )
 
     def _corrupted(self, sha256: str, actual: str) -> ArtifactCorrupted:
         return ArtifactCorrupted(
@@ -260,8 +287,9 @@ class S3Store(Store):
 
         key = self.key_for(sha256)
         destination = Path(destination)
-        with verified_download(destination, sha256,
-                               lambda actual: self._corrupted(sha256, actual)) as out:
+        with verified_download(
+            destination, sha256, lambda actual: self._corrupted(sha256, actual)
+        ) as out:
             try:
                 self.client.download_fileobj(self.bucket, key, out, Config=self._config())
             except ClientError as error:
@@ -301,8 +329,7 @@ class S3Store(Store):
 
 def _is_missing(error: Any) -> bool:
     """Whether a ClientError says the key (or, for a HEAD, maybe the bucket) is not there."""
-    return str(error.response.get("Error", {}).get("Code")) in ("404", "NoSuchKey",
-                                                                "NoSuchBucket")
+    return str(error.response.get("Error", {}).get("Code")) in ("404", "NoSuchKey", "NoSuchBucket")
 
 
 def _lost_race(error: BaseException | None) -> bool:

@@ -80,9 +80,12 @@ def _parse(expression: str, metric: str) -> Gate:
     )
 
 
-def check_gates(gates: Mapping[str, object], metrics: Mapping[str, float],
-                production: Mapping[str, float] | None,
-                production_version: str | None) -> list[CheckResult]:
+def check_gates(
+    gates: Mapping[str, object],
+    metrics: Mapping[str, float],
+    production: Mapping[str, float] | None,
+    production_version: str | None,
+) -> list[CheckResult]:
     """Every gate of a spec over a version's metrics.
 
     A gate on a metric the version lacks fails, naming the metric. `no_regression` compares
@@ -94,32 +97,63 @@ def check_gates(gates: Mapping[str, object], metrics: Mapping[str, float],
         gate = parse_gate(str(expression), metric=metric)
         if metric not in metrics:
             known = ", ".join(sorted(metrics)) or "none"
-            results.append(CheckResult(
-                metric, "gate", False, str(gate), None,
-                f"the version has no metric {metric!r} (its metrics: {known})"))
+            results.append(
+                CheckResult(
+                    metric,
+                    "gate",
+                    False,
+                    str(gate),
+                    None,
+                    f"the version has no metric {metric!r} (its metrics: {known})",
+                )
+            )
             continue
         value = metrics[metric]
         held = gate.holds(value)
-        results.append(CheckResult(metric, "gate", held, str(gate), value,
-                                   "" if held else f"{metric} = {value:g}, expected {gate}"))
+        results.append(
+            CheckResult(
+                metric,
+                "gate",
+                held,
+                str(gate),
+                value,
+                "" if held else f"{metric} = {value:g}, expected {gate}",
+            )
+        )
     rule = gates.get("no_regression")
     if rule is not None:
         metric = str(getattr(rule, "metric", ""))
         max_drop = float(getattr(rule, "max_drop", 0.0))
         name = f"no_regression:{metric}"
         if production is None:
-            results.append(CheckResult(name, "no_regression", True,
-                                       message="skipped: nothing is in production yet",
-                                       skipped=True))
+            results.append(
+                CheckResult(
+                    name,
+                    "no_regression",
+                    True,
+                    message="skipped: nothing is in production yet",
+                    skipped=True,
+                )
+            )
         elif metric not in production or metric not in metrics:
             side = "production version" if metric not in production else "version"
-            results.append(CheckResult(name, "no_regression", False,
-                                       message=f"the {side} has no metric {metric!r}"))
+            results.append(
+                CheckResult(
+                    name, "no_regression", False, message=f"the {side} has no metric {metric!r}"
+                )
+            )
         else:
             floor = production[metric] - max_drop
             held = metrics[metric] >= floor
-            results.append(CheckResult(
-                name, "no_regression", held, f">= {floor:g}", metrics[metric],
-                f"{metric} {metrics[metric]:g} against {production[metric]:g} in production "
-                f"({production_version}), max drop {max_drop:g}"))
+            results.append(
+                CheckResult(
+                    name,
+                    "no_regression",
+                    held,
+                    f">= {floor:g}",
+                    metrics[metric],
+                    f"{metric} {metrics[metric]:g} against {production[metric]:g} in production "
+                    f"({production_version}), max drop {max_drop:g}",
+                )
+            )
     return results

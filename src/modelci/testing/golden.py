@@ -44,15 +44,23 @@ def read_golden(path: Path, shown: str) -> list[GoldenRow]:
         except ValueError as exc:
             raise ConfigError(f"line {number}: not JSON: {exc}", file=shown) from None
         if not isinstance(data, dict) or "input" not in data or "output" not in data:
-            raise ConfigError(f'line {number}: expected an object with "input" and "output"',
-                              file=shown)
+            raise ConfigError(
+                f'line {number}: expected an object with "input" and "output"', file=shown
+            )
         unknown = set(data) - {"input", "output", "content_type", "accept"}
         if unknown:
-            raise ConfigError(f"line {number}: unknown key(s) {', '.join(sorted(unknown))}",
-                              file=shown)
-        rows.append(GoldenRow(number, data["input"], data["output"],
-                              str(data.get("content_type") or JSON),
-                              str(data.get("accept") or JSON)))
+            raise ConfigError(
+                f"line {number}: unknown key(s) {', '.join(sorted(unknown))}", file=shown
+            )
+        rows.append(
+            GoldenRow(
+                number,
+                data["input"],
+                data["output"],
+                str(data.get("content_type") or JSON),
+                str(data.get("accept") or JSON),
+            )
+        )
     return rows
 
 
@@ -61,7 +69,8 @@ def encode_input(value: Any, content_type: str) -> bytes:
     if content_type == CSV and not isinstance(value, str):
         buffer = io.StringIO()
         csv.writer(buffer, lineterminator="\n").writerows(
-            value if value and isinstance(value[0], list) else [value])
+            value if value and isinstance(value[0], list) else [value]
+        )
         return buffer.getvalue().encode()
     if isinstance(value, str) and content_type != JSON:
         return value.encode()
@@ -70,8 +79,11 @@ def encode_input(value: Any, content_type: str) -> bytes:
 
 def request(row: GoldenRow) -> dict[str, Any]:
     """The probe request for a golden row."""
-    return {"body_b64": base64.b64encode(encode_input(row.input, row.content_type)).decode(),
-            "content_type": row.content_type, "accept": row.accept}
+    return {
+        "body_b64": base64.b64encode(encode_input(row.input, row.content_type)).decode(),
+        "content_type": row.content_type,
+        "accept": row.accept,
+    }
 
 
 def decode_answer(answer: dict[str, Any]) -> Any:

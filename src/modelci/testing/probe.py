@@ -26,19 +26,37 @@ def answer_all(job: dict[str, Any]) -> dict[str, Any]:
         for request in job["requests"]:
             body = base64.b64decode(request["body_b64"])
             try:
-                out, content_type = handler.predict_body(body, request.get("content_type"),
-                                                         request.get("accept"))
-                replies.append({"status": 200, "body_b64": base64.b64encode(out).decode(),
-                                "content_type": content_type, "error": None})
+                out, content_type = handler.predict_body(
+                    body, request.get("content_type"), request.get("accept")
+                )
+                replies.append(
+                    {
+                        "status": 200,
+                        "body_b64": base64.b64encode(out).decode(),
+                        "content_type": content_type,
+                        "error": None,
+                    }
+                )
             except ServeError as error:
-                replies.append({"status": error.status, "body_b64": "", "content_type": None,
-                                "error": str(error)})
+                replies.append(
+                    {
+                        "status": error.status,
+                        "body_b64": "",
+                        "content_type": None,
+                        "error": str(error),
+                    }
+                )
         answers.append(replies)
     return {"answers": answers}
 
 
-def probe(python: str, state_dir: str, models: list[dict[str, Any]],
-          requests: list[dict[str, Any]], timeout: float = 600) -> list[list[dict[str, Any]]]:
+def probe(
+    python: str,
+    state_dir: str,
+    models: list[dict[str, Any]],
+    requests: list[dict[str, Any]],
+    timeout: float = 600,
+) -> list[list[dict[str, Any]]]:
     """From modelci's side: run `requests` through each model in its environment's `python`
     (a subprocess with only modelci's runtime on PYTHONPATH); the answers, per model."""
     import os
@@ -51,8 +69,15 @@ def probe(python: str, state_dir: str, models: list[dict[str, Any]],
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
     env["PYTHONPATH"] = str(runtime_dir(Path(state_dir)))
     job = json.dumps({"models": models, "requests": requests})
-    done = subprocess.run([python, "-m", "modelci.testing.probe"], input=job, env=env,
-                          capture_output=True, text=True, timeout=timeout, check=False)
+    done = subprocess.run(
+        [python, "-m", "modelci.testing.probe"],
+        input=job,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
     if done.returncode != 0:
         tail = "\n".join(done.stderr.strip().splitlines()[-8:])
         raise ModelciError(f"the model's handler could not be loaded or run:\n{tail}")

@@ -40,8 +40,12 @@ class TestReport:
         return all(c.passed or c.skipped for c in self.checks)
 
     def to_json(self) -> dict[str, Any]:
-        return {"model": self.model, "version": self.version, "passed": self.passed,
-                "checks": [c.to_json() for c in self.checks]}
+        return {
+            "model": self.model,
+            "version": self.version,
+            "passed": self.passed,
+            "checks": [c.to_json() for c in self.checks],
+        }
 
 
 def write_junit(reports: list[TestReport], path: Path) -> Path:
@@ -51,20 +55,32 @@ def write_junit(reports: list[TestReport], path: Path) -> Path:
         failures = sum(1 for c in report.checks if not c.passed and not c.skipped)
         skipped = sum(1 for c in report.checks if c.skipped)
         suite = ET.SubElement(
-            suites, "testsuite", name=report.version, tests=str(len(report.checks)),
-            failures=str(failures), skipped=str(skipped), errors="0",
+            suites,
+            "testsuite",
+            name=report.version,
+            tests=str(len(report.checks)),
+            failures=str(failures),
+            skipped=str(skipped),
+            errors="0",
             time=f"{sum(c.duration_s for c in report.checks):.3f}",
         )
         for check in report.checks:
-            case = ET.SubElement(suite, "testcase", classname=f"{report.model}.{check.kind}",
-                                 name=check.name, time=f"{check.duration_s:.3f}")
+            case = ET.SubElement(
+                suite,
+                "testcase",
+                classname=f"{report.model}.{check.kind}",
+                name=check.name,
+                time=f"{check.duration_s:.3f}",
+            )
             if check.skipped:
                 ET.SubElement(case, "skipped", message=check.message)
             elif not check.passed:
-                failure = ET.SubElement(case, "failure", message=check.message or "failed",
-                                        type=check.kind)
-                failure.text = (f"expected: {check.expected}\nactual: {check.actual}\n"
-                                f"{check.message}")
+                failure = ET.SubElement(
+                    case, "failure", message=check.message or "failed", type=check.kind
+                )
+                failure.text = (
+                    f"expected: {check.expected}\nactual: {check.actual}\n{check.message}"
+                )
     path.parent.mkdir(parents=True, exist_ok=True)
     ET.ElementTree(suites).write(path, encoding="utf-8", xml_declaration=True)
     return path

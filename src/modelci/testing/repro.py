@@ -20,34 +20,53 @@ from modelci.testing.report import CheckResult
 LABEL_COLUMNS = ("label", "target", "y", "class")
 MAX_ROWS = 200
 # Variables that change what a job computes, compared between the two runs.
-RELEVANT_VARIABLES = ("PYTHONHASHSEED", "MODELCI_SEED", "OMP_NUM_THREADS", "MKL_NUM_THREADS",
-                      "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS", "CUBLAS_WORKSPACE_CONFIG")
+RELEVANT_VARIABLES = (
+    "PYTHONHASHSEED",
+    "MODELCI_SEED",
+    "OMP_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "NUMEXPR_NUM_THREADS",
+    "CUBLAS_WORKSPACE_CONFIG",
+)
 
 # (pattern over the model's code, likely cause)
 _SUSPECTS = [
-    (r"\bnp\.random\.(rand|randn|randint|random|choice|shuffle|permutation|normal|uniform)\(|"
-     r"\brandom\.(random|randint|choice|shuffle|sample|uniform)\(|default_rng\(\s*\)",
-     "an unseeded random generator (seed it from MODELCI_SEED, or call "
-     "modelci.seed_everything())"),
-    (r"(RandomForest|ExtraTrees|GradientBoosting|MLP|SGD|KMeans|train_test_split|"
-     r"shuffle)\w*\((?![^)]*random_state)",
-     "an estimator or split without random_state"),
-    (r"\bset\(|\bhash\(|frozenset\(",
-     "set or hash ordering, which depends on PYTHONHASHSEED (modelci fixes it for the job; a "
-     "subprocess with its own environment loses it)"),
-    (r"n_jobs\s*=\s*-1|set_num_threads|ThreadPool|concurrent\.futures",
-     "thread-count nondeterminism (parallel reductions in another order)"),
-    (r"time\.time\(|datetime\.now\(|date\.today\(",
-     "time-dependent data or features"),
-    (r"os\.listdir\(|glob\.glob\(|\.iterdir\(\)|\.glob\(",
-     "order-dependent data: files listed without sorting"),
+    (
+        r"\bnp\.random\.(rand|randn|randint|random|choice|shuffle|permutation|normal|uniform)\(|"
+        r"\brandom\.(random|randint|choice|shuffle|sample|uniform)\(|default_rng\(\s*\)",
+        "an unseeded random generator (seed it from MODELCI_SEED, or call "
+        "modelci.seed_everything())",
+    ),
+    (
+        r"(RandomForest|ExtraTrees|GradientBoosting|MLP|SGD|KMeans|train_test_split|"
+        r"shuffle)\w*\((?![^)]*random_state)",
+        "an estimator or split without random_state",
+    ),
+    (
+        r"\bset\(|\bhash\(|frozenset\(",
+        "set or hash ordering, which depends on PYTHONHASHSEED (modelci fixes it for the job; a "
+        "subprocess with its own environment loses it)",
+    ),
+    (
+        r"n_jobs\s*=\s*-1|set_num_threads|ThreadPool|concurrent\.futures",
+        "thread-count nondeterminism (parallel reductions in another order)",
+    ),
+    (r"time\.time\(|datetime\.now\(|date\.today\(", "time-dependent data or features"),
+    (
+        r"os\.listdir\(|glob\.glob\(|\.iterdir\(\)|\.glob\(",
+        "order-dependent data: files listed without sorting",
+    ),
 ]
 
 
 def digests(folder: Path) -> dict[str, str]:
     """sha256 of every file of a model folder."""
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 def test_rows(spec: ModelSpec, channel_dir: Path) -> bytes | None:
@@ -78,13 +97,15 @@ def likely_causes(code_folder: Path) -> list[str]:
     return [cause for pattern, cause in _SUSPECTS if re.search(pattern, source)]
 
 
-def compare_runs(spec: ModelSpec, runs: list[dict[str, Any]], answers: list[dict[str, Any]],
-                 tolerance: float) -> CheckResult:
+def compare_runs(
+    spec: ModelSpec, runs: list[dict[str, Any]], answers: list[dict[str, Any]], tolerance: float
+) -> CheckResult:
     """The check from two finished runs (`runs[i]`: model_dir, env, code_dir) and each model's
     answer to the same test rows."""
     first, second = (digests(Path(r["model_dir"])) for r in runs)
-    differing = sorted(name for name in set(first) | set(second)
-                       if first.get(name) != second.get(name))
+    differing = sorted(
+        name for name in set(first) | set(second) if first.get(name) != second.get(name)
+    )
     predictions_differ = None
     if answers:
         bodies = [base64.b64decode(a["body_b64"]).decode(errors="replace") for a in answers]
@@ -94,13 +115,27 @@ def compare_runs(spec: ModelSpec, runs: list[dict[str, Any]], answers: list[dict
             from modelci.testing.golden import decode_answer
 
             decoded = [decode_answer(a) for a in answers]
-            predictions_differ = difference(decoded[0], decoded[1], tolerance,
-                                            "predictions") if bodies[0] != bodies[1] else None
+            predictions_differ = (
+                difference(decoded[0], decoded[1], tolerance, "predictions")
+                if bodies[0] != bodies[1]
+                else None
+            )
     if not predictions_differ and (not differing or answers):
-        note = "" if not differing else (
-            f"the artifacts differ byte for byte ({', '.join(differing)}) but predict the same")
-        return CheckResult("reproducibility", "reproducibility", True,
-                           expected="two trainings agree", actual="they agree", message=note)
+        note = (
+            ""
+            if not differing
+            else (
+                f"the artifacts differ byte for byte ({', '.join(differing)}) but predict the same"
+            )
+        )
+        return CheckResult(
+            "reproducibility",
+            "reproducibility",
+            True,
+            expected="two trainings agree",
+            actual="they agree",
+            message=note,
+        )
     environment = [
         f"{name}: {runs[0]['env'].get(name)!r} vs {runs[1]['env'].get(name)!r}"
         for name in RELEVANT_VARIABLES
@@ -110,12 +145,24 @@ def compare_runs(spec: ModelSpec, runs: list[dict[str, Any]], answers: list[dict
     lines = [f"files that differ: {', '.join(differing) or 'none'}"]
     if predictions_differ:
         lines.append(f"predictions differ: {predictions_differ}")
-    lines.append("same lock, seed and job layout in both runs" if not environment
-                 else "environment differs: " + "; ".join(environment))
-    lines.append("likely causes: " + ("; ".join(causes) if causes else
-                                      "none found in the code; check the data's order and "
-                                      "native libraries' threading"))
-    return CheckResult("reproducibility", "reproducibility", False,
-                       expected="two trainings agree", actual="they differ",
-                       message="\n".join(lines))
-
+    lines.append(
+        "same lock, seed and job layout in both runs"
+        if not environment
+        else "environment differs: " + "; ".join(environment)
+    )
+    lines.append(
+        "likely causes: "
+        + (
+            "; ".join(causes)
+            if causes
+            else "none found in the code; check the data's order and native libraries' threading"
+        )
+    )
+    return CheckResult(
+        "reproducibility",
+        "reproducibility",
+        False,
+        expected="two trainings agree",
+        actual="they differ",
+        message="\n".join(lines),
+    )

@@ -54,35 +54,52 @@ def model_dir(workspace: Workspace, record: VersionRecord) -> Path:
 
     if not record.artifact_sha256:
         raise ConfigError(f"version {record.version} has no artifact")
-    return materialize(workspace.store(), record.artifact_sha256,
-                       workspace.state_dir / "models")
+    return materialize(workspace.store(), record.artifact_sha256, workspace.state_dir / "models")
 
 
 def _handler(spec: ModelSpec, root: Path) -> str | None:
-    return str(root / spec.folder / spec.file.serve.handler) if spec.file.serve.handler \
-        else None
+    return str(root / spec.folder / spec.file.serve.handler) if spec.file.serve.handler else None
 
 
-def golden_checks(rows: list[Any], shown: str, answers: list[dict[str, Any]],
-                  tolerance: float, took: float) -> list[CheckResult]:
+def golden_checks(
+    rows: list[Any], shown: str, answers: list[dict[str, Any]], tolerance: float, took: float
+) -> list[CheckResult]:
     """Each golden row against the handler's answer to it."""
     results = []
     for row, answer in zip(rows, answers, strict=True):
         name = f"golden:{shown}:{row.line}"
         if answer["status"] != 200:
-            results.append(CheckResult(name, "golden", False, row.output, None,
-                                       f"the handler answered {answer['status']}: "
-                                       f"{answer['error']}", duration_s=took))
+            results.append(
+                CheckResult(
+                    name,
+                    "golden",
+                    False,
+                    row.output,
+                    None,
+                    f"the handler answered {answer['status']}: {answer['error']}",
+                    duration_s=took,
+                )
+            )
             continue
         actual = decode_answer(answer)
         found_difference = difference(row.output, actual, tolerance)
-        results.append(CheckResult(name, "golden", found_difference is None, row.output, actual,
-                                   found_difference or "", duration_s=took))
+        results.append(
+            CheckResult(
+                name,
+                "golden",
+                found_difference is None,
+                row.output,
+                actual,
+                found_difference or "",
+                duration_s=took,
+            )
+        )
     return results
 
 
-def train_twice(workspace: Workspace, spec: ModelSpec, record: VersionRecord, python: Path,
-                note: Note) -> tuple[list[dict[str, Any]], bytes | None] | CheckResult:
+def train_twice(
+    workspace: Workspace, spec: ModelSpec, record: VersionRecord, python: Path, note: Note
+) -> tuple[list[dict[str, Any]], bytes | None] | CheckResult:
     """The reproducibility check's two trainings (on the sample, side by side, in fresh job
     folders) and the test rows to compare their predictions on; a CheckResult when a run
     failed."""
@@ -96,12 +113,21 @@ def train_twice(workspace: Workspace, spec: ModelSpec, record: VersionRecord, py
     shutil.rmtree(base, ignore_errors=True)
     base.mkdir(parents=True)
     sample = spec.train.sample is not None
-    note(f"{record.version}: reproducibility: two trainings side by side"
-         + (" on the sample" if sample else " (no [train].sample: on the full data)"))
+    note(
+        f"{record.version}: reproducibility: two trainings side by side"
+        + (" on the sample" if sample else " (no [train].sample: on the full data)")
+    )
 
     def one(index: int) -> Any:
-        return run_job(workspace, spec, record.commit, python, base / f"run-{index}",
-                       sample=sample, on_line=None)
+        return run_job(
+            workspace,
+            spec,
+            record.commit,
+            python,
+            base / f"run-{index}",
+            sample=sample,
+            on_line=None,
+        )
 
     # the two runs are independent: side by side they take the time of one on two cores
     with ThreadPoolExecutor(max_workers=2) as pool:
@@ -109,23 +135,40 @@ def train_twice(workspace: Workspace, spec: ModelSpec, record: VersionRecord, py
     runs: list[dict[str, Any]] = []
     for index, result in zip((1, 2), results, strict=True):
         if not result.succeeded:
-            return CheckResult("reproducibility", "reproducibility", False,
-                               message=f"run {index} failed: {result.reason}")
+            return CheckResult(
+                "reproducibility",
+                "reproducibility",
+                False,
+                message=f"run {index} failed: {result.reason}",
+            )
         job = JobDir(base / f"run-{index}")
-        env = child_environment(TrainingJob(
-            name="", job=job, python=python, entrypoint=spec.train.entrypoint,
-            hyperparameters=dict(spec.train.hyperparameters),
-            channels=list(spec.train.channels), seed=spec.train.seed, timeout=0))
+        env = child_environment(
+            TrainingJob(
+                name="",
+                job=job,
+                python=python,
+                entrypoint=spec.train.entrypoint,
+                hyperparameters=dict(spec.train.hyperparameters),
+                channels=list(spec.train.channels),
+                seed=spec.train.seed,
+                timeout=0,
+            )
+        )
         runs.append({"model_dir": str(job.model), "code_dir": str(job.code), "env": env})
-    channel = next((c for c in ("test", "validation", "train") if c in spec.train.channels),
-                   None)
+    channel = next((c for c in ("test", "validation", "train") if c in spec.train.channels), None)
     body = test_rows(spec, JobDir(base / "run-1").channel(channel)) if channel else None
     return runs, body
 
 
-def test_version(workspace: Workspace, registry: Registry, spec: ModelSpec,
-                 record: VersionRecord, *, skip: tuple[str, ...] = (),
-                 note: Note) -> TestReport:
+def test_version(
+    workspace: Workspace,
+    registry: Registry,
+    spec: ModelSpec,
+    record: VersionRecord,
+    *,
+    skip: tuple[str, ...] = (),
+    note: Note,
+) -> TestReport:
     """Run every check of one version and record the report with it.
 
     The golden rows and the reproducibility runs' predictions go through the real handler in
@@ -154,58 +197,111 @@ def test_version(workspace: Workspace, registry: Registry, spec: ModelSpec,
     compare = isinstance(repro, tuple) and repro[1] is not None
     if isinstance(repro, tuple) and compare:
         models += [{"model_dir": run["model_dir"], "handler": handler} for run in repro[0]]
-        requests.append({"body_b64": base64.b64encode(repro[1] or b"").decode(),
-                         "content_type": "text/csv", "accept": "application/json"})
-    answers = probe(str(environment.python), str(workspace.state_dir), models, requests) \
-        if models else []
+        requests.append(
+            {
+                "body_b64": base64.b64encode(repro[1] or b"").decode(),
+                "content_type": "text/csv",
+                "accept": "application/json",
+            }
+        )
+    answers = (
+        probe(str(environment.python), str(workspace.state_dir), models, requests) if models else []
+    )
 
     if isinstance(repro, CheckResult):
         report.checks.append(repro)
     elif repro is not None:
         pair = [answers[-2][-1], answers[-1][-1]] if compare else []
         check = compare_runs(spec, repro[0], pair, spec.file.tests.tolerance)
-        report.checks.append(CheckResult(check.name, check.kind, check.passed, check.expected,
-                                         check.actual, check.message,
-                                         duration_s=time.monotonic() - started))
+        report.checks.append(
+            CheckResult(
+                check.name,
+                check.kind,
+                check.passed,
+                check.expected,
+                check.actual,
+                check.message,
+                duration_s=time.monotonic() - started,
+            )
+        )
     if "golden" not in skip:
         if golden is None:
-            report.checks.append(CheckResult(
-                "golden", "golden", True, skipped=True,
-                message="skipped: no golden file (see `modelci golden record`)"))
+            report.checks.append(
+                CheckResult(
+                    "golden",
+                    "golden",
+                    True,
+                    skipped=True,
+                    message="skipped: no golden file (see `modelci golden record`)",
+                )
+            )
         elif golden[0]:
             rows = golden[0]
-            report.checks += golden_checks(rows, golden[1], answers[0][:len(rows)],
-                                           spec.file.tests.tolerance, 0.0)
+            report.checks += golden_checks(
+                rows, golden[1], answers[0][: len(rows)], spec.file.tests.tolerance, 0.0
+            )
     if "gates" not in skip:
         production = workspace.environments[-1]
         pointer = registry.get_pointer(spec.name, production)
         live = registry.get_version(pointer.version) if pointer else None
-        report.checks += check_gates(dict(spec.file.gates), record.metrics,
-                                     dict(live.metrics) if live else None,
-                                     live.version if live else None)
+        report.checks += check_gates(
+            dict(spec.file.gates),
+            record.metrics,
+            dict(live.metrics) if live else None,
+            live.version if live else None,
+        )
     _record(workspace, registry, spec, record, report, skip)
     return report
 
 
-def _record(workspace: Workspace, registry: Registry, spec: ModelSpec, record: VersionRecord,
-            report: TestReport, skip: tuple[str, ...]) -> None:
+def _record(
+    workspace: Workspace,
+    registry: Registry,
+    spec: ModelSpec,
+    record: VersionRecord,
+    report: TestReport,
+    skip: tuple[str, ...],
+) -> None:
     """Keep the report with the version and log it (and any failed gate) as events."""
-    summary = {"passed": report.passed, "time": time.strftime("%Y-%m-%dT%H:%M:%SZ",
-                                                              time.gmtime()),
-               "skipped": list(skip), "checks": [c.to_json() for c in report.checks]}
+    summary = {
+        "passed": report.passed,
+        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "skipped": list(skip),
+        "checks": [c.to_json() for c in report.checks],
+    }
     registry.update_version(record.version, details={**record.details, "tests": summary})
     actor, ci_url = workspace.actor(), workspace.ci_url()
-    failed_gates = [c.name for c in report.checks
-                    if c.kind in ("gate", "no_regression") and not c.passed and not c.skipped]
+    failed_gates = [
+        c.name
+        for c in report.checks
+        if c.kind in ("gate", "no_regression") and not c.passed and not c.skipped
+    ]
     if failed_gates:
-        registry.append_event(Event(kind="gate_failed", model=spec.name, version=record.version,
-                                    commit=record.commit, actor=actor, ci_url=ci_url,
-                                    details={"gates": failed_gates}))
-    registry.append_event(Event(kind="test", model=spec.name, version=record.version,
-                                commit=record.commit, actor=actor, ci_url=ci_url,
-                                details={"passed": report.passed,
-                                         "failed": [c.name for c in report.checks
-                                                    if not c.passed and not c.skipped]}))
+        registry.append_event(
+            Event(
+                kind="gate_failed",
+                model=spec.name,
+                version=record.version,
+                commit=record.commit,
+                actor=actor,
+                ci_url=ci_url,
+                details={"gates": failed_gates},
+            )
+        )
+    registry.append_event(
+        Event(
+            kind="test",
+            model=spec.name,
+            version=record.version,
+            commit=record.commit,
+            actor=actor,
+            ci_url=ci_url,
+            details={
+                "passed": report.passed,
+                "failed": [c.name for c in report.checks if not c.passed and not c.skipped],
+            },
+        )
+    )
 
 
 def tests_passed(record: VersionRecord) -> bool | None:

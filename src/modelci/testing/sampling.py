@@ -36,11 +36,14 @@ def keeps(value: str, *, fraction: float, seed: int) -> bool:
     return int.from_bytes(digest, "big") < fraction * _SCALE
 
 
-def _sample_csv(source: Path, destination: Path, fraction: float, key: str | None,
-                seed: int) -> tuple[int, int]:
+def _sample_csv(
+    source: Path, destination: Path, fraction: float, key: str | None, seed: int
+) -> tuple[int, int]:
     rows = kept = 0
-    with source.open(newline="", encoding="utf-8") as src, \
-            destination.open("w", newline="", encoding="utf-8") as dst:
+    with (
+        source.open(newline="", encoding="utf-8") as src,
+        destination.open("w", newline="", encoding="utf-8") as dst,
+    ):
         reader = csv.reader(src)
         writer = csv.writer(dst, lineterminator="\n")
         header = next(reader, None)
@@ -62,8 +65,9 @@ def _sample_csv(source: Path, destination: Path, fraction: float, key: str | Non
     return rows, kept
 
 
-def _sample_parquet(source: Path, destination: Path, fraction: float, key: str | None,
-                    seed: int) -> tuple[int, int]:
+def _sample_parquet(
+    source: Path, destination: Path, fraction: float, key: str | None, seed: int
+) -> tuple[int, int]:
     try:
         import pyarrow as pa
         import pyarrow.parquet as pq
@@ -87,8 +91,9 @@ def _sample_parquet(source: Path, destination: Path, fraction: float, key: str |
     return table.num_rows, sampled.num_rows
 
 
-def sample_file(source: Path, destination: Path, *, fraction: float, key: str | None,
-                seed: int) -> SampleResult:
+def sample_file(
+    source: Path, destination: Path, *, fraction: float, key: str | None, seed: int
+) -> SampleResult:
     """Write the sample of one CSV or Parquet file (atomically: temp file, then rename)."""
     if not 0 < fraction <= 1:
         raise ConfigError(f"fraction must be in (0, 1], got {fraction}", key="train.sample")
@@ -108,8 +113,9 @@ def sample_file(source: Path, destination: Path, *, fraction: float, key: str | 
     return SampleResult(source, destination, rows, kept)
 
 
-def sample_channel(source: Path, destination: Path, *, fraction: float, key: str | None,
-                   seed: int) -> list[SampleResult]:
+def sample_channel(
+    source: Path, destination: Path, *, fraction: float, key: str | None, seed: int
+) -> list[SampleResult]:
     """Sample a channel, a file or a folder: CSV and Parquet files are sampled, other files
     of a folder are copied as they are. `destination` is a file for a file, else a folder."""
     if source.is_file():

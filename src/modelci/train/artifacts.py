@@ -17,9 +17,11 @@ from modelci.store.base import Store
 def pack(folder: Path, destination: Path) -> Path:
     """Pack every file under `folder` into `destination` (a .tar.gz) reproducibly."""
     entries = sorted(p for p in folder.rglob("*") if p.is_file() or p.is_dir())
-    with destination.open("wb") as raw, \
-            gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as zipped, \
-            tarfile.open(fileobj=zipped, mode="w", format=tarfile.USTAR_FORMAT) as archive:
+    with (
+        destination.open("wb") as raw,
+        gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as zipped,
+        tarfile.open(fileobj=zipped, mode="w", format=tarfile.USTAR_FORMAT) as archive,
+    ):
         for path in entries:
             info = tarfile.TarInfo(path.relative_to(folder).as_posix())
             info.mtime = 0

@@ -26,11 +26,9 @@ def main() -> int:
     )
     for key in [k for k in hyperparameters if k.startswith("sagemaker_")]:
         hyperparameters.pop(key)
-    channels = sorted(p.name for p in job.input_data.iterdir()) if job.input_data.exists() \
-        else []
+    channels = sorted(p.name for p in job.input_data.iterdir()) if job.input_data.exists() else []
     seed = int(os.environ.get("MODELCI_SEED", "0"))
-    os.environ.update(environment(job, hyperparameters, channels, entrypoint=entrypoint,
-                                  seed=seed))
+    os.environ.update(environment(job, hyperparameters, channels, entrypoint=entrypoint, seed=seed))
     os.chdir(job.code)
     arguments = [sys.executable, entrypoint, *command_arguments(hyperparameters)]
     os.execv(sys.executable, arguments)

@@ -56,8 +56,7 @@ class JobDir:
 
     def create(self) -> None:
         """Make the empty tree."""
-        for folder in (self.code, self.model, self.output_data, self.input_config,
-                       self.input_data):
+        for folder in (self.code, self.model, self.output_data, self.input_config, self.input_data):
             folder.mkdir(parents=True, exist_ok=True)
 
 
@@ -87,8 +86,11 @@ def command_arguments(hyperparameters: dict[str, Any]) -> list[str]:
 
 
 def _env_value(value: Any) -> str:
-    return value if isinstance(value, str) else json.dumps(value, sort_keys=True,
-                                                          separators=(",", ":"))
+    return (
+        value
+        if isinstance(value, str)
+        else json.dumps(value, sort_keys=True, separators=(",", ":"))
+    )
 
 
 def write_config(job: JobDir, hyperparameters: dict[str, Any], channels: list[str]) -> None:
@@ -97,18 +99,33 @@ def write_config(job: JobDir, hyperparameters: dict[str, Any], channels: list[st
     (job.input_config / "hyperparameters.json").write_text(
         json.dumps(encode_hyperparameters(hyperparameters), indent=2)
     )
-    (job.input_config / "resourceconfig.json").write_text(json.dumps(
-        {"current_host": HOST, "hosts": [HOST], "network_interface_name": "eth0"}
-    ))
-    (job.input_config / "inputdataconfig.json").write_text(json.dumps({
-        name: {"TrainingInputMode": "File", "S3DistributionType": "FullyReplicated",
-               "RecordWrapperType": "None"} for name in channels
-    }))
+    (job.input_config / "resourceconfig.json").write_text(
+        json.dumps({"current_host": HOST, "hosts": [HOST], "network_interface_name": "eth0"})
+    )
+    (job.input_config / "inputdataconfig.json").write_text(
+        json.dumps(
+            {
+                name: {
+                    "TrainingInputMode": "File",
+                    "S3DistributionType": "FullyReplicated",
+                    "RecordWrapperType": "None",
+                }
+                for name in channels
+            }
+        )
+    )
 
 
-def environment(job: JobDir, hyperparameters: dict[str, Any], channels: list[str], *,
-                entrypoint: str, seed: int, num_cpus: int | None = None,
-                num_gpus: int = 0) -> dict[str, str]:
+def environment(
+    job: JobDir,
+    hyperparameters: dict[str, Any],
+    channels: list[str],
+    *,
+    entrypoint: str,
+    seed: int,
+    num_cpus: int | None = None,
+    num_gpus: int = 0,
+) -> dict[str, str]:
     """The SM_* variables of script mode, plus the seed as MODELCI_SEED and PYTHONHASHSEED."""
     cpus = num_cpus or os.cpu_count() or 1
     variables = {
@@ -136,13 +153,21 @@ def environment(job: JobDir, hyperparameters: dict[str, Any], channels: list[str
         variables[f"SM_CHANNEL_{name.upper()}"] = str(job.channel(name))
     for key, value in hyperparameters.items():
         variables[f"SM_HP_{key.upper()}"] = _env_value(value)
-    variables["SM_TRAINING_ENV"] = json.dumps({
-        "channel_input_dirs": {n: str(job.channel(n)) for n in channels},
-        "current_host": HOST, "hosts": [HOST], "hyperparameters": hyperparameters,
-        "model_dir": str(job.model), "module_dir": str(job.code),
-        "num_cpus": cpus, "num_gpus": num_gpus, "output_data_dir": str(job.output_data),
-        "user_entry_point": entrypoint,
-    }, sort_keys=True)
+    variables["SM_TRAINING_ENV"] = json.dumps(
+        {
+            "channel_input_dirs": {n: str(job.channel(n)) for n in channels},
+            "current_host": HOST,
+            "hosts": [HOST],
+            "hyperparameters": hyperparameters,
+            "model_dir": str(job.model),
+            "module_dir": str(job.code),
+            "num_cpus": cpus,
+            "num_gpus": num_gpus,
+            "output_data_dir": str(job.output_data),
+            "user_entry_point": entrypoint,
+        },
+        sort_keys=True,
+    )
     return variables
 
 

@@ -29,8 +29,11 @@ def lease_seconds() -> float:
 
 def new_lease() -> dict[str, Any]:
     """A lease owned by this process."""
-    return {"host": socket.gethostname(), "pid": os.getpid(),
-            "expires": time.time() + lease_seconds()}
+    return {
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "expires": time.time() + lease_seconds(),
+    }
 
 
 def _owner_alive(lease: dict[str, Any]) -> bool:
@@ -56,8 +59,10 @@ def check(record: VersionRecord, *, break_lease: bool) -> str | None:
     if expired or not _owner_alive(lease) or break_lease:
         return owner
     until = time.strftime("%H:%M:%S", time.localtime(float(lease["expires"])))
-    raise LeaseHeld(f"{record.version} is being trained by {owner} (lease until {until}); "
-                    "wait for it, or take it now with --break-lease")
+    raise LeaseHeld(
+        f"{record.version} is being trained by {owner} (lease until {until}); "
+        "wait for it, or take it now with --break-lease"
+    )
 
 
 @contextmanager
@@ -72,8 +77,7 @@ def renewed(registry: Registry, version: str) -> Iterator[None]:
                 record = registry.get_version(version)
                 if record is None or record.status != "training":
                     return
-                registry.update_version(version, details={**record.details,
-                                                          "lease": new_lease()})
+                registry.update_version(version, details={**record.details, "lease": new_lease()})
             except ModelciError:
                 continue  # a registry hiccup: try again next period
 

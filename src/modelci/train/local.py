@@ -19,22 +19,31 @@ from modelci.train.jobdir import command_arguments, environment
 KILL_GRACE_S = 5.0
 # A job must not outlive a modelci that was killed (SIGKILL leaves no time to stop it):
 # util-linux's setpriv asks the kernel to kill it when its parent dies.
-_DIE_WITH_PARENT = (["setpriv", "--pdeathsig", "KILL", "--"]
-                    if sys.platform == "linux" and shutil.which("setpriv") else [])
+_DIE_WITH_PARENT = (
+    ["setpriv", "--pdeathsig", "KILL", "--"]
+    if sys.platform == "linux" and shutil.which("setpriv")
+    else []
+)
 
 
 def child_environment(job: TrainingJob) -> dict[str, str]:
     """The parent's variables, less what would leak modelci or another venv into the job,
     plus script mode's."""
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV", "__PYVENV_LAUNCHER__")
-           and not k.startswith("SM_")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV", "__PYVENV_LAUNCHER__")
+        and not k.startswith("SM_")
+    }
     venv = job.python.parent.parent
     env["VIRTUAL_ENV"] = str(venv)
     env["PATH"] = f"{job.python.parent}{os.pathsep}{env.get('PATH', '')}"
     env["PYTHONUNBUFFERED"] = "1"
-    env.update(environment(job.job, job.hyperparameters, job.channels,
-                           entrypoint=job.entrypoint, seed=job.seed))
+    env.update(
+        environment(
+            job.job, job.hyperparameters, job.channels, entrypoint=job.entrypoint, seed=job.seed
+        )
+    )
     env.update(job.extra_env)
     return env
 
@@ -48,12 +57,23 @@ class RunningJob:
         self.started = time.monotonic()
         job.job.log.parent.mkdir(parents=True, exist_ok=True)
         self.log: IO[str] = job.job.log.open("w", encoding="utf-8")
-        command = [*_DIE_WITH_PARENT, str(job.python), job.entrypoint,
-                   *command_arguments(job.hyperparameters)]
+        command = [
+            *_DIE_WITH_PARENT,
+            str(job.python),
+            job.entrypoint,
+            *command_arguments(job.hyperparameters),
+        ]
         self.process = subprocess.Popen(
-            command, cwd=job.job.code, env=child_environment(job),
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            start_new_session=True, text=True, errors="replace", bufsize=1,
+            command,
+            cwd=job.job.code,
+            env=child_environment(job),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            text=True,
+            errors="replace",
+            bufsize=1,
         )
         self.reader = threading.Thread(target=self._pump, args=(on_line,), daemon=True)
         self.reader.start()
@@ -86,11 +106,18 @@ class RunningJob:
         duration = time.monotonic() - self.started
         log_path = self.job.job.log
         if timed_out:
-            return JobResult(False, duration, log_path, returncode,
-                             f"timed out after {self.job.timeout:g} s ([train].timeout)", True)
+            return JobResult(
+                False,
+                duration,
+                log_path,
+                returncode,
+                f"timed out after {self.job.timeout:g} s ([train].timeout)",
+                True,
+            )
         if returncode != 0:
-            return JobResult(False, duration, log_path, returncode,
-                             failure_reason(self.job.job, list(self.tail)))
+            return JobResult(
+                False, duration, log_path, returncode, failure_reason(self.job.job, list(self.tail))
+            )
         return JobResult(True, duration, log_path, returncode)
 
     def kill(self) -> int:

@@ -68,15 +68,18 @@ def lock_requirements(lock_text: str) -> list[str]:
 def runtime_environment(job: TrainingJob, runtime: Path, lock_text: str) -> dict[str, Any]:
     """The Ray runtime environment of a job: its folder as the working directory, modelci's
     runtime as a module, the lock's pins to install."""
-    settings = {"entrypoint": job.entrypoint, "seed": job.seed, "channels": job.channels,
-                "resources": job.resources,
-                "limit": int(os.environ.get("MODELCI_RAY_MODEL_LIMIT") or DEFAULT_LIMIT)}
+    settings = {
+        "entrypoint": job.entrypoint,
+        "seed": job.seed,
+        "channels": job.channels,
+        "resources": job.resources,
+        "limit": int(os.environ.get("MODELCI_RAY_MODEL_LIMIT") or DEFAULT_LIMIT),
+    }
     env: dict[str, Any] = {
         "working_dir": str(job.job.root),
         "excludes": ["/output/", "/model/"],
         "py_modules": [str(runtime / "modelci")],
-        "env_vars": {JOB_VARIABLE: json.dumps(settings), "PYTHONUNBUFFERED": "1",
-                     **job.extra_env},
+        "env_vars": {JOB_VARIABLE: json.dumps(settings), "PYTHONUNBUFFERED": "1", **job.extra_env},
     }
     return env | lock_environment(lock_text)
 
@@ -165,28 +168,37 @@ class RayTrainer(Trainer):
         if problem is not None:
             reason = f"{self.cluster.describe()}: {problem} ([train].resources)"
             job.job.log.write_text(reason + "\n")
-            return JobResult(False, time.monotonic() - started, job.job.log, None, reason,
-                             details={"ray_address": self.cluster.address})
+            return JobResult(
+                False,
+                time.monotonic() - started,
+                job.job.log,
+                None,
+                reason,
+                details={"ray_address": self.cluster.address},
+            )
         from modelci.runtime import runtime_dir
 
         lock = job.python.parent.parent / "modelci-lock.txt"
-        runtime_env = runtime_environment(job, runtime_dir(self.workspace.state_dir),
-                                          lock.read_text() if lock.is_file() else "")
+        runtime_env = runtime_environment(
+            job, runtime_dir(self.workspace.state_dir), lock.read_text() if lock.is_file() else ""
+        )
         client = self._client()
         submission_id = f"modelci-{job.name}-{secrets.token_hex(3)}"
         try:
             client.submit_job(
-                entrypoint=ENTRYPOINT, submission_id=submission_id, runtime_env=runtime_env,
+                entrypoint=ENTRYPOINT,
+                submission_id=submission_id,
+                runtime_env=runtime_env,
                 metadata={"modelci_job": job.name},
                 entrypoint_num_cpus=job.resources.get("num_cpus"),
                 entrypoint_num_gpus=job.resources.get("num_gpus"),
-                entrypoint_memory=int(job.resources["memory"]) if job.resources.get("memory")
+                entrypoint_memory=int(job.resources["memory"])
+                if job.resources.get("memory")
                 else None,
             )
         except Exception as error:  # the SDK raises RuntimeError with the server's answer
             raise RayJobError(f"{self.cluster.describe()} refused the job: {error}") from None
-        details: dict[str, Any] = {"ray_job_id": submission_id,
-                                   "ray_address": self.cluster.address}
+        details: dict[str, Any] = {"ray_job_id": submission_id, "ray_address": self.cluster.address}
         with tempfile.TemporaryDirectory(dir=job.job.output) as scratch:
             reader = LogReader(job.job.log, on_line, Path(scratch))
             try:
@@ -205,13 +217,25 @@ class RayTrainer(Trainer):
             details["ray_node_id"] = node
             duration = time.monotonic() - started
             if timed_out:
-                return JobResult(False, duration, job.job.log, None,
-                                 f"timed out after {job.timeout:g} s ([train].timeout); Ray "
-                                 f"job {submission_id} stopped", True, details=details)
+                return JobResult(
+                    False,
+                    duration,
+                    job.job.log,
+                    None,
+                    f"timed out after {job.timeout:g} s ([train].timeout); Ray "
+                    f"job {submission_id} stopped",
+                    True,
+                    details=details,
+                )
             if status != "SUCCEEDED" or "model" not in reader.frames:
-                return JobResult(False, duration, job.job.log, None,
-                                 self._reason(job, reader, status, message, submission_id),
-                                 details=details)
+                return JobResult(
+                    False,
+                    duration,
+                    job.job.log,
+                    None,
+                    self._reason(job, reader, status, message, submission_id),
+                    details=details,
+                )
             from modelci.train.artifacts import unpack
 
             unpack(reader.frames["model"], job.job.model)
@@ -227,8 +251,11 @@ class RayTrainer(Trainer):
         except Exception as error:
             from modelci.raycluster import RayUnreachable
 
-            raise RayUnreachable(f"{self.cluster.describe()} does not answer: {error}",
-                                 file="modelci.toml", key="ray.address") from None
+            raise RayUnreachable(
+                f"{self.cluster.describe()} does not answer: {error}",
+                file="modelci.toml",
+                key="ray.address",
+            ) from None
 
     @staticmethod
     def _follow(client: Any, submission_id: str, reader: LogReader, deadline: float) -> bool:
@@ -266,13 +293,13 @@ class RayTrainer(Trainer):
             if status in TERMINAL:
                 return status, info.message or "", info.driver_node_id
             if time.monotonic() > deadline:
-                raise RayJobError(f"Ray job {submission_id} is still {status} after its log "
-                                  "ended")
+                raise RayJobError(f"Ray job {submission_id} is still {status} after its log ended")
             time.sleep(POLL_S)
 
     @staticmethod
-    def _reason(job: TrainingJob, reader: LogReader, status: str, message: str,
-                submission_id: str) -> str:
+    def _reason(
+        job: TrainingJob, reader: LogReader, status: str, message: str, submission_id: str
+    ) -> str:
         if "failure" in reader.frames:
             text = reader.frames["failure"].read_text(errors="replace").strip()
             if text:

@@ -34,7 +34,7 @@ def _emit(kind: str, data: bytes) -> None:
     out = sys.stdout
     out.write(f"{FRAME} {kind} begin {len(data)} {hashlib.sha256(data).hexdigest()}\n")
     for start in range(0, len(data), CHUNK):
-        out.write(f"{FRAME} {kind} {base64.b64encode(data[start:start + CHUNK]).decode()}\n")
+        out.write(f"{FRAME} {kind} {base64.b64encode(data[start : start + CHUNK]).decode()}\n")
     out.write(f"{FRAME} {kind} end\n")
     out.flush()
 
@@ -54,31 +54,46 @@ def main() -> int:
     for folder in (job.model, job.output_data):
         folder.mkdir(parents=True, exist_ok=True)
     config = job.input_config / "hyperparameters.json"
-    hyperparameters = decode_hyperparameters(json.loads(config.read_text())) \
-        if config.exists() else {}
+    hyperparameters = (
+        decode_hyperparameters(json.loads(config.read_text())) if config.exists() else {}
+    )
     resources = settings.get("resources", {})
     cpus = resources.get("num_cpus")
     variables = environment(
-        job, hyperparameters, settings["channels"], entrypoint=settings["entrypoint"],
-        seed=int(settings["seed"]), num_cpus=max(1, math.ceil(cpus)) if cpus else None,
-        num_gpus=math.ceil(resources.get("num_gpus") or 0))
+        job,
+        hyperparameters,
+        settings["channels"],
+        entrypoint=settings["entrypoint"],
+        seed=int(settings["seed"]),
+        num_cpus=max(1, math.ceil(cpus)) if cpus else None,
+        num_gpus=math.ceil(resources.get("num_gpus") or 0),
+    )
     # Ray put modelci (and the working directory) on PYTHONPATH for this driver: the script
     # gets a clean one, as the local backend gives it
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("PYTHONPATH", JOB_VARIABLE) and not k.startswith("SM_")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("PYTHONPATH", JOB_VARIABLE) and not k.startswith("SM_")
+    }
     env |= variables | {"PYTHONUNBUFFERED": "1"}
     done = subprocess.run(
         [sys.executable, settings["entrypoint"], *command_arguments(hyperparameters)],
-        cwd=job.code, env=env, stdin=subprocess.DEVNULL, check=False)
+        cwd=job.code,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        check=False,
+    )
     if done.returncode != 0:
         if job.failure.is_file():
-            _emit("failure", job.failure.read_bytes()[:64 * 1024])
+            _emit("failure", job.failure.read_bytes()[: 64 * 1024])
         return done.returncode if done.returncode > 0 else 128 - done.returncode
     archive = _pack(job.model)
     limit = int(settings.get("limit") or DEFAULT_LIMIT)
     if len(archive) > limit:
-        message = (f"model/ packs to {len(archive)} bytes, above the {limit} bytes the Ray "
-                   "backend brings back through the job's log")
+        message = (
+            f"model/ packs to {len(archive)} bytes, above the {limit} bytes the Ray "
+            "backend brings back through the job's log"
+        )
         _emit("failure", message.encode())
         return 3
     _emit("model", archive)

@@ -39,11 +39,16 @@ _VERSION = re.compile(r"^(?P<model>[a-z][a-z0-9-]*?)-(?P<sha12>[0-9a-f]{12})(?:-
 def pack_source(folder: Path, destination: Path) -> Path:
     """`sourcedir.tar.gz` as the SDK's `tar_and_upload_dir` makes it: the folder's files at the
     archive's root (caches left out), sorted and without times, so the same code packs alike."""
-    entries = sorted(p for p in folder.rglob("*")
-                     if p.is_file() and "__pycache__" not in p.relative_to(folder).parts)
-    with destination.open("wb") as raw, \
-            gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as zipped, \
-            tarfile.open(fileobj=zipped, mode="w", format=tarfile.PAX_FORMAT) as archive:
+    entries = sorted(
+        p
+        for p in folder.rglob("*")
+        if p.is_file() and "__pycache__" not in p.relative_to(folder).parts
+    )
+    with (
+        destination.open("wb") as raw,
+        gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as zipped,
+        tarfile.open(fileobj=zipped, mode="w", format=tarfile.PAX_FORMAT) as archive,
+    ):
         for path in entries:
             info = archive.gettarinfo(str(path), arcname=path.relative_to(folder).as_posix())
             info.mtime = 0
@@ -80,19 +85,21 @@ class SageMakerTrainer(Trainer):
         job.job.log.parent.mkdir(parents=True, exist_ok=True)
         name = job_name(job.name)
         with job.job.log.open("w", encoding="utf-8") as log:
+
             def say(line: str) -> None:
                 log.write(line + "\n")
                 log.flush()
                 if on_line is not None:
                     on_line(line)
 
-            details: dict[str, Any] = {"training_job_name": name,
-                                       "training_job_region": self.account.region}
+            details: dict[str, Any] = {
+                "training_job_name": name,
+                "training_job_region": self.account.region,
+            }
             say(f"[sagemaker] training job {name} in {self.account.region}")
             request = self._request(job, name, say)
             with self.account.call("sagemaker", f"creating the training job {name}") as api:
-                details["training_job_arn"] = api.create_training_job(**request)[
-                    "TrainingJobArn"]
+                details["training_job_arn"] = api.create_training_job(**request)["TrainingJobArn"]
             say(f"[sagemaker] created {details['training_job_arn']}")
             try:
                 final, past_deadline = self._wait(job, name, started, say)
@@ -104,28 +111,40 @@ class SageMakerTrainer(Trainer):
             details["billable_s"] = final.get("BillableTimeInSeconds")
             if status != "Completed":
                 timed_out = past_deadline or final.get("SecondaryStatus") == "MaxRuntimeExceeded"
-                reason = (f"timed out after {job.timeout:g} s ([train].timeout)" if timed_out
-                          else final.get("FailureReason")
-                          or f"the training job ended {status}")
+                reason = (
+                    f"timed out after {job.timeout:g} s ([train].timeout)"
+                    if timed_out
+                    else final.get("FailureReason") or f"the training job ended {status}"
+                )
                 say(f"[sagemaker] {name}: {status}: {reason}")
-                return JobResult(False, duration, job.job.log, None, reason, timed_out,
-                                 details=details)
+                return JobResult(
+                    False, duration, job.job.log, None, reason, timed_out, details=details
+                )
             model_data = final.get("ModelArtifacts", {}).get("S3ModelArtifacts")
             if not model_data:
-                return JobResult(False, duration, job.job.log, None,
-                                 "the training job completed without model artifacts",
-                                 details=details)
+                return JobResult(
+                    False,
+                    duration,
+                    job.job.log,
+                    None,
+                    "the training job completed without model artifacts",
+                    details=details,
+                )
             details["model_data_url"] = model_data
             say(f"[sagemaker] downloading {model_data}")
-            archive = self.account.download(model_data,
-                                            job.job.output / "sagemaker" / "model.tar.gz")
+            archive = self.account.download(
+                model_data, job.job.output / "sagemaker" / "model.tar.gz"
+            )
             unpack(archive, job.job.model)
-            metrics = {m["MetricName"]: float(m["Value"])
-                       for m in final.get("FinalMetricDataList", [])
-                       if m.get("MetricName") in job.metrics and "Value" in m}
+            metrics = {
+                m["MetricName"]: float(m["Value"])
+                for m in final.get("FinalMetricDataList", [])
+                if m.get("MetricName") in job.metrics and "Value" in m
+            }
             say(f"[sagemaker] {name}: Completed")
-        return JobResult(True, time.monotonic() - started, job.job.log, None,
-                         details=details, metrics=metrics)
+        return JobResult(
+            True, time.monotonic() - started, job.job.log, None, details=details, metrics=metrics
+        )
 
     # --- the request ------------------------------------------------------------------------
 
@@ -133,8 +152,9 @@ class SageMakerTrainer(Trainer):
         """Upload the code and channels, and the CreateTrainingJob request that uses them."""
         account = self.account
         match = _VERSION.match(job.name)
-        image = account.image_uri(match["model"] if match else None,
-                                  match["sha12"] if match else None)
+        image = account.image_uri(
+            match["model"] if match else None, match["sha12"] if match else None
+        )
         source = pack_source(job.job.code, job.job.root / "sourcedir.tar.gz")
         submit = account.upload(source, account.s3_url(name, "source", "sourcedir.tar.gz"))
         say(f"[sagemaker] code: {submit}")
@@ -145,45 +165,61 @@ class SageMakerTrainer(Trainer):
             for path in sorted(p for p in folder.rglob("*") if p.is_file()):
                 account.upload(path, f"{url}/{path.relative_to(folder).as_posix()}")
             say(f"[sagemaker] channel {channel}: {url}/")
-            inputs.append({
-                "ChannelName": channel,
-                "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": url + "/",
-                                                "S3DataDistributionType": "FullyReplicated"}},
-                "InputMode": "File",
-            })
-        hyperparameters = encode_hyperparameters({
-            **job.hyperparameters,
-            "sagemaker_program": job.entrypoint,
-            "sagemaker_submit_directory": submit,
-            "sagemaker_container_log_level": 20,
-            "sagemaker_job_name": name,
-            "sagemaker_region": account.region,
-        })
+            inputs.append(
+                {
+                    "ChannelName": channel,
+                    "DataSource": {
+                        "S3DataSource": {
+                            "S3DataType": "S3Prefix",
+                            "S3Uri": url + "/",
+                            "S3DataDistributionType": "FullyReplicated",
+                        }
+                    },
+                    "InputMode": "File",
+                }
+            )
+        hyperparameters = encode_hyperparameters(
+            {
+                **job.hyperparameters,
+                "sagemaker_program": job.entrypoint,
+                "sagemaker_submit_directory": submit,
+                "sagemaker_container_log_level": 20,
+                "sagemaker_job_name": name,
+                "sagemaker_region": account.region,
+            }
+        )
         return {
             "TrainingJobName": name,
             "AlgorithmSpecification": {
                 "TrainingImage": image,
                 "TrainingInputMode": "File",
-                "MetricDefinitions": [{"Name": metric, "Regex": regex}
-                                      for metric, regex in job.metrics.items()],
+                "MetricDefinitions": [
+                    {"Name": metric, "Regex": regex} for metric, regex in job.metrics.items()
+                ],
             },
             "RoleArn": self.settings.role_arn,
             "HyperParameters": hyperparameters,
             "InputDataConfig": inputs,
             "OutputDataConfig": {"S3OutputPath": account.s3_url()},
-            "ResourceConfig": {"InstanceType": self.settings.instance_type,
-                               "InstanceCount": self.settings.instance_count,
-                               "VolumeSizeInGB": 30},
+            "ResourceConfig": {
+                "InstanceType": self.settings.instance_type,
+                "InstanceCount": self.settings.instance_count,
+                "VolumeSizeInGB": 30,
+            },
             "StoppingCondition": {"MaxRuntimeInSeconds": max(int(job.timeout), 1)},
-            "Environment": {"MODELCI_SEED": str(job.seed), "PYTHONHASHSEED": str(job.seed),
-                            **job.extra_env},
+            "Environment": {
+                "MODELCI_SEED": str(job.seed),
+                "PYTHONHASHSEED": str(job.seed),
+                **job.extra_env,
+            },
             "Tags": [{"Key": "modelci:job", "Value": job.name}],
         }
 
     # --- waiting ----------------------------------------------------------------------------
 
-    def _wait(self, job: TrainingJob, name: str, started: float,
-              say: LineSink) -> tuple[dict[str, Any], bool]:
+    def _wait(
+        self, job: TrainingJob, name: str, started: float, say: LineSink
+    ) -> tuple[dict[str, Any], bool]:
         """Poll the job until it ends, saying each status change and streaming its log; stop
         it when it outlives its timeout plus `max_wait_s` (its time in SageMaker's queue).
         The job's last description, and whether modelci stopped it at that deadline."""
@@ -208,8 +244,10 @@ class SageMakerTrainer(Trainer):
                 return state, False
             if time.monotonic() > deadline:
                 self._stop(name)
-                say(f"[sagemaker] {name}: stopped after {job.timeout:g} s + "
-                    f"{self.settings.max_wait_s} s of waiting ([sagemaker] max_wait_s)")
+                say(
+                    f"[sagemaker] {name}: stopped after {job.timeout:g} s + "
+                    f"{self.settings.max_wait_s} s of waiting ([sagemaker] max_wait_s)"
+                )
                 return {**state, "TrainingJobStatus": "Stopped"}, True
             pause.wait(min(interval, max(deadline - time.monotonic(), 0.0)))
             interval = min(interval * 2, POLL_MAX_S)
@@ -239,14 +277,17 @@ class _LogFollower:
         lines: list[str] = []
         logs = self.account.client("logs")
         try:
-            streams = logs.describe_log_streams(logGroupName=LOG_GROUP,
-                                                logStreamNamePrefix=self.name)["logStreams"]
+            streams = logs.describe_log_streams(
+                logGroupName=LOG_GROUP, logStreamNamePrefix=self.name
+            )["logStreams"]
             for stream in streams:
                 stream_name = stream["logStreamName"]
                 while True:
-                    arguments: dict[str, Any] = {"logGroupName": LOG_GROUP,
-                                                 "logStreamName": stream_name,
-                                                 "startFromHead": True}
+                    arguments: dict[str, Any] = {
+                        "logGroupName": LOG_GROUP,
+                        "logStreamName": stream_name,
+                        "startFromHead": True,
+                    }
                     if self.tokens.get(stream_name):
                         arguments["nextToken"] = self.tokens[stream_name]
                     page = logs.get_log_events(**arguments)
