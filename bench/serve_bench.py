@@ -4,7 +4,7 @@
 
 Trains the example churn classifier into bench/.work/serve/, then starts, one at a time and each
 on a free port of 127.0.0.1 with the same number of workers: modelci's server
-(`python -m modelci.serve`), a minimal Starlette-on-uvicorn app calling `predict` inline
+(`python -m modelci.runtime.server`), a minimal Starlette-on-uvicorn app calling `predict` inline
 (bench/serve_minimal_app.py), and `mlflow models serve` 3.17.2 from its own virtualenv at
 bench/.work/mlflow-venv (created on first run). Each gets one JSON row of the model's 20 features
 per request, `{"inputs": [[...]]}`, from wrk (Debian's `wrk`) at 1 and 64 connections after a
@@ -376,7 +376,7 @@ def main() -> int:
             [
                 sys.executable,
                 "-m",
-                "modelci.serve",
+                "modelci.runtime.server",
                 "--model-dir",
                 str(model_dir),
                 "--port",

@@ -86,7 +86,7 @@ def make_repo() -> Path:
 
 def by_hand(job_dir: Path, python: str) -> float:
     """The same script, same interpreter, same job folder and variables, no modelci."""
-    from modelci.train.jobdir import JobDir, environment
+    from modelci.runtime.jobdir import JobDir, environment
 
     job = JobDir(job_dir)
     env = dict(os.environ)

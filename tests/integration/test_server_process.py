@@ -1,4 +1,4 @@
-"""`python -m modelci.serve` as a real process on a free port of 127.0.0.1."""
+"""`python -m modelci.runtime.server` as a real process on a free port of 127.0.0.1."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ import httpx
 import joblib
 import pytest
 
-from tests.unit.test_serve_handlers import churn_rows, train_churn_model
+from tests.support.churn import churn_rows, train_churn_model
 
 SRC = Path(__file__).resolve().parents[2] / "src"
 READY_DEADLINE_S = 30.0
@@ -58,7 +58,7 @@ def wait_ready(process: subprocess.Popen[str], url: str) -> None:
 @contextmanager
 def running_server(*arguments: str) -> Iterator[Server]:
     port = free_port()
-    command = [sys.executable, "-m", "modelci.serve", "--port", str(port), *arguments]
+    command = [sys.executable, "-m", "modelci.runtime.server", "--port", str(port), *arguments]
     env = os.environ | {"PYTHONPATH": str(SRC)}
     process = subprocess.Popen(
         command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
@@ -148,7 +148,7 @@ def test_unservable_model_folder_exits_with_a_message(tmp_path: Path) -> None:
             [
                 sys.executable,
                 "-m",
-                "modelci.serve",
+                "modelci.runtime.server",
                 "--model-dir",
                 str(tmp_path),
                 "--port",

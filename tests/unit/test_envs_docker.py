@@ -101,8 +101,9 @@ def test_context_holds_everything_the_dockerfile_copies(
     serving = (image.context / "serving-requirements.txt").read_text()
     assert "starlette==" in serving and "uvicorn==" in serving
     assert (image.context / "modelci/__init__.py").is_file()
-    assert (image.context / "modelci/serve/__init__.py").is_file()
-    assert (image.context / "modelci/train/__init__.py").is_file()
+    assert (image.context / "modelci/runtime/__init__.py").is_file()
+    assert not (image.context / "modelci/train").exists()  # host side: not in the image
+    assert not (image.context / "modelci/serve").exists()
     assert not list(image.context.rglob("__pycache__"))
 
 
@@ -124,7 +125,10 @@ def test_dockerfile_follows_sagemaker_contract(model_repo: tuple[Path, ModelSpec
     assert f'ai.modelci.lock-hash="{lock_hash}"' in labels
     assert "USER" not in [keyword for keyword, _ in steps]  # SageMaker runs as root
 
-    for name, module in (("train", "modelci.train.entry"), ("serve", "modelci.serve")):
+    for name, module in (
+        ("train", "modelci.runtime.training"),
+        ("serve", "modelci.runtime.server"),
+    ):
         script = image.context / "program" / name
         assert script.stat().st_mode & stat.S_IXUSR, f"{name} is not executable"
         assert f"python -m {module}" in script.read_text()

@@ -12,9 +12,9 @@ import joblib
 import numpy as np
 import pytest
 
-from modelci.serve import create_app
-from modelci.serve.batching import Batcher
-from tests.unit.test_serve_handlers import churn_rows, train_churn_model, write_handler
+from modelci.runtime.app import create_app
+from modelci.runtime.batching import Batcher
+from tests.support.churn import churn_rows, train_churn_model, write_handler
 
 
 class RecordingModel:

@@ -8,8 +8,8 @@ import json
 import numpy as np
 import pytest
 
-from modelci.serve import codecs
-from modelci.serve.errors import BadRequest, NotAcceptable, UnsupportedMediaType
+from modelci.runtime import codecs
+from modelci.runtime.errors import BadRequest, NotAcceptable, UnsupportedMediaType
 
 
 def npy(array: object) -> bytes:

@@ -1,6 +1,6 @@
 """Endpoints on Ray Serve: each endpoint is a Serve application named after it, at
 `/endpoints/<endpoint>` on Serve's proxy, whose deployment runs modelci's inference server
-(`modelci.serve.ray_app`) with `[serve].workers` replicas.
+(`modelci.runtime.ray_app`) with `[serve].workers` replicas.
 
 modelci writes applications through Serve's REST API on the cluster's dashboard (`PUT
 /api/serve/applications/`), as `serve deploy` does, rather than joining the cluster with
@@ -28,10 +28,10 @@ from typing import Any
 from modelci.deploy.base import Answer, Deployer, Served
 from modelci.errors import ConfigError, DeployFailed, ModelciError
 from modelci.raycluster import RayCluster, quiet_ray_sdk
-from modelci.serve.ray_app import DEPLOYMENT
+from modelci.runtime.ray_app import DEPLOYMENT
 from modelci.workspace import Workspace
 
-IMPORT_PATH = "modelci.serve.ray_app:build"
+IMPORT_PATH = "modelci.runtime.ray_app:build"
 REPLICA_NUM_CPUS = 0.25  # replicas reserve a quarter CPU: a rolling update fits on 2 cores
 MAX_ONGOING_REQUESTS = 128  # per replica; the server batches what arrives together
 GRACEFUL_SHUTDOWN_S = 30.0  # an old replica finishes its requests before it stops
@@ -111,8 +111,8 @@ class RayDeployer(Deployer):
     def application(self, client: Any, endpoint: str, version: str) -> dict[str, Any]:
         """The Serve application config that serves `version` at `endpoint`, its working
         directory and modelci's runtime uploaded to the cluster."""
+        from modelci.envs.runtime_copy import runtime_dir
         from modelci.envs.uv import lock_for
-        from modelci.runtime import runtime_dir
         from modelci.train.ray import lock_environment
         from modelci.train.runner import spec_at
 

@@ -44,7 +44,7 @@ TRAIN_SCRIPT = """\
 #!/bin/sh
 # SageMaker starts a training job as `docker run IMAGE train`: run the model's entry point
 # the way script mode does, with /opt/ml/input/config/hyperparameters.json as arguments.
-exec python -m modelci.train.entry "$@"
+exec python -m modelci.runtime.training "$@"
 """
 
 SERVE_SCRIPT = f"""\
@@ -52,7 +52,8 @@ SERVE_SCRIPT = f"""\
 # SageMaker starts an endpoint as `docker run IMAGE serve` and calls /ping and /invocations on
 # port {PORT}. The host is 0.0.0.0, not 127.0.0.1: inside a container, requests arrive through
 # the container's own network interface, which a loopback-only server would never see.
-exec python -m modelci.serve --model-dir /opt/ml/model --host 0.0.0.0 --port {PORT}{{options}} "$@"
+exec python -m modelci.runtime.server --model-dir /opt/ml/model \\
+    --host 0.0.0.0 --port {PORT}{{options}} "$@"
 """
 
 DOCKERFILE = """\
@@ -240,7 +241,7 @@ def no_engine_error(images: list[Image]) -> ConfigError:
 
 
 def _serve_options(model: ModelSpec) -> str:
-    """The `[serve]` settings of model.toml as options of `python -m modelci.serve`."""
+    """The `[serve]` settings of model.toml as options of `python -m modelci.runtime.server`."""
     serve = model.file.serve
     options = [
         f"--workers {serve.workers}",
@@ -254,7 +255,7 @@ def _serve_options(model: ModelSpec) -> str:
 
 def _copy_modelci(target: Path) -> None:
     """Copy the parts of modelci the image runs (its source, not an installed wheel)."""
-    from modelci.runtime import copy_runtime
+    from modelci.envs.runtime_copy import copy_runtime
 
     copy_runtime(target.parent)
 

@@ -69,8 +69,8 @@ class Host:
 
     def launch_spec(self, endpoint: str, model: str, environment: str, version: str) -> LaunchSpec:
         """Everything needed to start a version: its environment, model folder and handler."""
+        from modelci.envs.runtime_copy import runtime_dir
         from modelci.envs.uv import ensure_environment
-        from modelci.runtime import runtime_dir
         from modelci.train.artifacts import materialize
         from modelci.train.runner import export, spec_at
 
@@ -261,7 +261,7 @@ def run_host(workspace: Workspace, host: str, port: int) -> None:
     """Serve until stopped; one host per repository (a lock file says whether one runs)."""
     import uvicorn
 
-    from modelci.serve.protocol import HttpProtocol
+    from modelci.runtime.protocol import HttpProtocol
 
     folder = state_path(workspace).parent
     folder.mkdir(parents=True, exist_ok=True)

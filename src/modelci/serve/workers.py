@@ -85,7 +85,7 @@ class VersionServer:
         command = [
             spec.python,
             "-m",
-            "modelci.serve",
+            "modelci.runtime.server",
             "--model-dir",
             spec.model_dir,
             "--host",

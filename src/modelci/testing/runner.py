@@ -103,9 +103,9 @@ def train_twice(
     """The reproducibility check's two trainings (on the sample, side by side, in fresh job
     folders) and the test rows to compare their predictions on; a CheckResult when a run
     failed."""
+    from modelci.runtime.jobdir import JobDir
     from modelci.testing.repro import test_rows
     from modelci.train.base import TrainingJob
-    from modelci.train.jobdir import JobDir
     from modelci.train.local import child_environment
     from modelci.train.runner import run_job
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from modelci.train.jobdir import JobDir
+from modelci.runtime.jobdir import JobDir
 
 
 @dataclass(frozen=True)

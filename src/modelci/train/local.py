@@ -12,8 +12,8 @@ import threading
 import time
 from typing import IO
 
+from modelci.runtime.jobdir import command_arguments, environment
 from modelci.train.base import JobResult, LineSink, Trainer, TrainingJob, failure_reason
-from modelci.train.jobdir import command_arguments, environment
 
 # A job's own process group is stopped with SIGTERM, then SIGKILL after this grace.
 KILL_GRACE_S = 5.0

@@ -2,7 +2,7 @@
 API (`JobSubmissionClient`), with a runtime environment built from the model's lock.
 
 The job folder the runner laid out (code, input/data, input/config) is the job's working
-directory; `modelci.train.ray_driver` (shipped with modelci's runtime as a `py_modules` entry)
+directory; `modelci.runtime.ray_driver` (shipped with modelci's runtime, a `py_modules` entry)
 sets the SM_* variables where Ray unpacked it and runs the script as the local backend does.
 The model's lock becomes the runtime environment's `uv` package list (the cluster's Python plus
 the pinned, hash-checked packages). `[train].resources` become the driver's `entrypoint_num_cpus`,
@@ -32,11 +32,11 @@ from typing import Any
 
 from modelci.errors import ModelciError
 from modelci.raycluster import RayCluster, quiet_ray_sdk, resources_problem
+from modelci.runtime.ray_driver import DEFAULT_LIMIT, FRAME, JOB_VARIABLE
 from modelci.train.base import JobResult, LineSink, Trainer, TrainingJob, failure_reason
-from modelci.train.ray_driver import DEFAULT_LIMIT, FRAME, JOB_VARIABLE
 from modelci.workspace import Workspace
 
-ENTRYPOINT = "python -m modelci.train.ray_driver"
+ENTRYPOINT = "python -m modelci.runtime.ray_driver"
 STOP_TIMEOUT_S = 60.0
 POLL_S = 0.5
 TERMINAL = ("SUCCEEDED", "FAILED", "STOPPED")
@@ -176,7 +176,7 @@ class RayTrainer(Trainer):
                 reason,
                 details={"ray_address": self.cluster.address},
             )
-        from modelci.runtime import runtime_dir
+        from modelci.envs.runtime_copy import runtime_dir
 
         lock = job.python.parent.parent / "modelci-lock.txt"
         runtime_env = runtime_environment(

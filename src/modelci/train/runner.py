@@ -21,11 +21,11 @@ from modelci import git
 from modelci.errors import ConfigError, NotBuiltYet
 from modelci.fingerprint import file_digests, fingerprint
 from modelci.registry.base import Event, Registry, VersionRecord
+from modelci.runtime.jobdir import JobDir, add_channel, write_config
 from modelci.settings import MODEL_FILE, parse_toml
 from modelci.train import lease
 from modelci.train.artifacts import pack, parse_metrics
 from modelci.train.base import JobResult, Trainer, TrainingJob
-from modelci.train.jobdir import JobDir, add_channel, write_config
 from modelci.workspace import Workspace
 
 if TYPE_CHECKING:

@@ -24,9 +24,9 @@ from pathlib import Path
 from typing import Any
 
 from modelci.aws import SageMakerAccount, resource_name
+from modelci.runtime.jobdir import encode_hyperparameters
 from modelci.train.artifacts import unpack
 from modelci.train.base import JobResult, LineSink, Trainer, TrainingJob
-from modelci.train.jobdir import encode_hyperparameters
 from modelci.workspace import Workspace
 
 LOG_GROUP = "/aws/sagemaker/TrainingJobs"

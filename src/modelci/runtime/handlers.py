@@ -2,7 +2,7 @@
 
 A handler follows SageMaker's contract: `model_fn(model_dir)`, `input_fn(body, content_type)`,
 `predict_fn(data, model)` and `output_fn(prediction, accept)`. A user's `inference.py` may
-define any subset; what it leaves out comes from the defaults (`modelci.serve.codecs` for input
+define any subset; what it leaves out comes from the defaults (`modelci.runtime.codecs` for input
 and output, `model.predict` on a 2-D NumPy array for prediction). Without a `model_fn` the model
 is loaded by a built-in handler chosen from the files in the model folder:
 
@@ -29,8 +29,8 @@ from typing import Any
 
 import numpy as np
 
-from modelci.serve import codecs
-from modelci.serve.errors import (
+from modelci.runtime import codecs
+from modelci.runtime.errors import (
     BadRequest,
     HandlerError,
     HandlerNotFound,

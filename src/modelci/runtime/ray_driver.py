@@ -20,7 +20,7 @@ import sys
 import tarfile
 from pathlib import Path
 
-from modelci.train.jobdir import JobDir, command_arguments, decode_hyperparameters, environment
+from modelci.runtime.jobdir import JobDir, command_arguments, decode_hyperparameters, environment
 
 JOB_VARIABLE = "MODELCI_RAY_JOB"  # JSON: entrypoint, seed, channels, resources, limit
 FRAME = "@@modelci"  # every line modelci reads back starts with it

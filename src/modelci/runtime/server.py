@@ -1,4 +1,5 @@
-"""`python -m modelci.serve --model-dir DIR`: serve one model version over HTTP with uvicorn.
+"""`python -m modelci.runtime.server --model-dir DIR`: serve one model version over HTTP with
+uvicorn.
 
 Runs inside the model's own environment, so it imports only the standard library, Starlette,
 uvicorn, prometheus_client, NumPy and the model's own libraries.
@@ -17,15 +18,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from modelci.serve.app import CONFIG_VARIABLE, DEFAULT_MAX_BODY_BYTES, create_app
-from modelci.serve.errors import HandlerNotFound, ServeError
-from modelci.serve.handlers import find_builtin
-from modelci.serve.metrics import MULTIPROCESS_VARIABLE
+from modelci.runtime.app import CONFIG_VARIABLE, DEFAULT_MAX_BODY_BYTES, create_app
+from modelci.runtime.errors import HandlerNotFound, ServeError
+from modelci.runtime.handlers import find_builtin
+from modelci.runtime.metrics import MULTIPROCESS_VARIABLE
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """The command line; defaults bind 127.0.0.1:8080 with one worker."""
-    parser = argparse.ArgumentParser(prog="python -m modelci.serve", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m modelci.runtime.server", description=__doc__)
     parser.add_argument("--model-dir", required=True, help="the unpacked model.tar.gz")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8080)
@@ -60,9 +61,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Load the model and serve it until interrupted; 1 when it cannot be loaded."""
     args = parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
-    import uvicorn  # imported here: it brings click, which `import modelci.serve` must not
+    import uvicorn  # imported here: it brings click, which importing the app must not
 
-    from modelci.serve.protocol import HttpProtocol
+    from modelci.runtime.protocol import HttpProtocol
 
     metadata: dict[str, Any] | None = None
     if args.metadata_file:
@@ -101,7 +102,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.environ[MULTIPROCESS_VARIABLE] = metrics_dir
     try:
         uvicorn.run(
-            "modelci.serve.app:app_from_environment",
+            "modelci.runtime.app:app_from_environment",
             factory=True,
             workers=args.workers,
             **options,

@@ -1,7 +1,7 @@
-"""The part of modelci that runs inside a model's own environment or image: the inference
-server, the training entry point and the in-process probe. They import only the standard
-library and what the serving layer installs, so they are put on PYTHONPATH there, never
-installed, and modelci's own dependencies never leak into a model."""
+"""The copy of modelci's runtime that goes on the PYTHONPATH of a model's environment, Ray job
+or image: exactly `modelci/__init__.py` (`seed_everything`, standard library only) and the
+`modelci/runtime/` package. It is copied, never installed, so modelci's own dependencies never
+leak into a model."""
 
 from __future__ import annotations
 
@@ -11,24 +11,18 @@ import shutil
 import tempfile
 from pathlib import Path
 
-SOURCE = Path(__file__).resolve().parent
-PARTS = ("__init__.py", "errors.py", "serve", "train", "testing/__init__.py", "testing/probe.py")
+SOURCE = Path(__file__).resolve().parents[1]  # the modelci package
 
 
-def _files() -> list[Path]:
-    files: list[Path] = []
-    for part in PARTS:
-        path = SOURCE / part
-        if path.is_dir():
-            files += sorted(p for p in path.rglob("*.py") if "__pycache__" not in p.parts)
-        elif path.is_file():
-            files.append(path)
-    return files
+def runtime_files() -> list[Path]:
+    """The files copied, under `SOURCE`: the package's `__init__.py` and `runtime/**.py`."""
+    package = sorted(p for p in (SOURCE / "runtime").rglob("*.py") if "__pycache__" not in p.parts)
+    return [SOURCE / "__init__.py", *package]
 
 
 def copy_runtime(target: Path) -> Path:
-    """Copy the runtime parts into `target/modelci/`; return `target` (the PYTHONPATH entry)."""
-    for source in _files():
+    """Copy the runtime into `target/modelci/`; return `target` (the PYTHONPATH entry)."""
+    for source in runtime_files():
         destination = target / "modelci" / source.relative_to(SOURCE)
         destination.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(source, destination)
@@ -39,7 +33,7 @@ def runtime_dir(state_dir: Path) -> Path:
     """A copy of the runtime under `.modelci/runtime/<content hash>/`, made once and shared by
     every worker and probe of this modelci; returns the folder to put on PYTHONPATH."""
     digest = hashlib.sha256()
-    for path in _files():
+    for path in runtime_files():
         digest.update(str(path.relative_to(SOURCE)).encode() + b"\0" + path.read_bytes())
     target = state_dir / "runtime" / digest.hexdigest()[:16]
     if (target / "modelci" / "__init__.py").exists():

@@ -21,11 +21,11 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from modelci.serve.batching import Batcher
-from modelci.serve.errors import BadRequest, PayloadTooLarge, ServeError
-from modelci.serve.handlers import Handler, load_handler
-from modelci.serve.metrics import Metrics
-from modelci.serve.openapi import openapi_document
+from modelci.runtime.batching import Batcher
+from modelci.runtime.errors import BadRequest, PayloadTooLarge, ServeError
+from modelci.runtime.handlers import Handler, load_handler
+from modelci.runtime.metrics import Metrics
+from modelci.runtime.openapi import openapi_document
 
 DEFAULT_MAX_BODY_BYTES = 6 * 1024 * 1024  # SageMaker's limit for real-time endpoints
 CONFIG_VARIABLE = "MODELCI_SERVE_CONFIG"
@@ -190,7 +190,8 @@ def create_app(
 def app_from_environment() -> Starlette:
     """`create_app` with the keyword arguments in `MODELCI_SERVE_CONFIG` (JSON).
 
-    The factory uvicorn's worker processes call; `python -m modelci.serve` sets the variable.
+    The factory uvicorn's worker processes call; `python -m modelci.runtime.server` sets the
+    variable.
     """
     config = json.loads(os.environ[CONFIG_VARIABLE])
     model_dir = config.pop("model_dir")

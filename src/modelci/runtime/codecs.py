@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from modelci.serve.errors import BadRequest, NotAcceptable, UnsupportedMediaType
+from modelci.runtime.errors import BadRequest, NotAcceptable, UnsupportedMediaType
 
 JSON = "application/json"
 CSV = "text/csv"

@@ -39,7 +39,7 @@ def build(args: dict[str, Any]) -> Any:
             self.version: str | None = None
 
         def __serve_build_asgi_app__(self) -> Any:
-            from modelci.serve.app import create_app
+            from modelci.runtime.app import create_app
 
             settings = self.settings
             return create_app(

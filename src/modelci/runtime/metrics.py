@@ -1,9 +1,10 @@
 """The server's Prometheus metrics: requests by route and status, latency, batch sizes, in-flight.
 
 With one process the metrics live in the app's own registry. With several uvicorn workers,
-`python -m modelci.serve` points `PROMETHEUS_MULTIPROC_DIR` at a fresh folder before the workers
-start, prometheus_client then keeps every value in a per-process file, and `/metrics` (answered
-by whichever worker gets the scrape) adds up all workers: a scrape never sees one worker's share.
+`python -m modelci.runtime.server` points `PROMETHEUS_MULTIPROC_DIR` at a fresh folder before
+the workers start, prometheus_client then keeps every value in a per-process file, and `/metrics`
+(answered by whichever worker gets the scrape) adds up all workers: a scrape never sees one
+worker's share.
 """
 
 from __future__ import annotations

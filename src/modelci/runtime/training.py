@@ -11,7 +11,7 @@ import os
 import sys
 from pathlib import Path
 
-from modelci.train.jobdir import JobDir, command_arguments, decode_hyperparameters, environment
+from modelci.runtime.jobdir import JobDir, command_arguments, decode_hyperparameters, environment
 
 
 def main() -> int:

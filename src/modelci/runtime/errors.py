@@ -10,9 +10,9 @@ ServeError                 500 unless a subclass says otherwise
 └── HandlerNotFound        no handler fits the model folder (raised at start, not per request)
 ```
 
-This package must run inside a model's own environment, so it has its own small error tree
-instead of `modelci.errors` (which needs nothing heavy, but keeping `modelci.serve` closed over
-the standard library, Starlette, uvicorn, prometheus_client and NumPy is the simpler rule).
+The runtime runs inside a model's own environment, so it has its own small error tree instead
+of `modelci.errors` (which needs nothing heavy, but keeping `modelci.runtime` closed over the
+standard library, Starlette, uvicorn, prometheus_client and NumPy is the simpler rule).
 """
 
 from __future__ import annotations
