@@ -6,13 +6,13 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import signal
 import socket
 import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from modelci.processes import stop_group
 from modelci.serve.proxy import Upstream, UpstreamError
 
 STOP_GRACE_S = 10.0
@@ -157,16 +157,7 @@ class VersionServer:
         self.stopping = True
         self.healthy = False
         self.upstream.close()
-        for sig in (signal.SIGTERM, signal.SIGKILL):
-            try:
-                os.killpg(self.process.pid, sig)
-            except ProcessLookupError:
-                break
-            try:
-                self.process.wait(timeout=STOP_GRACE_S)
-                break
-            except subprocess.TimeoutExpired:
-                continue
+        stop_group(self.process, STOP_GRACE_S)
 
     def describe(self) -> dict[str, object]:
         return {

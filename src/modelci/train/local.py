@@ -5,13 +5,13 @@ from __future__ import annotations
 import collections
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import threading
 import time
 from typing import IO
 
+from modelci.processes import stop_group
 from modelci.runtime.jobdir import command_arguments, environment
 from modelci.train.base import JobResult, LineSink, Trainer, TrainingJob, failure_reason
 
@@ -122,16 +122,7 @@ class RunningJob:
 
     def kill(self) -> int:
         """Stop the job's whole process group: SIGTERM, then SIGKILL after the grace."""
-        for sig in (signal.SIGTERM, signal.SIGKILL):
-            try:
-                os.killpg(self.process.pid, sig)
-            except ProcessLookupError:
-                break
-            try:
-                return self.process.wait(timeout=KILL_GRACE_S)
-            except subprocess.TimeoutExpired:
-                continue
-        return self.process.wait()
+        return stop_group(self.process, KILL_GRACE_S)
 
 
 class LocalTrainer(Trainer):
