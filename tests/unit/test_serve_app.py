@@ -17,7 +17,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import StarletteDeprecationWarning
 
 from modelci.serve import create_app
-from tests.unit.test_serve_handlers import churn_rows, train_churn_model, write_handler
+from tests.support.churn import churn_rows, train_churn_model, write_handler
 
 with warnings.catch_warnings():
     # Starlette asks for `httpx2`; httpx is what this environment has, and works.

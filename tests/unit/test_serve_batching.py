@@ -14,7 +14,7 @@ import pytest
 
 from modelci.serve import create_app
 from modelci.serve.batching import Batcher
-from tests.unit.test_serve_handlers import churn_rows, train_churn_model, write_handler
+from tests.support.churn import churn_rows, train_churn_model, write_handler
 
 
 class RecordingModel:

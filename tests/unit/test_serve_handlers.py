@@ -4,12 +4,8 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import pickle
 import shutil
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
 import joblib
@@ -18,35 +14,7 @@ import pytest
 
 from modelci.serve.errors import BadRequest, HandlerError, HandlerNotFound, NotAcceptable
 from modelci.serve.handlers import Handler, find_builtin, load_handler
-
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
-
-
-def train_churn_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The example churn classifier trained by its own train.py, once per test session."""
-    root = tmp_path_factory.getbasetemp() / "serve-churn"
-    model_dir = root / "model"
-    if (model_dir / "model.joblib").is_file():
-        return model_dir
-    for channel in ("train", "test"):
-        (root / channel).mkdir(parents=True, exist_ok=True)
-        shutil.copy(EXAMPLES / "data" / "churn" / f"{channel}.csv", root / channel)
-    env = os.environ | {
-        "SM_MODEL_DIR": str(model_dir),
-        "SM_CHANNEL_TRAIN": str(root / "train"),
-        "SM_CHANNEL_TEST": str(root / "test"),
-    }
-    script = EXAMPLES / "models" / "churn" / "train.py"
-    subprocess.run([sys.executable, str(script)], env=env, check=True, capture_output=True)
-    return model_dir
-
-
-def churn_rows() -> np.ndarray:
-    """The test set's feature rows (f0..f19), as the model was fitted on them."""
-    lines = (EXAMPLES / "data" / "churn" / "test.csv").read_text().splitlines()
-    header = lines[0].split(",")
-    assert header[0] == "customer_id" and header[-1] == "label" and len(header) == 22
-    return np.array([line.split(",")[1:-1] for line in lines[1:]], dtype=np.float64)
+from tests.support.churn import churn_rows, train_churn_model, write_handler
 
 
 @pytest.fixture(scope="module")
@@ -60,13 +28,6 @@ def model_copy(model_dir: Path, tmp_path: Path) -> Path:
     copy = tmp_path / "model"
     shutil.copytree(model_dir, copy)
     return copy
-
-
-def write_handler(folder: Path, source: str, name: str = "inference.py") -> Path:
-    path = folder / name
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(textwrap.dedent(source))
-    return path
 
 
 def test_builtin_sklearn_answers_like_the_model(model_dir: Path) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.unit.test_serve_handlers import train_churn_model
+from tests.support.churn import train_churn_model
 
 SRC = Path(__file__).resolve().parents[2] / "src"
 FORBIDDEN = {"pydantic", "click", "rich", "sqlalchemy", "alembic", "httpx", "pandas", "yaml"}
