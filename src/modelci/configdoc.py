@@ -155,12 +155,14 @@ class DescriptionError(Exception):
 
 @dataclass(frozen=True)
 class Key:
-    """One documented key: its dotted name, type, default, and whether it is a table."""
+    """One documented key: its dotted name, type, default, whether it is a table, and the
+    `Field(description=...)` spec.py gives it, if any."""
 
     name: str
     type: str
     default: str
     table: bool
+    description: str | None = None
 
 
 # --- types and defaults --------------------------------------------------------------------------
@@ -306,7 +308,13 @@ def _walk(
         if get_origin(annotation) is dict:
             _, value_type = get_args(annotation)
             entry = _model_of(value_type)
-            yield Key(name, describe_type(annotation, field.metadata), shown, entry is not None)
+            yield Key(
+                name,
+                describe_type(annotation, field.metadata),
+                shown,
+                entry is not None,
+                field.description,
+            )
             if entry is not None:
                 placeholder = PLACEHOLDERS.get((file, name), "<name>")
                 if (file, name) in TABLE_ENTRY:
@@ -319,28 +327,33 @@ def _walk(
         if table is not None:
             optional = bool(_union_members(annotation))
             kind = "table (optional)" if optional else "table"
-            yield Key(name, kind, "unset" if optional else "" if has_default else shown, True)
+            default_shown = "unset" if optional else "" if has_default else shown
+            yield Key(name, kind, default_shown, True, field.description)
             yield from _walk(file, table, f"{name}.", default if has_default else None)
             continue
-        yield Key(name, describe_type(annotation, field.metadata), shown, False)
+        yield Key(name, describe_type(annotation, field.metadata), shown, False, field.description)
 
 
 def check_descriptions(
     documented: Mapping[str, list[Key]], descriptions: Mapping[str, Mapping[str, str]]
 ) -> None:
-    """Every key described, every description of a real key; else DescriptionError listing
-    what is wrong and where to fix it."""
+    """Every key described (here or by its field in spec.py), every description here of a
+    real key; else DescriptionError listing what is wrong and how to fix it."""
     problems: list[str] = []
     for file, file_keys in documented.items():
         names = {k.name for k in file_keys}
         meanings = descriptions.get(file, {})
-        problems += [f"{file}: {n}: no description" for n in sorted(names - set(meanings))]
+        described = set(meanings) | {k.name for k in file_keys if k.description}
+        problems += [f"{file}: {n}: no description" for n in sorted(names - described)]
         problems += [
             f"{file}: {n}: described, but no such key" for n in sorted(set(meanings) - names)
         ]
     if problems:
         raise DescriptionError(
-            "configdoc.DESCRIPTIONS does not match modelci.spec:\n  " + "\n  ".join(problems)
+            "the meanings in src/modelci/configdoc.py (DESCRIPTIONS) do not match the keys of "
+            "src/modelci/spec.py:\n  "
+            + "\n  ".join(problems)
+            + f"\nfix DESCRIPTIONS, then regenerate the reference: {COMMAND}"
         )
 
 
@@ -382,15 +395,21 @@ def _cell(text: str) -> str:
 
 
 def _section(file: str, file_keys: list[Key], meanings: Mapping[str, str]) -> list[str]:
+    def meaning(key: Key) -> str:
+        return meanings.get(key.name) or key.description or ""
+
     lines = [f"## `{file}`", ""]
     top = [k for k in file_keys if "." not in k.name]
     for section in top:
-        lines += [f"### `[{section.name}]`", "", meanings[section.name], ""]
+        lines += [f"### `[{section.name}]`", "", meaning(section), ""]
         if section.default == "required":
             lines += ["Required.", ""]
         elif section.default:
             lines += [f"Default: `{section.default}`.", ""]
         inside = [k for k in file_keys if k.name.startswith(f"{section.name}.")]
+        if not inside:
+            lines += [f"Type: {section.type}.", ""]
+            continue
         lines += ["| key | type | default | meaning |", "| --- | --- | --- | --- |"]
         for key in inside:
             default = (
@@ -398,7 +417,7 @@ def _section(file: str, file_keys: list[Key], meanings: Mapping[str, str]) -> li
             )
             lines.append(
                 f"| `{key.name}` | {_cell(key.type)} | {_cell(default or '')} | "
-                f"{_cell(meanings[key.name])} |"
+                f"{_cell(meaning(key))} |"
             )
         lines.append("")
     return lines

@@ -7,6 +7,7 @@ import copy
 from pathlib import Path
 
 import pytest
+from pydantic import BaseModel, Field
 
 from modelci import configdoc
 from modelci.settings import MODEL_FILE, PROJECT_FILE
@@ -58,6 +59,23 @@ def test_a_description_of_no_key_is_refused() -> None:
     descriptions[PROJECT_FILE]["project.gone"] = "A key that was removed."
     with pytest.raises(configdoc.DescriptionError, match=r"project.gone: described, but no such"):
         configdoc.render(descriptions)
+
+
+def test_a_description_given_by_the_field_in_spec_counts() -> None:
+    class Section(BaseModel):
+        described: int = Field(default=1, description="Described where it is declared.")
+        bare: str = "x"
+
+    class File(BaseModel):
+        section: Section = Section()
+
+    found = {"f.toml": list(configdoc.keys("f.toml", File))}
+    configdoc.check_descriptions(found, {"f.toml": {"section": "S.", "section.bare": "B."}})
+    with pytest.raises(configdoc.DescriptionError) as refused:
+        configdoc.check_descriptions(found, {"f.toml": {"section": "S."}})
+    assert "f.toml: section.bare: no description" in str(refused.value)
+    assert "section.described" not in str(refused.value)
+    assert configdoc.COMMAND in str(refused.value)
 
 
 def test_main_prints_the_reference(capsys: pytest.CaptureFixture[str]) -> None:
