@@ -21,7 +21,6 @@ import multiprocessing
 import os
 import resource
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -40,6 +39,7 @@ IDENTITY = ("-c", "user.name=bench", "-c", "user.email=bench@example.com")
 
 # The race's model: the tests' stdlib toy, so that each version server starts in a blink.
 sys.path.insert(0, str(ROOT))
+from tests.support.ports import free_port  # noqa: E402
 from tests.support.toy import INFERENCE, SERVED_SPEC, train_script  # noqa: E402
 
 TRAIN = train_script()
@@ -68,13 +68,6 @@ def modelci(repo: Path, *args: str, check: bool = True) -> tuple[float, Any]:
             f"modelci {' '.join(args)} failed ({done.returncode}):\n{done.stdout}{done.stderr}"
         )
     return took, json.loads(done.stdout) if done.stdout.strip() else None
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 # --- (a) modelci run with nothing changed --------------------------------------------------------

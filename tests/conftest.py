@@ -3,15 +3,14 @@ repositories, including copies of the bundled example repository."""
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
+from tests.support.cli import CliResult
 from tests.support.repos import GitRepo
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
@@ -66,18 +65,6 @@ def git_repo(tmp_path: Path) -> Callable[..., GitRepo]:
         return repo
 
     return make
-
-
-class CliResult:
-    """What one in-process `modelci` call printed and returned."""
-
-    def __init__(self, code: int, stdout: str, stderr: str):
-        self.code = code
-        self.stdout = stdout
-        self.stderr = stderr
-
-    def json(self) -> Any:
-        return json.loads(self.stdout)
 
 
 @pytest.fixture

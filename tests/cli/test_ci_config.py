@@ -21,7 +21,7 @@ import pytest
 
 from modelci.ciconfig import PROVIDERS, render
 from modelci.errors import ConfigError
-from tests.conftest import CliResult
+from tests.support.cli import CliResult
 from tests.support.repos import GitRepo
 
 Run = Callable[..., CliResult]

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from modelci import __version__
 from modelci.cli import COMMANDS
-from tests.conftest import CliResult
+from tests.support.cli import CliResult
 from tests.support.repos import GitRepo
 
 Run = Callable[..., CliResult]

@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 from modelci.registry import open_registry
 from modelci.registry.base import Event, VersionRecord
-from tests.conftest import CliResult
+from tests.support.cli import CliResult
 from tests.support.repos import GitRepo
 
 Run = Callable[..., CliResult]

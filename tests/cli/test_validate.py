@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from modelci.spec import load_project
-from tests.conftest import CliResult
+from tests.support.cli import CliResult
 from tests.support.repos import GitRepo, add_model
 
 Run = Callable[..., CliResult]

@@ -17,16 +17,15 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from modelci.envs.uv import MARKER
-from tests.conftest import CliResult
+from tests.support.cli import CliResult
+from tests.support.engines import fake_engines
 from tests.support.repos import GitRepo, add_model
-from tests.unit.test_envs_docker import fake_engines
 
 
 def _user_uv_cache() -> str:
@@ -97,12 +96,10 @@ def test_build_locks_creates_then_reuses(git_repo: Callable[..., GitRepo], model
         assert imports(python, module), module
     assert not imports(python, "modelci")  # the training job never gets modelci for free
 
-    started = time.perf_counter()
+    # how fast a cache hit is, bench/env_bench.py measures (a test asserts no wall time)
     second = modelci("-C", repo.root, "build", "tiny")
-    took = time.perf_counter() - started
     assert second.code == 0, second.stderr
     assert "tiny: cached" in second.stdout
-    assert took < 1.0, f"a cache hit took {took:.2f} s"
     again = modelci("-C", repo.root, "build", "tiny", "--json").json()["environments"][0]
     assert again == entry | {"status": "cached"}
 

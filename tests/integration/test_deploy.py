@@ -13,7 +13,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -27,9 +26,11 @@ import pytest
 
 from modelci.registry import open_registry
 from modelci.registry.base import Event
-from tests.conftest import CliResult
+from tests.support.cli import CliResult
+from tests.support.ports import free_port
 from tests.support.repos import GitRepo
-from tests.support.toy import INFERENCE, SERVED_SPEC, train_script
+from tests.support.toy import INFERENCE, SERVED_SPEC, train_script, write_toy
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -72,13 +73,6 @@ JSON = {"content-type": "application/json"}
 
 
 # --- processes and HTTP ----------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def _stat(pid: int) -> list[str]:
@@ -135,17 +129,6 @@ def processes_of(root: Path) -> list[int]:
     return found
 
 
-def until(condition: Callable[[], Any], what: str, timeout: float = DEADLINE_S) -> Any:
-    """Poll `condition` until it returns something truthy; fail at the deadline."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.05)  # the poll interval
-    raise AssertionError(f"not within {timeout:g} s: {what}")
-
-
 def prediction(answer: httpx.Response) -> float:
     assert answer.status_code == 200, answer.text
     value: float = answer.json()["predictions"][0]
@@ -198,7 +181,7 @@ class Hosts:
             except httpx.TransportError:
                 return False
 
-        until(answers, f"the host at {url} answers /ping")
+        wait_until(answers, f"the host at {url} answers /ping", deadline_s=DEADLINE_S)
         return url
 
     def stop(self) -> None:
@@ -224,10 +207,11 @@ class Hosts:
 
         # `serve --stop` returns once the host has removed its state file, a moment before
         # its process is gone
-        deadline = time.monotonic() + 30
-        while left() and time.monotonic() < deadline:
-            time.sleep(0.05)  # the poll interval
-        assert not left(), f"processes left running: {left()}"
+        wait_until(
+            lambda: not left(),
+            "every process of the test ends",
+            details=lambda: f"processes left running: {left()}",
+        )
 
 
 @pytest.fixture(scope="module")
@@ -292,12 +276,7 @@ class Toy:
 @pytest.fixture
 def toy(git_repo: Callable[..., GitRepo], modelci: Run, hosts: Hosts, shared_envs: Path) -> Toy:
     repo = git_repo()
-    repo.write(".gitignore", ".modelci/\n")
-    repo.write("models/toy/train.py", TRAIN)
-    repo.write("models/toy/requirements.txt", "")
-    rows = "".join(f"{i},{i % 3},{i % 5},{i % 2}\n" for i in range(20))
-    repo.write("data/toy/train.csv", "id,a,b,label\n" + rows)
-    repo.write("data/toy/test.csv", "id,a,b,label\n" + rows)
+    write_toy(repo, "", train=TRAIN, inference=None)  # each version writes its spec and handler
     (repo.root / ".modelci").mkdir()
     (repo.root / ".modelci" / "envs").symlink_to(shared_envs, target_is_directory=True)
     hosts.roots.append(repo.root)
@@ -493,9 +472,10 @@ def test_failed_smoke_request_rolls_back(toy: Toy) -> None:
     assert outcome["status"] == "rolled_back" and outcome["previous_version"] == good
     assert "smoke request got 500" in outcome["reason"]
     assert toy.pointer() == good
-    until(
+    wait_until(
         lambda: httpx.get(f"{gateway}/metadata").json()["version"] == good,
         "the endpoint serves the previous version again",
+        deadline_s=DEADLINE_S,
     )
     assert prediction(httpx.post(f"{gateway}/invocations", content=ROW, headers=JSON)) == 3.5
 
@@ -515,7 +495,7 @@ def test_crashed_version_server_is_restarted(toy: Toy) -> None:
         endpoint = toy.endpoints()["toy-staging"]
         return bool(endpoint["healthy"] and endpoint["restarts"] == 1)
 
-    until(restarted, "the crashed server is restarted and healthy")
+    wait_until(restarted, "the crashed server is restarted and healthy", deadline_s=DEADLINE_S)
     assert statuses <= {200, 503}, statuses
     [after] = toy.endpoints().values()
     assert after["pid"] != before["pid"] and after["version"] == before["version"]
@@ -627,14 +607,18 @@ def test_swaps_under_load_drop_no_request(toy: Toy) -> None:
     swaps = [(second,), (first, "--force"), (second,)]
     windows = []
     with Load(f"{gateway}/invocations") as load:
-        until(lambda: load.count() >= 20, "the load is running")
+        wait_until(lambda: load.count() >= 20, "the load is running", deadline_s=DEADLINE_S)
         for version, *options in swaps:
             began = time.monotonic()
             outcome = toy.deployed("--version", version, *options)
             assert outcome["version"] == version
             windows.append((began, time.monotonic()))
         done = load.count()
-        until(lambda: load.count() >= done + 20, "more answers after the last swap")
+        wait_until(
+            lambda: load.count() >= done + 20,
+            "more answers after the last swap",
+            deadline_s=DEADLINE_S,
+        )
         assert load.count() < load.cap, "the cap was reached before the swaps were done"
     assert load.failures == [], load.failures[:5]
     values = [value for _, value in load.answers]

@@ -16,7 +16,7 @@ import pytest
 
 from modelci.envs import docker
 from modelci.errors import ArtifactNotFound, ConfigError
-from tests.conftest import CliResult
+from tests.support.cli import CliResult
 from tests.support.repos import GitRepo, add_model
 
 Run = Callable[..., CliResult]

@@ -9,15 +9,15 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from modelci.registry import open_registry
-from tests.conftest import CliResult
+from tests.support.cli import CliResult
 from tests.support.repos import GitRepo
+from tests.support.waiting import wait_until
 
 Run = Callable[..., CliResult]
 MODELCI = [sys.executable, "-m", "modelci"]
@@ -48,15 +48,6 @@ def slow(git_repo: Callable[..., GitRepo], tmp_path: Path) -> GitRepo:
     return repo
 
 
-def wait_for(condition: Callable[[], bool], what: str, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def status_of(repo: GitRepo, version: str) -> str | None:
     db = repo.root / ".modelci" / "registry.db"
     if not db.exists():
@@ -85,7 +76,9 @@ def test_lease_blocks_a_second_pipeline_and_a_killed_one_blocks_nobody(
     gate.write_text("hold")
     first = start_training(slow, gate)
     try:
-        wait_for(lambda: (tmp_path / "job.pid").exists(), "the first job to start")
+        wait_until(
+            lambda: (tmp_path / "job.pid").exists(), "the first job to start", deadline_s=120
+        )
         assert status_of(slow, version) == "training"
 
         second = modelci("-C", slow.root, "train", "slow", "--json")
@@ -96,14 +89,14 @@ def test_lease_blocks_a_second_pipeline_and_a_killed_one_blocks_nobody(
         job_pid = int((tmp_path / "job.pid").read_text())
         os.killpg(first.pid, signal.SIGKILL)  # the pipeline dies mid-train
         first.wait(timeout=30)
-        wait_for(
+        wait_until(
             lambda: (
                 not Path(f"/proc/{job_pid}").exists()
                 or "zombie" in Path(f"/proc/{job_pid}/status").read_text().lower()
                 or " Z " in Path(f"/proc/{job_pid}/stat").read_text()
             ),
             "the orphaned job to die with its pipeline",
-            timeout=30,
+            deadline_s=30,
         )
     finally:
         if first.poll() is None:
@@ -122,7 +115,9 @@ def test_break_lease_takes_a_live_lease(slow: GitRepo, modelci: Run, tmp_path: P
     gate.write_text("hold")
     first = start_training(slow, gate)
     try:
-        wait_for(lambda: (tmp_path / "job.pid").exists(), "the first job to start")
+        wait_until(
+            lambda: (tmp_path / "job.pid").exists(), "the first job to start", deadline_s=120
+        )
         gate.unlink()
         taken = modelci("-C", slow.root, "train", "slow", "--break-lease", "--json")
         assert taken.code == 0, taken.stdout

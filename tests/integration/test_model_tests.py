@@ -12,38 +12,11 @@ import pytest
 
 from modelci.registry import open_registry
 from modelci.registry.base import Event
-from tests.conftest import CliResult
+from tests.support.cli import CliResult
 from tests.support.repos import GitRepo
-from tests.support.toy import INFERENCE, train_script
+from tests.support.toy import make_toy, train_script
 
 Run = Callable[..., CliResult]
-
-SPEC = """\
-[train]
-entrypoint = "train.py"
-hyperparameters = {{ bias = 0.5 }}
-channels = {{ train = "data/toy/train.csv", test = "data/toy/test.csv" }}
-metrics = {{ score = "score=([0-9.]+)" }}
-sample = {{ fraction = 0.5, key = "id" }}
-
-[serve]
-handler = "inference.py"
-
-[gates]
-{gates}
-"""
-
-
-def make_toy(repo: GitRepo, *, gates: str = 'score = ">= 0.5"', extra: str = "") -> None:
-    repo.write(".gitignore", ".modelci/\n")
-    repo.write("models/toy/model.toml", SPEC.format(gates=gates))
-    repo.write("models/toy/train.py", train_script(extra))
-    repo.write("models/toy/inference.py", INFERENCE)
-    repo.write("models/toy/requirements.txt", "")
-    rows = "".join(f"{i},{i % 3},{i % 5},{i % 2}\n" for i in range(60))
-    repo.write("data/toy/train.csv", "id,a,b,label\n" + rows)
-    repo.write("data/toy/test.csv", "id,a,b,label\n" + rows)
-    repo.commit("toy model")
 
 
 @pytest.fixture

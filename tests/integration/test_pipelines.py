@@ -14,7 +14,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -26,7 +25,8 @@ import pytest
 
 from modelci.registry import open_registry
 from modelci.registry.base import Event
-from tests.conftest import CliResult
+from tests.support.cli import CliResult
+from tests.support.ports import free_port
 from tests.support.repos import GitRepo
 from tests.support.toy import INFERENCE, SERVED_SPEC, train_script
 
@@ -72,13 +72,6 @@ def write_model(
 def plain(text: str) -> str:
     """Text without terminal escape sequences."""
     return re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", text)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 # --- the prepared repository -------------------------------------------------------------------

@@ -19,10 +19,11 @@ import pytest
 
 from modelci.registry import open_registry
 from modelci.registry.base import VersionRecord
-from tests.conftest import CliResult
-from tests.support.ray_cluster import RayCluster, RayUnavailable, free_port, ray_cluster
+from tests.support.cli import CliResult
+from tests.support.ports import free_port
+from tests.support.ray_cluster import RayCluster, RayUnavailable, ray_cluster
 from tests.support.repos import GitRepo
-from tests.support.toy import INFERENCE
+from tests.support.toy import write_toy
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
@@ -88,15 +89,8 @@ def on_ray(cluster: RayCluster, monkeypatch: pytest.MonkeyPatch) -> RayCluster:
 def make_toy(
     repo: GitRepo, *, bias: float = 0.5, train: str = TRAIN, resources: str = "num_cpus = 0.5"
 ) -> None:
-    repo.write(".gitignore", ".modelci/\n")
     repo.write("modelci.toml", '[train]\nbackend = "ray"\n\n[deploy]\nbackend = "ray"\n')
-    repo.write("models/toy/model.toml", SPEC.format(bias=bias, resources=resources))
-    repo.write("models/toy/train.py", train)
-    repo.write("models/toy/inference.py", INFERENCE)
-    repo.write("models/toy/requirements.txt", "")
-    rows = "".join(f"{i},{i % 3},{i % 5},{i % 2}\n" for i in range(30))
-    repo.write("data/toy/train.csv", "id,a,b,label\n" + rows)
-    repo.write("data/toy/test.csv", "id,a,b,label\n" + rows)
+    write_toy(repo, SPEC.format(bias=bias, resources=resources), train=train, rows=30)
     repo.commit("toy model")
 
 

@@ -8,7 +8,6 @@ import itertools
 import subprocess
 import sys
 import threading
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -19,12 +18,14 @@ from modelci.errors import ConfigError, PointerConflict, RegistryError
 from modelci.registry import Event, Registry, VersionRecord, open_registry
 from modelci.registry.migrations import HEAD
 from tests.support import race
+from tests.support.ports import free_port
 from tests.support.postgres import (
     PostgresUnavailable,
     create_database,
     find_postgres_bin,
     unavailable,
 )
+from tests.support.waiting import wait_until
 
 SHA = "0123456789abcdef0123456789abcdef01234567"
 
@@ -362,7 +363,7 @@ def test_postgres_writer_waits_for_the_other_transaction_then_conflicts(
                 )
             thread = threading.Thread(target=attempt)
             thread.start()
-            _wait_until(
+            wait_until(
                 lambda: (
                     observer.execute(
                         "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'modelci'"
@@ -370,7 +371,8 @@ def test_postgres_writer_waits_for_the_other_transaction_then_conflicts(
                     ).fetchone()
                     == (1,)
                 ),
-                what="the registry's write to wait on the other transaction's lock",
+                "the registry's write to wait on the other transaction's lock",
+                pause_s=0.01,
             )
             other.commit()
             thread.join(timeout=60)
@@ -629,9 +631,7 @@ def test_postgresql_urls_use_psycopg_3(url: str, tmp_path: Path) -> None:
 def test_an_unreachable_postgresql_is_a_registry_error_without_the_password(
     tmp_path: Path,
 ) -> None:
-    from tests.support.postgres import _free_port
-
-    url = f"postgresql://modelci:s3cret-pw@127.0.0.1:{_free_port()}/registry"
+    url = f"postgresql://modelci:s3cret-pw@127.0.0.1:{free_port()}/registry"
 
     with open_registry(url, tmp_path) as registry, pytest.raises(RegistryError) as failed:
         registry.models()
@@ -666,12 +666,3 @@ def test_without_postgres_a_test_fails_in_ci_and_skips_elsewhere(
     monkeypatch.delenv("CI")
     with pytest.raises(pytest.skip.Exception, match="gone"):
         unavailable("gone")
-
-
-def _wait_until(condition: Any, *, what: str, deadline_s: float = 30.0) -> None:
-    """Poll `condition` until it holds; fail naming `what` after the deadline."""
-    deadline = time.monotonic() + deadline_s
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        time.sleep(0.01)

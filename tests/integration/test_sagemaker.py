@@ -43,10 +43,10 @@ from modelci.registry import open_registry
 from modelci.store import open_store
 from modelci.train.artifacts import unpack
 from modelci.workspace import Workspace
-from tests.conftest import CliResult
-from tests.integration.conftest import SECRET_ACCESS_KEY
+from tests.support.cli import CliResult
 from tests.support.repos import GitRepo
-from tests.support.toy import INFERENCE, train_script
+from tests.support.servers import SECRET_ACCESS_KEY
+from tests.support.toy import train_script, write_toy
 
 pytestmark = pytest.mark.aws
 
@@ -239,15 +239,8 @@ def toy(git_repo: Callable[..., GitRepo], shared_sagemaker_envs: Path) -> Toy:
     emulator for the whole session."""
     repo = git_repo()
     name = f"smtoy{next(_names)}"
-    repo.write(".gitignore", ".modelci/\n")
     repo.write("modelci.toml", PROJECT)
-    repo.write(f"models/{name}/model.toml", SPEC)
-    repo.write(f"models/{name}/train.py", TRAIN)
-    repo.write(f"models/{name}/inference.py", INFERENCE)
-    repo.write(f"models/{name}/requirements.txt", "")
-    rows = "".join(f"{i},{i % 3},{i % 5},{i % 2}\n" for i in range(20))
-    repo.write("data/toy/train.csv", "id,a,b,label\n" + rows)
-    repo.write("data/toy/test.csv", "id,a,b,label\n" + rows)
+    write_toy(repo, SPEC, name=name, train=TRAIN)
     repo.commit("toy model")
     (repo.root / ".modelci").mkdir()
     (repo.root / ".modelci" / "envs").symlink_to(shared_sagemaker_envs, target_is_directory=True)

@@ -6,10 +6,8 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,17 +17,12 @@ import joblib
 import pytest
 
 from tests.support.churn import churn_rows, train_churn_model
+from tests.support.ports import free_port
+from tests.support.waiting import wait_until
 
 SRC = Path(__file__).resolve().parents[2] / "src"
 READY_DEADLINE_S = 30.0
 STOP_DEADLINE_S = 15.0
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 class Server:
@@ -40,19 +33,11 @@ class Server:
         self.url = url
 
 
-def wait_ready(process: subprocess.Popen[str], url: str) -> None:
-    """Poll /ping until it answers 200; fail at the deadline or if the process exits."""
-    deadline = time.monotonic() + READY_DEADLINE_S
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"server exited with {process.returncode}: {process.stderr}")
-        try:
-            if httpx.get(f"{url}/ping", timeout=1.0).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.05)  # poll interval, not a wait for an event
-    raise AssertionError(f"server at {url} not ready after {READY_DEADLINE_S} s")
+def answers_ping(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/ping", timeout=1.0).status_code == 200
+    except httpx.TransportError:
+        return False
 
 
 @contextmanager
@@ -65,7 +50,12 @@ def running_server(*arguments: str) -> Iterator[Server]:
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_ready(process, url)
+        wait_until(
+            lambda: answers_ping(url),
+            f"the server at {url} answers /ping",
+            deadline_s=READY_DEADLINE_S,
+            process=process,
+        )
         yield Server(process, url)
     finally:
         if process.poll() is None:

@@ -27,7 +27,7 @@ from modelci.store.oci import (
     docker_credentials,
     version_annotations,
 )
-from tests.support.servers import free_port
+from tests.support.ports import free_port
 
 pytestmark = pytest.mark.oci
 _repositories = itertools.count()

@@ -15,7 +15,8 @@ import pytest
 from modelci.errors import ArtifactCorrupted, ArtifactNotFound, ConfigError, ModelciError
 from modelci.store import open_store
 from modelci.store.s3 import S3Store
-from tests.support.servers import SECRET_ACCESS_KEY, free_port
+from tests.support.ports import free_port
+from tests.support.servers import SECRET_ACCESS_KEY
 
 pytestmark = pytest.mark.aws
 

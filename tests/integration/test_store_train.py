@@ -11,10 +11,10 @@ import pytest
 from modelci.registry import open_registry
 from modelci.store.oci import OciStore
 from modelci.workspace import Workspace
-from tests.conftest import CliResult
-from tests.integration.test_model_tests import make_toy
+from tests.support.cli import CliResult
 from tests.support.repos import GitRepo
 from tests.support.servers import SECRET_ACCESS_KEY
+from tests.support.toy import make_toy
 
 Run = Callable[..., CliResult]
 
@@ -124,7 +124,7 @@ def test_train_into_a_registry_that_does_not_answer(
     modelci: Run,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from tests.support.servers import free_port
+    from tests.support.ports import free_port
 
     repo = git_repo()
     make_toy(repo)

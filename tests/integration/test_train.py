@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from modelci.registry import open_registry
-from tests.conftest import CliResult
+from tests.support.cli import CliResult
 from tests.support.repos import GitRepo
 
 Run = Callable[..., CliResult]

@@ -1,4 +1,5 @@
-"""The example churn classifier, trained once per session, for the serving tests."""
+"""The example churn classifier trained for the serving tests, its test rows, and user handler
+files written into a model folder."""
 
 from __future__ import annotations
 
@@ -43,7 +44,7 @@ def churn_rows() -> np.ndarray:
 
 
 def write_handler(folder: Path, source: str, name: str = "inference.py") -> Path:
-    """Write `source` (dedented) as a user handler file in `folder`."""
+    """A user's handler file in `folder`: `source`, dedented."""
     path = folder / name
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(textwrap.dedent(source))

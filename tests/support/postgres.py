@@ -12,14 +12,15 @@ import os
 import pwd
 import secrets
 import shutil
-import socket
 import subprocess
 import tempfile
-import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import NoReturn
+
+from tests.support.ports import free_port
+from tests.support.waiting import wait_until
 
 SEARCH_DIRS = (
     "/usr/lib/postgresql/*/bin",
@@ -163,7 +164,7 @@ def _start(bin_dir: Path, folder: Path, owner: pwd.struct_passwd | None, *, dura
     failure: Exception | None = None
     # A free port can be taken between finding it and the server binding it: try another.
     for _ in range(START_ATTEMPTS):
-        port = _free_port()
+        port = free_port()
         options = " ".join([f"-p {port}", *settings])
         try:
             _pg_ctl(
@@ -197,22 +198,23 @@ def _wait_ready(url: str, folder: Path) -> None:
     # pg_ctl -w already waited; this proves that TCP and password authentication work too.
     import psycopg
 
-    deadline = time.monotonic() + READY_DEADLINE_S
-    while True:
+    last_error: list[str] = []
+
+    def answers() -> bool:
         try:
             with psycopg.connect(url, connect_timeout=5) as connection:
                 connection.execute("SELECT 1")
-            return
         except psycopg.OperationalError as error:
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"PostgreSQL not ready: {error}\n{_log(folder)}") from error
-            time.sleep(0.05)
+            last_error[:] = [str(error)]
+            return False
+        return True
 
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+    wait_until(
+        answers,
+        "PostgreSQL ready",
+        deadline_s=READY_DEADLINE_S,
+        details=lambda: f"{''.join(last_error)}\n{_log(folder)}",
+    )
 
 
 def _log(folder: Path) -> str:

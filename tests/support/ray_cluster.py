@@ -11,7 +11,6 @@ import contextlib
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -21,6 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+
+from tests.support.ports import free_port
+from tests.support.waiting import wait_until
 
 START_DEADLINE_S = 120.0
 STOP_GRACE_S = 15.0
@@ -47,14 +49,6 @@ sys.exit(main())
 
 class RayUnavailable(RuntimeError):
     """Ray cannot run here (not installed, or the nodes did not come up)."""
-
-
-def free_port() -> int:
-    """A TCP port free on 127.0.0.1 now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @dataclass
@@ -163,17 +157,23 @@ class RayCluster:
         return sum(1 for n in nodes if n.get("raylet", {}).get("state") == "ALIVE")
 
     def _until_nodes(self, count: int) -> None:
-        deadline = time.monotonic() + START_DEADLINE_S
-        while time.monotonic() < deadline:
+        def alive() -> bool:
             if self.alive_nodes() >= count:
-                return
-            for process in self.processes:
-                if process.poll() is not None:
-                    raise RayUnavailable(f"a Ray node exited: {self.tail()}")
-            time.sleep(0.5)  # the poll interval
-        raise RayUnavailable(
-            f"{count} Ray node(s) not alive within {START_DEADLINE_S:g} s: {self.tail()}"
-        )
+                return True
+            if any(process.poll() is not None for process in self.processes):
+                raise RayUnavailable(f"a Ray node exited: {self.tail()}")
+            return False
+
+        try:
+            wait_until(
+                alive,
+                f"{count} Ray node(s) alive",
+                deadline_s=START_DEADLINE_S,
+                pause_s=0.5,
+                details=self.tail,
+            )
+        except AssertionError as error:
+            raise RayUnavailable(str(error)) from None
 
     def tail(self) -> str:
         lines: list[str] = []

@@ -13,16 +13,17 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
+
+from tests.support.ports import free_port
+from tests.support.waiting import wait_until
 
 READY_DEADLINE_S = 30.0
 STOP_DEADLINE_S = 10.0
@@ -35,39 +36,24 @@ class ServerUnavailable(RuntimeError):
     """The server's program is not installed here."""
 
 
-def free_port() -> int:
-    """A TCP port of 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-def wait_until(
-    ready: Callable[[], bool],
-    process: subprocess.Popen[bytes],
-    what: str,
-    log: Path,
-    deadline_s: float = READY_DEADLINE_S,
-) -> None:
-    """Poll `ready` until it holds; fail early when the process died, late at the deadline."""
-    deadline = time.monotonic() + deadline_s
-    pause = 0.02
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"{what} exited with {process.returncode}:\n{_tail(log)}")
-        if ready():
-            return
-        time.sleep(pause)  # polling, bounded by the deadline
-        pause = min(pause * 2, 0.25)
-    raise RuntimeError(f"{what} was not ready within {deadline_s:.0f} s:\n{_tail(log)}")
-
-
 def _tail(log: Path) -> str:
     try:
         return "\n".join(log.read_text(errors="replace").splitlines()[-20:])
     except OSError:
         return "(no log)"
+
+
+def _ready(
+    ready: Callable[[], bool], process: subprocess.Popen[bytes], what: str, log: Path
+) -> None:
+    """Wait for `ready`; fail early when the process died, late at the deadline."""
+    wait_until(
+        ready,
+        f"{what} ready",
+        deadline_s=READY_DEADLINE_S,
+        process=process,
+        details=lambda: _tail(log),
+    )
 
 
 def _answers(url: str) -> Callable[[], bool]:
@@ -117,7 +103,7 @@ def running_moto() -> Iterator[str]:
             env={**os.environ, "MOTO_CALL_RESET_API": "true"},
         )
     try:
-        wait_until(_answers(f"{url}/moto-api/data.json"), process, "moto_server", log)
+        _ready(_answers(f"{url}/moto-api/data.json"), process, "moto_server", log)
         yield url
     finally:
         _stop(process)
@@ -162,7 +148,7 @@ def running_oci_registry() -> Iterator[str]:
             cwd=folder,
         )
     try:
-        wait_until(_answers(f"http://127.0.0.1:{port}/v2/"), process, "docker-registry", log)
+        _ready(_answers(f"http://127.0.0.1:{port}/v2/"), process, "docker-registry", log)
         yield f"127.0.0.1:{port}"
     finally:
         _stop(process)

@@ -6,6 +6,8 @@ only cost time."""
 
 from __future__ import annotations
 
+from tests.support.repos import GitRepo
+
 TRAIN_TEMPLATE = """\
 import json, os
 bias = float(os.environ["SM_HP_BIAS"])
@@ -43,3 +45,54 @@ metrics = {{ score = "score=([0-9.]+)" }}
 [serve]
 handler = "inference.py"
 """
+
+
+def toy_rows(count: int) -> str:
+    """The toy channels' CSV: a key, two features and a label per row."""
+    return "id,a,b,label\n" + "".join(f"{i},{i % 3},{i % 5},{i % 2}\n" for i in range(count))
+
+
+def write_toy(
+    repo: GitRepo,
+    spec: str,
+    *,
+    name: str = "toy",
+    train: str | None = None,
+    inference: str | None = INFERENCE,
+    rows: int = 20,
+) -> None:
+    """A toy model in `models/<name>/` (its model.toml is `spec`; train.py, inference.py and an
+    empty requirements.txt) and its channels `data/toy/{train,test}.csv`, with `.modelci/`
+    ignored; committed by the caller. `spec=""` or `inference=None` leaves that file out."""
+    repo.write(".gitignore", ".modelci/\n")
+    if spec:
+        repo.write(f"models/{name}/model.toml", spec)
+    repo.write(f"models/{name}/train.py", train_script() if train is None else train)
+    if inference is not None:
+        repo.write(f"models/{name}/inference.py", inference)
+    repo.write(f"models/{name}/requirements.txt", "")
+    repo.write("data/toy/train.csv", toy_rows(rows))
+    repo.write("data/toy/test.csv", toy_rows(rows))
+
+
+# model.toml of a toy that `modelci test` checks: a sample, and `{gates}`
+TESTED_SPEC = """\
+[train]
+entrypoint = "train.py"
+hyperparameters = {{ bias = 0.5 }}
+channels = {{ train = "data/toy/train.csv", test = "data/toy/test.csv" }}
+metrics = {{ score = "score=([0-9.]+)" }}
+sample = {{ fraction = 0.5, key = "id" }}
+
+[serve]
+handler = "inference.py"
+
+[gates]
+{gates}
+"""
+
+
+def make_toy(repo: GitRepo, *, gates: str = 'score = ">= 0.5"', extra: str = "") -> None:
+    """A committed toy with a sample and gates, for `modelci test` (60 rows)."""
+    write_toy(repo, TESTED_SPEC.format(gates=gates), train=train_script(extra), rows=60)
+    repo.commit("toy model")

@@ -14,7 +14,7 @@ import pytest
 
 from modelci.changes import CACHE_FILE, detect
 from modelci.errors import ConfigError, GitError
-from tests.conftest import CliResult
+from tests.support.cli import CliResult
 from tests.support.repos import GitRepo, add_model
 
 Run = Callable[..., CliResult]

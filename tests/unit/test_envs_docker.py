@@ -17,8 +17,8 @@ import pytest
 from modelci.envs import docker
 from modelci.spec import ModelSpec
 from modelci.workspace import Workspace
-from tests.support.repos import GitRepo, add_model
-from tests.unit.test_envs import SIX_LOCK
+from tests.support.engines import fake_engines
+from tests.support.repos import SIX_LOCK, GitRepo, add_model
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 
@@ -189,20 +189,6 @@ def test_dockerfile_passes_hadolint(model_repo: tuple[Path, ModelSpec]) -> None:
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert done.stdout.strip() == ""  # not even an info-level note
-
-
-def fake_engines(folder: Path, info_exit: int, log: Path | None = None) -> None:
-    """Stand-in `docker` and `podman` clients on PATH (no daemon can run here): `info` exits
-    with `info_exit`; `build` records its arguments in `log`."""
-    folder.mkdir(exist_ok=True)
-    for engine in docker.ENGINES:
-        script = folder / engine
-        script.write_text(
-            "#!/bin/sh\n"
-            f'if [ "$1" = info ]; then exit {info_exit}; fi\n'
-            f'echo "{engine} $*" >> "{log or os.devnull}"\n'
-        )
-        script.chmod(0o755)
 
 
 def test_no_engine_answering(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
