@@ -82,9 +82,9 @@ def test_a_python_without_venv_says_what_to_install(tmp_path: Path) -> None:
     root = _checkout(tmp_path)
     folder = _tools(tmp_path, "dirname", "rm", "mkdir", "id")
     # Debian's python3 without python3-venv: `python3 -m venv` fails for want of ensurepip
-    broken = folder / "python3"
-    broken.write_text("#!/bin/sh\necho 'ensurepip is not available' >&2\nexit 1\n")
-    broken.chmod(0o755)
+    fake_python = folder / "python3"
+    fake_python.write_text("#!/bin/sh\necho 'ensurepip is not available' >&2\nexit 1\n")
+    fake_python.chmod(0o755)
 
     done = _bootstrap(root, str(folder))  # no apt-get: nothing is installed, even as root
     assert done.returncode == 1 and done.stdout == ""
