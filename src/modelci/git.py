@@ -16,7 +16,10 @@ def find_root(start: Path) -> Path:
     for folder in (start, *start.parents):
         if (folder / ".git").exists():
             return folder
-    raise GitError(f"{start} is not inside a git repository (run `git init`, or pass -C DIR)")
+    raise GitError(
+        f"{start} is not inside a git repository: `modelci init` makes a starter one here "
+        "(or run `git init`, or pass -C DIR)"
+    )
 
 
 def run(root: Path, *args: str, input: bytes | None = None) -> bytes:

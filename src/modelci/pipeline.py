@@ -186,7 +186,9 @@ def tag_commit(workspace: Workspace, tag: str) -> str:
     ]
     if not refs:
         raise ConfigError(
-            f"the main branch {main!r} is not in this repository ([project].main)",
+            f"the main branch {main!r} is not in this repository: name the branch releases "
+            f"come from in modelci.toml ([project] main = ...) or MODELCI_PROJECT_MAIN, "
+            f"or create it (git branch {main})",
             file="modelci.toml",
             key="project.main",
         )

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from modelci.cli import json_option
-from modelci.console import Output
+from modelci.console import Output, escape
 
 
 @click.command()
@@ -32,6 +32,14 @@ def init(directory: Path, model_name: str, json_mode: bool) -> None:
             output.out.print(f"[green]wrote[/] {path}")
         for path in result["kept"]:
             output.out.print(f"[yellow]kept[/]  {path} (exists)")
-        output.out.print(f"next: cd {directory} && modelci validate")
+        if result["git_initialised"]:
+            output.out.print(f"made a git repository on the branch {result['main']}")
+        if "modelci.toml" in result["written"]:
+            output.out.print(
+                escape(f"releases come from the branch {result['main']} ([project].main)")
+            )
+        output.out.print(
+            f"next: cd {directory} && modelci validate && git add -A && git commit -m starter"
+        )
 
     output.result(result, render)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import os
 import sys
 
 import click
@@ -12,11 +13,27 @@ from modelci.console import Output
 from modelci.errors import ConfigError, DeployFailed
 from modelci.workspace import Workspace
 
+# the bodies every endpoint reads (DESIGN.md: JSON, CSV and NumPy)
+CONTENT_TYPES = {".json": "application/json", ".csv": "text/csv", ".npy": "application/x-npy"}
+
+
+def content_type_of(data: str) -> str:
+    """The media type of a body read from `data`: by its extension; JSON for stdin or any
+    other extension."""
+    if data == "-":
+        return "application/json"
+    return CONTENT_TYPES.get(os.path.splitext(data)[1].lower(), "application/json")
+
 
 @click.command()
 @click.argument("endpoint")
 @click.option("--data", required=True, help="The request body: a file, or - for stdin.")
-@click.option("--content-type", default="application/json", show_default=True)
+@click.option(
+    "--content-type",
+    default=None,
+    help="The body's media type [default: by the file's extension: .csv text/csv, "
+    ".npy application/x-npy, otherwise application/json].",
+)
 @click.option("--accept", default=None, help="The answer's media type.")
 @json_option
 @click.pass_obj
@@ -24,7 +41,7 @@ def invoke(
     workspace: Workspace,
     endpoint: str,
     data: str,
-    content_type: str,
+    content_type: str | None,
     accept: str | None,
     json_mode: bool,
 ) -> None:
@@ -40,6 +57,8 @@ def invoke(
                 body = handle.read()
         except OSError as exc:
             raise ConfigError(f"cannot read {data}: {exc.strerror}", key="--data") from None
+    if content_type is None:
+        content_type = content_type_of(data)
     answer = open_deployer(workspace).invoke(endpoint, body, content_type, accept)
     if json_mode:
         try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import time
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -12,6 +13,9 @@ from modelci.cli import json_option
 from modelci.console import Output
 from modelci.errors import ModelciError
 from modelci.workspace import Workspace
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 STOP_TIMEOUT_S = 60.0
 
@@ -71,9 +75,46 @@ def serve(
             "url": state.get("url"),
             "endpoints": (status or {}).get("endpoints", {}),
         }
-        output.result(report, lambda c: c.print_json(data=report))
+        output.result(report, lambda console: _render_status(console, report, status))
         return
     from modelci.serve.host import run_host
 
     output.info(f"endpoint host for {workspace.root} on http://{host}:{port} (Ctrl-C stops)")
     run_host(workspace, host, port)
+
+
+def _render_status(console: Console, report: dict[str, Any], answered: object) -> None:
+    """The host's endpoints as a table for people: version, health, restarts, URL."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    if not report["running"]:
+        console.print("no endpoint host runs for this repository (`modelci serve` starts one)")
+        return
+    if answered is None:
+        console.print(f"the endpoint host at {report['url']} does not answer")
+        return
+    endpoints: dict[str, dict[str, Any]] = report["endpoints"]
+    console.print(f"endpoint host at {report['url']}: {len(endpoints)} endpoint(s)")
+    if not endpoints:
+        return
+    table = Table(box=None, pad_edge=False)
+    for column in ("endpoint", "version", "healthy", "restarts", "url"):
+        table.add_column(column)
+    for name, endpoint in sorted(endpoints.items()):
+        healthy = endpoint.get("healthy")
+        table.add_row(
+            name,
+            str(endpoint.get("version") or "-"),
+            "[green]yes[/]" if healthy else "[red]no[/]",
+            str(endpoint.get("restarts", "-")),
+            str(endpoint.get("url") or "-"),
+        )
+    console.print(table)
+    for name, endpoint in sorted(endpoints.items()):
+        failure = endpoint.get("last_error")
+        if failure:
+            console.print(
+                f"[red]{escape(name)}[/]: {escape(str(failure.get('version')))} failed: "
+                f"{escape(str(failure.get('error')))}"
+            )

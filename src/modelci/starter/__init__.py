@@ -3,13 +3,14 @@ mode, with a small deterministic data set, that passes `modelci validate` as it 
 
 from __future__ import annotations
 
+import json
 import random
 import subprocess
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from modelci.errors import ConfigError
+from modelci.errors import ConfigError, GitError
 from modelci.settings import MODEL_NAME
 
 FEATURES = 4
@@ -33,15 +34,24 @@ def _template(name: str) -> str:
 
 
 def write_starter(directory: Path, model: str) -> dict[str, Any]:
-    """Write the starter files that do not exist yet; `git init` when not in a repository."""
+    """Write the starter files that do not exist yet. Outside a repository, `git init` one
+    whose branch is `main`, whatever git's default; inside one, the starter's `[project].main`
+    names the branch it already has."""
     if not MODEL_NAME.match(model):
         raise ConfigError(
             f"{model!r} is not a valid model name: it must match {MODEL_NAME.pattern}",
             key="--model",
         )
     directory.mkdir(parents=True, exist_ok=True)
+    git_initialised = not _inside_work_tree(directory)
+    if git_initialised:
+        _git_init(directory)
+    main = _main_branch(directory)
     files = {
-        "modelci.toml": _template("modelci.toml"),
+        "modelci.toml": _template("modelci.toml").replace(
+            "{main}",
+            json.dumps(main, ensure_ascii=False),  # a TOML basic string
+        ),
         ".gitignore": ".modelci/\n__pycache__/\n",
         f"models/{model}/model.toml": _template("model.toml").replace("{model}", model),
         f"models/{model}/train.py": _template("train.py"),
@@ -60,18 +70,45 @@ def write_starter(directory: Path, model: str) -> dict[str, Any]:
         with path.open("x", encoding="utf-8") as handle:  # "x": never overwrite, even racing
             handle.write(text)
         written.append(relative)
-    git_initialised = False
-    inside = subprocess.run(
-        ["git", "-C", str(directory), "rev-parse", "--is-inside-work-tree"],
-        capture_output=True,
-        check=False,
-    )
-    if inside.returncode != 0:
-        subprocess.run(["git", "init", "-q", str(directory)], check=True, capture_output=True)
-        git_initialised = True
     return {
         "directory": str(directory),
         "written": written,
         "kept": kept,
         "git_initialised": git_initialised,
+        "main": main,
     }
+
+
+def _git(directory: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["git", "-C", str(directory), *args], capture_output=True, text=True, check=False
+    )
+
+
+def _inside_work_tree(directory: Path) -> bool:
+    return _git(directory, "rev-parse", "--is-inside-work-tree").returncode == 0
+
+
+def _git_init(directory: Path) -> None:
+    """`git init` with the branch `main`, not `init.defaultBranch` (often `master`): the
+    starter's settings name `main`, and `release` needs the branch they name."""
+    done = _git(directory, "init", "-q")
+    if done.returncode == 0:
+        # rather than `init -b main`: also works before git 2.28; HEAD has no commit yet
+        done = _git(directory, "symbolic-ref", "HEAD", "refs/heads/main")
+    if done.returncode != 0:
+        raise GitError(f"git init {directory} failed: {done.stderr.strip()}")
+
+
+def _main_branch(directory: Path) -> str:
+    """The branch releases come from in an existing repository: origin's default branch when
+    the clone knows it, `main` when there is one, else the branch checked out (even before its
+    first commit); `main` on a detached HEAD."""
+    origin = _git(directory, "symbolic-ref", "--quiet", "--short", "refs/remotes/origin/HEAD")
+    if origin.returncode == 0 and origin.stdout.strip().startswith("origin/"):
+        return origin.stdout.strip().removeprefix("origin/")
+    for ref in ("refs/heads/main", "refs/remotes/origin/main"):
+        if _git(directory, "show-ref", "--verify", "--quiet", ref).returncode == 0:
+            return "main"
+    current = _git(directory, "symbolic-ref", "--quiet", "--short", "HEAD")
+    return current.stdout.strip() if current.returncode == 0 and current.stdout.strip() else "main"

@@ -24,7 +24,7 @@ from modelci.registry.base import Event, Registry, VersionRecord
 from modelci.runtime.jobdir import JobDir, add_channel, write_config
 from modelci.settings import MODEL_FILE, parse_toml
 from modelci.train import lease
-from modelci.train.artifacts import pack, parse_metrics
+from modelci.train.artifacts import extract, pack, parse_metrics
 from modelci.train.base import JobResult, Trainer, TrainingJob
 from modelci.workspace import Workspace
 
@@ -151,7 +151,7 @@ def export(root: Path, commit: str | None, paths: list[str], destination: Path) 
         return
     data = git.run(root, "archive", "--format=tar", commit, "--", *paths)
     with tarfile.open(fileobj=io.BytesIO(data)) as archive:
-        archive.extractall(destination, filter="data")
+        extract(archive, destination)
 
 
 def lay_out_job(
