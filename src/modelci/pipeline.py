@@ -129,6 +129,15 @@ def run_model(
         skip_rest(step)
 
 
+def last_deployed_commit(workspace: Workspace) -> str | None:
+    """The commit of the version last deployed to the first environment, if the registry has
+    one: where `run` and `changed` compare from when no base is given."""
+    if not workspace.registry_exists():
+        return None
+    with workspace.registry() as registry:
+        return registry.last_deployed_commit(workspace.environments[0])
+
+
 def run_pipeline(
     workspace: Workspace,
     *,
@@ -140,7 +149,6 @@ def run_pipeline(
 ) -> tuple[str, list[ModelRun]]:
     """The merge pipeline for every model the commit range touches."""
     from modelci.changes import detect
-    from modelci.cli.changed import last_deployed_commit
 
     report = detect(
         workspace.root,

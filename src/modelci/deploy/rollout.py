@@ -279,9 +279,8 @@ def follow_production(
     `<model>-latest` and a pushed image's `latest` (when there are such), then the alias."""
     from modelci.aliases import LATEST, set_alias
     from modelci.envs.docker import follow_image_alias
-    from modelci.store.oci import follow_alias
 
-    follow_alias(workspace.store(), model, record.version, LATEST)
+    workspace.store().follow_alias(model, record.version, LATEST)
     follow_image_alias(model, record.commit, LATEST)
     set_alias(
         registry,

@@ -371,6 +371,22 @@ class SqlRegistry(Registry):
         with self._reading() as connection:
             return [_event(row) for row in connection.execute(query)]
 
+    def last_deployed_commit(self, environment: str, model: str | None = None) -> str | None:
+        """The commit of the newest deploy event to `environment` (of one model, or of any)
+        that names a commit; None when there is none."""
+        e = tables.events
+        query = (
+            select(e.c.commit)
+            .where(e.c.kind == "deploy", e.c.environment == environment, e.c.commit.is_not(None))
+            .order_by(e.c.id.desc())
+            .limit(1)
+        )
+        if model is not None:
+            query = query.where(e.c.model == model)
+        with self._reading() as connection:
+            commit: str | None = connection.execute(query).scalar()
+        return commit
+
     def close(self) -> None:
         """Release connections."""
         self._engine.dispose()

@@ -43,3 +43,14 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def uri_for(self, sha256: str) -> str:
         """The URI recorded with a version for this digest."""
+
+    def tag_version(self, sha256: str, version: str, annotations: dict[str, str]) -> None:
+        """Name an artifact after a version (stores that name versions, such as OCI); others do
+        nothing."""
+        return None
+
+    def follow_alias(self, model: str, version: str, alias: str) -> str | None:
+        """Point the model's `alias` at the version's artifact (stores that name versions, such
+        as OCI: the tag `<model>-<alias>`), returning the digest it names; others do nothing
+        and return None."""
+        return None

@@ -524,25 +524,32 @@ class OciStore(Store):
         manifest = artifact_manifest(sha256, size, BLOB_ARTIFACT_TYPE, BLOB_LAYER_TYPE, {})
         self.client.put_manifest(tag, manifest, MANIFEST_TYPE)
 
-    def tag_version(self, sha256: str, tag: str, annotations: Mapping[str, str]) -> str:
+    def tag_version(self, sha256: str, version: str, annotations: dict[str, str]) -> None:
         """Push the OCI artifact of a version: model.tar.gz (the blob `sha256`) as its layer,
-        `annotations` on the manifest, tagged `tag` (`<model>-<sha12>`); its digest.
+        `annotations` on the manifest, tagged `version` (`<model>-<sha12>`).
 
         A tag that already names an artifact of this blob is left as it is (written once)."""
         check_digest(sha256)
-        existing = self.client.get_manifest(tag)
+        existing = self.client.get_manifest(version)
         if existing is not None:
             layers = existing.json().get("layers") or [{}]
             if layers[0].get("digest") == f"sha256:{sha256}":
-                return existing.digest
+                return
         size = self.client.blob_size(f"sha256:{sha256}")
         if size is None:
-            raise ArtifactNotFound(f"no artifact with sha256 {sha256} in {self.url} to tag {tag!r}")
+            raise ArtifactNotFound(
+                f"no artifact with sha256 {sha256} in {self.url} to tag {version!r}"
+            )
         self._push_config()
         manifest = artifact_manifest(
             sha256, size, ARTIFACT_TYPE, LAYER_TYPE, annotations, title="model.tar.gz"
         )
-        return self.client.put_manifest(tag, manifest, MANIFEST_TYPE)
+        self.client.put_manifest(version, manifest, MANIFEST_TYPE)
+
+    def follow_alias(self, model: str, version: str, alias: str) -> str | None:
+        """Point `<model>-<alias>` at the version's artifact (its manifest's exact bytes
+        re-put); the digest."""
+        return self.move_tag(version, alias_tag(model, alias))
 
     def move_tag(self, source_tag: str, new_tag: str) -> str:
         """Point `new_tag` at the manifest `source_tag` names, its exact bytes re-put, so the
@@ -658,11 +665,3 @@ def alias_tag(model: str, alias: str) -> str:
     """The tag of a model's alias in a store's repository, which holds every model:
     `<model>-<alias>` (`churn-latest`), as versions are `<model>-<sha12>`."""
     return f"{model}-{alias}"
-
-
-def follow_alias(store: Store, model: str, version: str, alias: str) -> str | None:
-    """In a store that tags versions (OCI), point `<model>-<alias>` at the version's artifact
-    (its manifest's exact bytes re-put); the digest, or None for other stores."""
-    if not isinstance(store, OciStore):
-        return None
-    return store.move_tag(version, alias_tag(model, alias))
