@@ -15,16 +15,14 @@ import httpx
 import pytest
 
 from modelci.errors import ArtifactCorrupted, ArtifactNotFound, ConfigError, ModelciError
+from modelci.oci import MANIFEST_TYPE, OciClient, docker_credentials
 from modelci.store import open_store
 from modelci.store.oci import (
     ARTIFACT_TYPE,
     EMPTY_DIGEST,
     EMPTY_TYPE,
     LAYER_TYPE,
-    MANIFEST_TYPE,
-    OciClient,
     OciStore,
-    docker_credentials,
     version_annotations,
 )
 from tests.support.servers import free_port
@@ -70,7 +68,7 @@ def test_round_trip_by_digest(store: OciStore, oci_registry: str, tmp_path: Path
 def test_large_blob_goes_in_chunks(
     store: OciStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from modelci.store import oci
+    from modelci import oci
 
     monkeypatch.setattr(oci, "UPLOAD_CHUNK", 1024 * 1024)
     data = os.urandom(3 * 1024 * 1024 + 123)

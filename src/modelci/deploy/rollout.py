@@ -278,7 +278,7 @@ def follow_production(
     """Move the alias `latest` to what production now serves: first the OCI store's tag
     `<model>-latest` and a pushed image's `latest` (when there are such), then the alias."""
     from modelci.aliases import LATEST, set_alias
-    from modelci.envs.docker import follow_image_alias
+    from modelci.envs.retag import follow_image_alias
 
     workspace.store().follow_alias(model, record.version, LATEST)
     follow_image_alias(model, record.commit, LATEST)
