@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from modelci.errors import ConfigError, ModelciError
+from modelci.loader import require
 
 if TYPE_CHECKING:
     from modelci.spec import SageMakerSection
@@ -137,6 +138,7 @@ class SageMakerAccount:
                 file="modelci.toml",
                 key="sagemaker.bucket",
             )
+        require("boto3", what="SageMaker", extra="sagemaker")
         import boto3
 
         # The default session: boto3's standard chain, shared with any boto3 code around us.

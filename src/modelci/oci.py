@@ -19,6 +19,7 @@ import contextlib
 import hashlib
 import ipaddress
 import json
+import logging
 import os
 import re
 import subprocess
@@ -32,6 +33,8 @@ from urllib.parse import urljoin, urlsplit
 import httpx
 
 from modelci.errors import ArtifactNotFound, ConfigError, ModelciError
+
+log = logging.getLogger("modelci.oci")
 
 INSECURE_VARIABLE = "MODELCI_OCI_INSECURE"
 MANIFEST_TYPE = "application/vnd.oci.image.manifest.v1+json"
@@ -138,7 +141,8 @@ def ecr_credentials(host: str) -> tuple[str, str] | None:
         client = boto3.session.Session().client("ecr", region_name=match.group(2))
         data = client.get_authorization_token(registryIds=[match.group(1)])
         token = data["authorizationData"][0]["authorizationToken"]
-    except Exception:  # no boto3, no credentials: the 401 that follows says what to do
+    except Exception as error:  # no boto3, no credentials: the 401 that follows says what to do
+        log.debug("no ECR token for %s: %s: %s", host, type(error).__name__, error)
         return None
     username, _, secret = base64.b64decode(token).decode().partition(":")
     return username, secret

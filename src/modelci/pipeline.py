@@ -28,6 +28,8 @@ class ModelRun:
     version: str | None = None
     steps: dict[str, str] = field(default_factory=lambda: dict.fromkeys(STEPS, "pending"))
     error: str | None = None
+    # the exception behind `error`, with its traceback: `run --traceback` prints it
+    exception: BaseException | None = field(default=None, repr=False, compare=False)
 
     @property
     def status(self) -> str:
@@ -122,10 +124,12 @@ def run_model(
     except ModelciError as error:
         state.steps[step] = "failed"
         state.error = error.render()
+        state.exception = error
         skip_rest(step)
     except Exception as error:  # one model's surprise must not stop the others
         state.steps[step] = "failed"
         state.error = f"{step} failed unexpectedly: {type(error).__name__}: {error}"
+        state.exception = error
         skip_rest(step)
 
 

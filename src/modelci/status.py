@@ -4,9 +4,13 @@ says of it, and the newest version built."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from modelci.errors import ModelciError
 from modelci.workspace import Workspace
+
+if TYPE_CHECKING:
+    from modelci.deploy.base import Deployer
 
 
 def iso(moment: datetime | None) -> str | None:
@@ -30,7 +34,11 @@ def status_report(workspace: Workspace) -> dict[str, Any]:
         }
     from modelci.deploy import open_deployer
 
-    deployer = open_deployer(workspace)
+    try:
+        deployer: Deployer | None = open_deployer(workspace)
+        unknown = None
+    except ModelciError as error:  # status still says what the registry holds
+        deployer, unknown = None, _unknown(error)
     with workspace.registry() as registry:
         names.update(registry.models())
         pointers = {(p.model, p.environment): p for p in registry.pointers()}
@@ -52,7 +60,7 @@ def status_report(workspace: Workspace) -> dict[str, Any]:
                     "actor": pointer.actor,
                 }
                 # what the backend says (Ray Serve's application state, SageMaker's endpoint)
-                serving = deployer.describe(workspace.endpoint(name, environment))
+                serving = _describe(deployer, workspace.endpoint(name, environment)) or unknown
                 if serving is not None:
                     per_environment[environment]["serving"] = serving
             latest = newest.get(name)
@@ -70,3 +78,17 @@ def status_report(workspace: Workspace) -> dict[str, Any]:
                 }
             )
     return {"models": models}
+
+
+def _describe(deployer: Deployer | None, endpoint: str) -> dict[str, object] | None:
+    if deployer is None:
+        return None
+    try:
+        return deployer.describe(endpoint)
+    except ModelciError as error:
+        return _unknown(error)
+
+
+def _unknown(error: ModelciError) -> dict[str, object]:
+    """What status says when the backend cannot be asked (settings, credentials, network)."""
+    return {"healthy": False, "status": "UNKNOWN", "message": error.render()}

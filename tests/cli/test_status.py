@@ -182,3 +182,19 @@ def test_status_asks_every_backend_and_the_default_says_nothing(
     assert staging["serving"] == {"healthy": True, "status": "RUNNING", "version": "v"}
     human = modelci("-C", repo.root, "status")
     assert "local: RUNNING" in human.stdout
+
+
+def test_status_says_what_the_registry_holds_when_the_backend_cannot_be_asked(
+    git_repo: Callable[..., GitRepo], modelci: Run, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    repo = git_repo(examples=True)
+    repo.write("README.md", "more\n")
+    repo.commit("second")
+    first, _ = seed_registry(repo)
+    monkeypatch.setenv("MODELCI_DEPLOY_BACKEND", "ray")  # no [ray] address: cannot be opened
+    result = modelci("-C", repo.root, "status", "--json")
+    assert result.code == 0, result.stderr
+    staging = {m["model"]: m for m in result.json()["models"]}["churn"]["environments"]["staging"]
+    assert staging["version"] == f"churn-{first[:12]}"
+    assert staging["serving"]["status"] == "UNKNOWN" and not staging["serving"]["healthy"]
+    assert "ray.address" in staging["serving"]["message"]

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from modelci.errors import ArtifactCorrupted, ArtifactNotFound, ConfigError, ModelciError
+from modelci.loader import missing_extra, require
 from modelci.store.base import Store, StoredArtifact
 from modelci.store.local import check_digest, verified_download
 
@@ -64,6 +65,7 @@ class S3Store(Store):
 
     def __init__(self, url: str, *, transfer_config: TransferConfig | None = None) -> None:
         self.bucket, self.prefix = parse_url(url)
+        require("boto3", what="the s3:// store", key=KEY)  # at open: before anything is recorded
         self.url = f"s3://{self.bucket}" + (f"/{self.prefix}" if self.prefix else "")
         self._transfer_config = transfer_config
         self._client: Any = None
@@ -82,10 +84,7 @@ class S3Store(Store):
                 import boto3
                 from botocore.config import Config
             except ModuleNotFoundError as error:
-                raise ConfigError(
-                    f"the s3:// store needs the package {error.name!r}: install modelci[s3]",
-                    key=KEY,
-                ) from None
+                raise missing_extra(error, what="the s3:// store", key=KEY) from None
 
             retries: dict[str, Any] = {}
             if not os.environ.get("AWS_RETRY_MODE") and not os.environ.get("AWS_MAX_ATTEMPTS"):
