@@ -13,11 +13,11 @@ from typing import Any
 
 from modelci import git
 from modelci.errors import ConfigError, ModelciError
+from modelci.progress import Progress
 from modelci.registry.base import Registry, VersionRecord
 from modelci.workspace import Workspace
 
 STEPS = ("build", "train", "test", "deploy")
-Note = Callable[[str], None]
 
 
 @dataclass
@@ -51,7 +51,7 @@ def run_model(
     workspace: Workspace,
     name: str,
     state: ModelRun,
-    note: Note,
+    note: Progress,
     lock: threading.Lock,
     *,
     break_lease: bool = False,
@@ -147,7 +147,7 @@ def run_pipeline(
     *,
     base: str | None,
     jobs: int,
-    note: Note,
+    note: Progress,
     on_change: Callable[[list[ModelRun]], None] | None = None,
     break_lease: bool = False,
 ) -> tuple[str, list[ModelRun]]:
@@ -222,7 +222,7 @@ def version_in_force(
     return None
 
 
-def release(workspace: Workspace, tag: str, note: Note) -> tuple[str, list[dict[str, Any]]]:
+def release(workspace: Workspace, tag: str, note: Progress) -> tuple[str, list[dict[str, Any]]]:
     """Deploy to production, for every model, the version in force at the tagged commit."""
     from modelci.changes import SpecCache, snapshot
     from modelci.deploy import open_deployer

@@ -111,7 +111,7 @@ class RayDeployer(Deployer):
     def application(self, client: Any, endpoint: str, version: str) -> dict[str, Any]:
         """The Serve application config that serves `version` at `endpoint`, its working
         directory and modelci's runtime uploaded to the cluster."""
-        from modelci.envs.uv import lock_for
+        from modelci.envs.locks import lock_for
         from modelci.runtime import runtime_dir
         from modelci.train.ray import lock_environment
         from modelci.train.runner import spec_at

@@ -27,8 +27,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from modelci.envs import lockfile
+from modelci.envs.locks import resolve_lock
 from modelci.envs.retag import DEFAULT_REGISTRY, REGISTRY_VARIABLE
-from modelci.envs.uv import extra_serving_pins, lock_pins, resolve_lock, serving_pins
+from modelci.envs.serving import extra_serving_pins, serving_pins
 from modelci.errors import ConfigError, EnvironmentFailed
 from modelci.progress import Progress
 
@@ -150,7 +152,7 @@ def write_context(
     context.mkdir(parents=True)
 
     (context / "requirements.lock").write_bytes(lock.text.encode("utf-8"))
-    locked = lock_pins(lock.text)
+    locked = lockfile.pins(lock.text)
     (context / "constraints.txt").write_text(
         "".join(f"{name}=={version}\n" for name, version in sorted(locked.items())),
         encoding="utf-8",
