@@ -4,12 +4,9 @@ needs six calls of the API, and moving a tag must re-put a manifest's exact byte
 client that parses and re-serialises manifests cannot promise.
 
 Plain http is used for a loopback registry (127.0.0.1, localhost, ::1) or when
-MODELCI_OCI_INSECURE=1; https otherwise. Credentials come from the docker configuration
-(`$DOCKER_CONFIG/config.json`, else `~/.docker/config.json`: `auths`, `credHelpers`,
-`credsStore`), as `docker login` writes them; for ECR, `aws ecr get-login-password | docker
-login --username AWS --password-stdin <account>.dkr.ecr.<region>.amazonaws.com`. The registry
-asks for Basic or for a Bearer token (fetched from its realm). Credentials never appear in a
-message.
+MODELCI_OCI_INSECURE=1; https otherwise. Credentials are docker login's (`credentials`); the
+registry asks for Basic or for a Bearer token (fetched from its realm). Credentials never appear
+in a message.
 """
 
 from __future__ import annotations
@@ -19,12 +16,10 @@ import contextlib
 import hashlib
 import ipaddress
 import json
-import logging
 import os
 import re
-import subprocess
 import weakref
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,12 +28,11 @@ from urllib.parse import urljoin, urlsplit
 import httpx
 
 from modelci.errors import ArtifactNotFound, ConfigError, ModelciError
+from modelci.oci.credentials import ECR_HOST, docker_credentials, ecr_credentials
 
-log = logging.getLogger("modelci.oci")
+__all__ = ["ECR_HOST", "Manifest", "OciClient", "docker_credentials", "split_reference"]
 
 INSECURE_VARIABLE = "MODELCI_OCI_INSECURE"
-MANIFEST_TYPE = "application/vnd.oci.image.manifest.v1+json"
-
 MANIFEST_TYPE = "application/vnd.oci.image.manifest.v1+json"
 # Every manifest kind a tag may name: image manifests and indexes, OCI's and Docker's.
 MANIFEST_ACCEPT = ", ".join(
@@ -57,7 +51,6 @@ REPOSITORY = re.compile(
     r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)"
     r"[a-z0-9]+)*)*$"
 )
-ECR_HOST = re.compile(r"^(\d{12})\.dkr\.ecr(?:-fips)?\.([a-z0-9-]+)\.amazonaws\.com(?:\.cn)?$")
 
 
 def is_loopback(host: str) -> bool:
@@ -76,76 +69,6 @@ def split_reference(reference: str) -> tuple[str, str]:
     if not host or not repository:
         raise ConfigError(f"{reference!r}: an OCI reference is host[:port]/repository")
     return host, repository
-
-
-def docker_credentials(host: str) -> tuple[str, str] | None:
-    """The (username, secret) that `docker login` stored for `host`, or None."""
-    folder = Path(os.environ.get("DOCKER_CONFIG") or Path.home() / ".docker")
-    try:
-        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    if not isinstance(config, dict):
-        return None
-    helper = (config.get("credHelpers") or {}).get(host) or config.get("credsStore")
-    entry = _auth_entry(config.get("auths") or {}, host)
-    if entry is not None:
-        if entry.get("auth"):
-            username, _, secret = base64.b64decode(entry["auth"]).decode().partition(":")
-            return username, secret
-        if entry.get("identitytoken"):
-            return "<token>", str(entry["identitytoken"])
-        if entry.get("username") and entry.get("password"):
-            return str(entry["username"]), str(entry["password"])
-    if helper:
-        return _from_helper(str(helper), host)
-    return None
-
-
-def _auth_entry(auths: Mapping[str, Any], host: str) -> dict[str, Any] | None:
-    for key, value in auths.items():
-        name = re.sub(r"^https?://", "", key).split("/", 1)[0]
-        if name == host and isinstance(value, dict):
-            return value
-    return None
-
-
-def _from_helper(helper: str, host: str) -> tuple[str, str] | None:
-    """Ask `docker-credential-<helper>` (as docker does) for the host's credentials."""
-    try:
-        done = subprocess.run(
-            [f"docker-credential-{helper}", "get"],
-            input=host,
-            capture_output=True,
-            text=True,
-            timeout=30,
-            check=False,
-        )
-        if done.returncode != 0:
-            return None
-        answer = json.loads(done.stdout)
-        return str(answer["Username"]), str(answer["Secret"])
-    except (OSError, ValueError, KeyError, subprocess.TimeoutExpired):
-        return None
-
-
-def ecr_credentials(host: str) -> tuple[str, str] | None:
-    """For an ECR host with no docker login: a token from ECR's GetAuthorizationToken, with
-    boto3's standard credentials (they reach AWS's API, never the registry itself)."""
-    match = ECR_HOST.match(host)
-    if match is None:
-        return None
-    try:
-        import boto3
-
-        client = boto3.session.Session().client("ecr", region_name=match.group(2))
-        data = client.get_authorization_token(registryIds=[match.group(1)])
-        token = data["authorizationData"][0]["authorizationToken"]
-    except Exception as error:  # no boto3, no credentials: the 401 that follows says what to do
-        log.debug("no ECR token for %s: %s: %s", host, type(error).__name__, error)
-        return None
-    username, _, secret = base64.b64decode(token).decode().partition(":")
-    return username, secret
 
 
 @dataclass(frozen=True)
