@@ -36,6 +36,7 @@ from modelci.progress import Progress
 
 if TYPE_CHECKING:
     from modelci.spec import ModelSpec
+    from modelci.workspace import Workspace
 
 ENGINES = ("docker", "podman")
 ENGINE_TIMEOUT = 5.0  # seconds for `<engine> info`: an engine that answers does so at once
@@ -188,6 +189,60 @@ def write_context(
     return Image(image_tag(registry, model.name, commit), context, dockerfile, None, False)
 
 
+def build_images(
+    workspace: Workspace,
+    models: list[ModelSpec],
+    registry_option: str | None = None,
+    *,
+    push: bool = False,
+    progress: Progress | None = None,
+    warn: Progress | None = None,
+) -> list[dict[str, Any]]:
+    """Write each model's context at HEAD, then build them all with the engine that answers
+    (and push them); each image as JSON, in the models' order. With no engine the contexts
+    stay and a ConfigError (exit 2) says how to build them elsewhere. A model folder with
+    uncommitted changes is built from the work tree: `warn` says so."""
+    from modelci import git
+
+    root = workspace.root
+    commit = git.resolve(root, "HEAD")
+    if commit is None:
+        raise ConfigError("--image needs a commit to tag the image with; commit first")
+    registry = registry_from(registry_option)
+    files = workspace.files()
+    dirty = set(git.uncommitted_paths(root))
+    images: list[Image] = []
+    for model in models:
+        if warn and any(p.startswith(model.folder.rstrip("/") + "/") for p in dirty):
+            warn(
+                f"{model.folder}/ has uncommitted changes: the image tagged "
+                f"{commit[:12]} holds the work tree's files, not the commit's"
+            )
+        written = write_context(root, model, commit, registry=registry, files=files)
+        if progress:
+            progress(f"{model.name}: wrote {_shown(root, written.context)}/")
+        images.append(written)
+    engine = find_engine()
+    if engine is None:
+        raise no_engine_error(images)
+    documents: list[dict[str, Any]] = []
+    for written in images:
+        built = build(written, engine, progress=progress)
+        document = built.to_json()
+        if push:
+            push_image(built, engine, progress=progress)
+            document["pushed"] = True
+        documents.append(document)
+    return documents
+
+
+def _shown(root: Path, path: Path) -> str:
+    try:
+        return path.relative_to(root).as_posix()
+    except ValueError:
+        return str(path)
+
+
 def find_engine(timeout: float = ENGINE_TIMEOUT) -> str | None:
     """The first container engine (docker, then podman) whose daemon answers `info`."""
     for engine in ENGINES:
@@ -283,7 +338,7 @@ def _copy_model(root: Path, model: ModelSpec, target: Path, files: list[str] | N
 # --- pushing -----------------------------------------------------------------
 
 
-def push(image: Image, engine: str, progress: Progress | None = None) -> Image:
+def push_image(image: Image, engine: str, progress: Progress | None = None) -> Image:
     """Push a built image with the engine that built it; a failed push raises ModelciError
     (exit 1) with the engine's last lines."""
     from modelci.errors import ModelciError
