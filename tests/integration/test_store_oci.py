@@ -17,13 +17,13 @@ import pytest
 from modelci.errors import ArtifactCorrupted, ArtifactNotFound, ConfigError, ModelciError
 from modelci.oci import MANIFEST_TYPE, OciClient, docker_credentials
 from modelci.store import open_store
+from modelci.store.base import version_annotations
 from modelci.store.oci import (
     ARTIFACT_TYPE,
     EMPTY_DIGEST,
     EMPTY_TYPE,
     LAYER_TYPE,
     OciStore,
-    version_annotations,
 )
 from tests.support.servers import free_port
 

@@ -29,6 +29,7 @@ from urllib.parse import urlsplit
 from modelci.errors import ArtifactCorrupted, ArtifactNotFound, ConfigError
 from modelci.oci import MANIFEST_TYPE, Manifest, OciClient
 from modelci.store.base import Store, StoredArtifact
+from modelci.store.base import version_annotations as version_annotations  # its old home
 from modelci.store.local import CHUNK_SIZE, check_digest, verified_download
 
 KEY = "store.url"
@@ -206,30 +207,6 @@ def artifact_manifest(
     if annotations:
         manifest["annotations"] = {str(k): str(v) for k, v in annotations.items()}
     return json.dumps(manifest, sort_keys=True, separators=(",", ":")).encode()
-
-
-def version_annotations(
-    model: str,
-    version: str,
-    commit: str,
-    fingerprint: str | None,
-    metrics: Mapping[str, float],
-    sha256: str,
-    extra: Mapping[str, str] | None = None,
-) -> dict[str, str]:
-    """The annotations of a version's artifact (OCI's own keys where one fits)."""
-    annotations = {
-        "org.opencontainers.image.title": version,
-        "org.opencontainers.image.revision": commit,
-        "ai.modelci.model": model,
-        "ai.modelci.version": version,
-        "ai.modelci.commit": commit,
-        "ai.modelci.fingerprint": fingerprint or "",
-        "ai.modelci.metrics": json.dumps(dict(metrics), sort_keys=True),
-        "ai.modelci.artifact-sha256": sha256,
-    }
-    annotations.update(extra or {})
-    return annotations
 
 
 def alias_tag(model: str, alias: str) -> str:
