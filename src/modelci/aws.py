@@ -1,5 +1,6 @@
-"""AWS access for the SageMaker backends: the account, region, role and bucket they work in,
-clients built from boto3's standard credential chain, and botocore's errors as modelci's.
+"""AWS access: the account, region, role and bucket the SageMaker backends work in, clients
+built from boto3's standard credential chain, and the one translator of botocore's errors into
+modelci's (`translate`, `error_code`), used by every module that calls AWS.
 
 Credentials come only from that chain (variables, profiles, instance or task roles): modelci
 never reads, stores or prints them, so they reach no registry row, log or event. Errors name the
@@ -16,10 +17,13 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from modelci.errors import ConfigError, ModelciError
-from modelci.spec import SageMakerSection
+from modelci.loader import require
+
+if TYPE_CHECKING:
+    from modelci.spec import SageMakerSection
 
 # SageMaker's scikit-learn framework images live in one account per region (from the SDK's
 # image_uri_config/sklearn.json; the same for training and inference, every version).
@@ -134,6 +138,7 @@ class SageMakerAccount:
                 file="modelci.toml",
                 key="sagemaker.bucket",
             )
+        require("boto3", what="SageMaker", extra="sagemaker")
         import boto3
 
         # The default session: boto3's standard chain, shared with any boto3 code around us.
@@ -182,7 +187,9 @@ class SageMakerAccount:
         except ModelciError:
             raise
         except Exception as error:
-            raise translate(error, service, client.meta.endpoint_url, doing) from None
+            raise translate(
+                error, service, client.meta.endpoint_url, doing, no_bucket=_no_bucket(doing)
+            ) from None
 
     # --- names and places ------------------------------------------------------------------
 
@@ -233,7 +240,7 @@ class SageMakerAccount:
             try:
                 s3.head_bucket(Bucket=self.bucket)
             except ClientError as error:
-                code = str(error.response.get("Error", {}).get("Code", ""))
+                code = error_code(error)[0]
                 url = s3.meta.endpoint_url
                 if code in ("404", "NoSuchBucket", "NotFound"):
                     raise ConfigError(
@@ -267,11 +274,7 @@ class SageMakerAccount:
             try:
                 s3.head_object(Bucket=bucket, Key=key)
             except ClientError as error:
-                if str(error.response.get("Error", {}).get("Code")) in (
-                    "404",
-                    "NoSuchKey",
-                    "NotFound",
-                ):
+                if error_code(error)[0] in ("404", "NoSuchKey", "NotFound"):
                     return False
                 raise
         return True
@@ -285,46 +288,78 @@ class SageMakerAccount:
         return destination
 
 
-def translate(error: Exception, service: str, url: str, doing: str) -> ModelciError:
-    """One of botocore's (or s3transfer's) errors as modelci's, naming the URL."""
+def _no_bucket(doing: str) -> ConfigError:
+    return ConfigError(
+        f"the bucket does not exist ({doing}): " + _setting_hint("sagemaker.bucket"),
+        file="modelci.toml",
+        key="sagemaker.bucket",
+    )
+
+
+def error_code(error: BaseException) -> tuple[str, str]:
+    """The AWS error code and message of a ClientError, also one that s3transfer or boto3
+    wrapped in their own exception (found through its cause); ("", "") for any other error."""
+    from botocore.exceptions import ClientError
+
+    cause: BaseException | None = error
+    while cause is not None and not isinstance(cause, ClientError):
+        cause = cause.__cause__ or cause.__context__
+    if cause is None:
+        return "", ""
+    details = cause.response.get("Error", {})
+    return str(details.get("Code", "")), str(details.get("Message", ""))
+
+
+def translate(
+    error: BaseException,
+    service: str,
+    url: str | None,
+    doing: str,
+    *,
+    key: str | None = None,
+    no_bucket: ConfigError | None = None,
+) -> ModelciError:
+    """One of botocore's (or s3transfer's) errors as modelci's, naming the service's URL and
+    what was being done: missing or refused credentials are a ConfigError (naming `key`, the
+    setting at fault, when given), a missing bucket is `no_bucket` when given, a service that
+    does not answer or fails is a ModelciError. A ModelciError is returned as it is."""
     from botocore.exceptions import (
-        ClientError,
+        BotoCoreError,
         ConnectionClosedError,
         ConnectTimeoutError,
         EndpointConnectionError,
         NoCredentialsError,
+        NoRegionError,
         PartialCredentialsError,
         ReadTimeoutError,
     )
 
+    if isinstance(error, ModelciError):
+        return error
+    where = f"{service} at {url}" if url else service
     if isinstance(error, NoCredentialsError | PartialCredentialsError):
-        return ConfigError(NO_CREDENTIALS)
+        return ConfigError(f"{NO_CREDENTIALS} (while {doing})", key=key)
+    if isinstance(error, NoRegionError):
+        return ConfigError(f"no AWS region for {service}: set AWS_DEFAULT_REGION (while {doing})")
     if isinstance(
         error,
         EndpointConnectionError | ConnectTimeoutError | ReadTimeoutError | ConnectionClosedError,
     ):
         return ModelciError(
-            f"{service} at {url} did not answer while {doing}: {error} "
+            f"{where} did not answer while {doing}: {error} "
             "(check the network, or AWS_ENDPOINT_URL if it points elsewhere)"
         )
-    cause = error
-    # s3transfer wraps the ClientError of an upload or download in its own exception
-    while not isinstance(cause, ClientError) and (cause.__cause__ or cause.__context__):
-        cause = cause.__cause__ or cause.__context__  # type: ignore[assignment]
-    if isinstance(cause, ClientError):
-        details = cause.response.get("Error", {})
-        code, message = str(details.get("Code", "")), str(details.get("Message", ""))
-        if code in _BAD_CREDENTIALS:
-            return ConfigError(
-                f"{service} at {url} refused the AWS credentials while {doing} "
-                f"({code}: {message}); " + NO_CREDENTIALS.split(": ", 1)[1]
-            )
-        if code == "NoSuchBucket":
-            return ConfigError(
-                f"the bucket does not exist at {url} ({doing}): "
-                + _setting_hint("sagemaker.bucket"),
-                file="modelci.toml",
-                key="sagemaker.bucket",
-            )
-        return ModelciError(f"{service} at {url} failed while {doing}: {code}: {message}")
-    return ModelciError(f"{service} at {url} failed while {doing}: {error}")
+    code, message = error_code(error)
+    if code in _BAD_CREDENTIALS or code in _DENIED:
+        return ConfigError(
+            f"{where} refused the AWS credentials while {doing} ({code}: {message}); "
+            + NO_CREDENTIALS.split(": ", 1)[1],
+            key=key,
+        )
+    if code == "NoSuchBucket" and no_bucket is not None:
+        return no_bucket
+    if code:
+        return ModelciError(f"{where} failed while {doing}: {code}: {message}")
+    if isinstance(error, BotoCoreError):
+        return ModelciError(f"{where} failed while {doing}: {error}")
+    return ModelciError(f"{where} failed while {doing}: {type(error).__name__}: {error}")

@@ -2,15 +2,17 @@
 
     ModelciError            exit 1: the work failed
     ├── ConfigError         exit 2: a spec, setting or argument is wrong
-    │   ├── NotBuiltYet     exit 2: the command exists in the design but not yet in this build
     │   └── GitError        exit 2: git refused a revision or the repository is not usable
     ├── PointerConflict     exit 1: a compare-and-set lost a race
     ├── ArtifactCorrupted   exit 1: a stored artifact no longer matches its digest
     ├── ArtifactNotFound    exit 1: the store has no artifact with that digest
     ├── RegistryError       exit 1: the registry failed (connection, migration)
     ├── EnvironmentFailed   exit 1: uv could not resolve or install a model's environment
-    ├── DeployFailed        exit 1: a deploy's health check or smoke request failed
-    └── GateFailed          exit 1: a gate or golden output did not hold
+    └── DeployFailed        exit 1: a deploy's health check or smoke request failed
+
+A missing optional package (boto3, ray, psycopg, pyarrow) is a ConfigError naming the extra to
+install (`modelci.loader.missing_extra`). A failed gate or golden check is not an error: `test`
+and `run` report it in their result and exit 1.
 
 Only `modelci.cli` catches these: it prints the message and exits with `exit_code`.
 The library raises; it never prints and never calls `sys.exit`.
@@ -54,10 +56,6 @@ class ConfigError(ModelciError):
     exit_code = 2
 
 
-class NotBuiltYet(ConfigError):
-    """The command is part of the design but not of this build yet; exit 2."""
-
-
 class GitError(ConfigError):
     """git refused a revision, or the folder is not a usable repository; exit 2."""
 
@@ -80,10 +78,6 @@ class RegistryError(ModelciError):
 
 class EnvironmentFailed(ModelciError):
     """uv could not resolve or install a model's environment; the message carries uv's reason."""
-
-
-class GateFailed(ModelciError):
-    """A gate or golden output did not hold."""
 
 
 class DeployFailed(ModelciError):

@@ -7,6 +7,7 @@ Each backend package's `__init__` owns its table; this module only looks names u
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from collections.abc import Mapping
 from typing import Any
 
@@ -24,13 +25,39 @@ EXTRAS = {
 
 
 def missing_extra(
-    error: ModuleNotFoundError, *, what: str, key: str | None = None, file: str | None = None
+    error: ModuleNotFoundError,
+    *,
+    what: str,
+    extra: str | None = None,
+    key: str | None = None,
+    file: str | None = None,
 ) -> ConfigError:
-    """A ConfigError naming the extra to install for a missing optional package."""
+    """A ConfigError naming the extra to install for a missing optional package (`extra`
+    when the package comes with several, else the one EXTRAS names)."""
     package = (error.name or "").split(".")[0]
-    extra = EXTRAS.get(package)
+    extra = extra or EXTRAS.get(package)
     hint = f": install modelci[{extra}]" if extra else ""
     return ConfigError(f"{what} needs the package {package!r}{hint}", key=key, file=file)
+
+
+def require(
+    package: str,
+    *,
+    what: str,
+    extra: str | None = None,
+    key: str | None = None,
+    file: str | None = None,
+) -> None:
+    """Raise the missing-extra ConfigError now when `package` is not installed, without
+    importing it: a backend that imports its package late checks this when opened, before
+    anything is recorded."""
+    try:
+        found = importlib.util.find_spec(package) is not None
+    except (ImportError, ValueError):
+        found = False
+    if not found:
+        error = ModuleNotFoundError(f"No module named {package!r}", name=package)
+        raise missing_extra(error, what=what, extra=extra, key=key, file=file)
 
 
 def choose(

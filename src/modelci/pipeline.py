@@ -13,11 +13,11 @@ from typing import Any
 
 from modelci import git
 from modelci.errors import ConfigError, ModelciError
+from modelci.progress import Progress
 from modelci.registry.base import Registry, VersionRecord
 from modelci.workspace import Workspace
 
 STEPS = ("build", "train", "test", "deploy")
-Note = Callable[[str], None]
 
 
 @dataclass
@@ -28,6 +28,8 @@ class ModelRun:
     version: str | None = None
     steps: dict[str, str] = field(default_factory=lambda: dict.fromkeys(STEPS, "pending"))
     error: str | None = None
+    # the exception behind `error`, with its traceback: `run --traceback` prints it
+    exception: BaseException | None = field(default=None, repr=False, compare=False)
 
     @property
     def status(self) -> str:
@@ -49,7 +51,7 @@ def run_model(
     workspace: Workspace,
     name: str,
     state: ModelRun,
-    note: Note,
+    note: Progress,
     lock: threading.Lock,
     *,
     break_lease: bool = False,
@@ -122,11 +124,22 @@ def run_model(
     except ModelciError as error:
         state.steps[step] = "failed"
         state.error = error.render()
+        state.exception = error
         skip_rest(step)
     except Exception as error:  # one model's surprise must not stop the others
         state.steps[step] = "failed"
         state.error = f"{step} failed unexpectedly: {type(error).__name__}: {error}"
+        state.exception = error
         skip_rest(step)
+
+
+def last_deployed_commit(workspace: Workspace) -> str | None:
+    """The commit of the version last deployed to the first environment, if the registry has
+    one: where `run` and `changed` compare from when no base is given."""
+    if not workspace.registry_exists():
+        return None
+    with workspace.registry() as registry:
+        return registry.last_deployed_commit(workspace.environments[0])
 
 
 def run_pipeline(
@@ -134,13 +147,12 @@ def run_pipeline(
     *,
     base: str | None,
     jobs: int,
-    note: Note,
+    note: Progress,
     on_change: Callable[[list[ModelRun]], None] | None = None,
     break_lease: bool = False,
 ) -> tuple[str, list[ModelRun]]:
     """The merge pipeline for every model the commit range touches."""
     from modelci.changes import detect
-    from modelci.cli.changed import last_deployed_commit
 
     report = detect(
         workspace.root,
@@ -212,7 +224,7 @@ def version_in_force(
     return None
 
 
-def release(workspace: Workspace, tag: str, note: Note) -> tuple[str, list[dict[str, Any]]]:
+def release(workspace: Workspace, tag: str, note: Progress) -> tuple[str, list[dict[str, Any]]]:
     """Deploy to production, for every model, the version in force at the tagged commit."""
     from modelci.changes import SpecCache, snapshot
     from modelci.deploy import open_deployer

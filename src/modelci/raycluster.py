@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from modelci.errors import ConfigError
+from modelci.loader import require
 from modelci.spec import RaySection
 
 DASHBOARD_PORT = 8265
@@ -33,7 +34,9 @@ class RayCluster:
 
     @classmethod
     def from_settings(cls, settings: RaySection) -> RayCluster:
-        """The cluster `[ray]` names; a missing address is a ConfigError naming the key."""
+        """The cluster `[ray]` names; a missing address is a ConfigError naming the key, as is
+        a missing `ray` package (naming the extra), before anything is recorded."""
+        require("ray", what="the Ray backend")
         if settings.dashboard_url:
             url = settings.dashboard_url.rstrip("/")
             return cls(settings.address or url, url)

@@ -12,7 +12,7 @@ import pytest
 
 from modelci.cli.invoke import content_type_of
 from modelci.workspace import Workspace
-from tests.conftest import CliResult
+from tests.support.cli import CliResult
 from tests.support.repos import GitRepo
 
 Run = Callable[..., CliResult]

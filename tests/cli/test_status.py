@@ -4,8 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import pytest
+
+from modelci.deploy.base import Answer, Deployer, Served
 from modelci.registry import open_registry
 from modelci.registry.base import Event, VersionRecord
+from modelci.status import status_report
+from modelci.workspace import Workspace
 from tests.support.cli import CliResult
 from tests.support.repos import GitRepo
 
@@ -134,3 +139,62 @@ def test_bad_registry_url_is_a_configuration_error(
     assert result.code == 2
     assert result.json()["error"]["key"] == "registry.url"
     assert "sqlite" in result.json()["error"]["message"]
+
+
+class fake_deployer(Deployer):
+    """A backend that serves nothing; `describe` is the base class's unless `says` is given."""
+
+    def __init__(self, says: dict[str, object] | None = None) -> None:
+        self.says = says
+        self.asked: list[str] = []
+
+    def apply(self, endpoint: str, version: str, timeout: float) -> Served:
+        raise AssertionError("status never deploys")
+
+    def invoke(
+        self, endpoint: str, body: bytes, content_type: str, accept: str | None = None
+    ) -> Answer:
+        raise AssertionError("status never invokes")
+
+    def describe(self, endpoint: str) -> dict[str, object] | None:
+        self.asked.append(endpoint)
+        return self.says if self.says is not None else super().describe(endpoint)
+
+
+def test_status_asks_every_backend_and_the_default_says_nothing(
+    git_repo: Callable[..., GitRepo], modelci: Run, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    repo = git_repo(examples=True)
+    repo.write("README.md", "more\n")
+    repo.commit("second")
+    first, _ = seed_registry(repo)
+    quiet = fake_deployer()
+    monkeypatch.setattr("modelci.deploy.open_deployer", lambda workspace: quiet)
+    report = status_report(Workspace(repo.root))
+    staging = {m["model"]: m for m in report["models"]}["churn"]["environments"]["staging"]
+    assert quiet.asked == ["churn-staging"]  # asked whatever the backend's name
+    assert staging["version"] == f"churn-{first[:12]}" and "serving" not in staging
+
+    talking = fake_deployer({"healthy": True, "status": "RUNNING", "version": "v"})
+    monkeypatch.setattr("modelci.deploy.open_deployer", lambda workspace: talking)
+    report = status_report(Workspace(repo.root))
+    staging = {m["model"]: m for m in report["models"]}["churn"]["environments"]["staging"]
+    assert staging["serving"] == {"healthy": True, "status": "RUNNING", "version": "v"}
+    human = modelci("-C", repo.root, "status")
+    assert "local: RUNNING" in human.stdout
+
+
+def test_status_says_what_the_registry_holds_when_the_backend_cannot_be_asked(
+    git_repo: Callable[..., GitRepo], modelci: Run, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    repo = git_repo(examples=True)
+    repo.write("README.md", "more\n")
+    repo.commit("second")
+    first, _ = seed_registry(repo)
+    monkeypatch.setenv("MODELCI_DEPLOY_BACKEND", "ray")  # no [ray] address: cannot be opened
+    result = modelci("-C", repo.root, "status", "--json")
+    assert result.code == 0, result.stderr
+    staging = {m["model"]: m for m in result.json()["models"]}["churn"]["environments"]["staging"]
+    assert staging["version"] == f"churn-{first[:12]}"
+    assert staging["serving"]["status"] == "UNKNOWN" and not staging["serving"]["healthy"]
+    assert "ray.address" in staging["serving"]["message"]

@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from modelci.envs import docker
+from modelci.envs import retag
 from modelci.errors import ArtifactNotFound, ConfigError
 from tests.support.cli import CliResult
 from tests.support.repos import GitRepo, add_model
@@ -146,7 +146,7 @@ def manifest_of(registry: str, repository: str, tag: str) -> httpx.Response:
 @pytest.mark.oci
 def test_retag_on_an_oci_registry(oci_registry: str) -> None:
     digest = push_tiny_image(oci_registry, "ml/tiny", "0123456789ab")
-    moved = docker.retag_image(f"{oci_registry}/ml/tiny", "0123456789ab", "latest")
+    moved = retag.retag_image(f"{oci_registry}/ml/tiny", "0123456789ab", "latest")
     assert moved == digest
     source = manifest_of(oci_registry, "ml/tiny", "0123456789ab")
     latest = manifest_of(oci_registry, "ml/tiny", "latest")
@@ -154,9 +154,9 @@ def test_retag_on_an_oci_registry(oci_registry: str) -> None:
     assert latest.content == source.content  # the exact bytes, indentation and all
 
     with pytest.raises(ArtifactNotFound):
-        docker.retag_image(f"{oci_registry}/ml/tiny", "ffffffffffff", "latest")
+        retag.retag_image(f"{oci_registry}/ml/tiny", "ffffffffffff", "latest")
     assert (
-        docker.retag_image(f"{oci_registry}/ml/tiny", "ffffffffffff", "latest", missing_ok=True)
+        retag.retag_image(f"{oci_registry}/ml/tiny", "ffffffffffff", "latest", missing_ok=True)
         is None
     )
 
@@ -167,14 +167,14 @@ def test_release_follows_the_image_registry(
 ) -> None:
     commit = "abcdef012345" + "0" * 28
     digest = push_tiny_image(oci_registry, "team/churn", commit[:12])
-    assert docker.follow_image_alias("churn", commit, "latest") is None  # no registry set
+    assert retag.follow_image_alias("churn", commit, "latest") is None  # no registry set
     monkeypatch.setenv("MODELCI_IMAGE_REGISTRY", f"{oci_registry}/team")
-    assert docker.follow_image_alias("churn", commit, "latest") == digest
+    assert retag.follow_image_alias("churn", commit, "latest") == digest
     assert (
         manifest_of(oci_registry, "team/churn", "latest").headers["docker-content-digest"] == digest
     )
     # a version whose image was never pushed: nothing to move, and no failure
-    assert docker.follow_image_alias("churn", "9" * 40, "latest") is None
+    assert retag.follow_image_alias("churn", "9" * 40, "latest") is None
 
 
 @pytest.mark.aws
@@ -205,7 +205,7 @@ def test_retag_on_ecr(aws_env: str) -> None:
         repositoryName="ml/churn", imageManifest=manifest, imageTag="0123456789ab"
     )["image"]["imageId"]["imageDigest"]
 
-    moved = docker.retag_image(f"{ECR}/ml/churn", "0123456789ab", "latest")
+    moved = retag.retag_image(f"{ECR}/ml/churn", "0123456789ab", "latest")
     assert moved == pushed
     images = ecr.batch_get_image(
         repositoryName="ml/churn", imageIds=[{"imageTag": "latest"}, {"imageTag": "0123456789ab"}]
@@ -213,12 +213,12 @@ def test_retag_on_ecr(aws_env: str) -> None:
     assert {image["imageId"]["imageDigest"] for image in images} == {pushed}
     assert all(image["imageManifest"] == manifest for image in images)
     # again: the tag already names the image
-    assert docker.retag_image(f"{ECR}/ml/churn", "0123456789ab", "latest") == pushed
+    assert retag.retag_image(f"{ECR}/ml/churn", "0123456789ab", "latest") == pushed
 
     with pytest.raises(ArtifactNotFound):
-        docker.retag_image(f"{ECR}/ml/churn", "ffffffffffff", "latest")
+        retag.retag_image(f"{ECR}/ml/churn", "ffffffffffff", "latest")
     with pytest.raises(ConfigError, match="no ECR repository"):
-        docker.retag_image(f"{ECR}/ml/absent", "0123456789ab", "latest")
+        retag.retag_image(f"{ECR}/ml/absent", "0123456789ab", "latest")
 
 
 @pytest.mark.aws
@@ -226,13 +226,13 @@ def test_retag_on_ecr_without_credentials(aws_env: str, monkeypatch: pytest.Monk
     monkeypatch.delenv("AWS_ACCESS_KEY_ID")
     monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
     with pytest.raises(ConfigError, match="AWS_ACCESS_KEY_ID") as caught:
-        docker.retag_image(f"{ECR}/ml/churn", "0123456789ab", "latest")
+        retag.retag_image(f"{ECR}/ml/churn", "0123456789ab", "latest")
     assert caught.value.exit_code == 2
 
 
 def test_ecr_is_told_by_its_host(monkeypatch: pytest.MonkeyPatch) -> None:
-    assert docker.is_ecr(f"{ECR}/ml/churn")
-    assert docker.is_ecr(f"{ACCOUNT}.dkr.ecr-fips.us-gov-west-1.amazonaws.com/x")
-    assert not docker.is_ecr("ghcr.io/team/churn")
+    assert retag.is_ecr(f"{ECR}/ml/churn")
+    assert retag.is_ecr(f"{ACCOUNT}.dkr.ecr-fips.us-gov-west-1.amazonaws.com/x")
+    assert not retag.is_ecr("ghcr.io/team/churn")
     monkeypatch.setenv("MODELCI_IMAGE_REGISTRY_KIND", "ecr")
-    assert docker.is_ecr("ecr-proxy.internal/ml/churn")
+    assert retag.is_ecr("ecr-proxy.internal/ml/churn")

@@ -461,6 +461,28 @@ def test_events_are_appended_and_read_newest_first(registry: Registry) -> None:
     assert registry.events("churn")[1].details == {"seconds": 3.5}
 
 
+def test_last_deployed_commit_is_the_newest_deploy_to_that_environment(
+    registry: Registry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert registry.last_deployed_commit("staging") is None
+    old, new, other = "a" * 40, "b" * 40, "c" * 40
+    registry.append_event(deploy("churn", environment="staging", commit=old))
+    registry.append_event(deploy("fraud", environment="staging", commit=new))
+    registry.append_event(deploy("churn", environment="production", commit=other))
+    registry.append_event(deploy("churn", environment="staging"))  # no commit: not counted
+    registry.append_event(Event(kind="train", model="churn", commit=other))
+    registry.append_event(
+        Event(kind="rollback", model="churn", environment="staging", commit=other)
+    )
+
+    # one query, not a scan of the log: reading events would fail
+    monkeypatch.setattr(type(registry), "events", None)
+    assert registry.last_deployed_commit("staging") == new
+    assert registry.last_deployed_commit("staging", "churn") == old
+    assert registry.last_deployed_commit("production") == other
+    assert registry.last_deployed_commit("production", "fraud") is None
+
+
 def test_the_event_of_a_pointer_change_keeps_the_callers_fields(registry: Registry) -> None:
     registry.add_version(record("churn-000000000001"))
 

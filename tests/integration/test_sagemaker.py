@@ -525,12 +525,14 @@ def test_endpoint_create_update_invoke_rollback(
         '{"predictions": [7.5]}\n'
     )  # the same request: moto answers it the same
 
-    # status and history: the same documents as for local endpoints
+    # status and history: the same documents as for local endpoints, with what SageMaker says
     status = modelci("-C", toy.root, "status", "--json").json()
     [entry] = [m for m in status["models"] if m["model"] == toy.name]
     assert set(entry) == {"model", "environments", "latest"}
-    assert entry["environments"]["staging"]["version"] == second
-    assert set(entry["environments"]["staging"]) == {"version", "commit", "time", "actor"}
+    staging = entry["environments"]["staging"]
+    assert staging["version"] == second
+    assert set(staging) == {"version", "commit", "time", "actor", "serving"}
+    assert staging["serving"]["version"] == second and staging["serving"]["healthy"] is True
     events = modelci("-C", toy.root, "history", toy.name, "--json").json()["events"]
     assert [e["kind"] for e in events][:4] == ["deploy", "train", "deploy", "train"]
     assert all(

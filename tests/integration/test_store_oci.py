@@ -15,17 +15,15 @@ import httpx
 import pytest
 
 from modelci.errors import ArtifactCorrupted, ArtifactNotFound, ConfigError, ModelciError
+from modelci.oci import MANIFEST_TYPE, OciClient, docker_credentials
 from modelci.store import open_store
+from modelci.store.base import version_annotations
 from modelci.store.oci import (
     ARTIFACT_TYPE,
     EMPTY_DIGEST,
     EMPTY_TYPE,
     LAYER_TYPE,
-    MANIFEST_TYPE,
-    OciClient,
     OciStore,
-    docker_credentials,
-    version_annotations,
 )
 from tests.support.ports import free_port
 
@@ -70,7 +68,7 @@ def test_round_trip_by_digest(store: OciStore, oci_registry: str, tmp_path: Path
 def test_large_blob_goes_in_chunks(
     store: OciStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from modelci.store import oci
+    from modelci import oci
 
     monkeypatch.setattr(oci, "UPLOAD_CHUNK", 1024 * 1024)
     data = os.urandom(3 * 1024 * 1024 + 123)
@@ -98,9 +96,10 @@ def test_version_artifact_tag_annotations_and_alias(store: OciStore, tmp_path: P
         {"accuracy": 0.91},
         stored.sha256,
     )
-    digest = store.tag_version(stored.sha256, "churn-0123456789ab", annotations)
+    store.tag_version(stored.sha256, "churn-0123456789ab", annotations)
     manifest = store.manifest("churn-0123456789ab")
-    assert manifest is not None and manifest.digest == digest
+    assert manifest is not None
+    digest = manifest.digest
     assert manifest.media_type == MANIFEST_TYPE
     body = manifest.json()
     assert body["artifactType"] == ARTIFACT_TYPE
@@ -113,16 +112,18 @@ def test_version_artifact_tag_annotations_and_alias(store: OciStore, tmp_path: P
     assert body["annotations"]["ai.modelci.version"] == "churn-0123456789ab"
     assert json.loads(body["annotations"]["ai.modelci.metrics"]) == {"accuracy": 0.91}
     # tagging again is a no-op with the same digest
-    assert store.tag_version(stored.sha256, "churn-0123456789ab", annotations) == digest
+    store.tag_version(stored.sha256, "churn-0123456789ab", annotations)
+    assert store.manifest("churn-0123456789ab").digest == digest  # type: ignore[union-attr]
 
-    moved = store.move_tag("churn-0123456789ab", "churn-latest")
+    moved = store.follow_alias("churn", "churn-0123456789ab", "latest")
     latest = store.manifest("churn-latest")
     assert moved == digest and latest is not None
     assert latest.digest == digest and latest.data == manifest.data
 
     # a second version; latest moves to it and keeps its digest
     other = store.put_bytes(b"a better model")
-    second = store.tag_version(other.sha256, "churn-ba9876543210", {"ai.modelci.model": "churn"})
+    store.tag_version(other.sha256, "churn-ba9876543210", {"ai.modelci.model": "churn"})
+    second = store.manifest("churn-ba9876543210").digest  # type: ignore[union-attr]
     assert store.move_tag("churn-ba9876543210", "churn-latest") == second
     assert store.manifest("churn-latest").digest == second  # type: ignore[union-attr]
     assert store.manifest("churn-0123456789ab").digest == digest  # type: ignore[union-attr]

@@ -7,18 +7,10 @@ from collections.abc import Callable
 from importlib.metadata import version
 from pathlib import Path
 
-from modelci.envs.uv import (
-    DEFAULT_REQUIREMENTS,
-    ModelRef,
-    cached_environment,
-    environment_hash,
-    extra_serving_pins,
-    is_complete,
-    known_lock,
-    lock_pins,
-    requirements_file,
-    serving_pins,
-)
+from modelci.envs.lockfile import pins as lock_pins
+from modelci.envs.locks import DEFAULT_REQUIREMENTS, ModelRef, known_lock, requirements_file
+from modelci.envs.serving import extra_serving_pins, serving_pins
+from modelci.envs.uv import cached_environment, environment_hash, is_complete
 from tests.support.repos import SIX_LOCK, GitRepo
 
 
@@ -123,7 +115,7 @@ def test_an_incomplete_folder_in_the_way_is_replaced(tmp_path: Path) -> None:
 
 
 def test_the_lock_cache_key_follows_files_included_with_r_and_c(tmp_path: Path) -> None:
-    from modelci.envs.uv import _lock_cache_path
+    from modelci.envs.locks import _lock_cache_path
 
     model = tmp_path / "models/a"
     model.mkdir(parents=True)
@@ -142,3 +134,30 @@ def test_the_lock_cache_key_follows_files_included_with_r_and_c(tmp_path: Path) 
     assert third not in (first, second)
     (model / "constraints.txt").unlink()  # a missing include still counts, by its name
     assert _lock_cache_path(tmp_path, requirements) not in (first, second, third)
+
+
+def test_the_lock_reader_joins_continuations_and_reads_pins_with_extras_and_markers() -> None:
+    from modelci.envs.lockfile import requirements
+
+    lock = (
+        "# comment\n"
+        "Foo_Bar[fast]==1.0 ; python_version >= '3.8' \\\n"
+        "    --hash=sha256:aa\n"
+        "six==1.16.0  # via something\n"
+        "-e ./local\n"
+    )
+    assert requirements(lock) == [
+        "Foo_Bar[fast]==1.0 ; python_version >= '3.8' --hash=sha256:aa",
+        "six==1.16.0",
+        "-e ./local",
+    ]
+    assert lock_pins(lock) == {"foo-bar": "1.0", "six": "1.16.0"}
+
+
+def test_a_dependency_only_of_an_extra_is_not_a_serving_pin() -> None:
+    from modelci.envs.serving import _EXTRA_MARKER
+
+    assert _EXTRA_MARKER.search(' extra == "standard"')
+    assert _EXTRA_MARKER.search(' python_version < "3.12" and (extra == "x")')
+    assert not _EXTRA_MARKER.search(' sys_platform != "win32"')
+    assert not _EXTRA_MARKER.search(' platform_release == "extra-1"')

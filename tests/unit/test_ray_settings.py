@@ -9,10 +9,11 @@ from pathlib import Path
 
 import pytest
 
+from modelci.envs.lockfile import requirements as lock_requirements
 from modelci.errors import ConfigError
 from modelci.raycluster import RayCluster, resources_problem
 from modelci.spec import ProjectFile, RaySection, ResourcesSection, load_project
-from modelci.train.ray import LogReader, lock_requirements
+from modelci.train.ray import LogReader
 
 
 def test_ray_settings_and_their_overrides(tmp_path: Path) -> None:

@@ -290,6 +290,14 @@ def test_large_file_is_streamed(store: LocalStore, tmp_path: Path) -> None:
         assert hashlib.file_digest(copy, "sha256").hexdigest() == stored.sha256
 
 
+def test_a_folder_store_names_no_versions_and_no_aliases(store: LocalStore) -> None:
+    stored = store.put_bytes(b"a model")
+    before = sorted(p for p in store.root.rglob("*"))
+    assert store.tag_version(stored.sha256, "churn-0123456789ab", {"a": "b"}) is None
+    assert store.follow_alias("churn", "churn-0123456789ab", "latest") is None
+    assert sorted(p for p in store.root.rglob("*")) == before
+
+
 # -- open_store ------------------------------------------------------------------------------
 
 

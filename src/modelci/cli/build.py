@@ -16,7 +16,6 @@ from modelci.workspace import Workspace
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from modelci.envs.docker import Image
     from modelci.envs.uv import Environment
 
 
@@ -86,7 +85,13 @@ def build(
         entries.append(_entry(model.name, environment))
 
     if image:
-        _build_images(workspace, specs, entries, registry, output, push=push)
+        from modelci.envs.docker import build_images
+
+        images = build_images(
+            workspace, specs, registry, push=push, progress=output.info, warn=output.warn
+        )
+        for entry, document in zip(entries, images, strict=True):
+            entry["image"] = document
 
     result = {"environments": entries}
     output.result(result, lambda console: _render(console, root, entries, seconds))
@@ -156,50 +161,6 @@ def _all_cached(workspace: Workspace, names: list[str]) -> list[tuple[Environmen
             return None
         found.append((environment, time.perf_counter() - started))
     return found
-
-
-def _build_images(
-    workspace: Workspace,
-    specs: list[Any],
-    entries: list[dict[str, Any]],
-    registry_option: str | None,
-    output: Output,
-    *,
-    push: bool = False,
-) -> None:
-    """Write each model's context, then build them all with the engine that answers; with no
-    engine the contexts stay and a ConfigError (exit 2) says how to build them elsewhere."""
-    from modelci import git
-    from modelci.envs import docker
-    from modelci.errors import ConfigError
-
-    root = workspace.root
-    commit = git.resolve(root, "HEAD")
-    if commit is None:
-        raise ConfigError("--image needs a commit to tag the image with; commit first")
-    registry = docker.registry_from(registry_option)
-    files = workspace.files()
-    dirty = set(git.uncommitted_paths(root))
-    images: list[Image] = []
-    for model, entry in zip(specs, entries, strict=True):
-        if any(p.startswith(model.folder.rstrip("/") + "/") for p in dirty):
-            output.warn(
-                f"{model.folder}/ has uncommitted changes: the image tagged "
-                f"{commit[:12]} holds the work tree's files, not the commit's"
-            )
-        written = docker.write_context(root, model, commit, registry=registry, files=files)
-        output.info(f"{model.name}: wrote {_shown(root, written.context)}/")
-        images.append(written)
-        entry["image"] = written.to_json()
-    engine = docker.find_engine()
-    if engine is None:
-        raise docker.no_engine_error(images)
-    for written, entry in zip(images, entries, strict=True):
-        built = docker.build(written, engine, progress=output.info)
-        entry["image"] = entry["image"] | {"engine": built.engine, "built": built.built}
-        if push:
-            docker.push(built, engine, progress=output.info)
-            entry["image"]["pushed"] = True
 
 
 def _render(

@@ -16,19 +16,6 @@ if TYPE_CHECKING:
     from modelci.changes import ChangeReport
 
 
-def last_deployed_commit(workspace: Workspace) -> str | None:
-    """The commit of the version last deployed to the first environment, if the registry has
-    one. Only read when --base is not given, so that a plain range stays fast."""
-    if not workspace.registry_exists():
-        return None
-    first = workspace.environments[0]
-    with workspace.registry() as registry:
-        for event in registry.events(kind="deploy"):
-            if event.environment == first and event.commit:
-                return event.commit
-    return None
-
-
 @click.command()
 @click.option("--base", help="Compare from this revision (default: last deploy, else HEAD^).")
 @click.option("--head", default="HEAD", show_default=True, help="Compare up to this revision.")
@@ -37,6 +24,7 @@ def last_deployed_commit(workspace: Workspace) -> str | None:
 def changed(workspace: Workspace, base: str | None, head: str, json_mode: bool) -> None:
     """List the models that the commits from BASE to HEAD touch, with the reasons."""
     from modelci.changes import detect
+    from modelci.pipeline import last_deployed_commit
 
     output = Output(json_mode)
     report = detect(

@@ -118,8 +118,21 @@ def run(
             output.err.print(f"[bold red]error:[/] {r.model}: {escape(r.error or 'failed')}")
 
     output.result(document, render)
+    if click.get_current_context().find_root().params.get("traceback"):
+        _print_tracebacks(runs)
     if any(r.status == "failed" for r in runs):
         raise click.exceptions.Exit(1)
+
+
+def _print_tracebacks(runs: list[ModelRun]) -> None:
+    """Under --traceback: each failed model's original exception, where it was raised."""
+    import sys
+    import traceback
+
+    for r in runs:
+        if r.exception is not None:
+            sys.stderr.write(f"{r.model}: traceback of the failure:\n")
+            sys.stderr.write("".join(traceback.format_exception(r.exception)))
 
 
 @click.command()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -10,75 +9,13 @@ import click
 from modelci.cli import json_option
 from modelci.console import Output, escape
 from modelci.errors import ConfigError
+from modelci.status import iso, status_report
 from modelci.workspace import Workspace
 
 if TYPE_CHECKING:
     from rich.console import Console
 
     from modelci.registry.base import Event
-
-
-def _iso(moment: datetime | None) -> str | None:
-    return moment.isoformat() if moment else None
-
-
-def status_report(workspace: Workspace) -> dict[str, Any]:
-    """Every model (of the repository or the registry), the version each environment points
-    to and the newest version built."""
-    names = {m.name for m in workspace.models}
-    environments = workspace.environments
-    models: list[dict[str, Any]] = []
-    if not workspace.registry_exists():  # nothing built yet: don't create a registry to say so
-        return {
-            "models": [
-                {"model": n, "environments": dict.fromkeys(environments), "latest": None}
-                for n in sorted(names)
-            ]
-        }
-    serving = None
-    if workspace.project.deploy.backend == "ray":
-        from modelci.deploy import open_deployer
-
-        serving = open_deployer(workspace).describe
-    with workspace.registry() as registry:
-        names.update(registry.models())
-        pointers = {(p.model, p.environment): p for p in registry.pointers()}
-        newest: dict[str, Any] = {}
-        for record in registry.list_versions():
-            newest.setdefault(record.model, record)  # newest first
-        for name in sorted(names):
-            per_environment: dict[str, Any] = {}
-            for environment in environments:
-                pointer = pointers.get((name, environment))
-                if pointer is None:
-                    per_environment[environment] = None
-                    continue
-                in_force = registry.get_version(pointer.version)
-                per_environment[environment] = {
-                    "version": pointer.version,
-                    "commit": in_force.commit if in_force else None,
-                    "time": _iso(pointer.updated_at),
-                    "actor": pointer.actor,
-                }
-                if serving is not None:  # what the backend says (Ray Serve's application state)
-                    per_environment[environment]["serving"] = serving(
-                        workspace.endpoint(name, environment)
-                    )
-            latest = newest.get(name)
-            models.append(
-                {
-                    "model": name,
-                    "environments": per_environment,
-                    "latest": {
-                        "version": latest.version,
-                        "commit": latest.commit,
-                        "status": latest.status,
-                    }
-                    if latest
-                    else None,
-                }
-            )
-    return {"models": models}
 
 
 @click.command()
@@ -110,8 +47,13 @@ def _render_status(console: Console, report: dict[str, Any], workspace: Workspac
                 if where
                 else "[dim]-[/]"
             )
-            if where and where.get("serving"):
-                cells[-1] += f"\n[dim]ray: {escape(str(where['serving'].get('status')))}[/]"
+            serving = (where or {}).get("serving")
+            if serving:  # what the backend says; `deploy.backend` only labels it
+                state = serving.get("status") or (
+                    "healthy" if serving.get("healthy") else "unhealthy"
+                )
+                backend = workspace.project.deploy.backend
+                cells[-1] += f"\n[dim]{backend}: {escape(str(state))}[/]"
         latest = entry["latest"]
         cells.append(f"{latest['version']} ({latest['status']})" if latest else "[dim]-[/]")
         table.add_row(entry["model"], *cells)
@@ -124,7 +66,7 @@ def _render_status(console: Console, report: dict[str, Any], workspace: Workspac
 def _event_json(event: Event) -> dict[str, Any]:
     return {
         "id": event.id,
-        "time": _iso(event.time),
+        "time": iso(event.time),
         "kind": event.kind,
         "model": event.model,
         "version": event.version,

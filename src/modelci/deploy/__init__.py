@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING
 
-from modelci.errors import ConfigError, NotBuiltYet
+from modelci.loader import choose, load
 
 if TYPE_CHECKING:
     from modelci.deploy.base import Deployer
@@ -16,24 +15,13 @@ _DEPLOYERS = {
     "ray": "modelci.deploy.ray:RayDeployer",
     "sagemaker": "modelci.deploy.sagemaker:SageMakerDeployer",
 }
-_PLANNED: tuple[str, ...] = ()
 
 
 def open_deployer(workspace: Workspace) -> Deployer:
-    """The deployer the project's settings name."""
+    """The deployer the project's settings name. An unknown name, or a backend whose optional
+    package is missing, is a ConfigError naming `deploy.backend` (and the extra to install)."""
     backend = workspace.project.deploy.backend
-    if backend in _PLANNED:
-        raise NotBuiltYet(
-            f"the {backend!r} deploy backend is not built yet",
-            file="modelci.toml",
-            key="deploy.backend",
-        )
-    if backend not in _DEPLOYERS:
-        raise ConfigError(
-            f"unknown deploy backend {backend!r} (known: {', '.join(_DEPLOYERS)})",
-            file="modelci.toml",
-            key="deploy.backend",
-        )
-    module, name = _DEPLOYERS[backend].split(":")
-    deployer: Deployer = getattr(importlib.import_module(module), name)(workspace)
+    where = {"key": "deploy.backend", "file": "modelci.toml"}
+    target = choose(_DEPLOYERS, backend, what="deploy backend", **where)
+    deployer: Deployer = load(target, what=f"the {backend} deploy backend", **where)(workspace)
     return deployer

@@ -111,8 +111,8 @@ class RayDeployer(Deployer):
     def application(self, client: Any, endpoint: str, version: str) -> dict[str, Any]:
         """The Serve application config that serves `version` at `endpoint`, its working
         directory and modelci's runtime uploaded to the cluster."""
+        from modelci.envs.locks import lock_for
         from modelci.envs.runtime_copy import runtime_dir
-        from modelci.envs.uv import lock_for
         from modelci.train.ray import lock_environment
         from modelci.train.runner import spec_at
 

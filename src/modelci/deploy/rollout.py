@@ -6,17 +6,16 @@ from __future__ import annotations
 
 import contextlib
 import csv
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from modelci.deploy.base import Deployer
 from modelci.errors import ConfigError, DeployFailed, ModelciError
+from modelci.progress import Progress
 from modelci.registry.base import Event, Registry, VersionRecord
 from modelci.spec import ModelSpec
 from modelci.workspace import Workspace
 
-Note = Callable[[str], None]
 HEALTH_TIMEOUT_S = 180.0
 
 
@@ -142,7 +141,7 @@ def deploy(
     skip_tests: bool = False,
     kind: str = "deploy",
     tag: str | None = None,
-    note: Note,
+    note: Progress,
 ) -> DeployOutcome:
     """Make `environment` serve `version` of `model`, health-checked, or put back the previous
     version and report why. Bad requests raise ConfigError and change nothing."""
@@ -278,10 +277,9 @@ def follow_production(
     """Move the alias `latest` to what production now serves: first the OCI store's tag
     `<model>-latest` and a pushed image's `latest` (when there are such), then the alias."""
     from modelci.aliases import LATEST, set_alias
-    from modelci.envs.docker import follow_image_alias
-    from modelci.store.oci import follow_alias
+    from modelci.envs.retag import follow_image_alias
 
-    follow_alias(workspace.store(), model, record.version, LATEST)
+    workspace.store().follow_alias(model, record.version, LATEST)
     follow_image_alias(model, record.commit, LATEST)
     set_alias(
         registry,
@@ -380,7 +378,7 @@ def _put_back(
     record: VersionRecord,
     previous: str | None,
     error: ModelciError,
-    note: Note,
+    note: Progress,
 ) -> str:
     """Restore the previous version after a failed deploy; the status to report."""
     actor, ci_url = workspace.actor(), workspace.ci_url()

@@ -100,6 +100,8 @@ class SageMakerDeployer(Deployer):
         answer (ModelError) comes back as that answer, not as an exception."""
         from botocore.exceptions import ClientError
 
+        from modelci.aws import error_code
+
         arguments: dict[str, Any] = {
             "EndpointName": endpoint,
             "Body": body,
@@ -111,16 +113,12 @@ class SageMakerDeployer(Deployer):
             try:
                 answer = runtime.invoke_endpoint(**arguments)
             except ClientError as error:
-                details = error.response.get("Error", {})
-                if details.get("Code") == "ModelError":
+                code, message = error_code(error)
+                if code == "ModelError":
                     status = int(error.response.get("OriginalStatusCode") or 500)
-                    message = str(
-                        error.response.get("OriginalMessage") or details.get("Message", "")
-                    )
-                    return Answer(status, message.encode(), "text/plain")
-                if details.get("Code") == "ValidationError" and "not found" in str(
-                    details.get("Message", "")
-                ):
+                    said = str(error.response.get("OriginalMessage") or message)
+                    return Answer(status, said.encode(), "text/plain")
+                if code == "ValidationError" and "not found" in message:
                     raise ConfigError(
                         f"no SageMaker endpoint {endpoint!r} in "
                         f"{self.account.region}: deploy a model there first"
@@ -299,13 +297,13 @@ class SageMakerDeployer(Deployer):
         """A Describe* answer, or None when SageMaker says the resource does not exist."""
         from botocore.exceptions import ClientError
 
+        from modelci.aws import error_code
+
         try:
             answer: dict[str, Any] = describe(**arguments)
         except ClientError as error:
-            details = error.response.get("Error", {})
-            if details.get("Code") == "ValidationException" and "Could not find" in str(
-                details.get("Message", "")
-            ):
+            code, message = error_code(error)
+            if code == "ValidationException" and "Could not find" in message:
                 return None
             raise
         return answer

@@ -23,19 +23,21 @@ import shlex
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from modelci.envs.uv import extra_serving_pins, lock_pins, resolve_lock, serving_pins
+from modelci.envs import lockfile
+from modelci.envs.locks import resolve_lock
+from modelci.envs.retag import DEFAULT_REGISTRY, REGISTRY_VARIABLE
+from modelci.envs.serving import extra_serving_pins, serving_pins
 from modelci.errors import ConfigError, EnvironmentFailed
+from modelci.progress import Progress
 
 if TYPE_CHECKING:
     from modelci.spec import ModelSpec
+    from modelci.workspace import Workspace
 
-DEFAULT_REGISTRY = "modelci.local"
-REGISTRY_VARIABLE = "MODELCI_IMAGE_REGISTRY"
 ENGINES = ("docker", "podman")
 ENGINE_TIMEOUT = 5.0  # seconds for `<engine> info`: an engine that answers does so at once
 PORT = 8080  # SageMaker sends /ping and /invocations here
@@ -96,8 +98,6 @@ COPY code /opt/ml/code
 EXPOSE {port}
 """
 
-Progress = Callable[[str], None]
-
 
 @dataclass(frozen=True)
 class Image:
@@ -154,7 +154,7 @@ def write_context(
     context.mkdir(parents=True)
 
     (context / "requirements.lock").write_bytes(lock.text.encode("utf-8"))
-    locked = lock_pins(lock.text)
+    locked = lockfile.pins(lock.text)
     (context / "constraints.txt").write_text(
         "".join(f"{name}=={version}\n" for name, version in sorted(locked.items())),
         encoding="utf-8",
@@ -188,6 +188,60 @@ def write_context(
         encoding="utf-8",
     )
     return Image(image_tag(registry, model.name, commit), context, dockerfile, None, False)
+
+
+def build_images(
+    workspace: Workspace,
+    models: list[ModelSpec],
+    registry_option: str | None = None,
+    *,
+    push: bool = False,
+    progress: Progress | None = None,
+    warn: Progress | None = None,
+) -> list[dict[str, Any]]:
+    """Write each model's context at HEAD, then build them all with the engine that answers
+    (and push them); each image as JSON, in the models' order. With no engine the contexts
+    stay and a ConfigError (exit 2) says how to build them elsewhere. A model folder with
+    uncommitted changes is built from the work tree: `warn` says so."""
+    from modelci import git
+
+    root = workspace.root
+    commit = git.resolve(root, "HEAD")
+    if commit is None:
+        raise ConfigError("--image needs a commit to tag the image with; commit first")
+    registry = registry_from(registry_option)
+    files = workspace.files()
+    dirty = set(git.uncommitted_paths(root))
+    images: list[Image] = []
+    for model in models:
+        if warn and any(p.startswith(model.folder.rstrip("/") + "/") for p in dirty):
+            warn(
+                f"{model.folder}/ has uncommitted changes: the image tagged "
+                f"{commit[:12]} holds the work tree's files, not the commit's"
+            )
+        written = write_context(root, model, commit, registry=registry, files=files)
+        if progress:
+            progress(f"{model.name}: wrote {_shown(root, written.context)}/")
+        images.append(written)
+    engine = find_engine()
+    if engine is None:
+        raise no_engine_error(images)
+    documents: list[dict[str, Any]] = []
+    for written in images:
+        built = build(written, engine, progress=progress)
+        document = built.to_json()
+        if push:
+            push_image(built, engine, progress=progress)
+            document["pushed"] = True
+        documents.append(document)
+    return documents
+
+
+def _shown(root: Path, path: Path) -> str:
+    try:
+        return path.relative_to(root).as_posix()
+    except ValueError:
+        return str(path)
 
 
 def find_engine(timeout: float = ENGINE_TIMEOUT) -> str | None:
@@ -282,18 +336,10 @@ def _copy_model(root: Path, model: ModelSpec, target: Path, files: list[str] | N
         shutil.copy2(source, destination)
 
 
-# --- pushing and moving tags -----------------------------------------------------------------
-
-# Media types a tag of an image may name, for ECR's BatchGetImage.
-IMAGE_MANIFEST_TYPES = [
-    "application/vnd.oci.image.manifest.v1+json",
-    "application/vnd.oci.image.index.v1+json",
-    "application/vnd.docker.distribution.manifest.v2+json",
-    "application/vnd.docker.distribution.manifest.list.v2+json",
-]
+# --- pushing -----------------------------------------------------------------
 
 
-def push(image: Image, engine: str, progress: Progress | None = None) -> Image:
+def push_image(image: Image, engine: str, progress: Progress | None = None) -> Image:
     """Push a built image with the engine that built it; a failed push raises ModelciError
     (exit 1) with the engine's last lines."""
     from modelci.errors import ModelciError
@@ -313,120 +359,3 @@ def push(image: Image, engine: str, progress: Progress | None = None) -> Image:
             f"its registry?):\n{tail}"
         )
     return image
-
-
-def is_ecr(repository: str) -> bool:
-    """Whether `host/repository` is in Amazon ECR (`<account>.dkr.ecr.<region>.amazonaws.com`),
-    or MODELCI_IMAGE_REGISTRY_KIND=ecr says so (ECR behind another name, such as a proxy)."""
-    from modelci.store.oci import ECR_HOST
-
-    if os.environ.get("MODELCI_IMAGE_REGISTRY_KIND", "").lower() == "ecr":
-        return True
-    return ECR_HOST.match(repository.partition("/")[0]) is not None
-
-
-def retag_image(repository: str, tag: str, new_tag: str, *, missing_ok: bool = False) -> str | None:
-    """Give the image `repository:tag` the tag `new_tag` too, without an engine: the image's
-    manifest, exact bytes, is put again under the new tag, so its digest does not change.
-    `repository` is `host[:port]/path`. ECR goes through its API (BatchGetImage, PutImage)
-    with boto3's credentials; any other registry through the OCI distribution API with the
-    docker login's. Returns the digest (None when the image is missing and `missing_ok`)."""
-    from modelci.errors import ArtifactNotFound
-
-    try:
-        if is_ecr(repository):
-            return _retag_ecr(repository, tag, new_tag)
-        from modelci.store.oci import OciClient, split_reference
-
-        host, path = split_reference(repository)
-        client = OciClient(host, path)
-        try:
-            return client.move_tag(tag, new_tag)
-        finally:
-            client.close()
-    except ArtifactNotFound:
-        if missing_ok:
-            return None
-        raise
-
-
-def _retag_ecr(repository: str, tag: str, new_tag: str) -> str:
-    from modelci.errors import ArtifactNotFound, ConfigError, ModelciError
-    from modelci.store.oci import ECR_HOST
-
-    host, _, name = repository.partition("/")
-    match = ECR_HOST.match(host)
-    account, region = (match.group(1), match.group(2)) if match else (None, None)
-    try:
-        import boto3
-        from botocore.exceptions import (
-            BotoCoreError,
-            ClientError,
-            EndpointConnectionError,
-            NoCredentialsError,
-        )
-    except ModuleNotFoundError:
-        raise ConfigError("moving an ECR image tag needs boto3: install modelci[s3]") from None
-    registry = {"registryId": account} if account else {}
-    try:
-        ecr = boto3.session.Session().client("ecr", region_name=region)
-        found = ecr.batch_get_image(
-            repositoryName=name,
-            imageIds=[{"imageTag": tag}],
-            acceptedMediaTypes=IMAGE_MANIFEST_TYPES,
-            **registry,
-        )
-        if not found.get("images"):
-            raise ArtifactNotFound(f"no image {repository}:{tag} in ECR")
-        source = found["images"][0]
-        digest = str(source["imageId"]["imageDigest"])
-        arguments = {
-            "repositoryName": name,
-            "imageManifest": source["imageManifest"],
-            "imageTag": new_tag,
-            "imageDigest": digest,
-            **registry,
-        }
-        if source.get("imageManifestMediaType"):
-            arguments["imageManifestMediaType"] = source["imageManifestMediaType"]
-        try:
-            put = ecr.put_image(**arguments)
-        except ClientError as error:
-            if error.response.get("Error", {}).get("Code") == "ImageAlreadyExistsException":
-                return digest  # the tag already names this image
-            raise
-    except NoCredentialsError:
-        raise ConfigError(
-            f"no AWS credentials to retag {repository}: set AWS_ACCESS_KEY_ID "
-            "and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE"
-        ) from None
-    except EndpointConnectionError as error:
-        raise ModelciError(
-            f"cannot retag {repository}: ECR's endpoint does not answer "
-            f"({error.kwargs.get('endpoint_url')})"
-        ) from None
-    except ClientError as error:
-        code = error.response.get("Error", {}).get("Code", "")
-        if code == "RepositoryNotFoundException":
-            raise ConfigError(
-                f"no ECR repository {name!r} (aws ecr create-repository --repository-name {name})"
-            ) from None
-        raise ModelciError(
-            f"ECR refused to retag {repository}:{tag} as {new_tag} ({code}): "
-            f"{error.response.get('Error', {}).get('Message', '')}"
-        ) from None
-    except BotoCoreError as error:
-        raise ModelciError(f"cannot retag {repository}: {error}") from None
-    new_digest = str(put["image"]["imageId"]["imageDigest"])
-    if new_digest != digest:
-        raise ModelciError(f"ECR stored {repository}:{new_tag} as {new_digest}, not {digest}")
-    return digest
-
-
-def follow_image_alias(model: str, commit: str, alias: str) -> str | None:
-    """On release: when images are pushed to a registry (MODELCI_IMAGE_REGISTRY set), give
-    `<registry>/<model>:<sha12>` the tag `alias` too; None when no such image was pushed."""
-    registry = os.environ.get(REGISTRY_VARIABLE, "").rstrip("/")
-    if not registry or registry == DEFAULT_REGISTRY:
-        return None
-    return retag_image(f"{registry}/{model}", commit[:12], alias, missing_ok=True)

@@ -6,12 +6,11 @@ Each scheme maps to `"module:Class"`, imported only when chosen, so that importi
 
 from __future__ import annotations
 
-import importlib
-from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 from modelci.errors import ConfigError
+from modelci.loader import load
 from modelci.registry.base import Event, Pointer, Registry, VersionRecord, VersionStatus
 
 __all__ = [
@@ -30,6 +29,7 @@ _REGISTRIES = {
     "postgresql+psycopg": "modelci.registry.sql:SqlRegistry",
     "postgres": "modelci.registry.sql:SqlRegistry",
 }
+_KEY = "registry.url"
 
 
 def open_registry(url: str, root: Path) -> Registry:
@@ -44,13 +44,10 @@ def open_registry(url: str, root: Path) -> Registry:
         known = ", ".join(f"{name}://" for name in _REGISTRIES)
         raise ConfigError(
             f"unknown registry URL {mask_url(url)!r}: the scheme must be one of {known}",
-            key="registry.url",
+            key=_KEY,
         )
-    module_name, _, class_name = target.partition(":")
-    registry_class: Callable[..., Registry] = getattr(
-        importlib.import_module(module_name), class_name
-    )
-    return registry_class(url, root=root)
+    registry_class: type[Registry] = load(target, what=f"a {scheme}:// registry", key=_KEY)
+    return registry_class(url, root=root)  # type: ignore[call-arg]
 
 
 def sqlite_file(url: str, root: Path) -> Path | None:

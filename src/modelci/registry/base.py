@@ -137,6 +137,11 @@ class Registry(abc.ABC):
         """Events, newest first."""
 
     @abc.abstractmethod
+    def last_deployed_commit(self, environment: str, model: str | None = None) -> str | None:
+        """The commit of the newest deploy event to `environment` (of one model, or of any)
+        that names a commit; None when there is none. One indexed query, not a scan."""
+
+    @abc.abstractmethod
     def close(self) -> None:
         """Release connections."""
 

@@ -1,4 +1,5 @@
-"""The SQL registry: SQLite (the embedded default) and PostgreSQL, through SQLAlchemy Core.
+"""The SQL registry: SQLite (the embedded default) and PostgreSQL, through SQLAlchemy Core (the
+engine and the schema's migration in `engine`, rows as records in `rows`).
 
 Every pointer change is one write transaction that reads the pointer, compares its generation,
 writes the new one and appends the event: on SQLite the transaction starts with
@@ -17,36 +18,18 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import (
-    Connection,
-    Engine,
-    Row,
-    Table,
-    and_,
-    create_engine,
-    func,
-    select,
-    text,
-    update,
-)
-from sqlalchemy import event as sa_event
-from sqlalchemy import exc as sa_exc
-from sqlalchemy.engine import URL, make_url
+from sqlalchemy import Connection, Row, Table, select, update
 
-from modelci.errors import ConfigError, PointerConflict, RegistryError
-from modelci.registry import mask_url, tables
+from modelci.errors import ConfigError
+from modelci.registry import tables
 from modelci.registry.base import Event, Pointer, Registry, VersionRecord
+from modelci.registry.engine import create, engine_url, migrate, schema_revision, translated
 from modelci.registry.migrations import HEAD
+from modelci.registry.rows import conflict, event_of, pointer_of, read_for_change, read_pointer
 
 if TYPE_CHECKING:
     _Row = Row[*tuple[Any, ...]]  # a row of any columns (Row is variadic in SQLAlchemy 2.1)
 
-_MIGRATIONS = Path(__file__).parent / "migrations"
-_BUSY_TIMEOUT_MS = 30_000
-_CONNECT_TIMEOUT_S = 10
-# pg_advisory_xact_lock key held while migrating, so that two first uses at once take turns.
-_MIGRATION_LOCK = 0x6D6F64656C6369  # "modelci"
-_POSTGRES_DRIVERS = {"postgresql", "postgresql+psycopg", "postgres"}
 _UPDATABLE = frozenset(
     {
         "commit",
@@ -67,9 +50,9 @@ class SqlRegistry(Registry):
     """The registry in a SQL database: `sqlite:///path` or `postgresql://user@host/db`."""
 
     def __init__(self, url: str, *, root: Path) -> None:
-        self.url = _engine_url(url, root)
+        self.url = engine_url(url, root)
         self.display_url = self.url.render_as_string(hide_password=True)
-        self._engine = _create_engine(self.url)
+        self._engine = create(self.url)
         self._schema_ready = False
 
     def __repr__(self) -> str:
@@ -79,8 +62,8 @@ class SqlRegistry(Registry):
 
     def upgrade(self) -> str:
         """Apply every pending migration; return the schema revision now in force."""
-        with self._translated():
-            revision = self._migrate()
+        with translated(self.display_url, self.url.password):
+            revision = migrate(self._engine, self.display_url)
         self._schema_ready = True
         return revision
 
@@ -89,42 +72,9 @@ class SqlRegistry(Registry):
         # and alembic (slow to import) is loaded only when it is not.
         if self._schema_ready:
             return
-        if self._revision() != HEAD:
-            self._migrate()
+        if schema_revision(self._engine) != HEAD:
+            migrate(self._engine, self.display_url)
         self._schema_ready = True
-
-    def _revision(self) -> str | None:
-        with self._engine.connect() as connection:
-            try:
-                revision = connection.execute(text("SELECT version_num FROM alembic_version"))
-                return revision.scalar()
-            except (sa_exc.OperationalError, sa_exc.ProgrammingError):
-                # No table yet; any other trouble shows again, in full, while migrating.
-                return None
-
-    def _migrate(self) -> str:
-        from alembic import command
-        from alembic.config import Config
-        from alembic.util import CommandError
-
-        config = Config()
-        config.set_main_option("script_location", str(_MIGRATIONS).replace("%", "%%"))
-        with self._engine.connect() as connection:
-            connection.execution_options(modelci_write=True)
-            with connection.begin():
-                if connection.dialect.name == "postgresql":
-                    connection.execute(select(func.pg_advisory_xact_lock(_MIGRATION_LOCK)))
-                # Alembic runs inside this transaction (and under its lock) and commits nothing.
-                config.attributes["connection"] = connection
-                try:
-                    command.upgrade(config, "head")
-                except CommandError as error:
-                    raise RegistryError(
-                        f"the registry at {self.display_url} has a schema this modelci does not "
-                        f"know ({error}); upgrade modelci"
-                    ) from error
-                revision = connection.execute(text("SELECT version_num FROM alembic_version"))
-                return str(revision.scalar_one())
 
     # -- versions -------------------------------------------------------------------------
 
@@ -226,8 +176,8 @@ class SqlRegistry(Registry):
     def get_pointer(self, model: str, environment: str) -> Pointer | None:
         """The pointer of one environment of a model, or None when never set."""
         with self._reading() as connection:
-            row = _read_pointer(connection, model, environment)
-        return None if row is None else _pointer(row)
+            row = read_pointer(connection, model, environment)
+        return None if row is None else pointer_of(row)
 
     def pointers(self, model: str | None = None) -> list[Pointer]:
         """Every pointer, of one model or of all, by model then environment."""
@@ -236,7 +186,7 @@ class SqlRegistry(Registry):
         if model is not None:
             query = query.where(p.c.model == model)
         with self._reading() as connection:
-            return [_pointer(row) for row in connection.execute(query)]
+            return [pointer_of(row) for row in connection.execute(query)]
 
     def set_pointer(
         self,
@@ -258,9 +208,9 @@ class SqlRegistry(Registry):
         p = tables.pointers
         now = _now()
         with self._writing() as connection:
-            current = self._read_for_change(connection, model, environment, version)
+            current = read_for_change(connection, model, environment, version)
             if (current.generation if current is not None else None) != expected_generation:
-                raise _conflict(model, environment, expected_generation, current)
+                raise conflict(model, environment, expected_generation, current)
             logged = dataclasses.replace(
                 event,
                 model=model,
@@ -307,8 +257,8 @@ class SqlRegistry(Registry):
             if written_rows != 1:
                 # Only PostgreSQL gets here: a concurrent writer committed between our read and
                 # our write. This statement sees its commit, so the message names the winner.
-                winner = _read_pointer(connection, model, environment)
-                raise _conflict(model, environment, expected_generation, winner)
+                winner = read_pointer(connection, model, environment)
+                raise conflict(model, environment, expected_generation, winner)
         return Pointer(
             model=model,
             environment=environment,
@@ -325,9 +275,9 @@ class SqlRegistry(Registry):
         p = tables.pointers
         now = _now()
         with self._writing() as connection:
-            current = _read_pointer(connection, model, environment)
+            current = read_pointer(connection, model, environment)
             if current is None or current.generation != expected_generation:
-                raise _conflict(model, environment, expected_generation, current)
+                raise conflict(model, environment, expected_generation, current)
             logged = dataclasses.replace(
                 event,
                 model=model,
@@ -344,8 +294,8 @@ class SqlRegistry(Registry):
                 )
             )
             if deleted.rowcount != 1:
-                winner = _read_pointer(connection, model, environment)
-                raise _conflict(model, environment, expected_generation, winner)
+                winner = read_pointer(connection, model, environment)
+                raise conflict(model, environment, expected_generation, winner)
 
     # -- events ---------------------------------------------------------------------------
 
@@ -369,7 +319,23 @@ class SqlRegistry(Registry):
         if limit is not None:
             query = query.limit(limit)
         with self._reading() as connection:
-            return [_event(row) for row in connection.execute(query)]
+            return [event_of(row) for row in connection.execute(query)]
+
+    def last_deployed_commit(self, environment: str, model: str | None = None) -> str | None:
+        """The commit of the newest deploy event to `environment` (of one model, or of any)
+        that names a commit; None when there is none."""
+        e = tables.events
+        query = (
+            select(e.c.commit)
+            .where(e.c.kind == "deploy", e.c.environment == environment, e.c.commit.is_not(None))
+            .order_by(e.c.id.desc())
+            .limit(1)
+        )
+        if model is not None:
+            query = query.where(e.c.model == model)
+        with self._reading() as connection:
+            commit: str | None = connection.execute(query).scalar()
+        return commit
 
     def close(self) -> None:
         """Release connections."""
@@ -379,7 +345,7 @@ class SqlRegistry(Registry):
 
     @contextmanager
     def _reading(self) -> Iterator[Connection]:
-        with self._translated():
+        with translated(self.display_url, self.url.password):
             self._ensure_schema()
             with self._engine.connect() as connection:
                 if connection.dialect.name == "postgresql":
@@ -389,35 +355,12 @@ class SqlRegistry(Registry):
 
     @contextmanager
     def _writing(self) -> Iterator[Connection]:
-        with self._translated():
+        with translated(self.display_url, self.url.password):
             self._ensure_schema()
             with self._engine.connect() as connection:
                 connection.execution_options(modelci_write=True)
                 with connection.begin():
                     yield connection
-
-    @contextmanager
-    def _translated(self) -> Iterator[None]:
-        """Turn SQLAlchemy's errors into RegistryError naming the (masked) URL."""
-        try:
-            yield
-        except sa_exc.DBAPIError as error:
-            reason = self._scrub(error.orig)
-            if error.statement is None:
-                # Raised while connecting, before any statement ran.
-                message = f"cannot open the registry at {self.display_url}: {reason}"
-            else:
-                message = f"the registry at {self.display_url} failed: {reason}"
-            raise RegistryError(message) from error
-        except sa_exc.SQLAlchemyError as error:
-            message = f"the registry at {self.display_url} failed: {self._scrub(error)}"
-            raise RegistryError(message) from error
-
-    def _scrub(self, error: BaseException | None) -> str:
-        reason = " ".join(str(error).split())
-        if self.url.password:
-            reason = reason.replace(str(self.url.password), "***")
-        return reason
 
     def _insert(self, table: Table) -> Any:
         # Both dialects' INSERT support ON CONFLICT DO NOTHING, which the generic one lacks.
@@ -436,95 +379,6 @@ class SqlRegistry(Registry):
             .on_conflict_do_nothing(index_elements=["name"])
         )
 
-    def _read_for_change(
-        self, connection: Connection, model: str, environment: str, version: str
-    ) -> _Row | None:
-        """The pointer as it is now, or None; checks in the same query that `version` exists
-        and belongs to `model` (a ConfigError otherwise)."""
-        v, p = tables.versions, tables.pointers
-        query = (
-            select(v.c.model.label("owner"), p.c.version, p.c.generation, p.c.actor)
-            .select_from(v.outerjoin(p, and_(p.c.model == model, p.c.environment == environment)))
-            .where(v.c.version == version)
-        )
-        row = connection.execute(query).one_or_none()
-        if row is None:
-            raise ConfigError(f"no version {version} in the registry")
-        if row.owner != model:
-            raise ConfigError(f"version {version} belongs to model {row.owner}, not {model}")
-        return row if row.generation is not None else None
-
-
-def _engine_url(url: str, root: Path) -> URL:
-    try:
-        parsed = make_url(url)
-    except sa_exc.ArgumentError as error:
-        raise ConfigError(
-            f"malformed registry URL {mask_url(url)!r}", key="registry.url"
-        ) from error
-    if parsed.drivername in _POSTGRES_DRIVERS:
-        # psycopg 3 whatever the URL says: psycopg2 is not a dependency.
-        return parsed.set(drivername="postgresql+psycopg")
-    if parsed.drivername != "sqlite":
-        raise ConfigError(
-            f"unsupported registry URL {mask_url(url)!r}: use sqlite:/// or postgresql://",
-            key="registry.url",
-        )
-    database = parsed.database
-    if not database or database == ":memory:" or database.startswith("file:"):
-        return parsed
-    path = Path(database).expanduser()
-    if not path.is_absolute():
-        path = root / path
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise RegistryError(f"cannot create the registry folder {path.parent}: {error}") from error
-    return parsed.set(database=str(path))
-
-
-def _create_engine(url: URL) -> Engine:
-    if url.get_backend_name() == "sqlite":
-        engine = create_engine(
-            url,
-            connect_args={"timeout": _BUSY_TIMEOUT_MS / 1000, "check_same_thread": False},
-        )
-        sa_event.listen(engine, "connect", _sqlite_connected)
-        sa_event.listen(engine, "begin", _sqlite_begin)
-        return engine
-    try:
-        return create_engine(
-            url,
-            connect_args={"connect_timeout": _CONNECT_TIMEOUT_S, "application_name": "modelci"},
-        )
-    except ImportError as error:
-        raise ConfigError(
-            "a PostgreSQL registry needs psycopg: pip install 'modelci[postgres]'",
-            key="registry.url",
-        ) from error
-
-
-def _sqlite_connected(dbapi_connection: Any, _record: Any) -> None:
-    # sqlite3 would open transactions itself, deferred, right before the first write: two
-    # writers then both hold read locks, neither can upgrade, and one fails at once with
-    # "database is locked". Autocommit mode here, and `_sqlite_begin` says BEGIN itself.
-    dbapi_connection.isolation_level = None
-    cursor = dbapi_connection.cursor()
-    try:
-        cursor.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
-        # WAL: readers never block the writer, nor the writer readers.
-        cursor.execute("PRAGMA journal_mode = WAL")
-        cursor.execute("PRAGMA foreign_keys = ON")
-    finally:
-        cursor.close()
-
-
-def _sqlite_begin(connection: Connection) -> None:
-    # A write transaction takes the write lock up front (waiting up to busy_timeout for it),
-    # so concurrent writers queue instead of deadlocking on a lock upgrade.
-    write = connection.get_execution_options().get("modelci_write", False)
-    connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
-
 
 def _now() -> datetime:
     return datetime.now(UTC)
@@ -534,27 +388,6 @@ def _check_status(status: str) -> None:
     if status not in tables.VERSION_STATUSES:
         known = ", ".join(tables.VERSION_STATUSES)
         raise ConfigError(f"version status {status!r} is not one of {known}", key="status")
-
-
-def _read_pointer(connection: Connection, model: str, environment: str) -> _Row | None:
-    p = tables.pointers
-    query = select(p).where(p.c.model == model, p.c.environment == environment)
-    return connection.execute(query).one_or_none()
-
-
-def _conflict(
-    model: str, environment: str, expected: int | None, found: _Row | None
-) -> PointerConflict:
-    wanted = "no pointer yet" if expected is None else f"generation {expected}"
-    if found is None:
-        seen = "no pointer"
-    else:
-        by = f", set by {found.actor}" if found.actor else ""
-        seen = f"generation {found.generation} ({found.version}{by})"
-    return PointerConflict(
-        f"{environment} pointer of {model} was changed by another writer: expected {wanted}, "
-        f"found {seen}; read it again and retry"
-    )
 
 
 def _insert_event(connection: Connection, event: Event, now: datetime) -> int:
@@ -596,35 +429,6 @@ def _version(row: _Row) -> VersionRecord:
         details=_mapping(row.details),
         created_at=row.created_at,
         updated_at=row.updated_at,
-    )
-
-
-def _pointer(row: _Row) -> Pointer:
-    return Pointer(
-        model=row.model,
-        environment=row.environment,
-        version=row.version,
-        generation=row.generation,
-        updated_at=row.updated_at,
-        actor=row.actor,
-    )
-
-
-def _event(row: _Row) -> Event:
-    return Event(
-        id=row.id,
-        time=row.time,
-        kind=row.kind,
-        model=row.model,
-        version=row.version,
-        environment=row.environment,
-        from_version=row.from_version,
-        to_version=row.to_version,
-        commit=row.commit,
-        tag=row.tag,
-        actor=row.actor,
-        ci_url=row.ci_url,
-        details=_mapping(row.details),
     )
 
 

@@ -10,12 +10,12 @@ A store's module is imported only when chosen, so `modelci --help` never loads b
 
 from __future__ import annotations
 
-import importlib
 import re
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from modelci.errors import ConfigError
+from modelci.loader import load
 from modelci.store.base import Store, StoredArtifact
 
 __all__ = ["Store", "StoredArtifact", "open_store"]
@@ -25,10 +25,6 @@ _STORES = {
     "s3": "modelci.store.s3:S3Store",
     "oci": "modelci.store.oci:OciStore",
 }
-
-# Which optional-dependency extra brings what a store needs, for the error message (the OCI
-# store needs only httpx, a core dependency).
-_EXTRAS = {"s3": "s3"}
 
 _KEY = "store.url"
 # `scheme://` marks a URL; anything else (including `C:\\...`) is a path.
@@ -53,20 +49,6 @@ def _local_path(url: str, root: Path) -> Path:
     return Path(url2pathname(parts.path))
 
 
-def _load(scheme: str) -> type[Store]:
-    module_name, _, class_name = _STORES[scheme].partition(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as error:
-        raise ConfigError(
-            f"the {scheme}:// store needs the package {error.name!r}: "
-            f"install modelci[{_EXTRAS.get(scheme, scheme)}]",
-            key=_KEY,
-        ) from error
-    store_class: type[Store] = getattr(module, class_name)
-    return store_class
-
-
 def open_store(url: str, root: Path) -> Store:
     """The store `url` names; a plain or relative path is a folder under `root` (the repo root).
 
@@ -81,7 +63,7 @@ def open_store(url: str, root: Path) -> Store:
             "(or a plain folder path)",
             key=_KEY,
         )
-    store_class = _load(scheme)
+    store_class: type[Store] = load(_STORES[scheme], what=f"the {scheme}:// store", key=_KEY)
     if scheme == "file":
         return store_class(_local_path(url, root))  # type: ignore[call-arg]
     # Remote stores parse their own URL (bucket, prefix, registry host, repository).

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import abc
+import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,3 +45,40 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def uri_for(self, sha256: str) -> str:
         """The URI recorded with a version for this digest."""
+
+    def tag_version(self, sha256: str, version: str, annotations: dict[str, str]) -> None:
+        """Name an artifact after a version (stores that name versions, such as OCI); others do
+        nothing."""
+        return None
+
+    def follow_alias(self, model: str, version: str, alias: str) -> str | None:
+        """Point the model's `alias` at the version's artifact (stores that name versions, such
+        as OCI: the tag `<model>-<alias>`), returning the digest it names; others do nothing
+        and return None."""
+        return None
+
+
+def version_annotations(
+    model: str,
+    version: str,
+    commit: str,
+    fingerprint: str | None,
+    metrics: Mapping[str, float],
+    sha256: str,
+    extra: Mapping[str, str] | None = None,
+) -> dict[str, str]:
+    """The annotations of a version's artifact, as `Store.tag_version` takes them (OCI's own
+    keys where one fits). Here, not in the OCI store, so that naming a version costs no HTTP
+    client's import where the store does nothing with it."""
+    annotations = {
+        "org.opencontainers.image.title": version,
+        "org.opencontainers.image.revision": commit,
+        "ai.modelci.model": model,
+        "ai.modelci.version": version,
+        "ai.modelci.commit": commit,
+        "ai.modelci.fingerprint": fingerprint or "",
+        "ai.modelci.metrics": json.dumps(dict(metrics), sort_keys=True),
+        "ai.modelci.artifact-sha256": sha256,
+    }
+    annotations.update(extra or {})
+    return annotations

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from modelci.errors import ArtifactCorrupted, ArtifactNotFound, ConfigError, ModelciError
+from modelci.loader import missing_extra, require
 from modelci.store.base import Store, StoredArtifact
 from modelci.store.local import check_digest, verified_download
 
@@ -30,10 +31,6 @@ if TYPE_CHECKING:
     from boto3.s3.transfer import TransferConfig
 
 KEY = "store.url"
-CREDENTIALS_HINT = (
-    "set AWS credentials the way boto3 reads them: AWS_ACCESS_KEY_ID and "
-    "AWS_SECRET_ACCESS_KEY, AWS_PROFILE (with ~/.aws/credentials or SSO), or an instance role"
-)
 # S3 caps a multipart upload at 10,000 parts; boto3 grows the part size past that itself.
 MULTIPART_THRESHOLD = 8 * 1024 * 1024
 MULTIPART_CHUNKSIZE = 8 * 1024 * 1024
@@ -68,6 +65,7 @@ class S3Store(Store):
 
     def __init__(self, url: str, *, transfer_config: TransferConfig | None = None) -> None:
         self.bucket, self.prefix = parse_url(url)
+        require("boto3", what="the s3:// store", key=KEY)  # at open: before anything is recorded
         self.url = f"s3://{self.bucket}" + (f"/{self.prefix}" if self.prefix else "")
         self._transfer_config = transfer_config
         self._client: Any = None
@@ -86,10 +84,7 @@ class S3Store(Store):
                 import boto3
                 from botocore.config import Config
             except ModuleNotFoundError as error:
-                raise ConfigError(
-                    f"the s3:// store needs the package {error.name!r}: install modelci[s3]",
-                    key=KEY,
-                ) from None
+                raise missing_extra(error, what="the s3:// store", key=KEY) from None
 
             retries: dict[str, Any] = {}
             if not os.environ.get("AWS_RETRY_MODE") and not os.environ.get("AWS_MAX_ATTEMPTS"):
@@ -135,53 +130,16 @@ class S3Store(Store):
     # -- errors ----------------------------------------------------------------------------------
 
     def _translate(self, error: BaseException, doing: str) -> ModelciError:
-        """boto3's error as ours: configuration (exit 2) or the service failing (exit 1)."""
-        from botocore.exceptions import (
-            ClientError,
-            EndpointConnectionError,
-            NoCredentialsError,
-            PartialCredentialsError,
+        """boto3's error as ours, through the one translator: configuration (exit 2, naming
+        `store.url`) or the service failing (exit 1). A bare 404 here comes from a HEAD of
+        the bucket: it is not there."""
+        from modelci.aws import error_code, translate
+
+        if error_code(error)[0] == "404":
+            return self._no_bucket()
+        return translate(
+            error, "S3", self.endpoint, f"{doing} {self.url}", key=KEY, no_bucket=self._no_bucket()
         )
-
-        if isinstance(error, ModelciError):
-            return error
-        if isinstance(error, NoCredentialsError | PartialCredentialsError):
-            return ConfigError(
-                f"no AWS credentials to {doing} {self.url}: {CREDENTIALS_HINT}", key=KEY
-            )
-        if isinstance(error, EndpointConnectionError):
-            return ModelciError(
-                f"cannot {doing} {self.url}: the S3 endpoint {self.endpoint} "
-                "does not answer (check AWS_ENDPOINT_URL / AWS_ENDPOINT_URL_S3 "
-                "and the network)"
-            )
-        if isinstance(error, ClientError):
-            code = str(error.response.get("Error", {}).get("Code", ""))
-            if code in ("NoSuchBucket", "404"):
-                return self._no_bucket()
-            if code in (
-                "InvalidAccessKeyId",
-                "SignatureDoesNotMatch",
-                "ExpiredToken",
-                "InvalidToken",
-                "AccessDenied",
-                "403",
-            ):
-                return ConfigError(
-                    f"S3 refused to {doing} {self.url} ({code}): check that the "
-                    f"AWS credentials may use bucket {self.bucket!r}; "
-                    f"{CREDENTIALS_HINT}",
-                    key=KEY,
-                )
-            return ModelciError(
-                f"S3 failed to {doing} {self.url} ({code}): "
-                f"{error.response.get('Error', {}).get('Message', '')}"
-            )
-        from botocore.exceptions import BotoCoreError
-
-        if isinstance(error, BotoCoreError):
-            return ModelciError(f"cannot {doing} {self.url} at {self.endpoint}: {error}")
-        return ModelciError(f"cannot {doing} {self.url}: {error}")
 
     def _no_bucket(self) -> ConfigError:
         return ConfigError(
@@ -223,14 +181,14 @@ class S3Store(Store):
     def put_file(self, path: Path) -> StoredArtifact:
         """Store a file's content once: hash it, and upload it unless the key exists."""
         sha256, size = _hash_file(Path(path))
-        if self._head(sha256, "write to") is None:
+        if self._head(sha256, "writing to") is None:
             self._upload(Path(path), sha256)
         return StoredArtifact(uri=self.uri_for(sha256), sha256=sha256, size=size)
 
     def put_bytes(self, data: bytes) -> StoredArtifact:
         """Store bytes; as put_file."""
         sha256 = hashlib.sha256(data).hexdigest()
-        if self._head(sha256, "write to") is None:
+        if self._head(sha256, "writing to") is None:
             self._put_object(data, sha256)
         return StoredArtifact(uri=self.uri_for(sha256), sha256=sha256, size=len(data))
 
@@ -262,9 +220,9 @@ class S3Store(Store):
     def _written_by_another(self, error: BaseException, sha256: str) -> None:
         """Return when a conditional write lost to another writer of the same content (412,
         or 409 while theirs is in flight) and the object is now there; raise ours otherwise."""
-        if _lost_race(error) and self._head(sha256, "write to") is not None:
+        if _lost_race(error) and self._head(sha256, "writing to") is not None:
             return
-        raise self._translate(error, "write to") from None
+        raise self._translate(error, "writing to") from None
 
     # -- reading ---------------------------------------------------------------------------------
 
@@ -294,13 +252,13 @@ class S3Store(Store):
                 self.client.download_fileobj(self.bucket, key, out, Config=self._config())
             except ClientError as error:
                 if _is_missing(error):
-                    self._check_bucket("read from")
+                    self._check_bucket("reading from")
                     raise self._not_found(sha256) from None
-                raise self._translate(error, "read from") from None
+                raise self._translate(error, "reading from") from None
             except ModelciError:
                 raise
             except Exception as error:
-                raise self._translate(error, "read from") from None
+                raise self._translate(error, "reading from") from None
         return destination
 
     def get_bytes(self, sha256: str) -> bytes:
@@ -312,11 +270,11 @@ class S3Store(Store):
             data: bytes = self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
         except ClientError as error:
             if _is_missing(error):
-                self._check_bucket("read from")
+                self._check_bucket("reading from")
                 raise self._not_found(sha256) from None
-            raise self._translate(error, "read from") from None
+            raise self._translate(error, "reading from") from None
         except Exception as error:
-            raise self._translate(error, "read from") from None
+            raise self._translate(error, "reading from") from None
         actual = hashlib.sha256(data).hexdigest()
         if actual != sha256:
             raise self._corrupted(sha256, actual)
@@ -324,12 +282,14 @@ class S3Store(Store):
 
     def exists(self, sha256: str) -> bool:
         """Whether the bucket holds that digest (present, not verified)."""
-        return self._head(sha256, "read from") is not None
+        return self._head(sha256, "reading from") is not None
 
 
 def _is_missing(error: Any) -> bool:
     """Whether a ClientError says the key (or, for a HEAD, maybe the bucket) is not there."""
-    return str(error.response.get("Error", {}).get("Code")) in ("404", "NoSuchKey", "NoSuchBucket")
+    from modelci.aws import error_code
+
+    return error_code(error)[0] in ("404", "NoSuchKey", "NoSuchBucket")
 
 
 def _lost_race(error: BaseException | None) -> bool:
@@ -337,7 +297,8 @@ def _lost_race(error: BaseException | None) -> bool:
     concurrent conditional write to it is in flight (409 ConditionalRequestConflict)."""
     from botocore.exceptions import ClientError
 
+    from modelci.aws import error_code
+
     if not isinstance(error, ClientError):
         return False
-    code = str(error.response.get("Error", {}).get("Code", ""))
-    return code in ("PreconditionFailed", "412", "ConditionalRequestConflict")
+    return error_code(error)[0] in ("PreconditionFailed", "412", "ConditionalRequestConflict")

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from modelci.errors import ConfigError
+from modelci.loader import missing_extra
 
 _SCALE = 2**64
 FORMATS = (".csv", ".parquet")
@@ -71,10 +72,8 @@ def _sample_parquet(
     try:
         import pyarrow as pa
         import pyarrow.parquet as pq
-    except ImportError:
-        raise ConfigError(
-            f"{source.name}: sampling Parquet needs pyarrow: install modelci[parquet]"
-        ) from None
+    except ModuleNotFoundError as error:
+        raise missing_extra(error, what=f"{source.name}: sampling Parquet") from None
     table = pq.read_table(source)
     if key is not None and key not in table.column_names:
         raise ConfigError(

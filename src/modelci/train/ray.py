@@ -30,6 +30,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from modelci.envs import lockfile
 from modelci.errors import ModelciError
 from modelci.raycluster import RayCluster, quiet_ray_sdk, resources_problem
 from modelci.runtime.ray_driver import DEFAULT_LIMIT, FRAME, JOB_VARIABLE
@@ -44,25 +45,6 @@ TERMINAL = ("SUCCEEDED", "FAILED", "STOPPED")
 
 class RayJobError(ModelciError):
     """The Job API refused or lost the job."""
-
-
-def lock_requirements(lock_text: str) -> list[str]:
-    """The lock's requirements as pip reads them, one logical line each (continuations
-    joined, comments dropped), hashes and markers kept."""
-    requirements: list[str] = []
-    current = ""
-    for raw in lock_text.splitlines():
-        line = raw.split(" #", 1)[0].rstrip() if not raw.lstrip().startswith("#") else ""
-        if line.endswith("\\"):
-            current += line[:-1].strip() + " "
-            continue
-        current += line.strip()
-        if current.strip():
-            requirements.append(" ".join(current.split()))
-        current = ""
-    if current.strip():
-        requirements.append(" ".join(current.split()))
-    return requirements
 
 
 def runtime_environment(job: TrainingJob, runtime: Path, lock_text: str) -> dict[str, Any]:
@@ -89,7 +71,7 @@ def lock_environment(lock_text: str) -> dict[str, Any]:
     over the cluster's Python, the pins installed with uv, hashes checked), nothing when the
     lock pins nothing. uv rather than pip: it is what resolved the lock, and a Python made by
     uv (as the cluster's may be) has no pip."""
-    requirements = lock_requirements(lock_text)
+    requirements = lockfile.requirements(lock_text)
     if not requirements:
         return {}
     # no options: uv's cache is kept (Ray's default passes --no-cache)

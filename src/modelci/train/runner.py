@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from modelci import git
-from modelci.errors import ConfigError, NotBuiltYet
+from modelci.errors import ConfigError
 from modelci.fingerprint import file_digests, fingerprint
 from modelci.registry.base import Event, Registry, VersionRecord
 from modelci.runtime.jobdir import JobDir, add_channel, write_config
@@ -111,7 +111,7 @@ def check_inputs(spec: ModelSpec, files: set[str]) -> None:
     for name, source in spec.train.channels.items():
         if "://" in source:
             if not source.startswith("file://"):
-                raise NotBuiltYet(
+                raise ConfigError(
                     f"channel URI {source!r}: the local backend reads repository paths and "
                     "file:// URIs; other schemes are not built yet",
                     file=spec.spec_file,
@@ -204,7 +204,7 @@ def trainer_for(workspace: Workspace) -> Trainer:
 
     backend = workspace.project.train.backend
     if backend not in _TRAINERS:
-        raise NotBuiltYet(
+        raise ConfigError(
             f"the {backend!r} training backend is not built yet",
             file="modelci.toml",
             key="train.backend",

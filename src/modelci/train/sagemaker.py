@@ -274,6 +274,8 @@ class _LogFollower:
             return []
         from botocore.exceptions import BotoCoreError, ClientError
 
+        from modelci.aws import error_code
+
         lines: list[str] = []
         logs = self.account.client("logs")
         try:
@@ -297,9 +299,7 @@ class _LogFollower:
                         self.tokens[stream_name] = token
                         break
                     self.tokens[stream_name] = token
-        except ClientError as error:
-            if error.response.get("Error", {}).get("Code") != "ResourceNotFoundException":
+        except (ClientError, BotoCoreError) as error:
+            if error_code(error)[0] != "ResourceNotFoundException":
                 self.enabled = False  # no access to the logs: the job matters, not its log
-        except BotoCoreError:
-            self.enabled = False
         return lines

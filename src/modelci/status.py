@@ -1,0 +1,94 @@
+"""What runs where: every model, the version each environment points to, what the deploy backend
+says of it, and the newest version built."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from modelci.errors import ModelciError
+from modelci.workspace import Workspace
+
+if TYPE_CHECKING:
+    from modelci.deploy.base import Deployer
+
+
+def iso(moment: datetime | None) -> str | None:
+    """The moment in ISO 8601, or None."""
+    return moment.isoformat() if moment else None
+
+
+def status_report(workspace: Workspace) -> dict[str, Any]:
+    """Every model (of the repository or the registry), the version each environment points
+    to (with what the deploy backend says of its endpoint, when it says something) and the
+    newest version built."""
+    names = {m.name for m in workspace.models}
+    environments = workspace.environments
+    models: list[dict[str, Any]] = []
+    if not workspace.registry_exists():  # nothing built yet: don't create a registry to say so
+        return {
+            "models": [
+                {"model": n, "environments": dict.fromkeys(environments), "latest": None}
+                for n in sorted(names)
+            ]
+        }
+    from modelci.deploy import open_deployer
+
+    try:
+        deployer: Deployer | None = open_deployer(workspace)
+        unknown = None
+    except ModelciError as error:  # status still says what the registry holds
+        deployer, unknown = None, _unknown(error)
+    with workspace.registry() as registry:
+        names.update(registry.models())
+        pointers = {(p.model, p.environment): p for p in registry.pointers()}
+        newest: dict[str, Any] = {}
+        for record in registry.list_versions():
+            newest.setdefault(record.model, record)  # newest first
+        for name in sorted(names):
+            per_environment: dict[str, Any] = {}
+            for environment in environments:
+                pointer = pointers.get((name, environment))
+                if pointer is None:
+                    per_environment[environment] = None
+                    continue
+                in_force = registry.get_version(pointer.version)
+                per_environment[environment] = {
+                    "version": pointer.version,
+                    "commit": in_force.commit if in_force else None,
+                    "time": iso(pointer.updated_at),
+                    "actor": pointer.actor,
+                }
+                # what the backend says (Ray Serve's application state, SageMaker's endpoint)
+                serving = _describe(deployer, workspace.endpoint(name, environment)) or unknown
+                if serving is not None:
+                    per_environment[environment]["serving"] = serving
+            latest = newest.get(name)
+            models.append(
+                {
+                    "model": name,
+                    "environments": per_environment,
+                    "latest": {
+                        "version": latest.version,
+                        "commit": latest.commit,
+                        "status": latest.status,
+                    }
+                    if latest
+                    else None,
+                }
+            )
+    return {"models": models}
+
+
+def _describe(deployer: Deployer | None, endpoint: str) -> dict[str, object] | None:
+    if deployer is None:
+        return None
+    try:
+        return deployer.describe(endpoint)
+    except ModelciError as error:
+        return _unknown(error)
+
+
+def _unknown(error: ModelciError) -> dict[str, object]:
+    """What status says when the backend cannot be asked (settings, credentials, network)."""
+    return {"healthy": False, "status": "UNKNOWN", "message": error.render()}
