@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from modelci.errors import ConfigError
 from modelci.spec import load_project
 from tests.conftest import CliResult
 from tests.support.repos import GitRepo, add_model
@@ -194,3 +195,28 @@ def test_validate_changes_nothing(repo: GitRepo, modelci: Run) -> None:
     modelci("-C", repo.root, "validate")
     after = sorted(p.relative_to(repo.root) for p in Path(repo.root).rglob("*"))
     assert before == after
+
+
+@pytest.mark.parametrize("seed", ['"42"', "true"])
+def test_no_coercion_across_types_from_any_path(repo: GitRepo, modelci: Run, seed: str) -> None:
+    """A string is not a number and a bool is not an integer in a TOML file: `validate` and
+    `changed` (which reads specs through the cache) give the same verdict, twice (a miss, then
+    the cached verdict)."""
+    message = bad(repo, modelci, f'[train]\nentrypoint = "train.py"\nseed = {seed}\n')
+    assert "train.seed" in message and "integer" in message
+    repo.commit("a seed of the wrong type")
+    for _ in range(2):
+        result = modelci("-C", repo.root, "changed", "--json")
+        assert result.code == 2, result.stdout
+        error = result.json()["error"]
+        assert (error["file"], error["key"]) == ("models/churn/model.toml", "train.seed")
+        assert "integer" in error["message"]
+
+
+def test_integer_overrides_from_the_environment_are_converted(repo: GitRepo) -> None:
+    project = load_project(repo.root, {"MODELCI_SAGEMAKER_MAX_WAIT_S": "60"})
+    assert project.sagemaker.max_wait_s == 60
+    with pytest.raises(ConfigError) as raised:
+        load_project(repo.root, {"MODELCI_SAGEMAKER_MAX_WAIT_S": "soon"})
+    assert raised.value.key == "sagemaker.max_wait_s"
+    assert "MODELCI_SAGEMAKER_MAX_WAIT_S" in raised.value.message

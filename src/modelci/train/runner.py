@@ -21,7 +21,7 @@ from modelci import git
 from modelci.errors import ConfigError, NotBuiltYet
 from modelci.fingerprint import file_digests, fingerprint
 from modelci.registry.base import Event, Registry, VersionRecord
-from modelci.settings import MODEL_FILE, parse_toml
+from modelci.settings import MODEL_FILE
 from modelci.train import lease
 from modelci.train.artifacts import pack, parse_metrics
 from modelci.train.base import JobResult, Trainer, TrainingJob
@@ -84,7 +84,8 @@ def version_name(model: str, commit: str, *, dirty: bool = False) -> str:
 
 def spec_at(workspace: Workspace, name: str, commit: str, dirty: bool) -> ModelSpec:
     """The model's spec as the commit (or, with --dirty, the work tree) has it."""
-    from modelci.spec import find_model, parse_model
+    from modelci.spec import find_model, read_model
+    from modelci.speccache import SpecCache
 
     current = find_model(workspace.models, name)
     if dirty:
@@ -96,8 +97,13 @@ def spec_at(workspace: Workspace, name: str, commit: str, dirty: bool) -> ModelS
             f"model {name!r} has no {spec_file} at commit {commit[:12]}: commit it first, or "
             "train the work tree with --dirty"
         )
-    text = git.read_blobs(workspace.root, [tree[spec_file]])[tree[spec_file]]
-    return parse_model(current.folder, parse_toml(text, spec_file), spec_file)
+    blob = tree[spec_file]
+    cache = SpecCache(workspace.root)
+    try:
+        text = git.read_blobs(workspace.root, [blob])[blob]
+        return read_model(current.folder, blob, text, spec_file, cache)
+    finally:
+        cache.save()
 
 
 def check_inputs(spec: ModelSpec, files: set[str]) -> None:
@@ -289,44 +295,32 @@ def _job_root(workspace: Workspace, version: str) -> Path:
     return root
 
 
-def _raw_inputs(workspace: Workspace, name: str, commit: str) -> tuple[Any, Any] | None:
-    """The model's ModelRef and FingerprintInputs read from model.toml at the commit with
-    tomllib alone, or None when anything is not as a valid spec has it (the validated path
-    then decides)."""
+def _validated_inputs(workspace: Workspace, name: str, commit: str) -> tuple[Any, Any] | None:
+    """The model's ModelRef and FingerprintInputs at the commit, from the spec cache (spec.py
+    validates a blob not seen yet); None when no model has that name there. An invalid spec
+    is its ConfigError, as `validate` reports it."""
     import os
 
     from modelci.changes import SpecCache, snapshot
     from modelci.envs.uv import ModelRef
     from modelci.fingerprint import FingerprintInputs
 
-    entry = (
-        snapshot(workspace.root, commit, SpecCache(workspace.root), os.environ).by_name().get(name)
-    )
+    cache = SpecCache(workspace.root)
+    entry = snapshot(workspace.root, commit, cache, os.environ).by_name().get(name)
+    cache.save()
     if entry is None:
         return None
     spec_file = f"{entry.folder}/{MODEL_FILE}"
-    tree = git.tree_blobs(workspace.root, commit)
-    data = parse_toml(git.read_blobs(workspace.root, [tree[spec_file]])[tree[spec_file]], spec_file)
-    model, train = data.get("model", {}), data.get("train", {})
-    scalar = (str, int, float, bool)
-    hyperparameters = train.get("hyperparameters", {})
-    channels = train.get("channels", {})
-    seed, entrypoint = train.get("seed", 0), train.get("entrypoint")
-    requirements = model.get("requirements")
-    if not (
-        isinstance(hyperparameters, dict)
-        and isinstance(channels, dict)
-        and all(isinstance(v, scalar) for v in hyperparameters.values())
-        and all(isinstance(v, str) for v in channels.values())
-        and type(seed) is int
-        and isinstance(entrypoint, str)
-        and (requirements is None or isinstance(requirements, str))
-    ):
-        return None
+    facts = cache.facts(git.tree_blobs(workspace.root, commit)[spec_file], spec_file)
     return (
-        ModelRef(name, entry.folder, requirements),
+        ModelRef(name, entry.folder, facts.requirements),
         FingerprintInputs(
-            entry.folder, entry.depends_on, channels, hyperparameters, seed, entrypoint
+            entry.folder,
+            facts.depends_on,
+            facts.channels,
+            facts.hyperparameters,
+            facts.seed,
+            facts.entrypoint,
         ),
     )
 
@@ -343,7 +337,7 @@ def _cache_hit(workspace: Workspace, name: str, commit: str, note: Note) -> Trai
     if look is None:
         return None
     try:
-        raw = _raw_inputs(workspace, name, commit)
+        raw = _validated_inputs(workspace, name, commit)
         if raw is None:
             return None
         ref, inputs = raw
