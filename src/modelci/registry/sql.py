@@ -34,7 +34,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import URL, make_url
 
 from modelci.errors import ConfigError, PointerConflict, RegistryError
-from modelci.registry import mask_url, tables
+from modelci.registry import columns, mask_url, tables
 from modelci.registry.base import Event, Pointer, Registry, VersionRecord
 from modelci.registry.migrations import HEAD
 
@@ -531,8 +531,8 @@ def _now() -> datetime:
 
 
 def _check_status(status: str) -> None:
-    if status not in tables.VERSION_STATUSES:
-        known = ", ".join(tables.VERSION_STATUSES)
+    if status not in columns.VERSION_STATUSES:
+        known = ", ".join(columns.VERSION_STATUSES)
         raise ConfigError(f"version status {status!r} is not one of {known}", key="status")
 
 
