@@ -3,6 +3,7 @@
     ModelciError            exit 1: the work failed
     ├── ConfigError         exit 2: a spec, setting or argument is wrong
     │   ├── NotBuiltYet     exit 2: the command exists in the design but not yet in this build
+    │   ├── VersionExists   exit 2: the registry already has a version of that name
     │   └── GitError        exit 2: git refused a revision or the repository is not usable
     ├── PointerConflict     exit 1: a compare-and-set lost a race
     ├── ArtifactCorrupted   exit 1: a stored artifact no longer matches its digest
@@ -56,6 +57,10 @@ class ConfigError(ModelciError):
 
 class NotBuiltYet(ConfigError):
     """The command is part of the design but not of this build yet; exit 2."""
+
+
+class VersionExists(ConfigError):
+    """The registry already holds a version of that name (`add_version` on a duplicate)."""
 
 
 class GitError(ConfigError):

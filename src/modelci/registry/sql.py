@@ -33,7 +33,7 @@ from sqlalchemy import event as sa_event
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import URL, make_url
 
-from modelci.errors import ConfigError, PointerConflict, RegistryError
+from modelci.errors import ConfigError, PointerConflict, RegistryError, VersionExists
 from modelci.registry import columns, mask_url, tables
 from modelci.registry.base import Event, Pointer, Registry, VersionRecord
 from modelci.registry.migrations import HEAD
@@ -129,7 +129,7 @@ class SqlRegistry(Registry):
     # -- versions -------------------------------------------------------------------------
 
     def add_version(self, record: VersionRecord) -> VersionRecord:
-        """Insert a version (its model row too, when new); an existing name is a ConfigError."""
+        """Insert a version (its model row too, when new); an existing name is VersionExists."""
         _check_status(record.status)
         now = _now()
         v = tables.versions
@@ -158,7 +158,7 @@ class SqlRegistry(Registry):
                 .returning(v.c.id)
             )
             if inserted.first() is None:
-                raise ConfigError(f"version {record.version} is already in the registry")
+                raise VersionExists(f"version {record.version} is already in the registry")
             row = connection.execute(select(v).where(v.c.version == record.version)).one()
         return _version(row)
 

@@ -43,3 +43,8 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def uri_for(self, sha256: str) -> str:
         """The URI recorded with a version for this digest."""
+
+    def tag_version(self, sha256: str, version: str, annotations: dict[str, str]) -> None:
+        """Name an artifact after a version (stores that name versions, such as OCI); others do
+        nothing."""
+        return None

@@ -524,7 +524,7 @@ class OciStore(Store):
         manifest = artifact_manifest(sha256, size, BLOB_ARTIFACT_TYPE, BLOB_LAYER_TYPE, {})
         self.client.put_manifest(tag, manifest, MANIFEST_TYPE)
 
-    def tag_version(self, sha256: str, tag: str, annotations: Mapping[str, str]) -> str:
+    def tag_version(self, sha256: str, tag: str, annotations: Mapping[str, str]) -> str:  # type: ignore[override]
         """Push the OCI artifact of a version: model.tar.gz (the blob `sha256`) as its layer,
         `annotations` on the manifest, tagged `tag` (`<model>-<sha12>`); its digest.
 

@@ -31,8 +31,9 @@ from pathlib import Path
 from typing import Any
 
 from modelci.errors import ModelciError
+from modelci.progress import Progress
 from modelci.raycluster import RayCluster, quiet_ray_sdk, resources_problem
-from modelci.train.base import JobResult, LineSink, Trainer, TrainingJob, failure_reason
+from modelci.train.base import JobResult, Trainer, TrainingJob, failure_reason
 from modelci.train.ray_driver import DEFAULT_LIMIT, FRAME, JOB_VARIABLE
 from modelci.workspace import Workspace
 
@@ -100,7 +101,7 @@ class LogReader:
     """Splits the job's log into what the user sees (written to `output/log.txt`, passed to
     `on_line`) and modelci's frames: the model archive, the failure file, the node."""
 
-    def __init__(self, log: Path, on_line: LineSink | None, scratch: Path):
+    def __init__(self, log: Path, on_line: Progress | None, scratch: Path):
         self.handle = log.open("w", encoding="utf-8")
         self.on_line = on_line
         self.tail: collections.deque[str] = collections.deque(maxlen=50)
@@ -161,7 +162,7 @@ class RayTrainer(Trainer):
         self.cluster = RayCluster.from_settings(workspace.project.ray)
         self.cluster.check()  # an unreachable cluster stops here, before anything is recorded
 
-    def run(self, job: TrainingJob, on_line: LineSink | None = None) -> JobResult:
+    def run(self, job: TrainingJob, on_line: Progress | None = None) -> JobResult:
         started = time.monotonic()
         job.job.log.parent.mkdir(parents=True, exist_ok=True)
         problem = resources_problem(job.resources, self.cluster.nodes())

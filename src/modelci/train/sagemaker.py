@@ -24,8 +24,9 @@ from pathlib import Path
 from typing import Any
 
 from modelci.aws import SageMakerAccount, resource_name
+from modelci.progress import Progress
 from modelci.train.artifacts import unpack
-from modelci.train.base import JobResult, LineSink, Trainer, TrainingJob
+from modelci.train.base import JobResult, Trainer, TrainingJob
 from modelci.train.jobdir import encode_hyperparameters
 from modelci.workspace import Workspace
 
@@ -80,7 +81,7 @@ class SageMakerTrainer(Trainer):
         self.account = SageMakerAccount.open(self.settings)
         self.account.check_bucket()
 
-    def run(self, job: TrainingJob, on_line: LineSink | None = None) -> JobResult:
+    def run(self, job: TrainingJob, on_line: Progress | None = None) -> JobResult:
         started = time.monotonic()
         job.job.log.parent.mkdir(parents=True, exist_ok=True)
         name = job_name(job.name)
@@ -148,7 +149,7 @@ class SageMakerTrainer(Trainer):
 
     # --- the request ------------------------------------------------------------------------
 
-    def _request(self, job: TrainingJob, name: str, say: LineSink) -> dict[str, Any]:
+    def _request(self, job: TrainingJob, name: str, say: Progress) -> dict[str, Any]:
         """Upload the code and channels, and the CreateTrainingJob request that uses them."""
         account = self.account
         match = _VERSION.match(job.name)
@@ -218,7 +219,7 @@ class SageMakerTrainer(Trainer):
     # --- waiting ----------------------------------------------------------------------------
 
     def _wait(
-        self, job: TrainingJob, name: str, started: float, say: LineSink
+        self, job: TrainingJob, name: str, started: float, say: Progress
     ) -> tuple[dict[str, Any], bool]:
         """Poll the job until it ends, saying each status change and streaming its log; stop
         it when it outlives its timeout plus `max_wait_s` (its time in SageMaker's queue).
