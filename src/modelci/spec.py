@@ -10,7 +10,7 @@ import os
 import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from pydantic import (
     BaseModel,
@@ -213,8 +213,38 @@ class UrlSection(Strict):
     url: NonEmpty
 
 
-class BackendSection(Strict):
-    backend: Literal["local", "ray", "sagemaker"] = "local"
+def _known(backend: str, table: Mapping[str, str], what: str) -> str:
+    if backend not in table:
+        names = [repr(n) for n in table]
+        known = f"{', '.join(names[:-1])} or {names[-1]}" if len(names) > 1 else names[0]
+        raise ValueError(f"unknown {what} {backend!r}; expected {known}")
+    return backend
+
+
+class TrainBackendSection(Strict):
+    """`[train].backend`: a name of the trainer table (`modelci.train.TRAINERS`)."""
+
+    backend: NonEmpty = "local"
+
+    @field_validator("backend")
+    @classmethod
+    def _backend_known(cls, backend: str) -> str:
+        from modelci.train import TRAINERS
+
+        return _known(backend, TRAINERS, "training backend")
+
+
+class DeployBackendSection(Strict):
+    """`[deploy].backend`: a name of the deployer table (`modelci.deploy`)."""
+
+    backend: NonEmpty = "local"
+
+    @field_validator("backend")
+    @classmethod
+    def _backend_known(cls, backend: str) -> str:
+        from modelci.deploy import _DEPLOYERS
+
+        return _known(backend, _DEPLOYERS, "deploy backend")
 
 
 def _default_environments() -> dict[str, EnvironmentSection]:
@@ -229,8 +259,8 @@ class ProjectFile(Strict):
     environments: dict[str, EnvironmentSection] = Field(default_factory=_default_environments)
     registry: UrlSection = UrlSection(url=DEFAULT_URLS["registry"])
     store: UrlSection = UrlSection(url=DEFAULT_URLS["store"])
-    train: BackendSection = BackendSection()
-    deploy: BackendSection = BackendSection()
+    train: TrainBackendSection = TrainBackendSection()
+    deploy: DeployBackendSection = DeployBackendSection()
     ray: RaySection = RaySection()
     sagemaker: SageMakerSection = SageMakerSection()
 

@@ -220,3 +220,18 @@ def test_integer_overrides_from_the_environment_are_converted(repo: GitRepo) -> 
         load_project(repo.root, {"MODELCI_SAGEMAKER_MAX_WAIT_S": "soon"})
     assert raised.value.key == "sagemaker.max_wait_s"
     assert "MODELCI_SAGEMAKER_MAX_WAIT_S" in raised.value.message
+
+
+@pytest.mark.parametrize(
+    ("section", "known"),
+    [("train", "'local', 'ray' or 'sagemaker'"), ("deploy", "'local', 'ray' or 'sagemaker'")],
+)
+def test_backend_names_come_from_the_backend_tables(
+    repo: GitRepo, modelci: Run, section: str, known: str
+) -> None:
+    repo.write("modelci.toml", f'[{section}]\nbackend = "kubernetes"\n')
+    result = modelci("-C", repo.root, "validate", "--json")
+    assert result.code == 2
+    error = result.json()["error"]
+    assert (error["file"], error["key"]) == ("modelci.toml", f"{section}.backend")
+    assert "'kubernetes'" in error["message"] and known in error["message"]
