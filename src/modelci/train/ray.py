@@ -19,9 +19,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import collections
-import contextlib
 import hashlib
 import json
+import logging
 import os
 import secrets
 import tempfile
@@ -36,6 +36,8 @@ from modelci.raycluster import RayCluster, quiet_ray_sdk, resources_problem
 from modelci.train.base import JobResult, Trainer, TrainingJob, failure_reason
 from modelci.train.ray_driver import DEFAULT_LIMIT, FRAME, JOB_VARIABLE
 from modelci.workspace import Workspace
+
+_log = logging.getLogger(__name__)
 
 ENTRYPOINT = "python -m modelci.train.ray_driver"
 STOP_TIMEOUT_S = 60.0
@@ -206,8 +208,7 @@ class RayTrainer(Trainer):
                 timed_out = self._follow(client, submission_id, reader, started + job.timeout)
                 status, message, node = self._finish(client, submission_id, timed_out)
             except BaseException:  # Ctrl-C or a lost connection: never leave the job running
-                with contextlib.suppress(Exception):
-                    client.stop_job(submission_id)
+                _stop_job(client, submission_id)
                 reader.close()
                 raise
             if status == "SUCCEEDED" and "model" not in reader.frames:
@@ -285,8 +286,7 @@ class RayTrainer(Trainer):
         """Wait for the job's final status (stopping it first when asked): the status, Ray's
         message and the node its driver ran on."""
         if stop:
-            with contextlib.suppress(Exception):
-                client.stop_job(submission_id)
+            _stop_job(client, submission_id)
         deadline = time.monotonic() + STOP_TIMEOUT_S
         while True:
             info = client.get_job_info(submission_id)
@@ -313,3 +313,12 @@ class RayTrainer(Trainer):
         if not reader.tail and message:
             reason = message.strip()  # e.g. the runtime environment could not be set up
         return reason
+
+
+def _stop_job(client: Any, submission_id: str) -> None:
+    """Ask Ray to stop a job, best effort: a job that already ended refuses, and the error that
+    led here matters more; the refusal is logged."""
+    try:
+        client.stop_job(submission_id)
+    except Exception:
+        _log.debug("stopping Ray job %s failed", submission_id, exc_info=True)

@@ -13,8 +13,8 @@ definitions. Everything of one job lives under `<bucket prefix>/<job name>/`: `s
 
 from __future__ import annotations
 
-import contextlib
 import gzip
+import logging
 import re
 import secrets
 import tarfile
@@ -29,6 +29,8 @@ from modelci.train.artifacts import unpack
 from modelci.train.base import JobResult, Trainer, TrainingJob
 from modelci.train.jobdir import encode_hyperparameters
 from modelci.workspace import Workspace
+
+_log = logging.getLogger(__name__)
 
 LOG_GROUP = "/aws/sagemaker/TrainingJobs"
 POLL_FIRST_S = 0.2  # a job's status is asked for often at first, then every POLL_MAX_S
@@ -256,8 +258,10 @@ class SageMakerTrainer(Trainer):
     def _stop(self, name: str) -> None:
         """Ask SageMaker to stop the job; a job that already ended is left as it is."""
         # best effort: a job that ended refuses, and the error that led here matters more
-        with contextlib.suppress(Exception):
+        try:
             self.account.client("sagemaker").stop_training_job(TrainingJobName=name)
+        except Exception:
+            _log.debug("stopping SageMaker training job %s failed", name, exc_info=True)
 
 
 class _LogFollower:
