@@ -13,11 +13,9 @@ definitions. Everything of one job lives under `<bucket prefix>/<job name>/`: `s
 
 from __future__ import annotations
 
-import gzip
 import logging
 import re
 import secrets
-import tarfile
 import threading
 import time
 from pathlib import Path
@@ -25,6 +23,7 @@ from typing import Any
 
 from modelci.aws import SageMakerAccount, resource_name
 from modelci.progress import Progress
+from modelci.train import tarball
 from modelci.train.artifacts import unpack
 from modelci.train.base import JobResult, Trainer, TrainingJob
 from modelci.train.jobdir import encode_hyperparameters
@@ -41,25 +40,9 @@ _VERSION = re.compile(r"^(?P<model>[a-z][a-z0-9-]*?)-(?P<sha12>[0-9a-f]{12})(?:-
 
 def pack_source(folder: Path, destination: Path) -> Path:
     """`sourcedir.tar.gz` as the SDK's `tar_and_upload_dir` makes it: the folder's files at the
-    archive's root (caches left out), sorted and without times, so the same code packs alike."""
-    entries = sorted(
-        p
-        for p in folder.rglob("*")
-        if p.is_file() and "__pycache__" not in p.relative_to(folder).parts
-    )
-    with (
-        destination.open("wb") as raw,
-        gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as zipped,
-        tarfile.open(fileobj=zipped, mode="w", format=tarfile.PAX_FORMAT) as archive,
-    ):
-        for path in entries:
-            info = archive.gettarinfo(str(path), arcname=path.relative_to(folder).as_posix())
-            info.mtime = 0
-            info.uid = info.gid = 0
-            info.uname = info.gname = ""
-            with path.open("rb") as handle:
-                archive.addfile(info, handle)
-    return destination
+    archive's root (caches and folder entries left out), packed reproducibly, so the same
+    code packs alike."""
+    return tarball.pack(folder, destination, leave_out={"__pycache__"}, folders=False)
 
 
 def job_name(base: str) -> str:
