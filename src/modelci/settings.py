@@ -1,7 +1,8 @@
-"""Reading TOML files and MODELCI_* overrides into plain data, without pydantic.
+"""Reading TOML files and MODELCI_* overrides into plain data, without pydantic; model
+folders and names; globs.
 
-`spec.py` validates what this reads; `changes.py` uses it alone, so that `modelci changed`
-starts fast.
+`spec.py` validates what this reads (it is the one reader of a spec); the fast paths read
+spec.py's verdicts from the spec cache (`speccache.py`) and use the helpers here.
 """
 
 from __future__ import annotations
@@ -105,19 +106,6 @@ def apply_overrides(data: dict[str, Any], environ: Mapping[str, str]) -> dict[st
             else:
                 target[key] = value
     return merged
-
-
-def string_list(
-    data: dict[str, Any], section: str, key: str, default: list[str], file: str
-) -> list[str]:
-    """`data[section][key]` checked to be a list of strings, else `default`."""
-    table = data.get(section, {})
-    if not isinstance(table, dict):
-        raise ConfigError("expected a table", file=file, key=section)
-    value = table.get(key, default)
-    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
-        raise ConfigError("expected a list of non-empty strings", file=file, key=f"{section}.{key}")
-    return value
 
 
 def glob_regex(pattern: str) -> re.Pattern[str]:
