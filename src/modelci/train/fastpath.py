@@ -4,7 +4,7 @@ fingerprint, told and recorded."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from modelci import git
 from modelci.fingerprint import fingerprint
@@ -13,6 +13,10 @@ from modelci.settings import MODEL_FILE
 from modelci.train.outcome import TrainOutcome, outcome, version_name
 from modelci.train.record import reuse_record
 from modelci.workspace import Workspace
+
+if TYPE_CHECKING:
+    from modelci.envs.uv import ModelRef
+    from modelci.fingerprint import FingerprintInputs
 
 
 def must_train(
@@ -37,7 +41,9 @@ def must_train(
         look.close()
 
 
-def _validated_inputs(workspace: Workspace, name: str, commit: str) -> tuple[Any, Any] | None:
+def _validated_inputs(
+    workspace: Workspace, name: str, commit: str
+) -> tuple[ModelRef, FingerprintInputs] | None:
     """The model's ModelRef and FingerprintInputs at the commit, from the spec cache (spec.py
     validates a blob not seen yet); None when no model has that name there. An invalid spec
     is its ConfigError, as `validate` reports it."""
@@ -69,9 +75,9 @@ def _validated_inputs(workspace: Workspace, name: str, commit: str) -> tuple[Any
 
 def cache_hit(workspace: Workspace, name: str, commit: str, note: Progress) -> TrainOutcome | None:
     """A version already trained, or one with the same fingerprint, told and (on an SQLite
-    registry) recorded without pydantic or SQLAlchemy: a fingerprint match means model.toml
-    is byte for byte one that was validated when that version trained. None when in doubt
-    (and the validated path decides)."""
+    registry) recorded without pydantic or SQLAlchemy: the spec is read as validated from the
+    spec cache (an invalid one is its ConfigError). None when in doubt (and the validated path
+    decides)."""
     from modelci.envs.uv import ensure_environment
     from modelci.registry.quick import quick_look
 
