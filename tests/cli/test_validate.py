@@ -235,3 +235,15 @@ def test_backend_names_come_from_the_backend_tables(
     error = result.json()["error"]
     assert (error["file"], error["key"]) == ("modelci.toml", f"{section}.backend")
     assert "'kubernetes'" in error["message"] and known in error["message"]
+
+
+def test_project_file_values_are_not_coerced_either(repo: GitRepo, modelci: Run) -> None:
+    """modelci.toml is validated strictly too, and `changed` (which reads it through the spec
+    cache) gives validate's verdict."""
+    repo.write("modelci.toml", '[ray]\nserve_port = "8000"\n')
+    repo.commit("a port as a string")
+    for command in ("validate", "changed"):
+        result = modelci("-C", repo.root, command, "--json")
+        assert result.code == 2, (command, result.stdout)
+        error = result.json()["error"]
+        assert (error["file"], error["key"]) == ("modelci.toml", "ray.serve_port"), command
