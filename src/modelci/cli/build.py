@@ -110,9 +110,9 @@ def _all_cached(workspace: Workspace, names: list[str]) -> list[tuple[Environmen
     already built; else None, and the caller takes the full path.
 
     Read from the spec cache (what validation made of each model.toml, by blob id), not
-    through pydantic: loading it alone costs more than the whole cache hit is allowed to.
-    Anything unusual (a spec not validated yet or invalid, an unknown name, a clash) goes down
-    the full path, where validation reports it.
+    through pydantic: loading it alone costs more than the whole cache hit is allowed to (a
+    spec not validated yet is, once). Anything unusual (an invalid spec, an unknown name, a
+    clash) goes down the full path, where validation reports it.
     """
     from modelci.envs.uv import ModelRef, cached_environment
     from modelci.errors import ConfigError
@@ -125,9 +125,10 @@ def _all_cached(workspace: Workspace, names: list[str]) -> list[tuple[Environmen
     try:
         for folder in model_folders(workspace.files(), workspace.project_facts.models):
             spec_file = f"{folder}/{MODEL_FILE}"
-            blob = blob_id(read_bytes(root / spec_file, spec_file))
-            if blob not in cache.entries:
-                return None
+            text = read_bytes(root / spec_file, spec_file)
+            blob = blob_id(text)
+            if blob not in cache.entries:  # validated once, here, for the next hit
+                cache.validate(blob, text, spec_file)
             facts = cache.facts(blob, spec_file)
             name = model_name(folder, facts.name, spec_file)
             if name in refs:
@@ -135,6 +136,8 @@ def _all_cached(workspace: Workspace, names: list[str]) -> list[tuple[Environmen
             refs[name] = ModelRef(name, folder, facts.requirements)
     except ConfigError:
         return None
+    finally:
+        cache.save()
     found: list[tuple[Environment, float]] = []
     for name in names:
         started = time.perf_counter()
