@@ -1,14 +1,13 @@
 """Which models a commit range touches, and why.
 
-This module reads specs from git objects with tomllib only (no pydantic) and caches what it
-needs of each `model.toml` by blob id, so that `modelci changed` stays fast on large repositories.
-`modelci validate` is where specs get their full check.
+This module reads specs from git objects through the spec cache (`speccache.py`): each
+`model.toml` blob is validated once, by spec.py, and read back without pydantic afterwards, so
+that `modelci changed` stays fast on large repositories and judges a spec as `validate` does.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import re
 from collections import defaultdict
@@ -21,18 +20,17 @@ from modelci import git
 from modelci.errors import ConfigError, GitError
 from modelci.settings import (
     MODEL_FILE,
-    MODEL_NAME,
     PROJECT_FILE,
-    apply_overrides,
     glob_regex,
     literal_prefix,
     model_folders,
-    parse_toml,
-    string_list,
+    model_name,
 )
+from modelci.speccache import CACHE_FILE as CACHE_FILE
+from modelci.speccache import ProjectFacts, project_dump
+from modelci.speccache import SpecCache as SpecCache
 
 REASON_ORDER = ("added", "renamed", "spec", "files", "depends_on", "shared")
-CACHE_FILE = Path(".modelci") / "cache" / "model-specs.json"
 
 
 @dataclass(frozen=True)
@@ -86,40 +84,6 @@ class ChangeReport:
         }
 
 
-class SpecCache:
-    """`model.toml` blob id -> (explicit name, depends_on), kept in `.modelci/cache`."""
-
-    def __init__(self, root: Path):
-        self.path = root / CACHE_FILE
-        self.entries: dict[str, list[Any]] = {}
-        self.dirty = False
-        try:
-            loaded = json.loads(self.path.read_bytes())
-        except (OSError, ValueError):
-            return
-        if isinstance(loaded, dict):  # a cache from elsewhere or half-written: keep what fits
-            self.entries = {
-                blob: value
-                for blob, value in loaded.items()
-                if isinstance(value, list)
-                and len(value) == 2
-                and (value[0] is None or isinstance(value[0], str))
-                and isinstance(value[1], list)
-                and all(isinstance(g, str) for g in value[1])
-            }
-
-    def save(self) -> None:
-        if not self.dirty:
-            return
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            temporary = self.path.with_suffix(f".{os.getpid()}.tmp")
-            temporary.write_text(json.dumps(self.entries))
-            os.replace(temporary, self.path)
-        except OSError:
-            pass  # a cache that cannot be written only costs speed
-
-
 @dataclass
 class Snapshot:
     """The models of one commit and the project's `shared` globs there."""
@@ -132,52 +96,31 @@ class Snapshot:
         return {m.name: m for m in self.models.values()}
 
 
-def _spec_values(data: dict[str, Any], file: str) -> list[Any]:
-    """The explicit name and depends_on of a parsed model.toml, type-checked."""
-    section = data.get("model", {})
-    if not isinstance(section, dict):
-        raise ConfigError("expected a table", file=file, key="model")
-    name = section.get("name")
-    if name is not None and not isinstance(name, str):
-        raise ConfigError("expected a string", file=file, key="model.name")
-    return [name, string_list(data, "model", "depends_on", [], file)]
-
-
 def snapshot(root: Path, commit: str, cache: SpecCache, environ: Mapping[str, str]) -> Snapshot:
-    """Read the project's settings and every model's spec at a commit."""
+    """Read the project's settings and every model's spec at a commit, as validated (from the
+    cache, or by spec.py on a miss)."""
     tree = git.tree_blobs(root, commit)
-    project: dict[str, Any] = {}
-    if PROJECT_FILE in tree:
-        blob = tree[PROJECT_FILE]
-        project = parse_toml(git.read_blobs(root, [blob])[blob], PROJECT_FILE)
-    project = apply_overrides(project, environ)
-    patterns = string_list(project, "project", "models", ["models/*"], PROJECT_FILE)
-    shared = string_list(project, "project", "shared", [], PROJECT_FILE)
-
-    folders = model_folders(tree, patterns)
-    missing = [tree[f"{f}/{MODEL_FILE}"] for f in folders]
-    missing = [b for b in missing if b not in cache.entries]
-    if missing:
-        contents = git.read_blobs(root, sorted(set(missing)))
-        blob_folder = {tree[f"{f}/{MODEL_FILE}"]: f for f in folders}
-        for blob, text in contents.items():
-            file = f"{blob_folder[blob]}/{MODEL_FILE}"
-            cache.entries[blob] = _spec_values(parse_toml(text, file), file)
-        cache.dirty = True
-
+    project_blob = tree.get(PROJECT_FILE)
+    project = ProjectFacts.of(
+        project_dump(
+            root,
+            project_blob,
+            lambda: (
+                None if project_blob is None else git.read_blobs(root, [project_blob])[project_blob]
+            ),
+            environ,
+        )
+    )
+    folders = model_folders(tree, project.models)
+    files = {f"{f}/{MODEL_FILE}": tree[f"{f}/{MODEL_FILE}"] for f in folders}
+    cache.read(files, lambda blobs: git.read_blobs(root, blobs))
     models: dict[str, ModelEntry] = {}
     for folder in folders:
         spec_file = f"{folder}/{MODEL_FILE}"
-        name, depends_on = cache.entries[tree[spec_file]]
-        name = name or folder.rsplit("/", 1)[-1]
-        if not MODEL_NAME.match(name):
-            raise ConfigError(
-                f"{name!r} is not a valid model name (it must match {MODEL_NAME.pattern})",
-                file=spec_file,
-                key="model.name",
-            )
-        models[folder] = ModelEntry(name, folder, tuple(depends_on))
-    return Snapshot(models, shared, patterns)
+        facts = cache.facts(tree[spec_file], spec_file)
+        name = model_name(folder, facts.name, spec_file)
+        models[folder] = ModelEntry(name, folder, facts.depends_on)
+    return Snapshot(models, project.shared, project.models)
 
 
 def _ancestors(path: str) -> Iterable[str]:
@@ -259,21 +202,18 @@ def _old_names(
         for c in changes
         if c.status in "DMRT" and model_folders([c.old_path or c.path], patterns)
     }
-    missing = sorted({b for b in olds.values() if b not in cache.entries})
-    if missing:
-        contents = git.read_blobs(root, missing)
-        for folder, blob in olds.items():
-            if blob in contents:
-                file = f"{folder}{suffix}"
-                # a broken old spec (which this range may fix) names no model: use the folder's
-                with contextlib.suppress(ConfigError):
-                    cache.entries[blob] = _spec_values(parse_toml(contents[blob], file), file)
-        cache.dirty = True
-    return {
-        folder: (cache.entries[blob][0] if blob in cache.entries else None)
-        or folder.rsplit("/", 1)[-1]
-        for folder, blob in olds.items()
-    }
+    cache.read(
+        {f"{folder}{suffix}": blob for folder, blob in olds.items() if blob},
+        lambda blobs: git.read_blobs(root, blobs),
+    )
+    names: dict[str, str] = {}
+    for folder, blob in olds.items():
+        explicit = None
+        # a broken old spec (which this range may fix) names no model: use the folder's
+        with contextlib.suppress(ConfigError, KeyError):
+            explicit = cache.facts(blob, f"{folder}{suffix}").name
+        names[folder] = explicit or folder.rsplit("/", 1)[-1]
+    return names
 
 
 def _moves(

@@ -2,6 +2,7 @@
 
     ModelciError            exit 1: the work failed
     ├── ConfigError         exit 2: a spec, setting or argument is wrong
+    │   ├── VersionExists   exit 2: the registry already has a version of that name
     │   └── GitError        exit 2: git refused a revision or the repository is not usable
     ├── PointerConflict     exit 1: a compare-and-set lost a race
     ├── ArtifactCorrupted   exit 1: a stored artifact no longer matches its digest
@@ -54,6 +55,10 @@ class ConfigError(ModelciError):
     """A spec, setting or argument is wrong; exit 2."""
 
     exit_code = 2
+
+
+class VersionExists(ConfigError):
+    """The registry already holds a version of that name (`add_version` on a duplicate)."""
 
 
 class GitError(ConfigError):

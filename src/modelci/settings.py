@@ -1,7 +1,8 @@
-"""Reading TOML files and MODELCI_* overrides into plain data, without pydantic.
+"""Reading TOML files and MODELCI_* overrides into plain data, without pydantic; model
+folders and names; globs.
 
-`spec.py` validates what this reads; `changes.py` uses it alone, so that `modelci changed`
-starts fast.
+`spec.py` validates what this reads (it is the one reader of a spec); the fast paths read
+spec.py's verdicts from the spec cache (`speccache.py`) and use the helpers here.
 """
 
 from __future__ import annotations
@@ -56,13 +57,34 @@ def parse_toml(text: str | bytes, file: Path | str) -> dict[str, Any]:
         raise ConfigError("not UTF-8 text", file=file) from None
 
 
-def read_toml(path: Path, shown_as: Path | str | None = None) -> dict[str, Any]:
-    """Read and parse a TOML file, naming it as `shown_as` in errors."""
+def read_bytes(path: Path, shown_as: Path | str | None = None) -> bytes:
+    """A file's content; an unreadable file is a ConfigError naming it as `shown_as`."""
     try:
-        text = path.read_bytes()
+        return path.read_bytes()
     except OSError as exc:
         raise ConfigError(f"cannot read: {exc.strerror}", file=shown_as or path) from None
-    return parse_toml(text, shown_as or path)
+
+
+def read_toml(path: Path, shown_as: Path | str | None = None) -> dict[str, Any]:
+    """Read and parse a TOML file, naming it as `shown_as` in errors."""
+    return parse_toml(read_bytes(path, shown_as), shown_as or path)
+
+
+def model_name(folder: str, explicit: str | None, spec_file: str) -> str:
+    """A model's name: `[model].name` (validated as a spec is), else its folder's, which must
+    be a valid name too."""
+    if explicit:
+        return explicit
+    name = folder.rsplit("/", 1)[-1]
+    if not MODEL_NAME.match(name):
+        raise ConfigError(
+            f"{name!r} (the folder's name) is not a valid model name: it must match "
+            f"{MODEL_NAME.pattern} so that `<name>-staging` is a valid endpoint name; set "
+            "[model].name",
+            file=spec_file,
+            key="model.name",
+        )
+    return name
 
 
 def apply_overrides(data: dict[str, Any], environ: Mapping[str, str]) -> dict[str, Any]:
@@ -84,19 +106,6 @@ def apply_overrides(data: dict[str, Any], environ: Mapping[str, str]) -> dict[st
             else:
                 target[key] = value
     return merged
-
-
-def string_list(
-    data: dict[str, Any], section: str, key: str, default: list[str], file: str
-) -> list[str]:
-    """`data[section][key]` checked to be a list of strings, else `default`."""
-    table = data.get(section, {})
-    if not isinstance(table, dict):
-        raise ConfigError("expected a table", file=file, key=section)
-    value = table.get(key, default)
-    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
-        raise ConfigError("expected a list of non-empty strings", file=file, key=f"{section}.{key}")
-    return value
 
 
 def glob_regex(pattern: str) -> re.Pattern[str]:

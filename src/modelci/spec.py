@@ -10,40 +10,40 @@ import os
 import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    StringConstraints,
     ValidationError,
     field_validator,
 )
 
 from modelci.errors import ConfigError
+from modelci.sections import NonEmpty, Scalar, Strict
+from modelci.sections import RaySection as RaySection
+from modelci.sections import SageMakerSection as SageMakerSection
 from modelci.settings import (
     DEFAULT_URLS,
+    LIST_KEYS,
     MODEL_FILE,
     MODEL_NAME,
+    OVERRIDABLE,
     PROJECT_FILE,
     apply_overrides,
     glob_regex,
     model_folders,
+    model_name,
+    parse_toml,
+    read_bytes,
     read_toml,
 )
 from modelci.testing.gates import parse_gate
+from modelci.validation import explain
 
-Scalar = str | int | float | bool
-NonEmpty = Annotated[str, StringConstraints(min_length=1)]
-S3_BUCKET_URL = re.compile(r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?$")
-
-
-class Strict(BaseModel):
-    """A spec section: unknown keys are errors, values are not coerced across types."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
+if TYPE_CHECKING:
+    from modelci.speccache import SpecCache
 
 # --- model.toml -------------------------------------------------------------------------------
 
@@ -52,7 +52,17 @@ class ModelSection(Strict):
     name: str | None = None
     description: str = ""
     requirements: str | None = None
-    depends_on: list[NonEmpty] = []
+    depends_on: list[NonEmpty] = Field(default_factory=list)
+
+    @field_validator("name")
+    @classmethod
+    def _name_is_valid(cls, name: str | None) -> str | None:
+        if name is not None and not MODEL_NAME.match(name):
+            raise ValueError(
+                f"{name!r} ([model].name) is not a valid model name: it must match "
+                f"{MODEL_NAME.pattern} so that `<name>-staging` is a valid endpoint name"
+            )
+        return name
 
 
 class SampleSection(Strict):
@@ -104,10 +114,10 @@ class ResourcesSection(Strict):
 
 class TrainSection(Strict):
     entrypoint: NonEmpty
-    hyperparameters: dict[str, Scalar] = {}
+    hyperparameters: dict[str, Scalar] = Field(default_factory=dict)
     seed: int = 0
-    channels: dict[str, NonEmpty] = {}
-    metrics: dict[str, NonEmpty] = {}
+    channels: dict[str, NonEmpty] = Field(default_factory=dict)
+    metrics: dict[str, NonEmpty] = Field(default_factory=dict)
     sample: SampleSection | None = None
     timeout: int = Field(default=3600, gt=0)
     resources: ResourcesSection = ResourcesSection()
@@ -150,7 +160,7 @@ class ModelFile(Strict):
     model: ModelSection = ModelSection()
     train: TrainSection
     serve: ServeSection = ServeSection()
-    gates: dict[str, str | NoRegression] = {}
+    gates: dict[str, str | NoRegression] = Field(default_factory=dict)
     tests: TestsSection = TestsSection()
 
     @field_validator("gates")
@@ -191,8 +201,8 @@ class ModelSpec(BaseModel):
 
 class ProjectSection(Strict):
     main: NonEmpty = "main"
-    models: list[NonEmpty] = ["models/*"]
-    shared: list[NonEmpty] = []
+    models: list[NonEmpty] = Field(default_factory=lambda: ["models/*"])
+    shared: list[NonEmpty] = Field(default_factory=list)
 
 
 class EnvironmentSection(Strict):
@@ -203,69 +213,38 @@ class UrlSection(Strict):
     url: NonEmpty
 
 
-class BackendSection(Strict):
-    backend: Literal["local", "ray", "sagemaker"] = "local"
+def _known(backend: str, table: Mapping[str, str], what: str) -> str:
+    if backend not in table:
+        names = [repr(n) for n in table]
+        known = f"{', '.join(names[:-1])} or {names[-1]}" if len(names) > 1 else names[0]
+        raise ValueError(f"unknown {what} {backend!r}; expected {known}")
+    return backend
 
 
-class CanarySection(Strict):
-    """A blue/green update's canary: this share of the new fleet takes traffic first, for
-    `wait_s` seconds, before the rest shifts (SageMaker's CANARY traffic routing)."""
+class TrainBackendSection(Strict):
+    """`[train].backend`: a name of the trainer table (`modelci.train.TRAINERS`)."""
 
-    percent: int = Field(default=10, ge=1, le=100)
-    wait_s: int = Field(default=300, ge=0, le=3600)
+    backend: NonEmpty = "local"
 
-
-class SageMakerSection(Strict):
-    """Where and how SageMaker trains and serves (`[train]`/`[deploy] backend = "sagemaker"`).
-
-    `bucket` is `s3://bucket/prefix`: code, channels and outputs go under it. `image_uri`
-    defaults to SageMaker's scikit-learn framework image (`framework_version`) of the region;
-    it may name `{model}` and `{sha12}`, as `modelci build --image` tags images. `max_wait_s`
-    bounds how long modelci waits on SageMaker beyond the work itself: a training job's queue
-    before its `[train].timeout`, an endpoint becoming InService. `alarms` are CloudWatch alarm
-    names that roll a blue/green update back automatically.
-    """
-
-    role_arn: str | None = None
-    region: str | None = None
-    bucket: str | None = None
-    instance_type: NonEmpty = "ml.m5.large"
-    instance_count: int = Field(default=1, ge=1)
-    image_uri: str | None = None
-    framework_version: NonEmpty = "1.2-1"
-    max_wait_s: int = Field(default=1800, gt=0)
-    endpoint_instance_type: NonEmpty = "ml.m5.large"
-    endpoint_instance_count: int = Field(default=1, ge=1)
-    alarms: list[NonEmpty] = []
-    canary: CanarySection = CanarySection()
-
-    @field_validator("bucket")
+    @field_validator("backend")
     @classmethod
-    def _bucket_is_s3(cls, bucket: str | None) -> str | None:
-        if bucket is not None and not S3_BUCKET_URL.match(bucket):
-            raise ValueError(f"expected s3://bucket or s3://bucket/prefix, got {bucket!r}")
-        return bucket
+    def _backend_known(cls, backend: str) -> str:
+        from modelci.train import TRAINERS
+
+        return _known(backend, TRAINERS, "training backend")
 
 
-class RaySection(Strict):
-    """The Ray cluster of `[train]`/`[deploy] backend = "ray"`.
+class DeployBackendSection(Strict):
+    """`[deploy].backend`: a name of the deployer table (`modelci.deploy`)."""
 
-    `address` is the cluster's (`host:port` of its head, as `ray start --address` takes it);
-    modelci talks to the head's dashboard, `dashboard_url`, by default `http://<head>:8265`.
-    Ray Serve's proxy binds `serve_host:serve_port`.
-    """
+    backend: NonEmpty = "local"
 
-    address: NonEmpty | None = None
-    dashboard_url: NonEmpty | None = None
-    serve_host: NonEmpty = "127.0.0.1"
-    serve_port: int = Field(default=8000, ge=1, le=65535)
-
-    @field_validator("dashboard_url")
+    @field_validator("backend")
     @classmethod
-    def _dashboard_is_http(cls, url: str | None) -> str | None:
-        if url is not None and not url.startswith(("http://", "https://")):
-            raise ValueError(f"expected an http:// or https:// URL, got {url!r}")
-        return url
+    def _backend_known(cls, backend: str) -> str:
+        from modelci.deploy import _DEPLOYERS
+
+        return _known(backend, _DEPLOYERS, "deploy backend")
 
 
 def _default_environments() -> dict[str, EnvironmentSection]:
@@ -280,8 +259,8 @@ class ProjectFile(Strict):
     environments: dict[str, EnvironmentSection] = Field(default_factory=_default_environments)
     registry: UrlSection = UrlSection(url=DEFAULT_URLS["registry"])
     store: UrlSection = UrlSection(url=DEFAULT_URLS["store"])
-    train: BackendSection = BackendSection()
-    deploy: BackendSection = BackendSection()
+    train: TrainBackendSection = TrainBackendSection()
+    deploy: DeployBackendSection = DeployBackendSection()
     ray: RaySection = RaySection()
     sagemaker: SageMakerSection = SageMakerSection()
 
@@ -302,103 +281,81 @@ class ProjectFile(Strict):
 # --- loading ----------------------------------------------------------------------------------
 
 
-def _known_keys(model: type[BaseModel], loc: tuple[int | str, ...]) -> list[str]:
-    """The keys allowed at `loc` (the parent of an unknown key), for 'did you mean'."""
-    current: Any = model
-    for part in loc:
-        if not (isinstance(current, type) and issubclass(current, BaseModel)):
-            return []
-        field = current.model_fields.get(str(part))
-        if field is None:
-            return []
-        annotation = field.annotation
-        candidates = [a for a in getattr(annotation, "__args__", (annotation,)) if a is not None]
-        current = next(
-            (a for a in candidates if isinstance(a, type) and issubclass(a, BaseModel)), None
-        )
-    if isinstance(current, type) and issubclass(current, BaseModel):
-        return list(current.model_fields)
-    return []
+def _typed_overrides(data: dict[str, Any], environ: Mapping[str, str]) -> dict[str, Any]:
+    """MODELCI_* values are strings: an integer setting's is converted here, explicitly, so
+    that validation stays strict (a TOML file's string is never a number)."""
+    for section, keys in OVERRIDABLE.items():
+        for key in keys:
+            variable = f"MODELCI_{section.upper()}_{key.upper()}"
+            value = environ.get(variable)
+            if not value or (section, key) in LIST_KEYS:
+                continue
+            table = ProjectFile.model_fields[section].annotation
+            assert isinstance(table, type) and issubclass(table, BaseModel)
+            if table.model_fields[key].annotation is not int:
+                continue
+            try:
+                data[section][key] = int(value)
+            except ValueError:
+                raise ConfigError(
+                    f"{variable}: expected an integer, got {value!r}",
+                    file=PROJECT_FILE,
+                    key=f"{section}.{key}",
+                ) from None
+    return data
 
 
-# pydantic names the member of a union that failed inside the location: not a key of the file
-_UNION_MEMBERS = {"str", "int", "float", "bool", "NoRegression", "SampleSection"}
-_TYPE_WORDS = {
-    "string_type": "a string",
-    "int_type": "an integer",
-    "float_type": "a number",
-    "bool_type": "a boolean",
-    "model_type": "a table",
-    "dict_type": "a table",
-}
-# dict-valued keys whose validators name the entry at fault as "<entry>: <message>"
-_KEYED_VALIDATORS = {("gates",), ("train", "metrics")}
+def validate_project_text(text: bytes | None, environ: Mapping[str, str]) -> dict[str, Any]:
+    """`modelci.toml`'s text (None: no file) under MODELCI_* overrides, validated, as the
+    JSON-able dump the spec cache keeps."""
+    return _validate_project(text, environ).model_dump(mode="json")
 
 
-def _clean_loc(loc: tuple[int | str, ...]) -> tuple[int | str, ...]:
-    return tuple(p for p in loc if not (isinstance(p, str) and ("[" in p or p in _UNION_MEMBERS)))
-
-
-def _explain(exc: ValidationError, model: type[BaseModel], file: Path | str) -> ConfigError:
-    """The first validation problem as one ConfigError naming file and dotted key."""
-    errors = exc.errors(include_url=False)
-    error = errors[0]
-    loc = _clean_loc(error["loc"])
-    same_place = [e for e in errors if _clean_loc(e["loc"]) == loc]
-    kind = error["type"]
-    if kind == "extra_forbidden":
-        known = _known_keys(model, loc[:-1])
-        close = difflib.get_close_matches(str(loc[-1]), known, n=1, cutoff=0.6)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
-        if known and not close:
-            hint = f"; known keys: {', '.join(known)}"
-        message = f"unknown key{hint}"
-    elif kind == "missing":
-        message = "required key is missing"
-    elif kind == "value_error":
-        message = str(error["ctx"]["error"]) if "ctx" in error else error["msg"]
-        entry, _, rest = message.partition(": ")
-        if loc in _KEYED_VALIDATORS and rest and " " not in entry:
-            loc, message = (*loc, entry), rest
-    elif len(same_place) > 1 and all(e["type"] in _TYPE_WORDS for e in same_place):
-        words = sorted({_TYPE_WORDS[e["type"]] for e in same_place})
-        message = f"expected {', '.join(words[:-1])} or {words[-1]}, got {error['input']!r}"
-    else:
-        message = error["msg"][0].lower() + error["msg"][1:]
-        if "input" in error and not isinstance(error["input"], dict | list):
-            message += f", got {error['input']!r}"
-    extra = len({_clean_loc(e["loc"]) for e in errors}) - 1
-    if extra:
-        message += f" (and {extra} more problem{'s' if extra > 1 else ''})"
-    return ConfigError(message, file=file, key=".".join(str(p) for p in loc) or None)
+def _validate_project(text: bytes | None, environ: Mapping[str, str]) -> ProjectFile:
+    data = parse_toml(text, PROJECT_FILE) if text is not None else {}
+    data = _typed_overrides(apply_overrides(data, environ), environ)
+    try:
+        return ProjectFile.model_validate(data)
+    except ValidationError as exc:
+        raise explain(exc, ProjectFile, PROJECT_FILE) from None
 
 
 def load_project(root: Path, environ: Mapping[str, str] | None = None) -> ProjectFile:
     """The project settings: `modelci.toml` (optional) under MODELCI_* overrides."""
     path = root / PROJECT_FILE
-    data = read_toml(path, PROJECT_FILE) if path.is_file() else {}
-    data = apply_overrides(data, os.environ if environ is None else environ)
+    text = read_bytes(path, PROJECT_FILE) if path.is_file() else None
+    return _validate_project(text, os.environ if environ is None else environ)
+
+
+def validate_model(data: dict[str, Any], spec_file: str) -> ModelFile:
+    """Validate one parsed `model.toml`."""
     try:
-        return ProjectFile.model_validate(data)
+        return ModelFile.model_validate(data)
     except ValidationError as exc:
-        raise _explain(exc, ProjectFile, PROJECT_FILE) from None
+        raise explain(exc, ModelFile, spec_file) from None
+
+
+def validate_model_text(text: bytes, spec_file: str) -> dict[str, Any]:
+    """One `model.toml`'s text validated, as the JSON-able dump the spec cache keeps."""
+    return validate_model(parse_toml(text, spec_file), spec_file).model_dump(mode="json")
 
 
 def parse_model(folder: str, data: dict[str, Any], spec_file: str) -> ModelSpec:
     """Validate one parsed `model.toml`; `folder` is the model folder relative to the root."""
+    parsed = validate_model(data, spec_file)
+    name = model_name(folder, parsed.model.name, spec_file)
+    return ModelSpec(name=name, folder=folder, spec_file=spec_file, file=parsed)
+
+
+def read_model(folder: str, blob: str, text: bytes, spec_file: str, cache: SpecCache) -> ModelSpec:
+    """Validate one `model.toml`'s text (git blob id `blob`); `cache` learns the verdict."""
     try:
-        parsed = ModelFile.model_validate(data)
-    except ValidationError as exc:
-        raise _explain(exc, ModelFile, spec_file) from None
-    name = parsed.model.name or folder.rsplit("/", 1)[-1]
-    if not MODEL_NAME.match(name):
-        where = "[model].name" if parsed.model.name else "the folder's name"
-        raise ConfigError(
-            f"{name!r} ({where}) is not a valid model name: it must match {MODEL_NAME.pattern} "
-            "so that `<name>-staging` is a valid endpoint name",
-            file=spec_file,
-            key="model.name",
-        )
+        parsed = validate_model(parse_toml(text, spec_file), spec_file)
+    except ConfigError as error:
+        cache.remember(blob, error)
+        raise
+    cache.remember(blob, parsed.model_dump(mode="json"))
+    name = model_name(folder, parsed.model.name, spec_file)
     return ModelSpec(name=name, folder=folder, spec_file=spec_file, file=parsed)
 
 

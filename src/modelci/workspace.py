@@ -13,6 +13,7 @@ from modelci import git
 if TYPE_CHECKING:
     from modelci.registry.base import Registry
     from modelci.spec import ModelSpec, ProjectFile
+    from modelci.speccache import ProjectFacts
     from modelci.store.base import Store
 
 
@@ -40,33 +41,20 @@ class Workspace:
         return load_project(self.root)
 
     @cached_property
-    def raw_settings(self) -> dict[str, Any]:
-        """modelci.toml under MODELCI_* overrides, parsed but not validated (no pydantic):
-        for the few values a fast path needs; `project` is the validated whole."""
-        from modelci.settings import PROJECT_FILE, apply_overrides, read_toml
+    def project_facts(self) -> ProjectFacts:
+        """What the fast paths need of the validated project settings, read from the spec
+        cache without pydantic when modelci.toml and the MODELCI_* values were seen before."""
+        from modelci.speccache import work_tree_project
 
-        path = self.root / PROJECT_FILE
-        data = read_toml(path, PROJECT_FILE) if path.is_file() else {}
-        return apply_overrides(data, os.environ)
+        return work_tree_project(self.root, os.environ)
 
     def project_url(self, section: str) -> str:
-        """`[registry].url` or `[store].url`, with its default (read without pydantic)."""
-        from modelci.errors import ConfigError
-        from modelci.settings import DEFAULT_URLS, PROJECT_FILE
-
-        table = self.raw_settings.get(section, {})
-        url = table.get("url", DEFAULT_URLS[section]) if isinstance(table, dict) else None
-        if not isinstance(url, str) or not url:
-            raise ConfigError(
-                "expected a non-empty string", file=PROJECT_FILE, key=f"{section}.url"
-            )
-        return url
+        """`[registry].url` or `[store].url`, validated, with its default."""
+        return self.project_facts.url(section)
 
     def project_shared(self) -> list[str]:
-        """`[project].shared` (read without pydantic)."""
-        from modelci.settings import PROJECT_FILE, string_list
-
-        return string_list(self.raw_settings, "project", "shared", [], PROJECT_FILE)
+        """`[project].shared`, validated."""
+        return self.project_facts.shared
 
     def files(self) -> list[str]:
         """The work tree's files that git tracks or would track (ignored ones left out, and

@@ -196,3 +196,26 @@ def test_help_and_changed_stay_lean() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_changed_on_validated_specs_loads_no_pydantic(git_repo: Callable[..., GitRepo]) -> None:
+    """`changed` reads specs validated before from the spec cache: once every model.toml blob
+    and modelci.toml has been validated, it runs without pydantic (a miss validates, once)."""
+    repo = git_repo(examples=True)
+    code = (
+        "import json, sys\n"
+        "from modelci.cli import run\n"
+        f"code = run(['-C', {str(repo.root)!r}, 'changed', '--json'])\n"
+        "print(json.dumps([code, sorted(m for m in ('pydantic', 'sqlalchemy') "
+        "if m in sys.modules)]))\n"
+    )
+
+    def changed_in_a_new_process() -> tuple[dict[str, object], list[object]]:
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+        *document, loaded = done.stdout.strip().splitlines()
+        return json.loads("\n".join(document)), json.loads(loaded)
+
+    first, first_loaded = changed_in_a_new_process()
+    assert first_loaded == [0, ["pydantic"]]  # a miss: spec.py validated every spec
+    second, second_loaded = changed_in_a_new_process()
+    assert second_loaded == [0, []] and second == first

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from modelci.errors import ConfigError
 from modelci.spec import load_project
 from tests.support.cli import CliResult
 from tests.support.repos import GitRepo, add_model
@@ -194,3 +195,55 @@ def test_validate_changes_nothing(repo: GitRepo, modelci: Run) -> None:
     modelci("-C", repo.root, "validate")
     after = sorted(p.relative_to(repo.root) for p in Path(repo.root).rglob("*"))
     assert before == after
+
+
+@pytest.mark.parametrize("seed", ['"42"', "true"])
+def test_no_coercion_across_types_from_any_path(repo: GitRepo, modelci: Run, seed: str) -> None:
+    """A string is not a number and a bool is not an integer in a TOML file: `validate` and
+    `changed` (which reads specs through the cache) give the same verdict, twice (a miss, then
+    the cached verdict)."""
+    message = bad(repo, modelci, f'[train]\nentrypoint = "train.py"\nseed = {seed}\n')
+    assert "train.seed" in message and "integer" in message
+    repo.commit("a seed of the wrong type")
+    for _ in range(2):
+        result = modelci("-C", repo.root, "changed", "--json")
+        assert result.code == 2, result.stdout
+        error = result.json()["error"]
+        assert (error["file"], error["key"]) == ("models/churn/model.toml", "train.seed")
+        assert "integer" in error["message"]
+
+
+def test_integer_overrides_from_the_environment_are_converted(repo: GitRepo) -> None:
+    project = load_project(repo.root, {"MODELCI_SAGEMAKER_MAX_WAIT_S": "60"})
+    assert project.sagemaker.max_wait_s == 60
+    with pytest.raises(ConfigError) as raised:
+        load_project(repo.root, {"MODELCI_SAGEMAKER_MAX_WAIT_S": "soon"})
+    assert raised.value.key == "sagemaker.max_wait_s"
+    assert "MODELCI_SAGEMAKER_MAX_WAIT_S" in raised.value.message
+
+
+@pytest.mark.parametrize(
+    ("section", "known"),
+    [("train", "'local', 'ray' or 'sagemaker'"), ("deploy", "'local', 'ray' or 'sagemaker'")],
+)
+def test_backend_names_come_from_the_backend_tables(
+    repo: GitRepo, modelci: Run, section: str, known: str
+) -> None:
+    repo.write("modelci.toml", f'[{section}]\nbackend = "kubernetes"\n')
+    result = modelci("-C", repo.root, "validate", "--json")
+    assert result.code == 2
+    error = result.json()["error"]
+    assert (error["file"], error["key"]) == ("modelci.toml", f"{section}.backend")
+    assert "'kubernetes'" in error["message"] and known in error["message"]
+
+
+def test_project_file_values_are_not_coerced_either(repo: GitRepo, modelci: Run) -> None:
+    """modelci.toml is validated strictly too, and `changed` (which reads it through the spec
+    cache) gives validate's verdict."""
+    repo.write("modelci.toml", '[ray]\nserve_port = "8000"\n')
+    repo.commit("a port as a string")
+    for command in ("validate", "changed"):
+        result = modelci("-C", repo.root, command, "--json")
+        assert result.code == 2, (command, result.stdout)
+        error = result.json()["error"]
+        assert (error["file"], error["key"]) == ("modelci.toml", "ray.serve_port"), command

@@ -104,6 +104,30 @@ def test_build_locks_creates_then_reuses(git_repo: Callable[..., GitRepo], model
     assert again == entry | {"status": "cached"}
 
 
+def test_a_cache_hit_reads_validated_specs_without_pydantic(
+    git_repo: Callable[..., GitRepo], modelci: Run
+) -> None:
+    """build's hit reads each model.toml as spec.py validated it, from the spec cache (the
+    first build validated each spec into it): it loads no pydantic."""
+    repo = tiny_repo(git_repo)
+    assert modelci("-C", repo.root, "build", "tiny").code == 0
+    code = (
+        "import json, sys\n"
+        "from modelci.cli import run\n"
+        f"code = run(['-C', {str(repo.root)!r}, 'build', 'tiny', '--json'])\n"
+        "print(json.dumps([code, 'pydantic' in sys.modules]))\n"
+    )
+
+    def build_in_a_new_process() -> list[object]:
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+        *document, loaded = done.stdout.strip().splitlines()
+        [entry] = json.loads("\n".join(document))["environments"]
+        assert entry["status"] == "cached", done.stderr
+        return list(json.loads(loaded))
+
+    assert build_in_a_new_process() == [0, False]
+
+
 def test_write_lock_then_the_committed_lock_is_used_verbatim(
     git_repo: Callable[..., GitRepo], modelci: Run
 ) -> None:

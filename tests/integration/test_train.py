@@ -227,6 +227,22 @@ def test_a_cache_hit_loads_neither_pydantic_nor_sqlalchemy(toy: GitRepo, modelci
     assert record is not None and record.artifact_sha256 == reused["artifact"]["sha256"]
 
 
+@pytest.mark.parametrize("seed", ['"42"', "true"])
+def test_a_seed_of_the_wrong_type_stops_the_fast_path_too(
+    toy: GitRepo, modelci: Run, seed: str
+) -> None:
+    """With a registry in place, train's fast path reads the spec through the spec cache:
+    it judges `seed = "42"` and `seed = true` as `validate` does, on a miss and on a hit."""
+    assert train(modelci, toy, "toy")[0].code == 0
+    toy.write("models/toy/model.toml", MODEL_TOML.replace("seed = 7", f"seed = {seed}"))
+    toy.commit("a seed of the wrong type")
+    for _ in range(2):
+        result, document = train(modelci, toy, "toy")
+        assert result.code == 2, result.stdout
+        error = document["error"]
+        assert (error["file"], error["key"]) == ("models/toy/model.toml", "train.seed")
+
+
 def test_failure_reason_from_output_failure(toy: GitRepo, modelci: Run) -> None:
     toy.write(
         "models/toy/train.py",

@@ -46,3 +46,36 @@ def test_metrics_take_the_last_value(tmp_path: Path) -> None:
     assert parse_metrics(
         log, {"loss": r"loss=([0-9.]+)", "acc": r"acc=([0-9.]+)", "missing": r"f1=([0-9.]+)"}
     ) == {"loss": 0.4, "acc": 0.8}
+
+
+def test_the_one_packer_is_byte_identical_for_every_archive(tmp_path: Path) -> None:
+    """model.tar.gz, SageMaker's sourcedir.tar.gz and the Ray driver's model archive come
+    from one packer: the same files give the same bytes whatever their times, modes
+    (beyond executable or not) and folder; the source archive leaves caches out."""
+    from modelci.runtime.ray_driver import pack_bytes
+    from modelci.train.sagemaker import pack_source
+
+    make_model(tmp_path / "one")
+    make_model(tmp_path / "two")
+    old = time.time() - 86400
+    for path in (tmp_path / "two").rglob("*"):
+        os.utime(path, (old, old))
+    (tmp_path / "one" / "model.joblib").chmod(0o600)  # only "executable or not" is kept
+    (tmp_path / "two" / "model.joblib").chmod(0o664)
+    (tmp_path / "two" / "__pycache__").mkdir()
+    (tmp_path / "two" / "__pycache__" / "x.pyc").write_bytes(b"cache")
+
+    one = pack(tmp_path / "one", tmp_path / "one.tar.gz").read_bytes()
+    assert pack_bytes(tmp_path / "one") == one
+    (tmp_path / "two" / "__pycache__").rename(tmp_path / "cache")  # model/ keeps every file
+    assert pack(tmp_path / "two", tmp_path / "two.tar.gz").read_bytes() == one
+    assert pack_bytes(tmp_path / "two") == one
+    (tmp_path / "cache").rename(tmp_path / "two" / "__pycache__")
+    source = pack_source(tmp_path / "one", tmp_path / "src1.tar.gz").read_bytes()
+    assert pack_source(tmp_path / "two", tmp_path / "src2.tar.gz").read_bytes() == source
+    with tarfile.open(tmp_path / "one.tar.gz") as opened:
+        assert {(m.name, m.mode, m.mtime, m.uid, m.uname) for m in opened.getmembers()} == {
+            ("model.joblib", 0o644, 0, 0, ""),
+            ("sub", 0o755, 0, 0, ""),
+            ("sub/vocab.txt", 0o644, 0, 0, ""),
+        }

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -115,41 +114,35 @@ def _all_cached(workspace: Workspace, names: list[str]) -> list[tuple[Environmen
     """Each named model's environment with the seconds it took to find, when every one is
     already built; else None, and the caller takes the full path.
 
-    Read from the bare TOML, not the validated specs: loading pydantic alone costs more than
-    the whole cache hit is allowed to. Anything unusual (an unknown name, a clash, a file that
-    does not parse) goes down the full path, where validation reports it.
+    Read from the spec cache (what validation made of each model.toml, by blob id), not
+    through pydantic: loading it alone costs more than the whole cache hit is allowed to (a
+    spec not validated yet is, once). Anything unusual (an invalid spec, an unknown name, a
+    clash) goes down the full path, where validation reports it.
     """
     from modelci.envs.uv import ModelRef, cached_environment
     from modelci.errors import ConfigError
-    from modelci.settings import (
-        MODEL_FILE,
-        PROJECT_FILE,
-        apply_overrides,
-        model_folders,
-        read_toml,
-        string_list,
-    )
+    from modelci.settings import MODEL_FILE, model_folders, model_name, read_bytes
+    from modelci.speccache import SpecCache, blob_id
 
     root = workspace.root
+    cache = SpecCache(root)
     refs: dict[str, ModelRef] = {}
     try:
-        project_path = root / PROJECT_FILE
-        project = read_toml(project_path, PROJECT_FILE) if project_path.is_file() else {}
-        project = apply_overrides(project, os.environ)
-        patterns = string_list(project, "project", "models", ["models/*"], PROJECT_FILE)
-        for folder in model_folders(workspace.files(), patterns):
-            section = read_toml(root / folder / MODEL_FILE).get("model", {})
-            if not isinstance(section, dict):
+        for folder in model_folders(workspace.files(), workspace.project_facts.models):
+            spec_file = f"{folder}/{MODEL_FILE}"
+            text = read_bytes(root / spec_file, spec_file)
+            blob = blob_id(text)
+            if blob not in cache.entries:  # validated once, here, for the next hit
+                cache.validate(blob, text, spec_file)
+            facts = cache.facts(blob, spec_file)
+            name = model_name(folder, facts.name, spec_file)
+            if name in refs:
                 return None
-            name = section.get("name") or folder.rsplit("/", 1)[-1]
-            requirements = section.get("requirements")
-            if name in refs or not isinstance(name, str):
-                return None
-            if requirements is not None and not isinstance(requirements, str):
-                return None
-            refs[name] = ModelRef(name, folder, requirements)
+            refs[name] = ModelRef(name, folder, facts.requirements)
     except ConfigError:
         return None
+    finally:
+        cache.save()
     found: list[tuple[Environment, float]] = []
     for name in names:
         started = time.perf_counter()

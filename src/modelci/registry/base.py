@@ -74,7 +74,7 @@ class Registry(abc.ABC):
 
     @abc.abstractmethod
     def add_version(self, record: VersionRecord) -> VersionRecord:
-        """Insert a version (its model row too, when new); an existing name is a ConfigError."""
+        """Insert a version (its model row too, when new); an existing name is VersionExists."""
 
     @abc.abstractmethod
     def update_version(self, version: str, **fields: Any) -> VersionRecord:

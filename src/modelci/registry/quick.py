@@ -5,55 +5,27 @@ of what a fingerprint-cache hit may take. Before it decides to run a job, `train
 the version is trained and whether a version with its fingerprint exists; a hit then records
 one version on the artifact of another. This module does exactly that with plain SQL: reads
 on a read-only connection, and the one write (a reused version and its event) in one
-`BEGIN IMMEDIATE` transaction with the values encoded as the SQL registry encodes them (a test
-reads them back through it). It speaks only to a schema at the revision this modelci knows,
-else it declines and the caller opens the real registry.
+`BEGIN IMMEDIATE` transaction, with the columns and encodings of `columns.py` that the SQL
+registry's tables are built from (a test reads the values back through it). It speaks only
+to a schema at the revision this modelci knows, else it declines and the caller opens the
+real registry.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
-from modelci.registry import sqlite_file
+from modelci.registry import columns, sqlite_file
 from modelci.registry.base import Event, VersionRecord
 from modelci.registry.migrations import HEAD
 
 _BUSY_TIMEOUT_S = 30.0  # as the SQL registry waits for the write lock
-_VERSION_COLUMNS = (
-    "version",
-    "model",
-    "commit",
-    "status",
-    "fingerprint",
-    "artifact_uri",
-    "artifact_sha256",
-    "metrics",
-    "lock_hash",
-    "actor",
-    "ci_url",
-    "details",
-    "created_at",
-    "updated_at",
-)
-_EVENT_COLUMNS = (
-    "time",
-    "kind",
-    "model",
-    "version",
-    "environment",
-    "from_version",
-    "to_version",
-    "commit",
-    "tag",
-    "actor",
-    "ci_url",
-    "details",
-)
+_VERSIONS = {c.name: c for c in columns.VERSIONS if not c.autoincrement}
+_EVENTS = {c.name: c for c in columns.EVENTS if not c.autoincrement}
+_MODEL_CREATED = next(c for c in columns.MODELS if c.name == "created_at")
 
 
 class QuickLook:
@@ -70,18 +42,18 @@ class QuickLook:
 
     def version(self, version: str) -> VersionRecord | None:
         """The whole record of that version, or None."""
-        columns = ", ".join(f'"{c}"' for c in _VERSION_COLUMNS)
+        names = ", ".join(f'"{c}"' for c in _VERSIONS)
         row = self.connection.execute(
-            f"SELECT {columns} FROM versions WHERE version = ?", (version,)
+            f"SELECT {names} FROM versions WHERE version = ?", (version,)
         ).fetchone()
         if row is None:
             return None
-        values = dict(zip(_VERSION_COLUMNS, row, strict=True))
-        for name in ("metrics", "details"):
-            values[name] = json.loads(values[name]) if values[name] else {}
-        for name in ("created_at", "updated_at"):
-            values[name] = _from_sqlite(values[name])
-        return VersionRecord(**values)
+        return VersionRecord(
+            **{
+                name: columns.from_sqlite(column, value)
+                for (name, column), value in zip(_VERSIONS.items(), row, strict=True)
+            }
+        )
 
     def ready_with_fingerprint(self, model: str, fingerprint: str) -> str | None:
         row = self.connection.execute(
@@ -124,18 +96,22 @@ def add_reused_version(
             return None
         connection.execute(
             "INSERT INTO models (name, created_at) VALUES (?, ?) ON CONFLICT (name) DO NOTHING",
-            (stored.model, _to_sqlite(now)),
+            (stored.model, columns.to_sqlite(_MODEL_CREATED, now)),
         )
-        values = [getattr(stored, c) for c in _VERSION_COLUMNS]
         inserted = connection.execute(
-            _insert("versions", _VERSION_COLUMNS) + " ON CONFLICT (version) DO NOTHING",
-            [_encoded(v) for v in values],
+            _insert("versions", _VERSIONS) + " ON CONFLICT (version) DO NOTHING",
+            [columns.to_sqlite(c, getattr(stored, name)) for name, c in _VERSIONS.items()],
         )
         if inserted.rowcount != 1:
             connection.execute("ROLLBACK")
             return None
-        event_values = [now if c == "time" else getattr(event, c) for c in _EVENT_COLUMNS]
-        connection.execute(_insert("events", _EVENT_COLUMNS), [_encoded(v) for v in event_values])
+        connection.execute(
+            _insert("events", _EVENTS),
+            [
+                columns.to_sqlite(c, now if name == "time" else getattr(event, name))
+                for name, c in _EVENTS.items()
+            ],
+        )
         connection.execute("COMMIT")
     except BaseException:
         if connection.in_transaction:
@@ -165,24 +141,6 @@ def _connect(url: str, root: Path, *, mode: str) -> sqlite3.Connection | None:
     return connection
 
 
-def _insert(table: str, columns: tuple[str, ...]) -> str:
-    names = ", ".join(f'"{c}"' for c in columns)
-    return f"INSERT INTO {table} ({names}) VALUES ({', '.join('?' * len(columns))})"
-
-
-def _encoded(value: Any) -> Any:
-    """A value as SQLAlchemy stores it in SQLite: JSON text, naive-UTC timestamps."""
-    if isinstance(value, dict):
-        return json.dumps(value, allow_nan=False)
-    if isinstance(value, datetime):
-        return _to_sqlite(value)
-    return value
-
-
-def _to_sqlite(value: datetime) -> str:
-    # SQLAlchemy's SQLite DATETIME storage format, so that the column sorts as one
-    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
-
-
-def _from_sqlite(value: str) -> datetime:
-    return datetime.fromisoformat(value).replace(tzinfo=UTC)
+def _insert(table: str, names: dict[str, columns.Col]) -> str:
+    quoted = ", ".join(f'"{c}"' for c in names)
+    return f"INSERT INTO {table} ({quoted}) VALUES ({', '.join('?' * len(names))})"

@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, Row, Table, select, update
 
-from modelci.errors import ConfigError
-from modelci.registry import tables
+from modelci.errors import ConfigError, VersionExists
+from modelci.registry import columns, tables
 from modelci.registry.base import Event, Pointer, Registry, VersionRecord
 from modelci.registry.engine import create, engine_url, migrate, schema_revision, translated
 from modelci.registry.migrations import HEAD
@@ -79,7 +79,7 @@ class SqlRegistry(Registry):
     # -- versions -------------------------------------------------------------------------
 
     def add_version(self, record: VersionRecord) -> VersionRecord:
-        """Insert a version (its model row too, when new); an existing name is a ConfigError."""
+        """Insert a version (its model row too, when new); an existing name is VersionExists."""
         _check_status(record.status)
         now = _now()
         v = tables.versions
@@ -108,7 +108,7 @@ class SqlRegistry(Registry):
                 .returning(v.c.id)
             )
             if inserted.first() is None:
-                raise ConfigError(f"version {record.version} is already in the registry")
+                raise VersionExists(f"version {record.version} is already in the registry")
             row = connection.execute(select(v).where(v.c.version == record.version)).one()
         return _version(row)
 
@@ -385,8 +385,8 @@ def _now() -> datetime:
 
 
 def _check_status(status: str) -> None:
-    if status not in tables.VERSION_STATUSES:
-        known = ", ".join(tables.VERSION_STATUSES)
+    if status not in columns.VERSION_STATUSES:
+        known = ", ".join(columns.VERSION_STATUSES)
         raise ConfigError(f"version status {status!r} is not one of {known}", key="status")
 
 

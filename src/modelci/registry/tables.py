@@ -1,6 +1,7 @@
 """The registry's tables: models, versions, environment pointers and the append-only event log.
 
-The migrations in `migrations/versions/` create exactly this schema; a test compares the two.
+Built from the plain column lists of `columns.py` (which quick.py reads too). The migrations in
+`migrations/versions/` create exactly this schema; a test compares the two.
 """
 
 from __future__ import annotations
@@ -24,6 +25,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
+from modelci.registry import columns
+from modelci.registry.columns import SQLITE_TIME_FORMAT, VERSION_STATUSES, Col
+
 # Named constraints, so that later migrations can alter them by name on every backend.
 metadata = MetaData(
     naming_convention={
@@ -35,8 +39,6 @@ metadata = MetaData(
     }
 )
 
-VERSION_STATUSES = ("training", "ready", "failed")
-
 
 class UtcDateTime(TypeDecorator[datetime]):
     """A timezone-aware UTC timestamp on every backend.
@@ -47,6 +49,15 @@ class UtcDateTime(TypeDecorator[datetime]):
 
     impl = DateTime(timezone=True)
     cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        if dialect.name == "sqlite":
+            from sqlalchemy.dialects.sqlite import DATETIME
+
+            # the storage format quick.py writes too
+            stored = DATETIME(storage_format=SQLITE_TIME_FORMAT)  # type: ignore[no-untyped-call]
+            return dialect.type_descriptor(stored)
+        return dialect.type_descriptor(self.impl)
 
     def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
         if value is None:
@@ -86,69 +97,46 @@ def json_type() -> TypeEngine[Any]:
     return JsonDocument()
 
 
-models = Table(
-    "models",
-    metadata,
-    Column("name", String(64), primary_key=True),
-    Column("created_at", UtcDateTime(), nullable=False),
-)
+def _column(column: Col) -> Column[Any]:
+    kinds: dict[str, Any] = {
+        "string": lambda: String(column.length),
+        "text": lambda: Text,
+        "integer": lambda: Integer,
+        "json": json_type,
+        "time": UtcDateTime,
+    }
+    foreign = [ForeignKey(column.references)] if column.references else []
+    extra: dict[str, Any] = {"autoincrement": True} if column.autoincrement else {}
+    if column.unique:
+        extra["unique"] = True
+    return Column(
+        column.name,
+        kinds[column.kind](),
+        *foreign,
+        primary_key=column.primary_key,
+        nullable=column.nullable and not column.primary_key,
+        **extra,
+    )
 
-versions = Table(
+
+def _table(name: str, columns: tuple[Col, ...], *constraints: Any) -> Table:
+    return Table(name, metadata, *(_column(c) for c in columns), *constraints)
+
+
+models = _table("models", columns.MODELS)
+versions = _table(
     "versions",
-    metadata,
-    # The autoincrement id orders versions by registration: "newest first" is `id DESC`.
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("version", String(128), nullable=False, unique=True),
-    Column("model", String(64), ForeignKey("models.name"), nullable=False),
-    Column("commit", String(64), nullable=False),
-    Column("status", String(16), nullable=False),
-    Column("fingerprint", String(128)),
-    Column("artifact_uri", Text),
-    Column("artifact_sha256", String(128)),
-    Column("metrics", json_type(), nullable=False),
-    Column("lock_hash", String(128)),
-    Column("actor", Text),
-    Column("ci_url", Text),
-    Column("details", json_type(), nullable=False),
-    Column("created_at", UtcDateTime(), nullable=False),
-    Column("updated_at", UtcDateTime(), nullable=False),
+    columns.VERSIONS,
     CheckConstraint(
-        "status IN ('training', 'ready', 'failed')",
-        name="status",
+        "status IN (" + ", ".join(f"'{s}'" for s in VERSION_STATUSES) + ")", name="status"
     ),
     Index(None, "model", "id"),
     Index(None, "model", "fingerprint"),
 )
-
-pointers = Table(
-    "pointers",
-    metadata,
-    Column("model", String(64), ForeignKey("models.name"), primary_key=True),
-    Column("environment", String(64), primary_key=True),
-    Column("version", String(128), ForeignKey("versions.version"), nullable=False),
-    # Counts the pointer's changes; every compare-and-set compares it and adds one.
-    Column("generation", Integer, nullable=False),
-    Column("updated_at", UtcDateTime(), nullable=False),
-    Column("actor", Text),
-)
-
-events = Table(
+pointers = _table("pointers", columns.POINTERS)
+events = _table(
     "events",
-    metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("time", UtcDateTime(), nullable=False),
-    Column("kind", String(32), nullable=False),
-    # No foreign keys: the log must accept an event about anything, and never lose one.
-    Column("model", String(64), nullable=False),
-    Column("version", String(128)),
-    Column("environment", String(64)),
-    Column("from_version", String(128)),
-    Column("to_version", String(128)),
-    Column("commit", String(64)),
-    Column("tag", Text),
-    Column("actor", Text),
-    Column("ci_url", Text),
-    Column("details", json_type(), nullable=False),
+    columns.EVENTS,
     Index(None, "model", "id"),
     Index(None, "kind", "id"),
 )

@@ -11,16 +11,15 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import io
 import json
 import math
 import os
 import subprocess
 import sys
-import tarfile
 from pathlib import Path
 
 from modelci.runtime.jobdir import JobDir, command_arguments, decode_hyperparameters, environment
+from modelci.runtime.tarball import pack_bytes
 
 JOB_VARIABLE = "MODELCI_RAY_JOB"  # JSON: entrypoint, seed, channels, resources, limit
 FRAME = "@@modelci"  # every line modelci reads back starts with it
@@ -37,14 +36,6 @@ def _emit(kind: str, data: bytes) -> None:
         out.write(f"{FRAME} {kind} {base64.b64encode(data[start : start + CHUNK]).decode()}\n")
     out.write(f"{FRAME} {kind} end\n")
     out.flush()
-
-
-def _pack(folder: Path) -> bytes:
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
-        for path in sorted(folder.rglob("*")):
-            archive.add(path, arcname=path.relative_to(folder).as_posix(), recursive=False)
-    return buffer.getvalue()
 
 
 def main() -> int:
@@ -87,7 +78,7 @@ def main() -> int:
         if job.failure.is_file():
             _emit("failure", job.failure.read_bytes()[: 64 * 1024])
         return done.returncode if done.returncode > 0 else 128 - done.returncode
-    archive = _pack(job.model)
+    archive = pack_bytes(job.model)
     limit = int(settings.get("limit") or DEFAULT_LIMIT)
     if len(archive) > limit:
         message = (

@@ -29,7 +29,6 @@ from urllib.parse import urlsplit
 from modelci.errors import ArtifactCorrupted, ArtifactNotFound, ConfigError
 from modelci.oci import MANIFEST_TYPE, Manifest, OciClient
 from modelci.store.base import Store, StoredArtifact
-from modelci.store.base import version_annotations as version_annotations  # its old home
 from modelci.store.local import CHUNK_SIZE, check_digest, verified_download
 
 KEY = "store.url"

@@ -5,12 +5,12 @@ from __future__ import annotations
 import base64
 import shutil
 import time
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 from modelci.errors import ConfigError
+from modelci.progress import Progress
 from modelci.registry.base import Event, Registry, VersionRecord
 from modelci.spec import ModelSpec
 from modelci.testing.gates import check_gates
@@ -19,7 +19,6 @@ from modelci.testing.probe import probe
 from modelci.testing.report import CheckResult, TestReport
 from modelci.workspace import Workspace
 
-Note = Callable[[str], None]
 DEFAULT_GOLDEN = "tests/golden.jsonl"
 CHECKS = ("reproducibility", "golden", "gates")
 
@@ -98,7 +97,7 @@ def golden_checks(
 
 
 def train_twice(
-    workspace: Workspace, spec: ModelSpec, record: VersionRecord, python: Path, note: Note
+    workspace: Workspace, spec: ModelSpec, record: VersionRecord, python: Path, note: Progress
 ) -> tuple[list[dict[str, Any]], bytes | None] | CheckResult:
     """The reproducibility check's two trainings (on the sample, side by side, in fresh job
     folders) and the test rows to compare their predictions on; a CheckResult when a run
@@ -167,7 +166,7 @@ def test_version(
     record: VersionRecord,
     *,
     skip: tuple[str, ...] = (),
-    note: Note,
+    note: Progress,
 ) -> TestReport:
     """Run every check of one version and record the report with it.
 

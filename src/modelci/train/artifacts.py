@@ -1,42 +1,22 @@
 """model.tar.gz, packed as SageMaker does (the model folder's files at the archive's root),
-byte for byte the same for the same files: sorted entries, no times, owners or modes that
-vary between machines."""
+byte for byte the same for the same files (`tarball.py`); unpacked safely; metrics
+parsed from a job's log."""
 
 from __future__ import annotations
 
-import gzip
 import os
 import re
 import tarfile
 from pathlib import Path
 
 from modelci.errors import ModelciError
+from modelci.runtime import tarball
 from modelci.store.base import Store
 
 
 def pack(folder: Path, destination: Path) -> Path:
     """Pack every file under `folder` into `destination` (a .tar.gz) reproducibly."""
-    entries = sorted(p for p in folder.rglob("*") if p.is_file() or p.is_dir())
-    with (
-        destination.open("wb") as raw,
-        gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as zipped,
-        tarfile.open(fileobj=zipped, mode="w", format=tarfile.USTAR_FORMAT) as archive,
-    ):
-        for path in entries:
-            info = tarfile.TarInfo(path.relative_to(folder).as_posix())
-            info.mtime = 0
-            info.uid = info.gid = 0
-            info.uname = info.gname = ""
-            if path.is_dir():
-                info.type = tarfile.DIRTYPE
-                info.mode = 0o755
-                archive.addfile(info)
-            else:
-                info.size = path.stat().st_size
-                info.mode = 0o755 if os.access(path, os.X_OK) else 0o644
-                with path.open("rb") as handle:
-                    archive.addfile(info, handle)
-    return destination
+    return tarball.pack(folder, destination)
 
 
 def unpack(archive_path: Path, destination: Path) -> Path:

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from modelci.progress import Progress
 from modelci.runtime.jobdir import JobDir
 
 
@@ -45,15 +45,42 @@ class JobResult:
     metrics: dict[str, float] = field(default_factory=dict)
 
 
-LineSink = Callable[[str], None]
+class StartedJob(abc.ABC):
+    """A job `Trainer.start` started."""
+
+    @abc.abstractmethod
+    def wait(self) -> JobResult:
+        """Wait for the job to end (or its timeout); how it ended."""
+
+    def stop(self) -> None:
+        """Stop the job if it still runs (nothing to do once it has ended)."""
+        return None
+
+
+class EndedJob(StartedJob):
+    """A job that ran to its end before `start` returned."""
+
+    def __init__(self, result: JobResult):
+        self.result = result
+
+    def wait(self) -> JobResult:
+        return self.result
 
 
 class Trainer(abc.ABC):
     """Runs training jobs somewhere: this machine, a Ray cluster, SageMaker."""
 
+    # Whether `start` returns while the job runs, so that the registry's bookkeeping overlaps
+    # it: `train` then starts a job it knows must run before it opens the registry.
+    starts_in_background = False
+
     @abc.abstractmethod
-    def run(self, job: TrainingJob, on_line: LineSink | None = None) -> JobResult:
+    def run(self, job: TrainingJob, on_line: Progress | None = None) -> JobResult:
         """Run the job to its end (or its timeout), streaming log lines to `on_line`."""
+
+    def start(self, job: TrainingJob, on_line: Progress | None = None) -> StartedJob:
+        """Start the job; by default it runs to its end here and the handle has ended."""
+        return EndedJob(self.run(job, on_line))
 
 
 def failure_reason(job: JobDir, log_tail: list[str]) -> str:

@@ -9,11 +9,15 @@ import subprocess
 import sys
 import threading
 import time
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 from modelci.processes import stop_group
+from modelci.progress import Progress
 from modelci.runtime.jobdir import command_arguments, environment
-from modelci.train.base import JobResult, LineSink, Trainer, TrainingJob, failure_reason
+from modelci.train.base import JobResult, StartedJob, Trainer, TrainingJob, failure_reason
+
+if TYPE_CHECKING:
+    from modelci.workspace import Workspace
 
 # A job's own process group is stopped with SIGTERM, then SIGKILL after this grace.
 KILL_GRACE_S = 5.0
@@ -48,10 +52,10 @@ def child_environment(job: TrainingJob) -> dict[str, str]:
     return env
 
 
-class RunningJob:
+class RunningJob(StartedJob):
     """A job started in the background; `wait` ends it (or its timeout does)."""
 
-    def __init__(self, job: TrainingJob, on_line: LineSink | None):
+    def __init__(self, job: TrainingJob, on_line: Progress | None):
         self.job = job
         self.tail: collections.deque[str] = collections.deque(maxlen=50)
         self.started = time.monotonic()
@@ -78,7 +82,7 @@ class RunningJob:
         self.reader = threading.Thread(target=self._pump, args=(on_line,), daemon=True)
         self.reader.start()
 
-    def _pump(self, on_line: LineSink | None) -> None:
+    def _pump(self, on_line: Progress | None) -> None:
         assert self.process.stdout is not None
         for line in self.process.stdout:
             self.log.write(line)
@@ -120,6 +124,11 @@ class RunningJob:
             )
         return JobResult(True, duration, log_path, returncode)
 
+    def stop(self) -> None:
+        """Stop the job if it still runs."""
+        if self.process.poll() is None:
+            self.kill()
+
     def kill(self) -> int:
         """Stop the job's whole process group: SIGTERM, then SIGKILL after the grace."""
         return stop_group(self.process, KILL_GRACE_S)
@@ -128,9 +137,14 @@ class RunningJob:
 class LocalTrainer(Trainer):
     """Runs a job as a local process group, killed when it outlives its timeout."""
 
-    def start(self, job: TrainingJob, on_line: LineSink | None = None) -> RunningJob:
+    starts_in_background = True
+
+    def __init__(self, workspace: Workspace | None = None):
+        self.workspace = workspace  # unused: this machine needs no settings
+
+    def start(self, job: TrainingJob, on_line: Progress | None = None) -> RunningJob:
         """Start the job and return at once (the caller's bookkeeping overlaps the job)."""
         return RunningJob(job, on_line)
 
-    def run(self, job: TrainingJob, on_line: LineSink | None = None) -> JobResult:
+    def run(self, job: TrainingJob, on_line: Progress | None = None) -> JobResult:
         return self.start(job, on_line).wait()

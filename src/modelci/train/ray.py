@@ -19,9 +19,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import collections
-import contextlib
 import hashlib
 import json
+import logging
 import os
 import secrets
 import tempfile
@@ -32,10 +32,13 @@ from typing import Any
 
 from modelci.envs import lockfile
 from modelci.errors import ModelciError
+from modelci.progress import Progress
 from modelci.raycluster import RayCluster, quiet_ray_sdk, resources_problem
 from modelci.runtime.ray_driver import DEFAULT_LIMIT, FRAME, JOB_VARIABLE
-from modelci.train.base import JobResult, LineSink, Trainer, TrainingJob, failure_reason
+from modelci.train.base import JobResult, Trainer, TrainingJob, failure_reason
 from modelci.workspace import Workspace
+
+_log = logging.getLogger(__name__)
 
 ENTRYPOINT = "python -m modelci.runtime.ray_driver"
 STOP_TIMEOUT_S = 60.0
@@ -82,7 +85,7 @@ class LogReader:
     """Splits the job's log into what the user sees (written to `output/log.txt`, passed to
     `on_line`) and modelci's frames: the model archive, the failure file, the node."""
 
-    def __init__(self, log: Path, on_line: LineSink | None, scratch: Path):
+    def __init__(self, log: Path, on_line: Progress | None, scratch: Path):
         self.handle = log.open("w", encoding="utf-8")
         self.on_line = on_line
         self.tail: collections.deque[str] = collections.deque(maxlen=50)
@@ -143,7 +146,7 @@ class RayTrainer(Trainer):
         self.cluster = RayCluster.from_settings(workspace.project.ray)
         self.cluster.check()  # an unreachable cluster stops here, before anything is recorded
 
-    def run(self, job: TrainingJob, on_line: LineSink | None = None) -> JobResult:
+    def run(self, job: TrainingJob, on_line: Progress | None = None) -> JobResult:
         started = time.monotonic()
         job.job.log.parent.mkdir(parents=True, exist_ok=True)
         problem = resources_problem(job.resources, self.cluster.nodes())
@@ -187,8 +190,7 @@ class RayTrainer(Trainer):
                 timed_out = self._follow(client, submission_id, reader, started + job.timeout)
                 status, message, node = self._finish(client, submission_id, timed_out)
             except BaseException:  # Ctrl-C or a lost connection: never leave the job running
-                with contextlib.suppress(Exception):
-                    client.stop_job(submission_id)
+                _stop_job(client, submission_id)
                 reader.close()
                 raise
             if status == "SUCCEEDED" and "model" not in reader.frames:
@@ -266,8 +268,7 @@ class RayTrainer(Trainer):
         """Wait for the job's final status (stopping it first when asked): the status, Ray's
         message and the node its driver ran on."""
         if stop:
-            with contextlib.suppress(Exception):
-                client.stop_job(submission_id)
+            _stop_job(client, submission_id)
         deadline = time.monotonic() + STOP_TIMEOUT_S
         while True:
             info = client.get_job_info(submission_id)
@@ -294,3 +295,12 @@ class RayTrainer(Trainer):
         if not reader.tail and message:
             reason = message.strip()  # e.g. the runtime environment could not be set up
         return reason
+
+
+def _stop_job(client: Any, submission_id: str) -> None:
+    """Ask Ray to stop a job, best effort: a job that already ended refuses, and the error that
+    led here matters more; the refusal is logged."""
+    try:
+        client.stop_job(submission_id)
+    except Exception:
+        _log.debug("stopping Ray job %s failed", submission_id, exc_info=True)

@@ -13,21 +13,23 @@ definitions. Everything of one job lives under `<bucket prefix>/<job name>/`: `s
 
 from __future__ import annotations
 
-import contextlib
-import gzip
+import logging
 import re
 import secrets
-import tarfile
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
 from modelci.aws import SageMakerAccount, resource_name
+from modelci.progress import Progress
+from modelci.runtime import tarball
 from modelci.runtime.jobdir import encode_hyperparameters
 from modelci.train.artifacts import unpack
-from modelci.train.base import JobResult, LineSink, Trainer, TrainingJob
+from modelci.train.base import JobResult, Trainer, TrainingJob
 from modelci.workspace import Workspace
+
+_log = logging.getLogger(__name__)
 
 LOG_GROUP = "/aws/sagemaker/TrainingJobs"
 POLL_FIRST_S = 0.2  # a job's status is asked for often at first, then every POLL_MAX_S
@@ -38,25 +40,9 @@ _VERSION = re.compile(r"^(?P<model>[a-z][a-z0-9-]*?)-(?P<sha12>[0-9a-f]{12})(?:-
 
 def pack_source(folder: Path, destination: Path) -> Path:
     """`sourcedir.tar.gz` as the SDK's `tar_and_upload_dir` makes it: the folder's files at the
-    archive's root (caches left out), sorted and without times, so the same code packs alike."""
-    entries = sorted(
-        p
-        for p in folder.rglob("*")
-        if p.is_file() and "__pycache__" not in p.relative_to(folder).parts
-    )
-    with (
-        destination.open("wb") as raw,
-        gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as zipped,
-        tarfile.open(fileobj=zipped, mode="w", format=tarfile.PAX_FORMAT) as archive,
-    ):
-        for path in entries:
-            info = archive.gettarinfo(str(path), arcname=path.relative_to(folder).as_posix())
-            info.mtime = 0
-            info.uid = info.gid = 0
-            info.uname = info.gname = ""
-            with path.open("rb") as handle:
-                archive.addfile(info, handle)
-    return destination
+    archive's root (caches and folder entries left out), packed reproducibly, so the same
+    code packs alike."""
+    return tarball.pack(folder, destination, leave_out={"__pycache__"}, folders=False)
 
 
 def job_name(base: str) -> str:
@@ -80,7 +66,7 @@ class SageMakerTrainer(Trainer):
         self.account = SageMakerAccount.open(self.settings)
         self.account.check_bucket()
 
-    def run(self, job: TrainingJob, on_line: LineSink | None = None) -> JobResult:
+    def run(self, job: TrainingJob, on_line: Progress | None = None) -> JobResult:
         started = time.monotonic()
         job.job.log.parent.mkdir(parents=True, exist_ok=True)
         name = job_name(job.name)
@@ -148,7 +134,7 @@ class SageMakerTrainer(Trainer):
 
     # --- the request ------------------------------------------------------------------------
 
-    def _request(self, job: TrainingJob, name: str, say: LineSink) -> dict[str, Any]:
+    def _request(self, job: TrainingJob, name: str, say: Progress) -> dict[str, Any]:
         """Upload the code and channels, and the CreateTrainingJob request that uses them."""
         account = self.account
         match = _VERSION.match(job.name)
@@ -218,7 +204,7 @@ class SageMakerTrainer(Trainer):
     # --- waiting ----------------------------------------------------------------------------
 
     def _wait(
-        self, job: TrainingJob, name: str, started: float, say: LineSink
+        self, job: TrainingJob, name: str, started: float, say: Progress
     ) -> tuple[dict[str, Any], bool]:
         """Poll the job until it ends, saying each status change and streaming its log; stop
         it when it outlives its timeout plus `max_wait_s` (its time in SageMaker's queue).
@@ -255,8 +241,10 @@ class SageMakerTrainer(Trainer):
     def _stop(self, name: str) -> None:
         """Ask SageMaker to stop the job; a job that already ended is left as it is."""
         # best effort: a job that ended refuses, and the error that led here matters more
-        with contextlib.suppress(Exception):
+        try:
             self.account.client("sagemaker").stop_training_job(TrainingJobName=name)
+        except Exception:
+            _log.debug("stopping SageMaker training job %s failed", name, exc_info=True)
 
 
 class _LogFollower:

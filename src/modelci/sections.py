@@ -1,0 +1,81 @@
+"""The building blocks of spec sections, and the settings of the cloud backends (`[ray]`,
+`[sagemaker]`) that `aws.py` and `raycluster.py` read; `spec.py` assembles the files."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+
+Scalar = str | int | float | bool
+NonEmpty = Annotated[str, StringConstraints(min_length=1)]
+S3_BUCKET_URL = re.compile(r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?$")
+
+
+class Strict(BaseModel):
+    """A spec section: unknown keys are errors, values are not coerced across types (a
+    bool is not an int, a string not a number: strict mode)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+class CanarySection(Strict):
+    """A blue/green update's canary: this share of the new fleet takes traffic first, for
+    `wait_s` seconds, before the rest shifts (SageMaker's CANARY traffic routing)."""
+
+    percent: int = Field(default=10, ge=1, le=100)
+    wait_s: int = Field(default=300, ge=0, le=3600)
+
+
+class SageMakerSection(Strict):
+    """Where and how SageMaker trains and serves (`[train]`/`[deploy] backend = "sagemaker"`).
+
+    `bucket` is `s3://bucket/prefix`: code, channels and outputs go under it. `image_uri`
+    defaults to SageMaker's scikit-learn framework image (`framework_version`) of the region;
+    it may name `{model}` and `{sha12}`, as `modelci build --image` tags images. `max_wait_s`
+    bounds how long modelci waits on SageMaker beyond the work itself: a training job's queue
+    before its `[train].timeout`, an endpoint becoming InService. `alarms` are CloudWatch alarm
+    names that roll a blue/green update back automatically.
+    """
+
+    role_arn: str | None = None
+    region: str | None = None
+    bucket: str | None = None
+    instance_type: NonEmpty = "ml.m5.large"
+    instance_count: int = Field(default=1, ge=1)
+    image_uri: str | None = None
+    framework_version: NonEmpty = "1.2-1"
+    max_wait_s: int = Field(default=1800, gt=0)
+    endpoint_instance_type: NonEmpty = "ml.m5.large"
+    endpoint_instance_count: int = Field(default=1, ge=1)
+    alarms: list[NonEmpty] = []
+    canary: CanarySection = CanarySection()
+
+    @field_validator("bucket")
+    @classmethod
+    def _bucket_is_s3(cls, bucket: str | None) -> str | None:
+        if bucket is not None and not S3_BUCKET_URL.match(bucket):
+            raise ValueError(f"expected s3://bucket or s3://bucket/prefix, got {bucket!r}")
+        return bucket
+
+
+class RaySection(Strict):
+    """The Ray cluster of `[train]`/`[deploy] backend = "ray"`.
+
+    `address` is the cluster's (`host:port` of its head, as `ray start --address` takes it);
+    modelci talks to the head's dashboard, `dashboard_url`, by default `http://<head>:8265`.
+    Ray Serve's proxy binds `serve_host:serve_port`.
+    """
+
+    address: NonEmpty | None = None
+    dashboard_url: NonEmpty | None = None
+    serve_host: NonEmpty = "127.0.0.1"
+    serve_port: int = Field(default=8000, ge=1, le=65535)
+
+    @field_validator("dashboard_url")
+    @classmethod
+    def _dashboard_is_http(cls, url: str | None) -> str | None:
+        if url is not None and not url.startswith(("http://", "https://")):
+            raise ValueError(f"expected an http:// or https:// URL, got {url!r}")
+        return url
