@@ -62,7 +62,8 @@ def run_model(
     from modelci.envs.uv import ensure_environment
     from modelci.spec import find_model
     from modelci.testing.runner import test_version, tests_passed
-    from modelci.train.runner import TrainOptions, train_model
+    from modelci.train.outcome import TrainOptions
+    from modelci.train.runner import train_model
 
     def skip_rest(after: str) -> None:
         for step in STEPS[STEPS.index(after) + 1 :]:

@@ -13,7 +13,7 @@ from modelci.workspace import Workspace
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from modelci.train.runner import TrainOutcome
+    from modelci.train.outcome import TrainOutcome
 
 
 @click.command()
@@ -47,7 +47,8 @@ def train(
     hyperparameters as --name value). A commit whose fingerprint matches a trained version
     reuses its artifact instead of training again.
     """
-    from modelci.train.runner import TrainOptions, train_model
+    from modelci.train.outcome import TrainOptions
+    from modelci.train.runner import train_model
 
     output = Output(json_mode)
     known = _committed_models(workspace, rev)

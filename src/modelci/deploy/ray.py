@@ -113,8 +113,8 @@ class RayDeployer(Deployer):
         directory and modelci's runtime uploaded to the cluster."""
         from modelci.envs.locks import lock_for
         from modelci.envs.runtime_copy import runtime_dir
+        from modelci.train.jobs import spec_at
         from modelci.train.ray import lock_environment
-        from modelci.train.runner import spec_at
 
         workspace = self.workspace
         with workspace.registry() as registry:
@@ -182,7 +182,7 @@ class RayDeployer(Deployer):
         """`.modelci/ray/apps/<version>-<sha12>/` with `model/` (the artifact) and `code/`
         (the model folder at its commit), made once, atomically."""
         from modelci.train.artifacts import materialize
-        from modelci.train.runner import export
+        from modelci.train.jobs import export
 
         workspace = self.workspace
         target = workspace.state_dir / "ray" / "apps" / f"{version}-{sha256[:12]}"

@@ -242,7 +242,7 @@ class SageMakerDeployer(Deployer):
 
     def _code(self, record: VersionRecord, spec: ModelSpec) -> str:
         """The model folder as the version's commit has it, packed as `sourcedir.tar.gz`."""
-        from modelci.train.runner import export
+        from modelci.train.jobs import export
         from modelci.train.sagemaker import pack_source
 
         url = self.account.s3_url("code", resource_name(record.version), "sourcedir.tar.gz")

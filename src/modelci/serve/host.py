@@ -72,7 +72,7 @@ class Host:
         from modelci.envs.runtime_copy import runtime_dir
         from modelci.envs.uv import ensure_environment
         from modelci.train.artifacts import materialize
-        from modelci.train.runner import export, spec_at
+        from modelci.train.jobs import export, spec_at
 
         workspace = Workspace(self.workspace.root)
         with workspace.registry() as registry:

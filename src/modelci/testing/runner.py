@@ -105,8 +105,8 @@ def train_twice(
     from modelci.runtime.jobdir import JobDir
     from modelci.testing.repro import test_rows
     from modelci.train.base import TrainingJob
+    from modelci.train.jobs import run_job
     from modelci.train.local import child_environment
-    from modelci.train.runner import run_job
 
     base = workspace.state_dir / "tests" / f"{record.version}-{time.strftime('%H%M%S')}"
     shutil.rmtree(base, ignore_errors=True)

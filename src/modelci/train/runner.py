@@ -18,14 +18,11 @@ from modelci.train.artifacts import parse_metrics
 from modelci.train.base import StartedJob
 from modelci.train.fastpath import cache_hit, must_train
 from modelci.train.jobs import check_inputs, job_root_for, prepare_job, run_job, spec_at
-from modelci.train.jobs import export as export
-from modelci.train.outcome import TrainOptions as TrainOptions
-from modelci.train.outcome import TrainOutcome as TrainOutcome
-from modelci.train.outcome import version_name
+from modelci.train.outcome import TrainOptions, TrainOutcome, version_name
 from modelci.train.record import Attempt, train_recorded
 from modelci.workspace import Workspace
 
-__all__ = ["TrainOptions", "TrainOutcome", "export", "run_job", "spec_at", "train_model"]
+__all__ = ["train_model"]
 
 
 def train_model(
