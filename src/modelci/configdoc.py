@@ -1,5 +1,5 @@
 """The reference of every key of `modelci.toml` and `model.toml`, generated from the pydantic
-models in `modelci.spec` (keys, types, defaults) and the meanings kept here, plus the
+models in `modelci.spec` (keys, types, defaults) and the meanings in `modelci.configkeys`, plus the
 MODELCI_<SECTION>_<KEY> overrides of `modelci.settings`.
 
     .venv/bin/python -m modelci.configdoc > docs/configuration.md
@@ -22,6 +22,7 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
+from modelci.configkeys import DESCRIPTIONS
 from modelci.settings import LIST_KEYS, MODEL_FILE, OVERRIDABLE, PROJECT_FILE
 from modelci.spec import ModelFile, ProjectFile
 
@@ -32,121 +33,6 @@ COMMAND = ".venv/bin/python -m modelci.configdoc > docs/configuration.md"
 TABLE_ENTRY = {(MODEL_FILE, "gates"): "no_regression"}
 # The placeholder shown for the names of a mapping whose values are tables.
 PLACEHOLDERS = {(PROJECT_FILE, "environments"): "<name>"}
-
-# What each key means, by file and dotted key. `<name>` stands for a key the user chooses.
-DESCRIPTIONS: dict[str, dict[str, str]] = {
-    PROJECT_FILE: {
-        "project": "Where the models are and which branch releases come from.",
-        "project.main": "The branch that releases must come from: `release TAG` takes only a "
-        "tag on a commit of this branch.",
-        "project.models": "Globs (from the repository root) of folders that may hold a "
-        "`model.toml`; every such folder is a model.",
-        "project.shared": "Globs of files shared by every model: a change to one of them marks "
-        "every model changed.",
-        "environments": "The environments, in order: `run` deploys merges to the first, the "
-        "last is production. Each name matches `^[a-z][a-z0-9-]{0,54}$`.",
-        "environments.<name>": "One environment.",
-        "environments.<name>.suffix": "Appended to a model's name to name its endpoint in this "
-        "environment (`churn-staging`); lower-case letters, digits and `-`; no two "
-        "environments share one.",
-        "registry": "The registry: versions, what each environment wants, the event log.",
-        "registry.url": "`sqlite:///path` (relative to the repository root) or "
-        "`postgresql://user@host/database` (install the `postgres` extra).",
-        "store": "The artifact store: trained models, content-addressed by sha256.",
-        "store.url": "A folder (relative to the repository root, or absolute, or `file:///`), "
-        "`s3://bucket/prefix` (the `s3` extra) or `oci://host/repository`.",
-        "train": "Where training jobs run.",
-        "train.backend": "`local` (a child process in the model's environment), `ray` (a Ray "
-        "job; see `[ray]`) or `sagemaker` (a SageMaker training job; see `[sagemaker]`).",
-        "deploy": "Where endpoints run.",
-        "deploy.backend": "`local` (the `modelci serve` host on this machine), `ray` (Ray Serve "
-        "applications; see `[ray]`) or `sagemaker` (SageMaker endpoints; see `[sagemaker]`).",
-        "ray": 'The Ray cluster of `backend = "ray"`.',
-        "ray.address": "The head's `host:port`, as `ray start --address` takes it.",
-        "ray.dashboard_url": "The head's dashboard, which modelci talks to; unset: "
-        "`http://<head>:8265`.",
-        "ray.serve_host": "The address Ray Serve's proxy binds.",
-        "ray.serve_port": "The port Ray Serve's proxy binds.",
-        "sagemaker": 'Where and how SageMaker trains and serves (`backend = "sagemaker"`); '
-        "credentials come only from boto3's standard chain.",
-        "sagemaker.role_arn": "The IAM role SageMaker's jobs and endpoints run as.",
-        "sagemaker.region": "The AWS region; unset: boto3's default.",
-        "sagemaker.bucket": "`s3://bucket` or `s3://bucket/prefix`: code, channels and outputs "
-        "go under it.",
-        "sagemaker.instance_type": "The instance type of training jobs.",
-        "sagemaker.instance_count": "The number of instances of a training job.",
-        "sagemaker.image_uri": "The image jobs and endpoints run; it may name `{model}` and "
-        "`{sha12}`. Unset: SageMaker's scikit-learn framework image of the region.",
-        "sagemaker.framework_version": "The version of SageMaker's scikit-learn framework image "
-        "used when `image_uri` is unset.",
-        "sagemaker.max_wait_s": "Seconds modelci waits on SageMaker beyond the work itself: a "
-        "training job's queue before its `[train].timeout`, an endpoint becoming InService.",
-        "sagemaker.endpoint_instance_type": "The instance type of endpoints.",
-        "sagemaker.endpoint_instance_count": "The number of instances of an endpoint.",
-        "sagemaker.alarms": "CloudWatch alarm names that roll a blue/green update back "
-        "automatically.",
-        "sagemaker.canary": "A blue/green update's canary: this share of the new fleet takes "
-        "traffic first, before the rest shifts.",
-        "sagemaker.canary.percent": "The share of the new fleet, in percent, that takes "
-        "traffic first.",
-        "sagemaker.canary.wait_s": "Seconds the canary serves before the rest of the traffic "
-        "shifts.",
-    },
-    MODEL_FILE: {
-        "model": "The model itself.",
-        "model.name": "The model's name; unset: its folder's name. It matches "
-        "`^[a-z][a-z0-9-]{0,54}$`, so that `<name>-staging` is a valid endpoint name.",
-        "model.description": "One line saying what the model does.",
-        "model.requirements": "The model's requirements file, in its folder; unset: "
-        "`requirements.txt` when present, else modelci's default requirements. A committed "
-        "`requirements.lock` beside it is used verbatim.",
-        "model.depends_on": "Globs of files outside the model's folder (from the repository "
-        "root) whose changes also mark the model changed and enter its fingerprint.",
-        "train": "The training job, in SageMaker's script mode.",
-        "train.entrypoint": "The training script, in the model's folder. The only key every "
-        "`model.toml` needs.",
-        "train.hyperparameters": "Values the script receives as `--name value` arguments, "
-        "`SM_HP_<NAME>` and `SM_HPS`.",
-        "train.seed": "The seed, as `MODELCI_SEED` and `PYTHONHASHSEED`; "
-        "`modelci.seed_everything()` seeds random, NumPy and PyTorch from it.",
-        "train.channels": "Input channels by name: files or folders from the repository root, "
-        "or URIs; the script finds each in `SM_CHANNEL_<NAME>`.",
-        "train.metrics": "Metrics by name: a regex over the job's log whose first group is the "
-        "value, as SageMaker's metric definitions.",
-        "train.sample": "The deterministic sample `modelci test` trains on for "
-        "reproducibility; unset: the whole channels.",
-        "train.sample.fraction": "The share of rows kept, in (0, 1].",
-        "train.sample.key": "The column whose value (hashed with the seed) decides whether a "
-        "row is kept; unset: the whole row.",
-        "train.timeout": "Seconds a training job may run before it is stopped.",
-        "train.resources": "What one job asks of a cluster (Ray, SageMaker); the local backend "
-        "runs the job on this machine as it is.",
-        "train.resources.num_cpus": "CPUs for the job.",
-        "train.resources.num_gpus": "GPUs for the job.",
-        "train.resources.memory": 'Memory for the job: bytes, or a size such as `"2GiB"` or '
-        '`"512MB"`.',
-        "serve": "The model's endpoints.",
-        "serve.handler": "A serving handler in the model's folder with SageMaker's `model_fn`, "
-        "`input_fn`, `predict_fn`, `output_fn`; unset: the built-in handler for the saved "
-        "model file (scikit-learn/joblib, XGBoost, ONNX).",
-        "serve.batch": "Adaptive batching: the rows of concurrent requests go to the model in "
-        "one predict call.",
-        "serve.batch.max_size": "The most rows in one predict call.",
-        "serve.batch.max_wait_ms": "Milliseconds a batch may wait for a request still being read.",
-        "serve.workers": "Server processes (or Ray Serve replicas) per endpoint.",
-        "gates": "Conditions that must all hold before a version is deployed.",
-        "gates.<metric>": 'A metric\'s bound, such as `">= 0.85"`, `"< 0.3"` or '
-        '`"between 0.1 0.2"`; the key `no_regression` takes a table instead.',
-        "gates.no_regression": "The version may not be worse than the production version.",
-        "gates.no_regression.metric": "The metric compared with the production version's.",
-        "gates.no_regression.max_drop": "How far (absolutely) the metric may fall below "
-        "production's.",
-        "tests": "What `modelci test` checks besides reproducibility and gates.",
-        "tests.golden": "Golden outputs (JSON lines of input and expected output), in the "
-        "model's folder; `modelci golden record` writes them.",
-        "tests.tolerance": "How far (relative or absolute) a number may be from its golden value.",
-    },
-}
 
 
 class DescriptionError(Exception):
@@ -350,7 +236,7 @@ def check_descriptions(
         ]
     if problems:
         raise DescriptionError(
-            "the meanings in src/modelci/configdoc.py (DESCRIPTIONS) do not match the keys of "
+            "the meanings in src/modelci/configkeys.py (DESCRIPTIONS) do not match the keys of "
             "src/modelci/spec.py:\n  "
             + "\n  ".join(problems)
             + f"\nfix DESCRIPTIONS, then regenerate the reference: {COMMAND}"
