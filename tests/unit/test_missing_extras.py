@@ -161,3 +161,25 @@ def test_the_deploy_command_without_its_backends_package(
     error = json.loads(done.stdout)["error"]
     assert f"install modelci[{backend}]" in error["message"]
     assert "Traceback" not in done.stderr
+
+
+def test_a_sampled_parquet_channel_without_pyarrow_stops_before_the_job(tmp_path: Path) -> None:
+    """train's input check, which runs before any job or record, names the extra."""
+    error = fake_missing(
+        ["pyarrow"],
+        """
+        from modelci.spec import parse_model
+        from modelci.train.jobs import check_inputs
+        spec = parse_model(
+            "models/m",
+            {"train": {"entrypoint": "train.py", "channels": {"train": "data/train.parquet"},
+                       "sample": {"fraction": 0.5}}},
+            "models/m/model.toml",
+        )
+        check_inputs(spec, {"models/m/train.py", "data/train.parquet"})
+        """,
+        tmp_path,
+    )
+    assert error["exit_code"] == 2
+    assert error["key"] == "train.channels.train"
+    assert "needs the package 'pyarrow': install modelci[parquet]" in error["message"]

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from modelci import git
 from modelci.errors import ConfigError
+from modelci.loader import require
 from modelci.progress import Progress
 from modelci.runtime.jobdir import JobDir, add_channel, write_config
 from modelci.settings import MODEL_FILE
@@ -76,6 +77,17 @@ def check_inputs(spec: ModelSpec, files: set[str]) -> None:
                 f"channel path {source!r} does not exist in the repository",
                 file=spec.spec_file,
                 key=f"train.channels.{name}",
+            )
+        parquet = path.endswith(".parquet") or any(
+            f.startswith(path + "/") and f.endswith(".parquet") for f in files
+        )
+        if parquet and spec.train.sample is not None:
+            # sampling a Parquet channel needs pyarrow: say so before any job or record
+            require(
+                "pyarrow",
+                what=f"sampling the Parquet channel {name!r}",
+                key=f"train.channels.{name}",
+                file=spec.spec_file,
             )
 
 
