@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import fcntl
 import json
+import logging
 import os
 import signal
 import socket
@@ -23,7 +24,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from modelci.errors import ConfigError, ModelciError
+from modelci.errors import ConfigError, ModelciError, RegistryError
 from modelci.serve.hoststate import read_state, state_path
 from modelci.serve.proxy import UpstreamError
 from modelci.serve.workers import LaunchSpec, VersionServer
@@ -34,6 +35,8 @@ MONITOR_S = 0.25  # how often version servers are checked for a crash
 READY_TIMEOUT_S = 120.0
 DRAIN_TIMEOUT_S = 30.0
 FORWARDED = ("content-type", "accept", "x-amzn-sagemaker-custom-attributes")
+
+log = logging.getLogger("modelci.serve")
 
 
 def _json(data: Any, status: int = 200) -> JSONResponse:
@@ -49,17 +52,33 @@ class Host:
         self.failures: dict[str, dict[str, Any]] = {}
         self.lock = asyncio.Lock()
         self.tasks: list[asyncio.Task[None]] = []
+        # Set while the registry cannot be read (or reads as lost): the host then keeps
+        # serving what it last knew to be wanted, and says so in /-/health.
+        self.registry_problem: dict[str, Any] | None = None
+        self.registry_read_at: float | None = None
 
     # --- the desired state ---------------------------------------------------------------
 
-    def desired(self) -> dict[str, tuple[str, str, str]]:
-        """endpoint -> (model, environment, version), from the registry's pointers."""
+    def desired(self, serving: tuple[str, ...] = ()) -> dict[str, tuple[str, str, str]]:
+        """endpoint -> (model, environment, version), from the registry's pointers; raises
+        when the registry reads as lost while the host serves the endpoints `serving`."""
         workspace = Workspace(self.workspace.root)  # fresh settings and specs each time
         environments = workspace.project.environments
-        if workspace.project.deploy.backend != "local" or not workspace.registry_exists():
+        if workspace.project.deploy.backend != "local":
+            return {}
+        # A registry that was made and is now missing or empty raises here (ConfigError);
+        # one gone with its marker too, or emptied of every model, is as lost while this
+        # host serves versions it named: undeploying clears pointers, it never removes models.
+        if not workspace.registry_exists():
+            if serving:
+                raise RegistryError(f"the registry is gone, yet it wanted {', '.join(serving)}")
             return {}
         with workspace.registry() as registry:
             pointers = registry.pointers()
+            if not pointers and serving and not registry.models():
+                raise RegistryError(
+                    f"the registry holds no model any more, yet it wanted {', '.join(serving)}"
+                )
         wanted: dict[str, tuple[str, str, str]] = {}
         for pointer in pointers:
             if pointer.environment in environments:
@@ -113,11 +132,12 @@ class Host:
         """Bring the running servers in line with the registry."""
         async with self.lock:
             try:
-                wanted = await asyncio.to_thread(self.desired)
-            except ModelciError as error:
-                self.failures["*"] = {"error": error.render(), "time": time.time()}
+                wanted = await asyncio.to_thread(self.desired, tuple(sorted(self.routes)))
+            except Exception as error:  # whatever the registry did, the endpoints stay up
+                reason = error.render() if isinstance(error, ModelciError) else repr(error)
+                self.registry_failed(reason)
                 return
-            self.failures.pop("*", None)
+            self.registry_read()
             for endpoint, (model, environment, version) in wanted.items():
                 current = self.routes.get(endpoint)
                 if current is not None and current.spec.version == version:
@@ -135,12 +155,43 @@ class Host:
                 await server.drain(DRAIN_TIMEOUT_S)
                 await asyncio.to_thread(server.stop)
 
+    def registry_failed(self, reason: str) -> None:
+        """Keep the last known good state; say so once in the log, always in /-/health."""
+        now = time.time()
+        self.failures["*"] = {"error": reason, "time": now}
+        if self.registry_problem is None:
+            log.warning(
+                "the registry cannot be read; still serving %s as last read%s: %s",
+                ", ".join(f"{e}={s.spec.version}" for e, s in self.routes.items()) or "nothing",
+                "" if self.registry_read_at is None else f" at {time.ctime(self.registry_read_at)}",
+                reason,
+            )
+            self.registry_problem = {"error": reason, "since": now}
+        self.registry_problem["error"] = reason
+
+    def registry_read(self) -> None:
+        self.failures.pop("*", None)
+        if self.registry_problem is not None:
+            log.warning("the registry can be read again; following it")
+            self.registry_problem = None
+        self.registry_read_at = time.time()
+
     async def swap(
-        self, endpoint: str, model: str, environment: str, version: str, restarts: int = 0
+        self,
+        endpoint: str,
+        model: str,
+        environment: str,
+        version: str,
+        restarts: int = 0,
+        spec: LaunchSpec | None = None,
     ) -> bool:
-        """Start `version`, and once healthy route the endpoint to it and retire the old."""
+        """Start `version` (from `spec` when given: a restart needs no registry), and once
+        healthy route the endpoint to it and retire the old."""
         try:
-            spec = await asyncio.to_thread(self.launch_spec, endpoint, model, environment, version)
+            if spec is None:
+                spec = await asyncio.to_thread(
+                    self.launch_spec, endpoint, model, environment, version
+                )
             server = await asyncio.to_thread(VersionServer.launch, spec, restarts)
         except ModelciError as error:
             self.failures[endpoint] = {
@@ -179,6 +230,7 @@ class Host:
                             spec.environment,
                             spec.version,
                             restarts=server.restarts + 1,
+                            spec=spec,
                         )
 
     async def poll(self) -> None:
@@ -220,7 +272,29 @@ class Host:
         endpoints = {name: server.describe() for name, server in self.routes.items()}
         for name, failure in self.failures.items():
             endpoints.setdefault(name, {"healthy": False})["last_error"] = failure
-        return {"endpoints": endpoints, "pid": os.getpid()}
+        return {"endpoints": endpoints, "pid": os.getpid(), "registry": self.registry_health()}
+
+    def registry_health(self) -> dict[str, Any]:
+        return {
+            "ok": self.registry_problem is None,
+            "last_read": self.registry_read_at,
+            **(self.registry_problem or {}),
+        }
+
+    async def health(self, request: Request) -> Response:
+        """The host's own health: `degraded` while the registry cannot be read (the endpoints
+        keep their last known versions) or an endpoint is not healthy."""
+        endpoints = {name: bool(s.healthy and s.alive()) for name, s in self.routes.items()}
+        registry = self.registry_health()
+        ok = registry["ok"] and all(endpoints.values())
+        return _json(
+            {
+                "status": "ok" if ok else "degraded",
+                "registry": registry,
+                "endpoints": endpoints,
+                "pid": os.getpid(),
+            }
+        )
 
     async def endpoints(self, request: Request) -> Response:
         return _json(self.status())
@@ -248,6 +322,7 @@ class Host:
         return Starlette(
             routes=[
                 Route("/ping", self.ping, methods=["GET"]),
+                Route("/-/health", self.health, methods=["GET"]),
                 Route("/-/endpoints", self.endpoints, methods=["GET"]),
                 Route("/-/sync", self.sync, methods=["POST"]),
                 Route("/endpoints/{endpoint}/invocations", self.invoke, methods=["POST"]),
@@ -302,6 +377,9 @@ def run_host(workspace: Workspace, host: str, port: int) -> None:
     # that would end the process before `finally` removes the state file, and `serve --stop`
     # (or a deploy) would then wait on a stale file whose pid may still look alive.
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    logging.basicConfig(
+        level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     try:
         uvicorn.Server(config).run(sockets=[listener])
     finally:
