@@ -35,29 +35,34 @@ def serve(
     """Host every locally deployed endpoint at /endpoints/<endpoint>/invocations (as AWS's SDK
     calls SageMaker), following the registry and swapping versions without dropping a
     request. A local `deploy` starts it in the background when it is not running."""
-    from modelci.serve.hoststate import read_state
+    from modelci.serve.hoststate import read_state, starting_pid
 
     output = Output(json_mode)
     state = read_state(workspace)
     if stop:
-        if not state:
+        pid = int(state["pid"]) if state else starting_pid(workspace)
+        if pid is None:
             output.result(
                 {"stopped": False, "running": False},
                 lambda c: c.print("no endpoint host runs for this repository"),
             )
             return
-        pid = int(state["pid"])
         os.kill(pid, signal.SIGTERM)
         deadline = time.monotonic() + STOP_TIMEOUT_S
-        while time.monotonic() < deadline and read_state(workspace):
+        while time.monotonic() < deadline and (read_state(workspace) or starting_pid(workspace)):
             time.sleep(0.05)
-        if read_state(workspace):
+        if read_state(workspace) or starting_pid(workspace):
             raise ModelciError(
                 f"the endpoint host (pid {pid}) did not stop within {STOP_TIMEOUT_S:g} s"
             )
+        url = state.get("url")
         output.result(
-            {"stopped": True, "pid": pid, "url": state["url"]},
-            lambda c: c.print(f"stopped the endpoint host at {state['url']}"),
+            {"stopped": True, "pid": pid, "url": url},
+            lambda c: c.print(
+                f"stopped the endpoint host at {url}"
+                if url
+                else f"stopped the endpoint host (pid {pid}) while it was starting up"
+            ),
         )
         return
     if show_status:

@@ -26,7 +26,7 @@ from starlette.routing import Route
 
 from modelci.errors import ConfigError, ModelciError, RegistryError
 from modelci.serve.hoststate import read_state, state_path
-from modelci.serve.proxy import UpstreamError
+from modelci.serve.proxy import UpstreamError, UpstreamUnreachable
 from modelci.serve.workers import LaunchSpec, VersionServer
 from modelci.workspace import Workspace
 
@@ -34,6 +34,7 @@ POLL_S = 2.0  # how often the registry is read for changes made elsewhere
 MONITOR_S = 0.25  # how often version servers are checked for a crash
 READY_TIMEOUT_S = 120.0
 DRAIN_TIMEOUT_S = 30.0
+RESTART_WAIT_S = 30.0  # how long a request waits for its endpoint's crashed server to return
 FORWARDED = ("content-type", "accept", "x-amzn-sagemaker-custom-attributes")
 
 log = logging.getLogger("modelci.serve")
@@ -52,6 +53,7 @@ class Host:
         self.failures: dict[str, dict[str, Any]] = {}
         self.lock = asyncio.Lock()
         self.tasks: list[asyncio.Task[None]] = []
+        self.starting: list[VersionServer] = []  # launched, not routed yet: stopped on exit
         # Set while the registry cannot be read (or reads as lost): the host then keeps
         # serving what it last knew to be wanted, and says so in /-/health.
         self.registry_problem: dict[str, Any] | None = None
@@ -192,7 +194,9 @@ class Host:
                 spec = await asyncio.to_thread(
                     self.launch_spec, endpoint, model, environment, version
                 )
-            server = await asyncio.to_thread(VersionServer.launch, spec, restarts)
+            # launched from the event loop's thread, not a worker thread that may end first:
+            # the server is to die with the host, and the kernel's "parent" is that thread
+            server = VersionServer.launch(spec, restarts)
         except ModelciError as error:
             self.failures[endpoint] = {
                 "version": version,
@@ -200,7 +204,14 @@ class Host:
                 "time": time.time(),
             }
             return False
-        problem = await server.wait_ready(READY_TIMEOUT_S)
+        self.starting.append(server)
+        try:
+            problem = await server.wait_ready(READY_TIMEOUT_S)
+        except BaseException:  # cancelled: the host is stopping
+            server.stop()
+            raise
+        finally:
+            self.starting.remove(server)
         if problem is not None:
             await asyncio.to_thread(server.stop)
             self.failures[endpoint] = {"version": version, "error": problem, "time": time.time()}
@@ -214,7 +225,7 @@ class Host:
         return True
 
     async def monitor(self) -> None:
-        """Restart a version server that died; its endpoint answers 503 meanwhile."""
+        """Restart a version server that died; its endpoint's requests wait meanwhile."""
         while True:
             await asyncio.sleep(MONITOR_S)
             for endpoint, server in list(self.routes.items()):
@@ -255,10 +266,17 @@ class Host:
                     message += f" (its last start failed: {failure['error']})"
                 return _json({"message": message}, 404)
             if not server.healthy or not server.alive():
-                return _json({"message": f"endpoint {endpoint!r} is restarting"}, 503)
+                restarted = await self.restarted(endpoint)
+                if restarted is None:
+                    return _json({"message": f"endpoint {endpoint!r} is restarting"}, 503)
+                server = restarted
             server.inflight += 1
             try:
                 answer = await server.upstream.request(request.method, f"/{action}", body, headers)
+            except UpstreamUnreachable:
+                if attempt == 0:
+                    continue  # never delivered (the server just died): wait for its restart
+                return _json({"message": f"endpoint {endpoint!r} is restarting"}, 503)
             except UpstreamError as error:
                 if attempt == 0 and self.routes.get(endpoint) is not server:
                     continue  # swapped while in flight: send it to the new version
@@ -267,6 +285,19 @@ class Host:
                 server.inflight -= 1
             return Response(answer.body, status_code=answer.status, media_type=answer.content_type)
         return _json({"message": "unreachable"}, 500)  # pragma: no cover
+
+    async def restarted(self, endpoint: str) -> VersionServer | None:
+        """The endpoint's server once it is healthy again (the monitor restarts a crashed
+        one), or None after RESTART_WAIT_S or when the endpoint is gone."""
+        deadline = time.monotonic() + RESTART_WAIT_S
+        while time.monotonic() < deadline:
+            server = self.routes.get(endpoint)
+            if server is None:
+                return None
+            if server.healthy and server.alive():
+                return server
+            await asyncio.sleep(0.02)
+        return None
 
     def status(self) -> dict[str, Any]:
         endpoints = {name: server.describe() for name, server in self.routes.items()}
@@ -315,7 +346,8 @@ class Host:
             finally:
                 for task in self.tasks:
                     task.cancel()
-                for server in list(self.routes.values()):
+                await asyncio.gather(*self.tasks, return_exceptions=True)
+                for server in [*self.starting, *self.routes.values()]:
                     await asyncio.to_thread(server.stop)
                 self.routes.clear()
 
@@ -350,6 +382,15 @@ def run_host(workspace: Workspace, host: str, port: int) -> None:
             f"an endpoint host already runs for this repository{where}; "
             "stop it with `modelci serve --stop`"
         ) from None
+    # the lock names its holder, so that `serve --stop` finds a host still starting up
+    lock.seek(0)
+    lock.truncate()
+    lock.write(f"{os.getpid()}\n")
+    lock.flush()
+    # uvicorn re-raises the SIGTERM it shut down on once it is done; with the default action
+    # that would end the process before `finally` removes the state file, and `serve --stop`
+    # (or a deploy) would then wait on a stale file whose pid may still look alive.
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
@@ -372,11 +413,9 @@ def run_host(workspace: Workspace, host: str, port: int) -> None:
         access_log=False,
         http=HttpProtocol,
         lifespan="on",
+        # a request still waiting on a version's start must not hold the host's stop for long
+        timeout_graceful_shutdown=int(DRAIN_TIMEOUT_S),
     )
-    # uvicorn re-raises the SIGTERM it shut down on once it is done; with the default action
-    # that would end the process before `finally` removes the state file, and `serve --stop`
-    # (or a deploy) would then wait on a stale file whose pid may still look alive.
-    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     logging.basicConfig(
         level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )

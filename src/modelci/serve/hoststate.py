@@ -35,6 +35,18 @@ def read_state(workspace: Workspace) -> dict[str, Any]:
     return data if _lock_held(state_path(workspace).parent / "host.lock") else {}
 
 
+def starting_pid(workspace: Workspace) -> int | None:
+    """The pid of a host that holds the lock but may not have written its state yet (it is
+    still starting up), or None when no host holds it."""
+    lock = state_path(workspace).parent / "host.lock"
+    if not _lock_held(lock):
+        return None
+    try:
+        return int(lock.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def _lock_held(path: Path) -> bool:
     try:
         handle = path.open("a+")

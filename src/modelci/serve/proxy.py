@@ -16,6 +16,10 @@ class UpstreamError(Exception):
     """The version server could not be reached or answered garbage."""
 
 
+class UpstreamUnreachable(UpstreamError):
+    """No connection could be made: the request was never delivered."""
+
+
 @dataclass(frozen=True)
 class Answer:
     """A version server's answer."""
@@ -39,7 +43,7 @@ class Upstream:
         try:
             reader, writer = await asyncio.open_connection(self.host, self.port)
         except OSError as exc:
-            raise UpstreamError(f"cannot connect to {self.host}:{self.port}: {exc}") from None
+            raise UpstreamUnreachable(f"cannot connect to {self.host}:{self.port}: {exc}") from None
         return reader, writer
 
     async def request(

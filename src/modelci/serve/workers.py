@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from modelci.processes import stop_group
+from modelci.processes import DIE_WITH_PARENT, stop_group
 from modelci.serve.proxy import Upstream, UpstreamError
 
 STOP_GRACE_S = 10.0
@@ -65,7 +65,8 @@ class VersionServer:
 
     @classmethod
     def launch(cls, spec: LaunchSpec, restarts: int = 0) -> VersionServer:
-        """Start the server process (it is not ready yet: see `wait_ready`)."""
+        """Start the server process (it is not ready yet: see `wait_ready`). Call it from a
+        thread that lives as long as the host: the server dies with the thread that made it."""
         port = free_port()
         logs = Path(spec.log_dir)
         logs.mkdir(parents=True, exist_ok=True)
@@ -83,6 +84,7 @@ class VersionServer:
             )
         )
         command = [
+            *DIE_WITH_PARENT,  # a host killed outright takes its version servers with it
             spec.python,
             "-m",
             "modelci.runtime.server",
