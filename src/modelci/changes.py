@@ -170,7 +170,7 @@ def snapshot(root: Path, commit: str, cache: SpecCache, environ: Mapping[str, st
         spec_file = f"{folder}/{MODEL_FILE}"
         name, depends_on = cache.entries[tree[spec_file]]
         name = name or folder.rsplit("/", 1)[-1]
-        if not MODEL_NAME.match(name):
+        if not MODEL_NAME.fullmatch(name):
             raise ConfigError(
                 f"{name!r} is not a valid model name (it must match {MODEL_NAME.pattern})",
                 file=spec_file,

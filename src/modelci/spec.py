@@ -294,7 +294,7 @@ class ProjectFile(Strict):
         if len(set(suffixes)) != len(suffixes):
             raise ValueError("two environments share one suffix, so their endpoints would clash")
         for name in envs:
-            if not MODEL_NAME.match(name):
+            if not MODEL_NAME.fullmatch(name):
                 raise ValueError(f"{name!r}: an environment name matches {MODEL_NAME.pattern}")
         return envs
 
@@ -391,7 +391,7 @@ def parse_model(folder: str, data: dict[str, Any], spec_file: str) -> ModelSpec:
     except ValidationError as exc:
         raise _explain(exc, ModelFile, spec_file) from None
     name = parsed.model.name or folder.rsplit("/", 1)[-1]
-    if not MODEL_NAME.match(name):
+    if not MODEL_NAME.fullmatch(name):
         where = "[model].name" if parsed.model.name else "the folder's name"
         raise ConfigError(
             f"{name!r} ({where}) is not a valid model name: it must match {MODEL_NAME.pattern} "

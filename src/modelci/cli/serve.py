@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import time
+from pathlib import Path
 
 import click
 
@@ -25,12 +26,26 @@ STOP_TIMEOUT_S = 60.0
     show_default=True,
     help="Port to bind (0: any free one).",
 )
+@click.option(
+    "--token-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="File holding the token every request must carry (default: $MODELCI_SERVE_TOKEN); "
+    "needed to listen beyond loopback.",
+)
+@click.option("--insecure", is_flag=True, help="Listen beyond loopback without a token (warns).")
 @click.option("--stop", is_flag=True, help="Stop the host running for this repository.")
 @click.option("--status", "show_status", is_flag=True, help="Show the running host's endpoints.")
 @json_option
 @click.pass_obj
 def serve(
-    workspace: Workspace, host: str, port: int, stop: bool, show_status: bool, json_mode: bool
+    workspace: Workspace,
+    host: str,
+    port: int,
+    token_file: Path | None,
+    insecure: bool,
+    stop: bool,
+    show_status: bool,
+    json_mode: bool,
 ) -> None:
     """Host every locally deployed endpoint at /endpoints/<endpoint>/invocations (as AWS's SDK
     calls SageMaker), following the registry and swapping versions without dropping a
@@ -78,7 +93,13 @@ def serve(
         }
         output.result(report, lambda c: c.print_json(data=report))
         return
+    from modelci.serve.auth import check_exposure, read_token
+
+    token = read_token(token_file)
+    warning = check_exposure(host, token, insecure)  # before anything is bound
+    if warning:
+        output.warn(warning)
     from modelci.serve.host import run_host
 
     output.info(f"endpoint host for {workspace.root} on http://{host}:{port} (Ctrl-C stops)")
-    run_host(workspace, host, port)
+    run_host(workspace, host, port, token, token_file)

@@ -89,10 +89,17 @@ class LocalDeployer(Deployer):
         tail = (logs / "host.log").read_text(errors="replace").strip().splitlines()[-5:]
         raise DeployFailed("the endpoint host did not start: " + " | ".join(tail))
 
-    @staticmethod
-    def _get(url: str, path: str, timeout: float) -> dict[str, Any] | None:
+    def _auth(self) -> dict[str, str]:
+        """The header carrying the host's token, when it has one (see modelci.serve.auth)."""
+        from modelci.serve.auth import client_token
+        from modelci.serve.hoststate import read_state
+
+        token = client_token(read_state(self.workspace))
+        return {"authorization": f"Bearer {token}"} if token else {}
+
+    def _get(self, url: str, path: str, timeout: float) -> dict[str, Any] | None:
         try:
-            status, body, _ = _request("GET", url + path, timeout=timeout)
+            status, body, _ = _request("GET", url + path, headers=self._auth(), timeout=timeout)
         except OSError:
             return None
         return json.loads(body) if status == 200 else None
@@ -105,7 +112,10 @@ class LocalDeployer(Deployer):
         while True:
             try:
                 _, body, _ = _request(
-                    "POST", f"{url}/-/sync", timeout=max(deadline - time.monotonic(), 1)
+                    "POST",
+                    f"{url}/-/sync",
+                    headers=self._auth(),
+                    timeout=max(deadline - time.monotonic(), 1),
                 )
                 status = json.loads(body)
             except (OSError, ValueError) as error:
@@ -129,7 +139,7 @@ class LocalDeployer(Deployer):
                 "no endpoint host runs for this repository: deploy a model, or "
                 "start one with `modelci serve`"
             )
-        headers = {"content-type": content_type}
+        headers = {"content-type": content_type, **self._auth()}
         if accept:
             headers["accept"] = accept
         try:

@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
-import json
 import logging
 import os
+import re
 import signal
 import socket
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 from starlette.applications import Starlette
@@ -25,9 +25,10 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from modelci.errors import ConfigError, ModelciError, RegistryError
-from modelci.serve.hoststate import read_state, state_path
+from modelci.serve.auth import authorized
+from modelci.serve.hoststate import remove_state, take_lock, write_state
 from modelci.serve.proxy import UpstreamError, UpstreamUnreachable
-from modelci.serve.workers import LaunchSpec, VersionServer
+from modelci.serve.workers import LaunchSpec, VersionServer, launch_spec
 from modelci.workspace import Workspace
 
 POLL_S = 2.0  # how often the registry is read for changes made elsewhere
@@ -37,7 +38,11 @@ DRAIN_TIMEOUT_S = 30.0
 RESTART_WAIT_S = 30.0  # how long a request waits for its endpoint's crashed server to return
 FORWARDED = ("content-type", "accept", "x-amzn-sagemaker-custom-attributes")
 
+# SageMaker's endpoint names, matched whole (`$` would let a trailing newline through)
+ENDPOINT_NAME = re.compile(r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}")
+
 log = logging.getLogger("modelci.serve")
+Handler = Callable[[Request], Awaitable[Response]]
 
 
 def _json(data: Any, status: int = 200) -> JSONResponse:
@@ -47,8 +52,9 @@ def _json(data: Any, status: int = 200) -> JSONResponse:
 class Host:
     """The endpoints, their version servers and the reconciliation with the registry."""
 
-    def __init__(self, workspace: Workspace):
+    def __init__(self, workspace: Workspace, token: str | None = None):
         self.workspace = workspace
+        self.token = token  # when set, every route but /ping needs it
         self.routes: dict[str, VersionServer] = {}
         self.failures: dict[str, dict[str, Any]] = {}
         self.lock = asyncio.Lock()
@@ -87,46 +93,6 @@ class Host:
                 endpoint = pointer.model + environments[pointer.environment].suffix
                 wanted[endpoint] = (pointer.model, pointer.environment, pointer.version)
         return wanted
-
-    def launch_spec(self, endpoint: str, model: str, environment: str, version: str) -> LaunchSpec:
-        """Everything needed to start a version: its environment, model folder and handler."""
-        from modelci.envs.runtime_copy import runtime_dir
-        from modelci.envs.uv import ensure_environment
-        from modelci.train.artifacts import materialize
-        from modelci.train.runner import export, spec_at
-
-        workspace = Workspace(self.workspace.root)
-        with workspace.registry() as registry:
-            record = registry.get_version(version)
-        if record is None or not record.artifact_sha256:
-            raise ConfigError(f"version {version} has no artifact to serve")
-        dirty = bool(record.details.get("dirty"))
-        spec = spec_at(workspace, model, record.commit, dirty)
-        env = ensure_environment(workspace.root, spec)
-        model_dir = materialize(
-            workspace.store(), record.artifact_sha256, workspace.state_dir / "models"
-        )
-        handler = None
-        if spec.file.serve.handler:
-            code = workspace.state_dir / "serve" / "code" / version
-            if not code.exists():
-                export(workspace.root, None if dirty else record.commit, [spec.folder], code)
-            handler = str(code / spec.folder / spec.file.serve.handler)
-        return LaunchSpec(
-            endpoint=endpoint,
-            model=model,
-            environment=environment,
-            version=version,
-            commit=record.commit,
-            python=str(env.python),
-            runtime=str(runtime_dir(workspace.state_dir)),
-            model_dir=str(model_dir),
-            handler=handler,
-            workers=spec.file.serve.workers,
-            batch_max_size=spec.file.serve.batch.max_size,
-            batch_max_wait_ms=spec.file.serve.batch.max_wait_ms,
-            log_dir=str(workspace.state_dir / "serve" / "logs"),
-        )
 
     # --- reconciliation ------------------------------------------------------------------
 
@@ -192,7 +158,7 @@ class Host:
         try:
             if spec is None:
                 spec = await asyncio.to_thread(
-                    self.launch_spec, endpoint, model, environment, version
+                    launch_spec, self.workspace.root, endpoint, model, environment, version
                 )
             # launched from the event loop's thread, not a worker thread that may end first:
             # the server is to die with the host, and the kernel's "parent" is that thread
@@ -255,6 +221,8 @@ class Host:
     async def invoke(self, request: Request) -> Response:
         endpoint = request.path_params["endpoint"]
         action = request.path_params.get("action", "invocations")
+        if not ENDPOINT_NAME.fullmatch(endpoint):
+            return _json({"message": f"{endpoint!r} is not a valid endpoint name"}, 400)
         body = await request.body() if request.method == "POST" else b""
         headers = {k: v for k in FORWARDED if (v := request.headers.get(k))}
         for attempt in (0, 1):
@@ -337,6 +305,23 @@ class Host:
     async def ping(self, request: Request) -> Response:
         return _json({"status": "ok", "endpoints": len(self.routes)})
 
+    def guarded(self, handler: Handler) -> Handler:
+        """`handler`, answering 401 to a request without the host's token (when it has one)."""
+
+        async def check(request: Request) -> Response:
+            if self.token is not None and not authorized(request.headers, self.token):
+                return JSONResponse(
+                    {
+                        "message": "this host needs its token: Authorization: Bearer <token>, "
+                        "or X-Modelci-Token: <token>"
+                    },
+                    status_code=401,
+                    headers={"www-authenticate": "Bearer"},
+                )
+            return await handler(request)
+
+        return check
+
     def app(self) -> Starlette:
         @contextlib.asynccontextmanager
         async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -354,39 +339,35 @@ class Host:
         return Starlette(
             routes=[
                 Route("/ping", self.ping, methods=["GET"]),
-                Route("/-/health", self.health, methods=["GET"]),
-                Route("/-/endpoints", self.endpoints, methods=["GET"]),
-                Route("/-/sync", self.sync, methods=["POST"]),
-                Route("/endpoints/{endpoint}/invocations", self.invoke, methods=["POST"]),
-                Route("/endpoints/{endpoint}/{action:str}", self.invoke, methods=["GET"]),
+                Route("/-/health", self.guarded(self.health), methods=["GET"]),
+                Route("/-/endpoints", self.guarded(self.endpoints), methods=["GET"]),
+                Route("/-/sync", self.guarded(self.sync), methods=["POST"]),
+                Route(
+                    "/endpoints/{endpoint}/invocations", self.guarded(self.invoke), methods=["POST"]
+                ),
+                Route(
+                    "/endpoints/{endpoint}/{action:str}", self.guarded(self.invoke), methods=["GET"]
+                ),
             ],
             lifespan=lifespan,
         )
 
 
-def run_host(workspace: Workspace, host: str, port: int) -> None:
-    """Serve until stopped; one host per repository (a lock file says whether one runs)."""
+def run_host(
+    workspace: Workspace,
+    host: str,
+    port: int,
+    token: str | None = None,
+    token_file: Path | None = None,
+) -> None:
+    """Serve until stopped; one host per repository (a lock file says whether one runs).
+    With a `token` (read from `token_file`, whose path local clients find in the state file),
+    every route but /ping needs it."""
     import uvicorn
 
     from modelci.runtime.protocol import HttpProtocol
 
-    folder = state_path(workspace).parent
-    folder.mkdir(parents=True, exist_ok=True)
-    lock = (folder / "host.lock").open("a+")
-    try:
-        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        running = read_state(workspace)
-        where = f" at {running['url']} (pid {running['pid']})" if running else ""
-        raise ConfigError(
-            f"an endpoint host already runs for this repository{where}; "
-            "stop it with `modelci serve --stop`"
-        ) from None
-    # the lock names its holder, so that `serve --stop` finds a host still starting up
-    lock.seek(0)
-    lock.truncate()
-    lock.write(f"{os.getpid()}\n")
-    lock.flush()
+    lock = take_lock(workspace)
     # uvicorn re-raises the SIGTERM it shut down on once it is done; with the default action
     # that would end the process before `finally` removes the state file, and `serve --stop`
     # (or a deploy) would then wait on a stale file whose pid may still look alive.
@@ -398,17 +379,20 @@ def run_host(workspace: Workspace, host: str, port: int) -> None:
     except OSError as exc:
         raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror}", key="--port") from None
     bound = listener.getsockname()[1]
-    url = f"http://{host}:{bound}"
-    state = state_path(workspace)
-    temporary = state.with_suffix(".tmp")
-    temporary.write_text(
-        json.dumps(
-            {"pid": os.getpid(), "url": url, "host": host, "port": bound, "started": time.time()}
-        )
+    write_state(
+        workspace,
+        {
+            "pid": os.getpid(),
+            "url": f"http://{host}:{bound}",
+            "host": host,
+            "port": bound,
+            "started": time.time(),
+            "token": token is not None,
+            "token_file": str(token_file.resolve()) if token_file else None,
+        },
     )
-    os.replace(temporary, state)
     config = uvicorn.Config(
-        Host(workspace).app(),
+        Host(workspace, token).app(),
         log_level="warning",
         access_log=False,
         http=HttpProtocol,
@@ -422,9 +406,7 @@ def run_host(workspace: Workspace, host: str, port: int) -> None:
     try:
         uvicorn.Server(config).run(sockets=[listener])
     finally:
-        with contextlib.suppress(OSError):
-            if read_state(workspace).get("pid") == os.getpid():
-                state.unlink()
+        remove_state(workspace)
         lock.close()
 
 

@@ -34,7 +34,7 @@ def _template(name: str) -> str:
 
 def write_starter(directory: Path, model: str) -> dict[str, Any]:
     """Write the starter files that do not exist yet; `git init` when not in a repository."""
-    if not MODEL_NAME.match(model):
+    if not MODEL_NAME.fullmatch(model):
         raise ConfigError(
             f"{model!r} is not a valid model name: it must match {MODEL_NAME.pattern}",
             key="--model",
