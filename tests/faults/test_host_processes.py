@@ -5,6 +5,7 @@ flight."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -14,6 +15,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from modelci.registry import open_registry
 from modelci.registry.base import Event
@@ -31,6 +33,8 @@ from tests.integration.test_deploy import (
     processes_of,
     until,
 )
+from tests.integration.test_server_process import running_server
+from tests.support.churn import train_churn_model
 
 THREADS = 8
 # model_fn takes a minute: a version that stays "starting" for as long as a test needs
@@ -151,3 +155,37 @@ def test_version_server_killed_under_load_fails_only_what_was_in_flight(toy: Toy
     assert fraction <= 0.05
     [after] = toy.endpoints().values()
     assert after["pid"] != before["pid"] and after["healthy"]
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            fields = _stat_fields(int(entry.name))
+            if len(fields) > 1 and fields[1] == str(pid) and fields[0] != "Z":
+                found.append(int(entry.name))
+    return found
+
+
+def _stat_fields(pid: int) -> list[str]:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return []
+
+
+def test_workers_of_a_killed_version_server_exit(tmp_path_factory: pytest.TempPathFactory) -> None:
+    model_dir = train_churn_model(tmp_path_factory)
+    with running_server("--model-dir", str(model_dir), "--workers", "2") as server:
+        workers = until(
+            lambda: len(_children(server.process.pid)) >= 2 and _children(server.process.pid),
+            "the server's two workers run",
+            30,
+        )
+        os.kill(server.process.pid, signal.SIGKILL)
+        try:
+            until(lambda: not any(alive(w) for w in workers), "its workers exit with it", 10)
+        finally:
+            for worker in workers:  # never leave one behind, even when the test fails
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(worker, signal.SIGKILL)
