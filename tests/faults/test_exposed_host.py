@@ -213,3 +213,16 @@ def test_model_names_are_matched_whole(
     assert "not a valid model name" in result.json()["error"]["message"]
     made = modelci("init", repo.root / "new", "--model", "churn\n", "--json")
     assert made.code == 2 and "not a valid model name" in made.json()["error"]["message"]
+
+
+def test_other_names_are_matched_whole() -> None:
+    from modelci.aliases import check_name
+    from modelci.ciconfig import render
+    from modelci.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="must match"):
+        check_name("latest\n", ["staging", "production"])
+    with pytest.raises(ConfigError, match="not a branch name"):
+        render("github", main="main\n")
+    with pytest.raises(ConfigError):
+        render("github", python="3.11\n")
