@@ -33,8 +33,26 @@ def _move(db: Path) -> None:
     db.rename(db.with_name("registry.db.moved"))
 
 
+def _remove_with_marker(db: Path) -> None:
+    for path in db.parent.glob(db.name + "*"):  # rm registry.db*: the marker goes too
+        path.unlink()
+
+
+def _replace_with_fresh(db: Path) -> None:
+    fresh = db.with_name("fresh.db")
+    with open_registry(f"sqlite:///{fresh}", db.parent) as registry:
+        registry.upgrade()  # the schema and nothing else, as a fresh start would make
+    for path in db.parent.glob(db.name + "-*"):
+        path.unlink()
+    fresh.replace(db)
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("damage", [_empty, _truncate, _move], ids=["empty", "truncate", "move"])
+@pytest.mark.parametrize(
+    "damage",
+    [_empty, _truncate, _move, _remove_with_marker, _replace_with_fresh],
+    ids=["empty", "truncate", "move", "remove-with-marker", "replace-with-fresh"],
+)
 def test_lost_registry_leaves_endpoints_serving(toy: Toy, damage: Callable[[Path], None]) -> None:
     version = toy.version()
     gateway = toy.deployed()["gateway_url"]
