@@ -189,3 +189,28 @@ def test_workers_of_a_killed_version_server_exit(tmp_path_factory: pytest.TempPa
             for worker in workers:  # never leave one behind, even when the test fails
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(worker, signal.SIGKILL)
+
+
+def test_a_server_that_cannot_restart_is_retried_with_a_pause(toy: Toy) -> None:
+    version = toy.version()
+    gateway = toy.deployed()["gateway_url"]
+    [before] = toy.endpoints().values()
+    [model_file] = (toy.root / ".modelci/models").rglob("model.json")
+    saved = model_file.read_text()
+    model_file.write_text("{ not json")  # the version's next start fails to load it
+    log = toy.root / f".modelci/serve/logs/toy-staging-{version}.log"
+    os.kill(before["pid"], signal.SIGKILL)
+    until(lambda: "last_error" in toy.endpoints()["toy-staging"], "a restart fails", 30)
+    window = time.monotonic() + 4.0  # less than RESTART_BACKOFF_S: one retry at most
+    while time.monotonic() < window:
+        assert toy.endpoints()["toy-staging"]["healthy"] is False
+        time.sleep(0.2)  # the poll interval while watching for a retry storm
+    attempts = log.read_text().count("JSONDecodeError")
+    assert 1 <= attempts <= 2, attempts
+
+    model_file.write_text(saved)
+    # a request sent now waits for the next restart, which loads the repaired model
+    answer = httpx.post(f"{gateway}/invocations", content=ROW, headers=JSON, timeout=60)
+    assert prediction(answer) == 3.5
+    [after] = toy.endpoints().values()
+    assert after["healthy"] and after["restarts"] == 1 and after["pid"] != before["pid"]

@@ -35,6 +35,7 @@ POLL_S = 2.0  # how often the registry is read for changes made elsewhere
 MONITOR_S = 0.25  # how often version servers are checked for a crash
 READY_TIMEOUT_S = 120.0
 DRAIN_TIMEOUT_S = 30.0
+RESTART_BACKOFF_S = 5.0  # between restarts of a server whose last restart failed
 RESTART_WAIT_S = 30.0  # how long a request waits for its endpoint's crashed server to return
 FORWARDED = ("content-type", "accept", "x-amzn-sagemaker-custom-attributes")
 
@@ -198,6 +199,12 @@ class Host:
                 if server.stopping or server.alive():
                     continue
                 server.healthy = False
+                failed = self.failures.get(endpoint) or {}
+                if (
+                    failed.get("version") == server.spec.version
+                    and time.time() - failed["time"] < RESTART_BACKOFF_S
+                ):
+                    continue  # its last restart failed: no fork storm
                 async with self.lock:
                     if self.routes.get(endpoint) is server:
                         spec = server.spec
