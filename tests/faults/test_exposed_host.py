@@ -145,7 +145,9 @@ def test_a_host_with_a_token_asks_for_it(
 
 
 @pytest.mark.slow
-def test_deploy_finds_the_token_file_of_a_running_host(toy: Toy, tmp_path: Path) -> None:
+def test_deploy_finds_the_token_file_of_a_running_host(
+    toy: Toy, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     token_file = tmp_path / "token"
     token_file.write_text(TOKEN + "\n")
     toy.version()
@@ -171,6 +173,10 @@ def test_deploy_finds_the_token_file_of_a_running_host(toy: Toy, tmp_path: Path)
     url = f"http://127.0.0.1:{port}"
     until(lambda: host_url(toy.root) == url, "the host writes its state")
     assert httpx.get(f"{url}/-/endpoints").status_code == 401
+    with monkeypatch.context() as wrong:
+        wrong.setenv("MODELCI_SERVE_TOKEN", TOKEN.upper())
+        refused = toy.deploy()
+    assert refused.code == 1 and "refused the token" in refused.json()["reason"]
     gateway = toy.deployed()["gateway_url"]
     assert (
         prediction(httpx.post(f"{gateway}/invocations", content=ROW, headers={**JSON, **BEARER}))

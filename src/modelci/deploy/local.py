@@ -111,7 +111,7 @@ class LocalDeployer(Deployer):
         deadline = time.monotonic() + timeout
         while True:
             try:
-                _, body, _ = _request(
+                code, body, _ = _request(
                     "POST",
                     f"{url}/-/sync",
                     headers=self._auth(),
@@ -120,6 +120,11 @@ class LocalDeployer(Deployer):
                 status = json.loads(body)
             except (OSError, ValueError) as error:
                 raise DeployFailed(f"the endpoint host at {url} did not answer: {error}") from None
+            if code == 401:
+                raise DeployFailed(
+                    f"the endpoint host at {url} refused the token (MODELCI_SERVE_TOKEN, else "
+                    "the host's --token-file) or its absence"
+                )
             state = status["endpoints"].get(endpoint, {})
             if state.get("version") == version and state.get("healthy"):
                 return Served(endpoint, version, state.get("url"), f"{url}/endpoints/{endpoint}")
