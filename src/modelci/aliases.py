@@ -22,7 +22,7 @@ def is_alias(environment: str) -> bool:
 
 
 def check_name(name: str, environments: list[str]) -> None:
-    if not ALIAS_NAME.match(name):
+    if not ALIAS_NAME.fullmatch(name):
         raise ConfigError(f"alias {name!r} must match {ALIAS_NAME.pattern}", key="NAME")
     if name in environments:
         raise ConfigError(

@@ -97,13 +97,13 @@ def default_path(provider: str) -> str:
 
 
 def _check(main: str, python: str) -> None:
-    if not BRANCH.match(main) or ".." in main or main.endswith((".", "/", ".lock")):
+    if not BRANCH.fullmatch(main) or ".." in main or main.endswith((".", "/", ".lock")):
         raise ConfigError(
             f"{main!r} is not a branch name this generator can write (letters, digits, "
             "'.', '_', '-' and '/')",
             key="--main",
         )
-    if not PYTHON.match(python):
+    if not PYTHON.fullmatch(python):
         raise ConfigError(f"{python!r} is not a Python version such as 3.11", key="--python")
 
 

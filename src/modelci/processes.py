@@ -4,9 +4,21 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
+import sys
 from typing import Any
+
+# A child must not outlive a modelci that was killed (SIGKILL leaves no time to stop it):
+# util-linux's setpriv asks the kernel to kill it when its parent dies. The kernel's "parent"
+# is the thread that started the child, so children meant to live on are started from a
+# thread that lives as long as the process (the main thread, or an event loop's).
+DIE_WITH_PARENT = (
+    ["setpriv", "--pdeathsig", "KILL", "--"]
+    if sys.platform == "linux" and shutil.which("setpriv")
+    else []
+)
 
 
 def stop_group(process: subprocess.Popen[Any], grace: float) -> int:

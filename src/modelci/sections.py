@@ -55,7 +55,7 @@ class SageMakerSection(Strict):
     @field_validator("bucket")
     @classmethod
     def _bucket_is_s3(cls, bucket: str | None) -> str | None:
-        if bucket is not None and not S3_BUCKET_URL.match(bucket):
+        if bucket is not None and not S3_BUCKET_URL.fullmatch(bucket):
             raise ValueError(f"expected s3://bucket or s3://bucket/prefix, got {bucket!r}")
         return bucket
 

@@ -76,7 +76,7 @@ def model_name(folder: str, explicit: str | None, spec_file: str) -> str:
     if explicit:
         return explicit
     name = folder.rsplit("/", 1)[-1]
-    if not MODEL_NAME.match(name):
+    if not MODEL_NAME.fullmatch(name):
         raise ConfigError(
             f"{name!r} (the folder's name) is not a valid model name: it must match "
             f"{MODEL_NAME.pattern} so that `<name>-staging` is a valid endpoint name; set "

@@ -57,7 +57,7 @@ class ModelSection(Strict):
     @field_validator("name")
     @classmethod
     def _name_is_valid(cls, name: str | None) -> str | None:
-        if name is not None and not MODEL_NAME.match(name):
+        if name is not None and not MODEL_NAME.fullmatch(name):
             raise ValueError(
                 f"{name!r} ([model].name) is not a valid model name: it must match "
                 f"{MODEL_NAME.pattern} so that `<name>-staging` is a valid endpoint name"
@@ -273,7 +273,7 @@ class ProjectFile(Strict):
         if len(set(suffixes)) != len(suffixes):
             raise ValueError("two environments share one suffix, so their endpoints would clash")
         for name in envs:
-            if not MODEL_NAME.match(name):
+            if not MODEL_NAME.fullmatch(name):
                 raise ValueError(f"{name!r}: an environment name matches {MODEL_NAME.pattern}")
         return envs
 

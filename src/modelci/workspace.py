@@ -82,11 +82,16 @@ class Workspace:
         return cast("Registry", _LazyRegistry(self))
 
     def registry_exists(self) -> bool:
-        """Whether a registry has been made yet (always True for a server URL)."""
+        """Whether a registry has been made yet (always True for a server URL). A registry
+        file that was made and is now missing or empty is a ConfigError naming it."""
         from modelci.registry import sqlite_file
 
         path = sqlite_file(self.project_url("registry"), self.root)
-        return path is None or path.exists()
+        if path is None:
+            return True
+        from modelci.registry.presence import check_registry_file
+
+        return check_registry_file(path)
 
     def store(self) -> Store:
         """Open the artifact store."""

@@ -39,7 +39,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "invoke": ("modelci.cli.invoke:invoke", "Send a request to an endpoint."),
     "sample": ("modelci.cli.sample:sample", "Write a channel's deterministic sample."),
     "golden": ("modelci.cli.golden:golden", "Record golden outputs."),
-    "registry": ("modelci.cli.registry:registry", "Manage the registry (upgrade)."),
+    "registry": ("modelci.cli.registry:registry", "Manage the registry (init, upgrade)."),
     "ci-config": ("modelci.cli.ci_config:ci_config", "Write a CI configuration."),
     "init": ("modelci.cli.init:init", "Write a starter model repository."),
 }

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -29,39 +30,58 @@ STOP_TIMEOUT_S = 60.0
     show_default=True,
     help="Port to bind (0: any free one).",
 )
+@click.option(
+    "--token-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="File holding the token every request must carry (default: $MODELCI_SERVE_TOKEN); "
+    "needed to listen beyond loopback.",
+)
+@click.option("--insecure", is_flag=True, help="Listen beyond loopback without a token (warns).")
 @click.option("--stop", is_flag=True, help="Stop the host running for this repository.")
 @click.option("--status", "show_status", is_flag=True, help="Show the running host's endpoints.")
 @json_option
 @click.pass_obj
 def serve(
-    workspace: Workspace, host: str, port: int, stop: bool, show_status: bool, json_mode: bool
+    workspace: Workspace,
+    host: str,
+    port: int,
+    token_file: Path | None,
+    insecure: bool,
+    stop: bool,
+    show_status: bool,
+    json_mode: bool,
 ) -> None:
     """Host every locally deployed endpoint at /endpoints/<endpoint>/invocations (as AWS's SDK
     calls SageMaker), following the registry and swapping versions without dropping a
     request. A local `deploy` starts it in the background when it is not running."""
-    from modelci.serve.hoststate import read_state
+    from modelci.serve.hoststate import read_state, starting_pid
 
     output = Output(json_mode)
     state = read_state(workspace)
     if stop:
-        if not state:
+        pid = int(state["pid"]) if state else starting_pid(workspace)
+        if pid is None:
             output.result(
                 {"stopped": False, "running": False},
                 lambda c: c.print("no endpoint host runs for this repository"),
             )
             return
-        pid = int(state["pid"])
         os.kill(pid, signal.SIGTERM)
         deadline = time.monotonic() + STOP_TIMEOUT_S
-        while time.monotonic() < deadline and read_state(workspace):
+        while time.monotonic() < deadline and (read_state(workspace) or starting_pid(workspace)):
             time.sleep(0.05)
-        if read_state(workspace):
+        if read_state(workspace) or starting_pid(workspace):
             raise ModelciError(
                 f"the endpoint host (pid {pid}) did not stop within {STOP_TIMEOUT_S:g} s"
             )
+        url = state.get("url")
         output.result(
-            {"stopped": True, "pid": pid, "url": state["url"]},
-            lambda c: c.print(f"stopped the endpoint host at {state['url']}"),
+            {"stopped": True, "pid": pid, "url": url},
+            lambda c: c.print(
+                f"stopped the endpoint host at {url}"
+                if url
+                else f"stopped the endpoint host (pid {pid}) while it was starting up"
+            ),
         )
         return
     if show_status:
@@ -77,10 +97,16 @@ def serve(
         }
         output.result(report, lambda console: _render_status(console, report, status))
         return
+    from modelci.serve.auth import check_exposure, read_token
+
+    token = read_token(token_file)
+    warning = check_exposure(host, token, insecure)  # before anything is bound
+    if warning:
+        output.warn(warning)
     from modelci.serve.host import run_host
 
     output.info(f"endpoint host for {workspace.root} on http://{host}:{port} (Ctrl-C stops)")
-    run_host(workspace, host, port)
+    run_host(workspace, host, port, token, token_file)
 
 
 def _render_status(console: Console, report: dict[str, Any], answered: object) -> None:

@@ -89,10 +89,17 @@ class LocalDeployer(Deployer):
         tail = (logs / "host.log").read_text(errors="replace").strip().splitlines()[-5:]
         raise DeployFailed("the endpoint host did not start: " + " | ".join(tail))
 
-    @staticmethod
-    def _get(url: str, path: str, timeout: float) -> dict[str, Any] | None:
+    def _auth(self) -> dict[str, str]:
+        """The header carrying the host's token, when it has one (see modelci.serve.auth)."""
+        from modelci.serve.auth import client_token
+        from modelci.serve.hoststate import read_state
+
+        token = client_token(read_state(self.workspace))
+        return {"authorization": f"Bearer {token}"} if token else {}
+
+    def _get(self, url: str, path: str, timeout: float) -> dict[str, Any] | None:
         try:
-            status, body, _ = _request("GET", url + path, timeout=timeout)
+            status, body, _ = _request("GET", url + path, headers=self._auth(), timeout=timeout)
         except OSError:
             return None
         return json.loads(body) if status == 200 else None
@@ -104,12 +111,20 @@ class LocalDeployer(Deployer):
         deadline = time.monotonic() + timeout
         while True:
             try:
-                _, body, _ = _request(
-                    "POST", f"{url}/-/sync", timeout=max(deadline - time.monotonic(), 1)
+                code, body, _ = _request(
+                    "POST",
+                    f"{url}/-/sync",
+                    headers=self._auth(),
+                    timeout=max(deadline - time.monotonic(), 1),
                 )
                 status = json.loads(body)
             except (OSError, ValueError) as error:
                 raise DeployFailed(f"the endpoint host at {url} did not answer: {error}") from None
+            if code == 401:
+                raise DeployFailed(
+                    f"the endpoint host at {url} refused the token (MODELCI_SERVE_TOKEN, else "
+                    "the host's --token-file) or its absence"
+                )
             state = status["endpoints"].get(endpoint, {})
             if state.get("version") == version and state.get("healthy"):
                 return Served(endpoint, version, state.get("url"), f"{url}/endpoints/{endpoint}")
@@ -129,7 +144,7 @@ class LocalDeployer(Deployer):
                 "no endpoint host runs for this repository: deploy a model, or "
                 "start one with `modelci serve`"
             )
-        headers = {"content-type": content_type}
+        headers = {"content-type": content_type, **self._auth()}
         if accept:
             headers["accept"] = accept
         try:

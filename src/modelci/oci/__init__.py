@@ -97,7 +97,7 @@ class OciClient:
         key: str | None = None,
     ) -> None:
         self.key = key
-        if not REPOSITORY.match(repository):
+        if not REPOSITORY.fullmatch(repository):
             raise ConfigError(
                 f"{repository!r} is not a valid OCI repository name (lowercase "
                 "letters, digits, separators . _ - and /)",
@@ -353,7 +353,7 @@ class OciClient:
 
     def put_manifest(self, reference: str, data: bytes, media_type: str) -> str:
         """Store the manifest bytes under a tag (or digest); the digest the registry gave."""
-        if not TAG.match(reference) and not reference.startswith("sha256:"):
+        if not TAG.fullmatch(reference) and not reference.startswith("sha256:"):
             raise ConfigError(f"{reference!r} is not a valid OCI tag")
         response = self.request(
             "PUT",

@@ -36,7 +36,8 @@ def open_registry(url: str, root: Path) -> Registry:
     """Open the registry at `url`; a relative SQLite path is taken from `root`, the repository.
 
     The schema is brought up to date on first use, not here: opening costs no query.
-    Raises ConfigError (key `registry.url`) for a scheme no backend serves.
+    Raises ConfigError (key `registry.url`) for a scheme no backend serves, and (naming the
+    file) for an SQLite registry that was made and is now missing, empty or damaged.
     """
     scheme = url.partition("://")[0].lower() if "://" in url else ""
     target = _REGISTRIES.get(scheme)
@@ -46,6 +47,11 @@ def open_registry(url: str, root: Path) -> Registry:
             f"unknown registry URL {mask_url(url)!r}: the scheme must be one of {known}",
             key=_KEY,
         )
+    database = sqlite_file(url, root)
+    if database is not None:
+        from modelci.registry.presence import check_registry_file
+
+        check_registry_file(database)  # never a silent fresh start over a lost registry
     registry_class: type[Registry] = load(target, what=f"a {scheme}:// registry", key=_KEY)
     return registry_class(url, root=root)  # type: ignore[call-arg]
 

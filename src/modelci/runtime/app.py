@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from time import perf_counter
@@ -193,6 +194,21 @@ def app_from_environment() -> Starlette:
     The factory uvicorn's worker processes call; `python -m modelci.runtime.server` sets the
     variable.
     """
+    _die_with_parent()
     config = json.loads(os.environ[CONFIG_VARIABLE])
     model_dir = config.pop("model_dir")
     return create_app(model_dir, **config)
+
+
+def _die_with_parent() -> None:
+    """A worker must not outlive its server process, which dies with the endpoint host (even
+    of SIGKILL): ask Linux to send SIGKILL to this process when its parent dies."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+    import signal
+
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return

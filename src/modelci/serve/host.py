@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
-import json
+import logging
 import os
+import re
 import signal
 import socket
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 from starlette.applications import Starlette
@@ -23,17 +24,26 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from modelci.errors import ConfigError, ModelciError
-from modelci.serve.hoststate import read_state, state_path
-from modelci.serve.proxy import UpstreamError
-from modelci.serve.workers import LaunchSpec, VersionServer
+from modelci.errors import ConfigError, ModelciError, RegistryError
+from modelci.serve.auth import authorized
+from modelci.serve.hoststate import remove_state, take_lock, write_state
+from modelci.serve.proxy import UpstreamError, UpstreamUnreachable
+from modelci.serve.workers import LaunchSpec, VersionServer, launch_spec
 from modelci.workspace import Workspace
 
 POLL_S = 2.0  # how often the registry is read for changes made elsewhere
 MONITOR_S = 0.25  # how often version servers are checked for a crash
 READY_TIMEOUT_S = 120.0
 DRAIN_TIMEOUT_S = 30.0
+RESTART_BACKOFF_S = 5.0  # between restarts of a server whose last restart failed
+RESTART_WAIT_S = 30.0  # how long a request waits for its endpoint's crashed server to return
 FORWARDED = ("content-type", "accept", "x-amzn-sagemaker-custom-attributes")
+
+# SageMaker's endpoint names, matched whole (`$` would let a trailing newline through)
+ENDPOINT_NAME = re.compile(r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}")
+
+log = logging.getLogger("modelci.serve")
+Handler = Callable[[Request], Awaitable[Response]]
 
 
 def _json(data: Any, status: int = 200) -> JSONResponse:
@@ -43,23 +53,41 @@ def _json(data: Any, status: int = 200) -> JSONResponse:
 class Host:
     """The endpoints, their version servers and the reconciliation with the registry."""
 
-    def __init__(self, workspace: Workspace):
+    def __init__(self, workspace: Workspace, token: str | None = None):
         self.workspace = workspace
+        self.token = token  # when set, every route but /ping needs it
         self.routes: dict[str, VersionServer] = {}
         self.failures: dict[str, dict[str, Any]] = {}
         self.lock = asyncio.Lock()
         self.tasks: list[asyncio.Task[None]] = []
+        self.starting: list[VersionServer] = []  # launched, not routed yet: stopped on exit
+        # Set while the registry cannot be read (or reads as lost): the host then keeps
+        # serving what it last knew to be wanted, and says so in /-/health.
+        self.registry_problem: dict[str, Any] | None = None
+        self.registry_read_at: float | None = None
 
     # --- the desired state ---------------------------------------------------------------
 
-    def desired(self) -> dict[str, tuple[str, str, str]]:
-        """endpoint -> (model, environment, version), from the registry's pointers."""
+    def desired(self, serving: tuple[str, ...] = ()) -> dict[str, tuple[str, str, str]]:
+        """endpoint -> (model, environment, version), from the registry's pointers; raises
+        when the registry reads as lost while the host serves the endpoints `serving`."""
         workspace = Workspace(self.workspace.root)  # fresh settings and specs each time
         environments = workspace.project.environments
-        if workspace.project.deploy.backend != "local" or not workspace.registry_exists():
+        if workspace.project.deploy.backend != "local":
+            return {}
+        # A registry that was made and is now missing or empty raises here (ConfigError);
+        # one gone with its marker too, or emptied of every model, is as lost while this
+        # host serves versions it named: undeploying clears pointers, it never removes models.
+        if not workspace.registry_exists():
+            if serving:
+                raise RegistryError(f"the registry is gone, yet it wanted {', '.join(serving)}")
             return {}
         with workspace.registry() as registry:
             pointers = registry.pointers()
+            if not pointers and serving and not registry.models():
+                raise RegistryError(
+                    f"the registry holds no model any more, yet it wanted {', '.join(serving)}"
+                )
         wanted: dict[str, tuple[str, str, str]] = {}
         for pointer in pointers:
             if pointer.environment in environments:
@@ -67,57 +95,18 @@ class Host:
                 wanted[endpoint] = (pointer.model, pointer.environment, pointer.version)
         return wanted
 
-    def launch_spec(self, endpoint: str, model: str, environment: str, version: str) -> LaunchSpec:
-        """Everything needed to start a version: its environment, model folder and handler."""
-        from modelci.envs.runtime_copy import runtime_dir
-        from modelci.envs.uv import ensure_environment
-        from modelci.train.artifacts import materialize
-        from modelci.train.jobs import export, spec_at
-
-        workspace = Workspace(self.workspace.root)
-        with workspace.registry() as registry:
-            record = registry.get_version(version)
-        if record is None or not record.artifact_sha256:
-            raise ConfigError(f"version {version} has no artifact to serve")
-        dirty = bool(record.details.get("dirty"))
-        spec = spec_at(workspace, model, record.commit, dirty)
-        env = ensure_environment(workspace.root, spec)
-        model_dir = materialize(
-            workspace.store(), record.artifact_sha256, workspace.state_dir / "models"
-        )
-        handler = None
-        if spec.file.serve.handler:
-            code = workspace.state_dir / "serve" / "code" / version
-            if not code.exists():
-                export(workspace.root, None if dirty else record.commit, [spec.folder], code)
-            handler = str(code / spec.folder / spec.file.serve.handler)
-        return LaunchSpec(
-            endpoint=endpoint,
-            model=model,
-            environment=environment,
-            version=version,
-            commit=record.commit,
-            python=str(env.python),
-            runtime=str(runtime_dir(workspace.state_dir)),
-            model_dir=str(model_dir),
-            handler=handler,
-            workers=spec.file.serve.workers,
-            batch_max_size=spec.file.serve.batch.max_size,
-            batch_max_wait_ms=spec.file.serve.batch.max_wait_ms,
-            log_dir=str(workspace.state_dir / "serve" / "logs"),
-        )
-
     # --- reconciliation ------------------------------------------------------------------
 
     async def reconcile(self) -> None:
         """Bring the running servers in line with the registry."""
         async with self.lock:
             try:
-                wanted = await asyncio.to_thread(self.desired)
-            except ModelciError as error:
-                self.failures["*"] = {"error": error.render(), "time": time.time()}
+                wanted = await asyncio.to_thread(self.desired, tuple(sorted(self.routes)))
+            except Exception as error:  # whatever the registry did, the endpoints stay up
+                reason = error.render() if isinstance(error, ModelciError) else repr(error)
+                self.registry_failed(reason)
                 return
-            self.failures.pop("*", None)
+            self.registry_read()
             for endpoint, (model, environment, version) in wanted.items():
                 current = self.routes.get(endpoint)
                 if current is not None and current.spec.version == version:
@@ -135,13 +124,46 @@ class Host:
                 await server.drain(DRAIN_TIMEOUT_S)
                 await asyncio.to_thread(server.stop)
 
+    def registry_failed(self, reason: str) -> None:
+        """Keep the last known good state; say so once in the log, always in /-/health."""
+        now = time.time()
+        self.failures["*"] = {"error": reason, "time": now}
+        if self.registry_problem is None:
+            log.warning(
+                "the registry cannot be read; still serving %s as last read%s: %s",
+                ", ".join(f"{e}={s.spec.version}" for e, s in self.routes.items()) or "nothing",
+                "" if self.registry_read_at is None else f" at {time.ctime(self.registry_read_at)}",
+                reason,
+            )
+            self.registry_problem = {"error": reason, "since": now}
+        self.registry_problem["error"] = reason
+
+    def registry_read(self) -> None:
+        self.failures.pop("*", None)
+        if self.registry_problem is not None:
+            log.warning("the registry can be read again; following it")
+            self.registry_problem = None
+        self.registry_read_at = time.time()
+
     async def swap(
-        self, endpoint: str, model: str, environment: str, version: str, restarts: int = 0
+        self,
+        endpoint: str,
+        model: str,
+        environment: str,
+        version: str,
+        restarts: int = 0,
+        spec: LaunchSpec | None = None,
     ) -> bool:
-        """Start `version`, and once healthy route the endpoint to it and retire the old."""
+        """Start `version` (from `spec` when given: a restart needs no registry), and once
+        healthy route the endpoint to it and retire the old."""
         try:
-            spec = await asyncio.to_thread(self.launch_spec, endpoint, model, environment, version)
-            server = await asyncio.to_thread(VersionServer.launch, spec, restarts)
+            if spec is None:
+                spec = await asyncio.to_thread(
+                    launch_spec, self.workspace.root, endpoint, model, environment, version
+                )
+            # launched from the event loop's thread, not a worker thread that may end first:
+            # the server is to die with the host, and the kernel's "parent" is that thread
+            server = VersionServer.launch(spec, restarts)
         except ModelciError as error:
             self.failures[endpoint] = {
                 "version": version,
@@ -149,7 +171,14 @@ class Host:
                 "time": time.time(),
             }
             return False
-        problem = await server.wait_ready(READY_TIMEOUT_S)
+        self.starting.append(server)
+        try:
+            problem = await server.wait_ready(READY_TIMEOUT_S)
+        except BaseException:  # cancelled: the host is stopping
+            server.stop()
+            raise
+        finally:
+            self.starting.remove(server)
         if problem is not None:
             await asyncio.to_thread(server.stop)
             self.failures[endpoint] = {"version": version, "error": problem, "time": time.time()}
@@ -163,13 +192,19 @@ class Host:
         return True
 
     async def monitor(self) -> None:
-        """Restart a version server that died; its endpoint answers 503 meanwhile."""
+        """Restart a version server that died; its endpoint's requests wait meanwhile."""
         while True:
             await asyncio.sleep(MONITOR_S)
             for endpoint, server in list(self.routes.items()):
                 if server.stopping or server.alive():
                     continue
                 server.healthy = False
+                failed = self.failures.get(endpoint) or {}
+                if (
+                    failed.get("version") == server.spec.version
+                    and time.time() - failed["time"] < RESTART_BACKOFF_S
+                ):
+                    continue  # its last restart failed: no fork storm
                 async with self.lock:
                     if self.routes.get(endpoint) is server:
                         spec = server.spec
@@ -179,12 +214,15 @@ class Host:
                             spec.environment,
                             spec.version,
                             restarts=server.restarts + 1,
+                            spec=spec,
                         )
 
     async def poll(self) -> None:
         while True:
-            with contextlib.suppress(Exception):
+            try:
                 await self.reconcile()
+            except Exception:  # the host outlives any one failed look; the next poll retries
+                log.exception("reconcile failed; retrying in %s s", POLL_S)
             await asyncio.sleep(POLL_S)
 
     # --- HTTP ----------------------------------------------------------------------------
@@ -192,6 +230,8 @@ class Host:
     async def invoke(self, request: Request) -> Response:
         endpoint = request.path_params["endpoint"]
         action = request.path_params.get("action", "invocations")
+        if not ENDPOINT_NAME.fullmatch(endpoint):
+            return _json({"message": f"{endpoint!r} is not a valid endpoint name"}, 400)
         body = await request.body() if request.method == "POST" else b""
         headers = {k: v for k in FORWARDED if (v := request.headers.get(k))}
         for attempt in (0, 1):
@@ -203,10 +243,17 @@ class Host:
                     message += f" (its last start failed: {failure['error']})"
                 return _json({"message": message}, 404)
             if not server.healthy or not server.alive():
-                return _json({"message": f"endpoint {endpoint!r} is restarting"}, 503)
+                restarted = await self.restarted(endpoint)
+                if restarted is None:
+                    return _json({"message": f"endpoint {endpoint!r} is restarting"}, 503)
+                server = restarted
             server.inflight += 1
             try:
                 answer = await server.upstream.request(request.method, f"/{action}", body, headers)
+            except UpstreamUnreachable:
+                if attempt == 0:
+                    continue  # never delivered (the server just died): wait for its restart
+                return _json({"message": f"endpoint {endpoint!r} is restarting"}, 503)
             except UpstreamError as error:
                 if attempt == 0 and self.routes.get(endpoint) is not server:
                     continue  # swapped while in flight: send it to the new version
@@ -216,11 +263,46 @@ class Host:
             return Response(answer.body, status_code=answer.status, media_type=answer.content_type)
         return _json({"message": "unreachable"}, 500)  # pragma: no cover
 
+    async def restarted(self, endpoint: str) -> VersionServer | None:
+        """The endpoint's server once it is healthy again (the monitor restarts a crashed
+        one), or None after RESTART_WAIT_S or when the endpoint is gone."""
+        deadline = time.monotonic() + RESTART_WAIT_S
+        while time.monotonic() < deadline:
+            server = self.routes.get(endpoint)
+            if server is None:
+                return None
+            if server.healthy and server.alive():
+                return server
+            await asyncio.sleep(0.02)
+        return None
+
     def status(self) -> dict[str, Any]:
         endpoints = {name: server.describe() for name, server in self.routes.items()}
         for name, failure in self.failures.items():
             endpoints.setdefault(name, {"healthy": False})["last_error"] = failure
-        return {"endpoints": endpoints, "pid": os.getpid()}
+        return {"endpoints": endpoints, "pid": os.getpid(), "registry": self.registry_health()}
+
+    def registry_health(self) -> dict[str, Any]:
+        return {
+            "ok": self.registry_problem is None,
+            "last_read": self.registry_read_at,
+            **(self.registry_problem or {}),
+        }
+
+    async def health(self, request: Request) -> Response:
+        """The host's own health: `degraded` while the registry cannot be read (the endpoints
+        keep their last known versions) or an endpoint is not healthy."""
+        endpoints = {name: bool(s.healthy and s.alive()) for name, s in self.routes.items()}
+        registry = self.registry_health()
+        ok = registry["ok"] and all(endpoints.values())
+        return _json(
+            {
+                "status": "ok" if ok else "degraded",
+                "registry": registry,
+                "endpoints": endpoints,
+                "pid": os.getpid(),
+            }
+        )
 
     async def endpoints(self, request: Request) -> Response:
         return _json(self.status())
@@ -232,6 +314,23 @@ class Host:
     async def ping(self, request: Request) -> Response:
         return _json({"status": "ok", "endpoints": len(self.routes)})
 
+    def guarded(self, handler: Handler) -> Handler:
+        """`handler`, answering 401 to a request without the host's token (when it has one)."""
+
+        async def check(request: Request) -> Response:
+            if self.token is not None and not authorized(request.headers, self.token):
+                return JSONResponse(
+                    {
+                        "message": "this host needs its token: Authorization: Bearer <token>, "
+                        "or X-Modelci-Token: <token>"
+                    },
+                    status_code=401,
+                    headers={"www-authenticate": "Bearer"},
+                )
+            return await handler(request)
+
+        return check
+
     def app(self) -> Starlette:
         @contextlib.asynccontextmanager
         async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -241,40 +340,47 @@ class Host:
             finally:
                 for task in self.tasks:
                     task.cancel()
-                for server in list(self.routes.values()):
+                await asyncio.gather(*self.tasks, return_exceptions=True)
+                for server in [*self.starting, *self.routes.values()]:
                     await asyncio.to_thread(server.stop)
                 self.routes.clear()
 
         return Starlette(
             routes=[
                 Route("/ping", self.ping, methods=["GET"]),
-                Route("/-/endpoints", self.endpoints, methods=["GET"]),
-                Route("/-/sync", self.sync, methods=["POST"]),
-                Route("/endpoints/{endpoint}/invocations", self.invoke, methods=["POST"]),
-                Route("/endpoints/{endpoint}/{action:str}", self.invoke, methods=["GET"]),
+                Route("/-/health", self.guarded(self.health), methods=["GET"]),
+                Route("/-/endpoints", self.guarded(self.endpoints), methods=["GET"]),
+                Route("/-/sync", self.guarded(self.sync), methods=["POST"]),
+                Route(
+                    "/endpoints/{endpoint}/invocations", self.guarded(self.invoke), methods=["POST"]
+                ),
+                Route(
+                    "/endpoints/{endpoint}/{action:str}", self.guarded(self.invoke), methods=["GET"]
+                ),
             ],
             lifespan=lifespan,
         )
 
 
-def run_host(workspace: Workspace, host: str, port: int) -> None:
-    """Serve until stopped; one host per repository (a lock file says whether one runs)."""
+def run_host(
+    workspace: Workspace,
+    host: str,
+    port: int,
+    token: str | None = None,
+    token_file: Path | None = None,
+) -> None:
+    """Serve until stopped; one host per repository (a lock file says whether one runs).
+    With a `token` (read from `token_file`, whose path local clients find in the state file),
+    every route but /ping needs it."""
     import uvicorn
 
     from modelci.runtime.protocol import HttpProtocol
 
-    folder = state_path(workspace).parent
-    folder.mkdir(parents=True, exist_ok=True)
-    lock = (folder / "host.lock").open("a+")
-    try:
-        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        running = read_state(workspace)
-        where = f" at {running['url']} (pid {running['pid']})" if running else ""
-        raise ConfigError(
-            f"an endpoint host already runs for this repository{where}; "
-            "stop it with `modelci serve --stop`"
-        ) from None
+    lock = take_lock(workspace)
+    # uvicorn re-raises the SIGTERM it shut down on once it is done; with the default action
+    # that would end the process before `finally` removes the state file, and `serve --stop`
+    # (or a deploy) would then wait on a stale file whose pid may still look alive.
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
@@ -282,32 +388,34 @@ def run_host(workspace: Workspace, host: str, port: int) -> None:
     except OSError as exc:
         raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror}", key="--port") from None
     bound = listener.getsockname()[1]
-    url = f"http://{host}:{bound}"
-    state = state_path(workspace)
-    temporary = state.with_suffix(".tmp")
-    temporary.write_text(
-        json.dumps(
-            {"pid": os.getpid(), "url": url, "host": host, "port": bound, "started": time.time()}
-        )
+    write_state(
+        workspace,
+        {
+            "pid": os.getpid(),
+            "url": f"http://{host}:{bound}",
+            "host": host,
+            "port": bound,
+            "started": time.time(),
+            "token": token is not None,
+            "token_file": str(token_file.resolve()) if token_file else None,
+        },
     )
-    os.replace(temporary, state)
     config = uvicorn.Config(
-        Host(workspace).app(),
+        Host(workspace, token).app(),
         log_level="warning",
         access_log=False,
         http=HttpProtocol,
         lifespan="on",
+        # a request still waiting on a version's start must not hold the host's stop for long
+        timeout_graceful_shutdown=int(DRAIN_TIMEOUT_S),
     )
-    # uvicorn re-raises the SIGTERM it shut down on once it is done; with the default action
-    # that would end the process before `finally` removes the state file, and `serve --stop`
-    # (or a deploy) would then wait on a stale file whose pid may still look alive.
-    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    logging.basicConfig(
+        level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     try:
         uvicorn.Server(config).run(sockets=[listener])
     finally:
-        with contextlib.suppress(OSError):
-            if read_state(workspace).get("pid") == os.getpid():
-                state.unlink()
+        remove_state(workspace)
         lock.close()
 
 

@@ -3,11 +3,14 @@ it costs a command nothing)."""
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
+
+from modelci.errors import ConfigError
 
 if TYPE_CHECKING:
     from modelci.workspace import Workspace
@@ -33,6 +36,57 @@ def read_state(workspace: Workspace) -> dict[str, Any]:
     # A host killed outright leaves its file behind, and its pid may since belong to another
     # process (or to a zombie): only a host holding the lock runs.
     return data if _lock_held(state_path(workspace).parent / "host.lock") else {}
+
+
+def take_lock(workspace: Workspace) -> IO[str]:
+    """Take the repository's host lock (held while the returned file stays open), writing
+    this process's pid in it so that `serve --stop` finds a host still starting up; a
+    ConfigError when another host holds it."""
+    folder = state_path(workspace).parent
+    folder.mkdir(parents=True, exist_ok=True)
+    lock = (folder / "host.lock").open("a+")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        lock.close()
+        running = read_state(workspace)
+        where = f" at {running['url']} (pid {running['pid']})" if running else ""
+        raise ConfigError(
+            f"an endpoint host already runs for this repository{where}; "
+            "stop it with `modelci serve --stop`"
+        ) from None
+    lock.seek(0)
+    lock.truncate()
+    lock.write(f"{os.getpid()}\n")
+    lock.flush()
+    return lock
+
+
+def write_state(workspace: Workspace, state: dict[str, Any]) -> None:
+    """Say where this host runs (atomically: a reader sees the old file or the new)."""
+    path = state_path(workspace)
+    temporary = path.with_suffix(".tmp")
+    temporary.write_text(json.dumps(state))
+    os.replace(temporary, path)
+
+
+def remove_state(workspace: Workspace) -> None:
+    """Remove this process's state file (not one another host wrote since)."""
+    with contextlib.suppress(OSError):
+        if read_state(workspace).get("pid") == os.getpid():
+            state_path(workspace).unlink()
+
+
+def starting_pid(workspace: Workspace) -> int | None:
+    """The pid of a host that holds the lock but may not have written its state yet (it is
+    still starting up), or None when no host holds it."""
+    lock = state_path(workspace).parent / "host.lock"
+    if not _lock_held(lock):
+        return None
+    try:
+        return int(lock.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def _lock_held(path: Path) -> bool:

@@ -16,6 +16,10 @@ class UpstreamError(Exception):
     """The version server could not be reached or answered garbage."""
 
 
+class UpstreamUnreachable(UpstreamError):
+    """No connection could be made: the request was never delivered."""
+
+
 @dataclass(frozen=True)
 class Answer:
     """A version server's answer."""
@@ -39,7 +43,7 @@ class Upstream:
         try:
             reader, writer = await asyncio.open_connection(self.host, self.port)
         except OSError as exc:
-            raise UpstreamError(f"cannot connect to {self.host}:{self.port}: {exc}") from None
+            raise UpstreamUnreachable(f"cannot connect to {self.host}:{self.port}: {exc}") from None
         return reader, writer
 
     async def request(
@@ -130,5 +134,5 @@ class Upstream:
         self.closed = True
         while self.idle:
             _, writer = self.idle.pop()
-            with contextlib.suppress(Exception):
+            with contextlib.suppress(OSError, RuntimeError):  # already closed, or its loop is
                 writer.close()

@@ -12,10 +12,41 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from modelci.processes import stop_group
+from modelci.errors import ConfigError
+from modelci.processes import DIE_WITH_PARENT, stop_group
 from modelci.serve.proxy import Upstream, UpstreamError
 
 STOP_GRACE_S = 10.0
+# What a version server gets of the host's environment: what a process needs to run, find its
+# libraries and certificates and size its thread pools; never the host's secrets (registry
+# URL, cloud keys, the serving token).
+INHERITED = frozenset(
+    {
+        "PATH",
+        "HOME",
+        "USER",
+        "LOGNAME",
+        "LANG",
+        "LANGUAGE",
+        "TZ",
+        "TMPDIR",
+        "SSL_CERT_FILE",
+        "SSL_CERT_DIR",
+        "CUDA_VISIBLE_DEVICES",
+        "OMP_NUM_THREADS",
+        "MKL_NUM_THREADS",
+        "OPENBLAS_NUM_THREADS",
+        "NUMEXPR_NUM_THREADS",
+    }
+)
+
+
+def server_environment(environ: dict[str, str], runtime: str) -> dict[str, str]:
+    """The variables a version server starts with: an allow-list of the host's, and
+    modelci's runtime on its PYTHONPATH."""
+    env = {k: v for k, v in environ.items() if k in INHERITED or k.startswith("LC_")}
+    env["PYTHONPATH"] = runtime
+    return env
 
 
 def free_port() -> int:
@@ -44,6 +75,50 @@ class LaunchSpec:
     log_dir: str
 
 
+def launch_spec(
+    root: Path, endpoint: str, model: str, environment: str, version: str
+) -> LaunchSpec:
+    """Everything needed to start a version: its environment, model folder and handler."""
+    from modelci.envs.runtime_copy import runtime_dir
+    from modelci.envs.uv import ensure_environment
+    from modelci.train.artifacts import materialize
+    from modelci.train.jobs import export, spec_at
+    from modelci.workspace import Workspace
+
+    workspace = Workspace(root)  # fresh settings and specs each time
+    with workspace.registry() as registry:
+        record = registry.get_version(version)
+    if record is None or not record.artifact_sha256:
+        raise ConfigError(f"version {version} has no artifact to serve")
+    dirty = bool(record.details.get("dirty"))
+    spec = spec_at(workspace, model, record.commit, dirty)
+    env = ensure_environment(workspace.root, spec)
+    model_dir = materialize(
+        workspace.store(), record.artifact_sha256, workspace.state_dir / "models"
+    )
+    handler = None
+    if spec.file.serve.handler:
+        code = workspace.state_dir / "serve" / "code" / version
+        if not code.exists():
+            export(workspace.root, None if dirty else record.commit, [spec.folder], code)
+        handler = str(code / spec.folder / spec.file.serve.handler)
+    return LaunchSpec(
+        endpoint=endpoint,
+        model=model,
+        environment=environment,
+        version=version,
+        commit=record.commit,
+        python=str(env.python),
+        runtime=str(runtime_dir(workspace.state_dir)),
+        model_dir=str(model_dir),
+        handler=handler,
+        workers=spec.file.serve.workers,
+        batch_max_size=spec.file.serve.batch.max_size,
+        batch_max_wait_ms=spec.file.serve.batch.max_wait_ms,
+        log_dir=str(workspace.state_dir / "serve" / "logs"),
+    )
+
+
 @dataclass
 class VersionServer:
     """A running version server and the requests the host has in flight to it."""
@@ -65,7 +140,8 @@ class VersionServer:
 
     @classmethod
     def launch(cls, spec: LaunchSpec, restarts: int = 0) -> VersionServer:
-        """Start the server process (it is not ready yet: see `wait_ready`)."""
+        """Start the server process (it is not ready yet: see `wait_ready`). Call it from a
+        thread that lives as long as the host: the server dies with the thread that made it."""
         port = free_port()
         logs = Path(spec.log_dir)
         logs.mkdir(parents=True, exist_ok=True)
@@ -83,6 +159,7 @@ class VersionServer:
             )
         )
         command = [
+            *DIE_WITH_PARENT,  # a host killed outright takes its version servers with it
             spec.python,
             "-m",
             "modelci.runtime.server",
@@ -103,12 +180,7 @@ class VersionServer:
         ]
         if spec.handler:
             command += ["--handler", spec.handler]
-        env = {
-            k: v
-            for k, v in os.environ.items()
-            if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")
-        }
-        env["PYTHONPATH"] = spec.runtime
+        env = server_environment(dict(os.environ), spec.runtime)
         with log_path.open("ab") as log:
             process = subprocess.Popen(
                 command,

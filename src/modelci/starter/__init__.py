@@ -37,7 +37,7 @@ def write_starter(directory: Path, model: str) -> dict[str, Any]:
     """Write the starter files that do not exist yet. Outside a repository, `git init` one
     whose branch is `main`, whatever git's default; inside one, the starter's `[project].main`
     names the branch it already has."""
-    if not MODEL_NAME.match(model):
+    if not MODEL_NAME.fullmatch(model):
         raise ConfigError(
             f"{model!r} is not a valid model name: it must match {MODEL_NAME.pattern}",
             key="--model",

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import collections
 import os
-import shutil
 import subprocess
-import sys
 import threading
 import time
 from typing import IO, TYPE_CHECKING
 
+from modelci.processes import DIE_WITH_PARENT as _DIE_WITH_PARENT
 from modelci.processes import stop_group
 from modelci.progress import Progress
 from modelci.runtime.jobdir import command_arguments, environment
@@ -21,13 +20,6 @@ if TYPE_CHECKING:
 
 # A job's own process group is stopped with SIGTERM, then SIGKILL after this grace.
 KILL_GRACE_S = 5.0
-# A job must not outlive a modelci that was killed (SIGKILL leaves no time to stop it):
-# util-linux's setpriv asks the kernel to kill it when its parent dies.
-_DIE_WITH_PARENT = (
-    ["setpriv", "--pdeathsig", "KILL", "--"]
-    if sys.platform == "linux" and shutil.which("setpriv")
-    else []
-)
 
 
 def child_environment(job: TrainingJob) -> dict[str, str]:
