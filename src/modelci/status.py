@@ -21,8 +21,12 @@ def iso(moment: datetime | None) -> str | None:
 def status_report(workspace: Workspace) -> dict[str, Any]:
     """Every model (of the repository or the registry), the version each environment points
     to (with what the deploy backend says of its endpoint, when it says something) and the
-    newest version built."""
-    names = {m.name for m in workspace.models}
+    newest version built; `warnings` names each model.toml that could not be read."""
+    readable, broken = workspace.readable_models
+    names = {m.name for m in readable}
+    warnings = [
+        f"{error.render()} (left out; status shows the registry's state)" for error in broken
+    ]
     environments = workspace.environments
     models: list[dict[str, Any]] = []
     if not workspace.registry_exists():  # nothing built yet: don't create a registry to say so
@@ -30,7 +34,8 @@ def status_report(workspace: Workspace) -> dict[str, Any]:
             "models": [
                 {"model": n, "environments": dict.fromkeys(environments), "latest": None}
                 for n in sorted(names)
-            ]
+            ],
+            "warnings": warnings,
         }
     from modelci.deploy import open_deployer
 
@@ -77,7 +82,7 @@ def status_report(workspace: Workspace) -> dict[str, Any]:
                     else None,
                 }
             )
-    return {"models": models}
+    return {"models": models, "warnings": warnings}
 
 
 def _describe(deployer: Deployer | None, endpoint: str) -> dict[str, object] | None:

@@ -126,7 +126,8 @@ def test_status_without_a_registry_lists_models_and_creates_nothing(
                 "environments": {"staging": None, "production": None},
                 "latest": None,
             },
-        ]
+        ],
+        "warnings": [],
     }
     assert not (repo.root / ".modelci" / "registry.db").exists()
 

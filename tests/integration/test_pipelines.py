@@ -346,6 +346,37 @@ def test_gate_failure_fails_the_test_step_and_skips_the_deploy(trained: Repo) ->
     assert "gate_failed" in [e.kind for e in trained.events("alpha")[:2]]
 
 
+def test_read_only_commands_and_the_host_survive_a_broken_model_toml(
+    trained: Repo, tmp_path: Path
+) -> None:
+    """beta's model.toml breaks in the work tree: status and history warn and show the
+    registry's state, and the endpoint host still serves both versions (beta's spec is read
+    from the commit its version was built from)."""
+    from modelci.deploy.local import LocalDeployer
+    from modelci.workspace import Workspace
+
+    trained.write("models/beta/model.toml", "[train]\nentrypoint = 3\n")
+    status = trained.cli("status", "--json")
+    assert status.code == 0, status.stdout + status.stderr
+    assert "models/beta/model.toml" in status.stderr
+    models = {m["model"]: m for m in status.json()["models"]}
+    assert models["beta"]["environments"]["staging"]["version"] == trained.version("beta")
+    history = trained.cli("history", "beta", "--json")
+    assert history.code == 0 and "models/beta/model.toml" in history.stderr
+    assert "deploy" in [e["kind"] for e in history.json()["events"]]
+
+    deployer = LocalDeployer(Workspace(trained.root))
+    for name in MODELS:  # starts the host, which follows the registry
+        deployer.apply(f"{name}-staging", trained.version(name), timeout=60)
+    body = tmp_path / "row.json"
+    body.write_text("[[1, 2]]")
+    for name, bias in zip(MODELS, (0.5, 1.5), strict=True):
+        answer = trained.cli("invoke", f"{name}-staging", "--data", str(body))
+        assert answer.code == 0, answer.stdout + answer.stderr
+        assert json.loads(answer.stdout) == {"predictions": [3 + bias]}
+    assert set(trained.ok("serve", "--status")["endpoints"]) == {"alpha-staging", "beta-staging"}
+
+
 # --- release -----------------------------------------------------------------------------------
 
 

@@ -25,6 +25,8 @@ def status(workspace: Workspace, json_mode: bool) -> None:
     """Show every model, the version each environment runs and the newest version built."""
     output = Output(json_mode)
     report = status_report(workspace)
+    for warning in report["warnings"]:
+        output.warn(warning)
     output.result(report, lambda console: _render_status(console, report, workspace))
 
 
@@ -88,7 +90,10 @@ def _event_json(event: Event) -> dict[str, Any]:
 def history(workspace: Workspace, model: str, limit: int | None, json_mode: bool) -> None:
     """Show MODEL's events (train, deploy, promote, rollback, gate failure), newest first."""
     output = Output(json_mode)
-    known = {m.name for m in workspace.models}
+    readable, broken = workspace.readable_models
+    for error in broken:
+        output.warn(f"{error.render()} (left out)")
+    known = {m.name for m in readable}
     events: list[Event] = []
     if workspace.registry_exists():
         with workspace.registry() as registry:
@@ -97,7 +102,7 @@ def history(workspace: Workspace, model: str, limit: int | None, json_mode: bool
     if model not in known:
         from modelci.spec import find_model
 
-        find_model(workspace.models, model)  # raises, listing the known names
+        find_model(readable, model)  # raises, listing the known names
         raise ConfigError(f"no model named {model!r}")
     report = {"events": [_event_json(e) for e in events]}
     output.result(report, lambda console: _render_history(console, model, report["events"]))
