@@ -28,6 +28,7 @@ class ModelRun:
     version: str | None = None
     steps: dict[str, str] = field(default_factory=lambda: dict.fromkeys(STEPS, "pending"))
     error: str | None = None
+    metrics: dict[str, float] = field(default_factory=dict)
     # the exception behind `error`, with its traceback: `run --traceback` prints it
     exception: BaseException | None = field(default=None, repr=False, compare=False)
 
@@ -44,6 +45,7 @@ class ModelRun:
             "status": self.status,
             "steps": dict(self.steps),
             "error": self.error,
+            "metrics": dict(self.metrics),
         }
 
 
@@ -61,6 +63,7 @@ def run_model(
     from modelci.deploy.rollout import deploy
     from modelci.envs.uv import ensure_environment
     from modelci.spec import find_model
+    from modelci.testing.report import describe_failure, failure_causes
     from modelci.testing.runner import test_version, tests_passed
     from modelci.train.runner import TrainOptions, train_model
 
@@ -89,6 +92,7 @@ def run_model(
             state.steps["train"] = "cached" if outcome.cached or outcome.reused_from else "done"
             record = registry.get_version(outcome.version)
             assert record is not None
+            state.metrics = dict(record.metrics)
             step = "test"
             state.steps["test"] = "running"
             if tests_passed(record) is True:
@@ -97,8 +101,8 @@ def run_model(
                 report = test_version(workspace, registry, spec, record, note=note)
                 if not report.passed:
                     state.steps["test"] = "failed"
-                    failed = [c.name for c in report.checks if not c.passed and not c.skipped]
-                    state.error = f"checks failed: {', '.join(failed)}"
+                    failed = failure_causes([c.to_json() for c in report.checks])
+                    state.error = "checks failed: " + "; ".join(map(describe_failure, failed))
                     skip_rest("test")
                     return
                 state.steps["test"] = "done"

@@ -7,10 +7,12 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from modelci.errors import ModelciError
+from modelci.testing.report import test_result
 from modelci.workspace import Workspace
 
 if TYPE_CHECKING:
     from modelci.deploy.base import Deployer
+    from modelci.registry.base import VersionRecord
 
 
 def iso(moment: datetime | None) -> str | None:
@@ -63,6 +65,7 @@ def status_report(workspace: Workspace) -> dict[str, Any]:
                     "commit": in_force.commit if in_force else None,
                     "time": iso(pointer.updated_at),
                     "actor": pointer.actor,
+                    **_results(in_force),
                 }
                 # what the backend says (Ray Serve's application state, SageMaker's endpoint)
                 serving = _describe(deployer, workspace.endpoint(name, environment)) or unknown
@@ -77,12 +80,20 @@ def status_report(workspace: Workspace) -> dict[str, Any]:
                         "version": latest.version,
                         "commit": latest.commit,
                         "status": latest.status,
+                        **_results(latest),
                     }
                     if latest
                     else None,
                 }
             )
     return {"models": models, "warnings": warnings}
+
+
+def _results(record: VersionRecord | None) -> dict[str, Any]:
+    """A version's test result (passed, failed, not tested) and metrics."""
+    if record is None:
+        return {"tests": "not tested", "metrics": {}}
+    return {"tests": test_result(record.details), "metrics": dict(record.metrics)}
 
 
 def _describe(deployer: Deployer | None, endpoint: str) -> dict[str, object] | None:

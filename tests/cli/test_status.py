@@ -76,6 +76,8 @@ def test_status_reports_pointers_and_newest_version(
         "version": f"churn-{second[:12]}",
         "commit": second,
         "status": "ready",
+        "tests": "not tested",
+        "metrics": {},
     }
     assert models["price"]["latest"] is None
     human = modelci("-C", repo.root, "status")

@@ -246,7 +246,8 @@ def test_first_run_builds_trains_tests_and_deploys_every_model(prepared: Prepare
     assert set(document) == {"commit", "models"} and document["commit"] == prepared.commit
     assert [m["model"] for m in document["models"]] == list(MODELS)
     for entry in document["models"]:
-        assert set(entry) == {"model", "version", "status", "steps", "error"}
+        assert set(entry) == {"model", "version", "status", "steps", "error", "metrics"}
+        assert entry["metrics"] == {"score": 0.75}
         assert entry["version"] == f"{entry['model']}-{prepared.commit[:12]}"
         assert entry["status"] == "done" and entry["error"] is None
         assert list(entry["steps"]) == ["build", "train", "test", "deploy"]
@@ -276,8 +277,8 @@ def test_human_run_shows_a_live_table_and_a_summary(
     live = plain(result.stderr)  # the table, redrawn as the steps move
     assert "alpha" in live and "beta" in live and "pending" in live and "cached" in live
     lines = plain(result.stdout).splitlines()
-    assert lines[0].split() == ["model", "version", "build", "train", "test", "deploy"]
-    assert lines[1].split() == ["alpha", trained.version("alpha"), *["cached"] * 4]
+    assert lines[0].split() == ["model", "version", "build", "train", "test", "deploy", "metrics"]
+    assert lines[1].split() == ["alpha", trained.version("alpha"), *["cached"] * 4, "score=0.75"]
     assert f"{trained.sha()[:12]}: 2 of 2 model(s) ok" in result.stdout
 
 
@@ -335,7 +336,8 @@ def test_gate_failure_fails_the_test_step_and_skips_the_deploy(trained: Repo) ->
     code, models = trained.run()
     assert code == 1 and list(models) == ["alpha"]
     entry = models["alpha"]
-    assert entry["status"] == "failed" and "score" in entry["error"]
+    assert entry["status"] == "failed" and "score: expected >= 0.9, got 0.75" in entry["error"]
+    assert entry["metrics"] == {"score": 0.75}
     assert entry["steps"] == {
         "build": "cached",
         "train": "done",
@@ -344,6 +346,36 @@ def test_gate_failure_fails_the_test_step_and_skips_the_deploy(trained: Repo) ->
     }
     assert trained.pointer("alpha", "staging") == trained.version("alpha", "HEAD^")
     assert "gate_failed" in [e.kind for e in trained.events("alpha")[:2]]
+
+    # what status and history show of it: the test results, the metrics, the failed check
+    status = {m["model"]: m for m in trained.ok("status")["models"]}["alpha"]
+    assert status["latest"]["tests"] == "failed" and status["latest"]["metrics"] == {"score": 0.75}
+    staging = status["environments"]["staging"]
+    assert staging["tests"] == "passed" and staging["metrics"] == {"score": 0.75}
+    assert status["environments"]["production"] is None
+    human = plain(trained.cli("status").stdout)
+    assert "tests failed" in human and "tests passed" in human and "score=0.75" in human
+    test = next(e for e in trained.ok("history", "alpha")["events"] if e["kind"] == "test")
+    assert test["details"]["passed"] is False
+    [failure] = test["details"]["failures"]
+    assert failure["name"] == "score" and failure["expected"] == ">= 0.9"
+    assert failure["actual"] == 0.75
+    assert "failed: score: expected >= 0.9, got 0.75" in plain(
+        trained.cli("history", "alpha").stdout
+    )
+
+
+def test_a_reproducibility_failure_says_what_differs(trained: Repo) -> None:
+    write_model(trained, "beta", bias=1.5, train_extra="import random; bias += random.random()")
+    trained.commit("beta: an unseeded random bias")
+    code, models = trained.run()
+    assert code == 1 and list(models) == ["beta"]
+    error = models["beta"]["error"]
+    assert error.startswith("checks failed: reproducibility: expected two trainings agree")
+    assert "files that differ: model.json" in error and "predictions differ" in error
+    assert "likely causes: an unseeded random generator" in error
+    test = next(e for e in trained.ok("history", "beta")["events"] if e["kind"] == "test")
+    assert "model.json" in test["details"]["failures"][0]["message"]
 
 
 def test_read_only_commands_and_the_host_survive_a_broken_model_toml(
@@ -413,6 +445,9 @@ def test_release_of_an_annotated_tag_then_the_same_again(trained: Repo) -> None:
 
     human = trained.cli("release", "v1.0.0")
     assert human.code == 0 and "alpha: unchanged" in human.stdout
+    shown = plain(trained.cli("history", "alpha").stdout)
+    assert "tag" in shown.splitlines()[0] and "v1.0.0" in shown
+    assert "passed" in shown  # the first run's test event
 
 
 def test_lightweight_tag_after_the_last_build_takes_the_ancestors_version(trained: Repo) -> None:
