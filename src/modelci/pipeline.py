@@ -163,9 +163,10 @@ def run_pipeline(
         base=base,
         default_base=(lambda _h: last_deployed_commit(workspace)) if base is None else None,
     )
+    retired = retire_deleted(workspace, report.deleted, report.head, note)
     runs = [ModelRun(entry.model) for entry in report.changed]
     if not runs:
-        return report.head, runs
+        return report.head, retired
     deploy_lock = threading.Lock()
     if on_change:
         on_change(runs)  # every model, pending
@@ -181,7 +182,37 @@ def run_pipeline(
     else:
         with ThreadPoolExecutor(max_workers=jobs) as pool:
             list(pool.map(one, runs))
-    return report.head, runs
+    return report.head, runs + retired
+
+
+def retire_deleted(
+    workspace: Workspace, deleted: list[str], head: str, note: Progress
+) -> list[ModelRun]:
+    """Stop the endpoints of every model whose folder the range deleted (and that no folder
+    of the work tree claims again): each one's pointers cleared, with a `retire` event."""
+    from modelci.deploy import open_deployer
+    from modelci.deploy.retire import retire
+
+    kept = {m.name for m in workspace.readable_models[0]}
+    gone = [name for name in deleted if name not in kept]
+    if not gone or not workspace.registry_exists():
+        return []
+    runs: list[ModelRun] = []
+    with workspace.registry() as registry:
+        for name in gone:
+            if not any(registry.get_pointer(name, e) for e in workspace.environments):
+                continue  # nothing serves it (retired before, or never deployed); aliases stay
+            state = ModelRun(name, steps={**dict.fromkeys(STEPS, "skipped"), "deploy": "retired"})
+            try:
+                undone = retire(
+                    workspace, registry, open_deployer(workspace), name, commit=head, note=note
+                )
+                state.version = undone[0].previous_version if undone else None
+            except ModelciError as error:
+                state.steps["deploy"] = "failed"
+                state.error, state.exception = f"retire: {error.render()}", error
+            runs.append(state)
+    return runs
 
 
 # --- release ---------------------------------------------------------------------------------

@@ -34,7 +34,12 @@ def status_report(workspace: Workspace) -> dict[str, Any]:
     if not workspace.registry_exists():  # nothing built yet: don't create a registry to say so
         return {
             "models": [
-                {"model": n, "environments": dict.fromkeys(environments), "latest": None}
+                {
+                    "model": n,
+                    "environments": dict.fromkeys(environments),
+                    "latest": None,
+                    "retired": False,
+                }
                 for n in sorted(names)
             ],
             "warnings": warnings,
@@ -46,6 +51,7 @@ def status_report(workspace: Workspace) -> dict[str, Any]:
         unknown = None
     except ModelciError as error:  # status still says what the registry holds
         deployer, unknown = None, _unknown(error)
+    in_tree = set(names)
     with workspace.registry() as registry:
         names.update(registry.models())
         pointers = {(p.model, p.environment): p for p in registry.pointers()}
@@ -72,9 +78,16 @@ def status_report(workspace: Workspace) -> dict[str, Any]:
                 if serving is not None:
                     per_environment[environment]["serving"] = serving
             latest = newest.get(name)
+            # its folder is gone and a retire took its endpoints down
+            retired = (
+                name not in in_tree
+                and not any(per_environment.values())
+                and bool(registry.events(name, kind="retire", limit=1))
+            )
             models.append(
                 {
                     "model": name,
+                    "retired": retired,
                     "environments": per_environment,
                     "latest": {
                         "version": latest.version,

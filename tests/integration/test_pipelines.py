@@ -409,6 +409,87 @@ def test_read_only_commands_and_the_host_survive_a_broken_model_toml(
     assert set(trained.ok("serve", "--status")["endpoints"]) == {"alpha-staging", "beta-staging"}
 
 
+# --- retiring ----------------------------------------------------------------------------------
+
+
+def served_endpoints(repo: Repo) -> set[str]:
+    return set(repo.ok("serve", "--status")["endpoints"])
+
+
+def test_a_model_deleted_on_main_is_retired_by_the_next_run(trained: Repo) -> None:
+    trained.git("tag", "v1")
+    trained.ok("release", "v1")  # production too; the local host now serves four endpoints
+    assert served_endpoints(trained) == {
+        "alpha-staging",
+        "alpha",
+        "beta-staging",
+        "beta",
+    }
+    version = trained.version("beta")
+    trained.git("rm", "-r", "-q", "models/beta")
+    head = trained.commit("beta is no more")
+
+    code, models = trained.run()
+    assert code == 0 and list(models) == ["beta"]
+    entry = models["beta"]
+    assert entry["status"] == "done" and entry["version"] == version
+    assert entry["steps"] == {
+        "build": "skipped",
+        "train": "skipped",
+        "test": "skipped",
+        "deploy": "retired",
+    }
+    assert (
+        trained.pointer("beta", "staging") is None and trained.pointer("beta", "production") is None
+    )
+    retired = trained.events("beta", "retire")
+    assert {e.environment for e in retired} == {"staging", "production"}
+    assert all(e.from_version == version and e.commit == head for e in retired)
+    assert served_endpoints(trained) == {"alpha-staging", "alpha"}
+
+    status = {m["model"]: m for m in trained.ok("status")["models"]}
+    assert status["beta"]["retired"] is True and status["alpha"]["retired"] is False
+    assert set(status["beta"]["environments"].values()) == {None}
+    assert "retired" in trained.cli("status").stdout
+    assert "retire" in [e["kind"] for e in trained.ok("history", "beta")["events"]]
+
+    code, models = trained.run()  # nothing left to retire
+    assert code == 0 and models == {}
+
+
+def test_undeploy_by_hand_clears_the_pointer_and_stops_the_endpoint(trained: Repo) -> None:
+    from modelci.deploy.local import LocalDeployer
+    from modelci.workspace import Workspace
+
+    deployer = LocalDeployer(Workspace(trained.root))
+    for name in MODELS:  # starts the host
+        deployer.apply(f"{name}-staging", trained.version(name), timeout=60)
+    assert served_endpoints(trained) == {"alpha-staging", "beta-staging"}
+
+    done = trained.ok("undeploy", "alpha", "--env", "staging")
+    assert done == {
+        "model": "alpha",
+        "environment": "staging",
+        "endpoint": "alpha-staging",
+        "previous_version": trained.version("alpha"),
+        "status": "undeployed",
+    }
+    assert trained.pointer("alpha", "staging") is None
+    [event] = trained.events("alpha", "undeploy")
+    assert event.environment == "staging" and event.from_version == trained.version("alpha")
+    assert served_endpoints(trained) == {"beta-staging"}
+    assert trained.pointer("beta", "staging") == trained.version("beta")
+
+    again = trained.ok("undeploy", "alpha", "--env", "staging")
+    assert again["status"] == "absent" and again["previous_version"] is None
+    assert "nothing was deployed" in trained.cli("undeploy", "alpha", "--env", "staging").stdout
+    unknown = trained.cli("undeploy", "gamma", "--env", "staging", "--json")
+    assert unknown.code == 2 and "gamma" in unknown.json()["error"]["message"]
+    wrong = trained.cli("undeploy", "beta", "--env", "qa", "--json")
+    assert wrong.code == 2 and "unknown environment 'qa'" in wrong.json()["error"]["message"]
+    assert trained.pointer("beta", "staging") == trained.version("beta")
+
+
 # --- release -----------------------------------------------------------------------------------
 
 

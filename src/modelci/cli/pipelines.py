@@ -23,6 +23,7 @@ _STYLE = {
     "skipped": "dim",
     "running": "yellow",
     "pending": "dim",
+    "retired": "magenta",
 }
 
 

@@ -62,7 +62,8 @@ def _render_status(console: Console, report: dict[str, Any], workspace: Workspac
             if latest
             else "[dim]-[/]"
         )
-        table.add_row(entry["model"], *cells)
+        name = entry["model"] + ("\n[magenta]retired[/]" if entry.get("retired") else "")
+        table.add_row(name, *cells)
     if report["models"]:
         console.print(table)
     else:
