@@ -28,6 +28,7 @@ class ModelRun:
     version: str | None = None
     steps: dict[str, str] = field(default_factory=lambda: dict.fromkeys(STEPS, "pending"))
     error: str | None = None
+    metrics: dict[str, float] = field(default_factory=dict)
     # the exception behind `error`, with its traceback: `run --traceback` prints it
     exception: BaseException | None = field(default=None, repr=False, compare=False)
 
@@ -44,6 +45,7 @@ class ModelRun:
             "status": self.status,
             "steps": dict(self.steps),
             "error": self.error,
+            "metrics": dict(self.metrics),
         }
 
 
@@ -61,6 +63,7 @@ def run_model(
     from modelci.deploy.rollout import deploy
     from modelci.envs.uv import ensure_environment
     from modelci.spec import find_model
+    from modelci.testing.report import describe_failure, failure_causes
     from modelci.testing.runner import test_version, tests_passed
     from modelci.train.outcome import TrainOptions
     from modelci.train.runner import train_model
@@ -90,6 +93,7 @@ def run_model(
             state.steps["train"] = "cached" if outcome.cached or outcome.reused_from else "done"
             record = registry.get_version(outcome.version)
             assert record is not None
+            state.metrics = dict(record.metrics)
             step = "test"
             state.steps["test"] = "running"
             if tests_passed(record) is True:
@@ -98,8 +102,8 @@ def run_model(
                 report = test_version(workspace, registry, spec, record, note=note)
                 if not report.passed:
                     state.steps["test"] = "failed"
-                    failed = [c.name for c in report.checks if not c.passed and not c.skipped]
-                    state.error = f"checks failed: {', '.join(failed)}"
+                    failed = failure_causes([c.to_json() for c in report.checks])
+                    state.error = "checks failed: " + "; ".join(map(describe_failure, failed))
                     skip_rest("test")
                     return
                 state.steps["test"] = "done"
@@ -160,9 +164,10 @@ def run_pipeline(
         base=base,
         default_base=(lambda _h: last_deployed_commit(workspace)) if base is None else None,
     )
+    retired = retire_deleted(workspace, report.deleted, report.head, note)
     runs = [ModelRun(entry.model) for entry in report.changed]
     if not runs:
-        return report.head, runs
+        return report.head, retired
     deploy_lock = threading.Lock()
     if on_change:
         on_change(runs)  # every model, pending
@@ -178,7 +183,37 @@ def run_pipeline(
     else:
         with ThreadPoolExecutor(max_workers=jobs) as pool:
             list(pool.map(one, runs))
-    return report.head, runs
+    return report.head, runs + retired
+
+
+def retire_deleted(
+    workspace: Workspace, deleted: list[str], head: str, note: Progress
+) -> list[ModelRun]:
+    """Stop the endpoints of every model whose folder the range deleted (and that no folder
+    of the work tree claims again): each one's pointers cleared, with a `retire` event."""
+    from modelci.deploy import open_deployer
+    from modelci.deploy.retire import retire
+
+    kept = {m.name for m in workspace.readable_models[0]}
+    gone = [name for name in deleted if name not in kept]
+    if not gone or not workspace.registry_exists():
+        return []
+    runs: list[ModelRun] = []
+    with workspace.registry() as registry:
+        for name in gone:
+            if not any(registry.get_pointer(name, e) for e in workspace.environments):
+                continue  # nothing serves it (retired before, or never deployed); aliases stay
+            state = ModelRun(name, steps={**dict.fromkeys(STEPS, "skipped"), "deploy": "retired"})
+            try:
+                undone = retire(
+                    workspace, registry, open_deployer(workspace), name, commit=head, note=note
+                )
+                state.version = undone[0].previous_version if undone else None
+            except ModelciError as error:
+                state.steps["deploy"] = "failed"
+                state.error, state.exception = f"retire: {error.render()}", error
+            runs.append(state)
+    return runs
 
 
 # --- release ---------------------------------------------------------------------------------

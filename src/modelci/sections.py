@@ -1,4 +1,5 @@
-"""The building blocks of spec sections, and the settings of the cloud backends (`[ray]`,
+"""The building blocks of spec sections, `[train].resources`, the registry and store URLs
+(checked against the backend tables), and the settings of the cloud backends (`[ray]`,
 `[sagemaker]`) that `aws.py` and `raycluster.py` read; `spec.py` assembles the files."""
 
 from __future__ import annotations
@@ -18,6 +19,80 @@ class Strict(BaseModel):
     bool is not an int, a string not a number: strict mode)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+_MEMORY = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*([kmgt]i?b?|b)?\s*$", re.IGNORECASE)
+_MEMORY_UNITS = {
+    "": 1,
+    "b": 1,
+    "k": 10**3,
+    "m": 10**6,
+    "g": 10**9,
+    "t": 10**12,
+    "ki": 2**10,
+    "mi": 2**20,
+    "gi": 2**30,
+    "ti": 2**40,
+}
+
+
+def parse_memory(value: object) -> object:
+    """`2GiB`, `512MB`, `1.5G` or a number of bytes -> bytes; anything else is left for the
+    type check to reject."""
+    if isinstance(value, str):
+        match = _MEMORY.match(value)
+        if match is None:
+            raise ValueError(f'expected bytes or a size such as "2GiB", got {value!r}')
+        unit = (match.group(2) or "").lower().removesuffix("b")
+        return int(float(match.group(1)) * _MEMORY_UNITS[unit])
+    return value
+
+
+class ResourcesSection(Strict):
+    """What one training job asks of a cluster (`[train].resources`); the local backend runs
+    the job on this machine as it is."""
+
+    num_cpus: float | None = Field(default=None, ge=0)
+    num_gpus: float | None = Field(default=None, ge=0)
+    memory: int | None = Field(default=None, ge=0)  # bytes; "2GiB"-style strings accepted
+
+    _memory = field_validator("memory", mode="before")(parse_memory)
+
+    def asked(self) -> dict[str, float]:
+        """The resources set, by name."""
+        return {k: float(v) for k, v in self.model_dump().items() if v is not None}
+
+
+class RegistrySection(Strict):
+    """`[registry].url`: its scheme must be one of the registry table's."""
+
+    url: NonEmpty
+
+    @field_validator("url")
+    @classmethod
+    def _scheme_known(cls, url: str) -> str:
+        from modelci.registry import unknown_scheme
+
+        return _served(url, unknown_scheme(url))
+
+
+class StoreSection(Strict):
+    """`[store].url`: a folder path, or a URL whose scheme is one of the store table's."""
+
+    url: NonEmpty
+
+    @field_validator("url")
+    @classmethod
+    def _scheme_known(cls, url: str) -> str:
+        from modelci.store import unknown_scheme
+
+        return _served(url, unknown_scheme(url))
+
+
+def _served(url: str, problem: str | None) -> str:
+    if problem is not None:
+        raise ValueError(problem)
+    return url
 
 
 class CanarySection(Strict):

@@ -18,12 +18,16 @@ from pydantic import (
     Field,
     ValidationError,
     field_validator,
+    model_validator,
 )
 
 from modelci.errors import ConfigError
 from modelci.sections import NonEmpty, Scalar, Strict
 from modelci.sections import RaySection as RaySection
+from modelci.sections import RegistrySection as RegistrySection
+from modelci.sections import ResourcesSection as ResourcesSection
 from modelci.sections import SageMakerSection as SageMakerSection
+from modelci.sections import StoreSection as StoreSection
 from modelci.settings import (
     DEFAULT_URLS,
     LIST_KEYS,
@@ -68,48 +72,6 @@ class ModelSection(Strict):
 class SampleSection(Strict):
     fraction: float = Field(gt=0, le=1)
     key: str | None = None
-
-
-_MEMORY = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*([kmgt]i?b?|b)?\s*$", re.IGNORECASE)
-_MEMORY_UNITS = {
-    "": 1,
-    "b": 1,
-    "k": 10**3,
-    "m": 10**6,
-    "g": 10**9,
-    "t": 10**12,
-    "ki": 2**10,
-    "mi": 2**20,
-    "gi": 2**30,
-    "ti": 2**40,
-}
-
-
-def parse_memory(value: object) -> object:
-    """`2GiB`, `512MB`, `1.5G` or a number of bytes -> bytes; anything else is left for the
-    type check to reject."""
-    if isinstance(value, str):
-        match = _MEMORY.match(value)
-        if match is None:
-            raise ValueError(f'expected bytes or a size such as "2GiB", got {value!r}')
-        unit = (match.group(2) or "").lower().removesuffix("b")
-        return int(float(match.group(1)) * _MEMORY_UNITS[unit])
-    return value
-
-
-class ResourcesSection(Strict):
-    """What one training job asks of a cluster (`[train].resources`); the local backend runs
-    the job on this machine as it is."""
-
-    num_cpus: float | None = Field(default=None, ge=0)
-    num_gpus: float | None = Field(default=None, ge=0)
-    memory: int | None = Field(default=None, ge=0)  # bytes; "2GiB"-style strings accepted
-
-    _memory = field_validator("memory", mode="before")(parse_memory)
-
-    def asked(self) -> dict[str, float]:
-        """The resources set, by name."""
-        return {k: float(v) for k, v in self.model_dump().items() if v is not None}
 
 
 class TrainSection(Strict):
@@ -176,6 +138,23 @@ class ModelFile(Strict):
                 raise ValueError(f'{metric}: expected an expression such as ">= 0.85"')
         return gates
 
+    @model_validator(mode="after")
+    def _gates_name_declared_metrics(self) -> ModelFile:
+        declared = self.train.metrics
+        for key, gate in self.gates.items():
+            metric, where = (
+                (gate.metric, "gates.no_regression.metric")
+                if isinstance(gate, NoRegression)
+                else (key, f"gates.{key}")
+            )
+            if metric not in declared:
+                known = ", ".join(declared) or "none"
+                raise ValueError(
+                    f"{where}: metric {metric!r} is not declared: add train.metrics.{metric} "
+                    f"(a regex over the training log); declared metrics: {known}"
+                )
+        return self
+
 
 class ModelSpec(BaseModel):
     """One model of the repository, as its `model.toml` says, with where it lives."""
@@ -207,10 +186,6 @@ class ProjectSection(Strict):
 
 class EnvironmentSection(Strict):
     suffix: str = Field(default="", pattern=r"^[a-z0-9-]*$")
-
-
-class UrlSection(Strict):
-    url: NonEmpty
 
 
 def _known(backend: str, table: Mapping[str, str], what: str) -> str:
@@ -257,8 +232,8 @@ def _default_environments() -> dict[str, EnvironmentSection]:
 class ProjectFile(Strict):
     project: ProjectSection = ProjectSection()
     environments: dict[str, EnvironmentSection] = Field(default_factory=_default_environments)
-    registry: UrlSection = UrlSection(url=DEFAULT_URLS["registry"])
-    store: UrlSection = UrlSection(url=DEFAULT_URLS["store"])
+    registry: RegistrySection = RegistrySection(url=DEFAULT_URLS["registry"])
+    store: StoreSection = StoreSection(url=DEFAULT_URLS["store"])
     train: TrainBackendSection = TrainBackendSection()
     deploy: DeployBackendSection = DeployBackendSection()
     ray: RaySection = RaySection()
@@ -276,6 +251,17 @@ class ProjectFile(Strict):
             if not MODEL_NAME.fullmatch(name):
                 raise ValueError(f"{name!r}: an environment name matches {MODEL_NAME.pattern}")
         return envs
+
+    @model_validator(mode="after")
+    def _sagemaker_has_a_role(self) -> ProjectFile:
+        uses = [s for s in ("train", "deploy") if getattr(self, s).backend == "sagemaker"]
+        if uses and not self.sagemaker.role_arn:
+            raise ValueError(
+                f'sagemaker.role_arn: [{uses[0]}] backend = "sagemaker" needs an execution '
+                "role: set [sagemaker] role_arn in modelci.toml or MODELCI_SAGEMAKER_ROLE_ARN "
+                "(arn:aws:iam::<account>:role/<name>)"
+            )
+        return self
 
 
 # --- loading ----------------------------------------------------------------------------------

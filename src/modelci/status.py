@@ -7,10 +7,12 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from modelci.errors import ModelciError
+from modelci.testing.report import test_result
 from modelci.workspace import Workspace
 
 if TYPE_CHECKING:
     from modelci.deploy.base import Deployer
+    from modelci.registry.base import VersionRecord
 
 
 def iso(moment: datetime | None) -> str | None:
@@ -21,16 +23,26 @@ def iso(moment: datetime | None) -> str | None:
 def status_report(workspace: Workspace) -> dict[str, Any]:
     """Every model (of the repository or the registry), the version each environment points
     to (with what the deploy backend says of its endpoint, when it says something) and the
-    newest version built."""
-    names = {m.name for m in workspace.models}
+    newest version built; `warnings` names each model.toml that could not be read."""
+    readable, broken = workspace.readable_models
+    names = {m.name for m in readable}
+    warnings = [
+        f"{error.render()} (left out; status shows the registry's state)" for error in broken
+    ]
     environments = workspace.environments
     models: list[dict[str, Any]] = []
     if not workspace.registry_exists():  # nothing built yet: don't create a registry to say so
         return {
             "models": [
-                {"model": n, "environments": dict.fromkeys(environments), "latest": None}
+                {
+                    "model": n,
+                    "environments": dict.fromkeys(environments),
+                    "latest": None,
+                    "retired": False,
+                }
                 for n in sorted(names)
-            ]
+            ],
+            "warnings": warnings,
         }
     from modelci.deploy import open_deployer
 
@@ -39,6 +51,7 @@ def status_report(workspace: Workspace) -> dict[str, Any]:
         unknown = None
     except ModelciError as error:  # status still says what the registry holds
         deployer, unknown = None, _unknown(error)
+    in_tree = set(names)
     with workspace.registry() as registry:
         names.update(registry.models())
         pointers = {(p.model, p.environment): p for p in registry.pointers()}
@@ -58,26 +71,42 @@ def status_report(workspace: Workspace) -> dict[str, Any]:
                     "commit": in_force.commit if in_force else None,
                     "time": iso(pointer.updated_at),
                     "actor": pointer.actor,
+                    **_results(in_force),
                 }
                 # what the backend says (Ray Serve's application state, SageMaker's endpoint)
                 serving = _describe(deployer, workspace.endpoint(name, environment)) or unknown
                 if serving is not None:
                     per_environment[environment]["serving"] = serving
             latest = newest.get(name)
+            # its folder is gone and a retire took its endpoints down
+            retired = (
+                name not in in_tree
+                and not any(per_environment.values())
+                and bool(registry.events(name, kind="retire", limit=1))
+            )
             models.append(
                 {
                     "model": name,
+                    "retired": retired,
                     "environments": per_environment,
                     "latest": {
                         "version": latest.version,
                         "commit": latest.commit,
                         "status": latest.status,
+                        **_results(latest),
                     }
                     if latest
                     else None,
                 }
             )
-    return {"models": models}
+    return {"models": models, "warnings": warnings}
+
+
+def _results(record: VersionRecord | None) -> dict[str, Any]:
+    """A version's test result (passed, failed, not tested) and metrics."""
+    if record is None:
+        return {"tests": "not tested", "metrics": {}}
+    return {"tests": test_result(record.details), "metrics": dict(record.metrics)}
 
 
 def _describe(deployer: Deployer | None, endpoint: str) -> dict[str, object] | None:

@@ -69,6 +69,8 @@ def explain(exc: ValidationError, model: type[BaseModel], file: Path | str) -> C
         entry, _, rest = message.partition(": ")
         if loc in _KEYED_VALIDATORS and rest and " " not in entry:
             loc, message = (*loc, entry), rest
+        elif not loc and rest and " " not in entry:  # a check across sections names its key
+            loc, message = tuple(entry.split(".")), rest
     elif len(same_place) > 1 and all(e["type"] in _TYPE_WORDS for e in same_place):
         words = sorted({_TYPE_WORDS[e["type"]] for e in same_place})
         message = f"expected {', '.join(words[:-1])} or {words[-1]}, got {error['input']!r}"

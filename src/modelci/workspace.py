@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, cast
 from modelci import git
 
 if TYPE_CHECKING:
+    from modelci.errors import ConfigError
     from modelci.registry.base import Registry
     from modelci.spec import ModelSpec, ProjectFile
     from modelci.speccache import ProjectFacts
@@ -63,11 +64,21 @@ class Workspace:
         return [f for f in out.decode().split("\0") if f and (self.root / f).exists()]
 
     @cached_property
-    def models(self) -> list[ModelSpec]:
-        """Every model of the work tree, validated."""
-        from modelci.spec import load_models
+    def readable_models(self) -> tuple[list[ModelSpec], list[ConfigError]]:
+        """Every valid model of the work tree, and one error for each bad spec: what read-only
+        commands (status, history, serve) show and warn about, so that one broken model.toml
+        does not hide the registry's state."""
+        from modelci.spec import collect_models
 
-        return load_models(self.root, self.project, self.files())
+        return collect_models(self.root, self.project, self.files())
+
+    @cached_property
+    def models(self) -> list[ModelSpec]:
+        """Every model of the work tree, validated; the first bad spec raises its error."""
+        models, errors = self.readable_models
+        if errors:
+            raise errors[0]
+        return models
 
     def registry(self) -> Registry:
         """Open the registry, applying migrations on first use."""

@@ -22,6 +22,7 @@ DESIGN_COMMANDS = (
     "train",
     "test",
     "deploy",
+    "undeploy",
     "promote",
     "rollback",
     "alias",
@@ -120,13 +121,16 @@ def test_status_without_a_registry_lists_models_and_creates_nothing(
                 "model": "churn",
                 "environments": {"staging": None, "production": None},
                 "latest": None,
+                "retired": False,
             },
             {
                 "model": "price",
                 "environments": {"staging": None, "production": None},
                 "latest": None,
+                "retired": False,
             },
-        ]
+        ],
+        "warnings": [],
     }
     assert not (repo.root / ".modelci" / "registry.db").exists()
 

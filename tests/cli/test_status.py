@@ -76,6 +76,8 @@ def test_status_reports_pointers_and_newest_version(
         "version": f"churn-{second[:12]}",
         "commit": second,
         "status": "ready",
+        "tests": "not tested",
+        "metrics": {},
     }
     assert models["price"]["latest"] is None
     human = modelci("-C", repo.root, "status")
@@ -198,3 +200,38 @@ def test_status_says_what_the_registry_holds_when_the_backend_cannot_be_asked(
     assert staging["version"] == f"churn-{first[:12]}"
     assert staging["serving"]["status"] == "UNKNOWN" and not staging["serving"]["healthy"]
     assert "ray.address" in staging["serving"]["message"]
+
+
+def test_read_only_commands_survive_a_broken_model_toml(
+    git_repo: Callable[..., GitRepo], modelci: Run
+) -> None:
+    """One invalid model.toml: status and history warn on stderr naming it and still show the
+    registry's state, its model included."""
+    repo = git_repo(examples=True)
+    repo.write("README.md", "more\n")
+    repo.commit("second")
+    first, _ = seed_registry(repo)
+    repo.write("models/churn/model.toml", "[train]\nentrypoint = 3\n")
+    for args in (("status",), ("status", "--json"), ("history", "churn", "--json")):
+        result = modelci("-C", repo.root, *args)
+        assert result.code == 0, (args, result.stdout, result.stderr)
+        assert "models/churn/model.toml" in result.stderr and "train.entrypoint" in result.stderr
+    document = modelci("-C", repo.root, "status", "--json").json()
+    models = {m["model"]: m for m in document["models"]}
+    assert set(models) == {"churn", "price"}  # churn from the registry, price from the tree
+    assert models["churn"]["environments"]["staging"]["version"] == f"churn-{first[:12]}"
+    assert document["warnings"] and "train.entrypoint" in document["warnings"][0]
+    events = modelci("-C", repo.root, "history", "churn", "--json").json()["events"]
+    assert [e["kind"] for e in events] == ["gate_failed", "deploy"]
+    assert "churn" in modelci("-C", repo.root, "status").stdout
+
+
+def test_status_json_has_its_models_before_anything_was_built(
+    git_repo: Callable[..., GitRepo], modelci: Run
+) -> None:
+    repo = git_repo(examples=True)
+    repo.write("models/price/model.toml", "not toml [\n")
+    result = modelci("-C", repo.root, "status", "--json")
+    assert result.code == 0, result.stdout + result.stderr
+    assert [m["model"] for m in result.json()["models"]] == ["churn"]
+    assert "models/price/model.toml" in result.stderr

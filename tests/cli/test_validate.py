@@ -3,6 +3,8 @@ was expected; nothing else is touched."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -19,6 +21,7 @@ Run = Callable[..., CliResult]
 @pytest.fixture
 def repo(git_repo: Callable[..., GitRepo]) -> GitRepo:
     repo = git_repo()
+    repo.write("modelci.toml", "")  # `validate` insists on one; the defaults hold
     add_model(repo, "models/churn")
     add_model(repo, "models/price")
     repo.commit("two models")
@@ -247,3 +250,86 @@ def test_project_file_values_are_not_coerced_either(repo: GitRepo, modelci: Run)
         assert result.code == 2, (command, result.stdout)
         error = result.json()["error"]
         assert (error["file"], error["key"]) == ("modelci.toml", "ray.serve_port"), command
+
+
+# --- checks across keys: what a training run would otherwise find out ------------------------
+
+DECLARES_ACCURACY = (
+    '[train]\nentrypoint = "train.py"\nmetrics = { accuracy = "accuracy=([0-9.]+)" }\n'
+)
+
+
+@pytest.mark.parametrize(
+    ("gates", "key"),
+    [
+        ('f1 = ">= 0.8"', "gates.f1"),
+        ('no_regression = { metric = "f1", max_drop = 0.01 }', "gates.no_regression.metric"),
+    ],
+)
+def test_a_gate_on_an_undeclared_metric(repo: GitRepo, modelci: Run, gates: str, key: str) -> None:
+    repo.write("models/churn/model.toml", f"{DECLARES_ACCURACY}[gates]\n{gates}\n")
+    result = modelci("-C", repo.root, "validate", "--json")
+    assert result.code == 2, result.stdout
+    error = result.json()["error"]
+    assert (error["file"], error["key"]) == ("models/churn/model.toml", key)
+    assert "'f1' is not declared" in error["message"] and "train.metrics.f1" in error["message"]
+    assert "accuracy" in error["message"]  # what is declared
+    repo.write(
+        "models/churn/model.toml",
+        f"{DECLARES_ACCURACY}[gates]\n{gates}\n".replace("f1", "accuracy"),
+    )
+    assert modelci("-C", repo.root, "validate").code == 0
+
+
+@pytest.mark.parametrize("section", ["train", "deploy"])
+def test_sagemaker_without_a_role(repo: GitRepo, modelci: Run, section: str) -> None:
+    repo.write("modelci.toml", f'[{section}]\nbackend = "sagemaker"\n')
+    result = modelci("-C", repo.root, "validate", "--json")
+    assert result.code == 2, result.stdout
+    error = result.json()["error"]
+    assert (error["file"], error["key"]) == ("modelci.toml", "sagemaker.role_arn")
+    assert f"[{section}] backend" in error["message"]
+    assert "MODELCI_SAGEMAKER_ROLE_ARN" in error["message"]
+    repo.write(
+        "modelci.toml",
+        f'[{section}]\nbackend = "sagemaker"\n[sagemaker]\nrole_arn = "arn:aws:iam::1:role/ci"\n',
+    )
+    assert modelci("-C", repo.root, "validate").code == 0
+
+
+@pytest.mark.parametrize(
+    ("section", "url", "known"),
+    [
+        ("registry", "mysql://db/registry", "sqlite://"),
+        ("store", "ftp://files.example/artifacts", "s3://"),
+    ],
+)
+def test_a_url_no_backend_serves(
+    repo: GitRepo, modelci: Run, section: str, url: str, known: str
+) -> None:
+    repo.write("modelci.toml", f'[{section}]\nurl = "{url}"\n')
+    result = modelci("-C", repo.root, "validate", "--json")
+    assert result.code == 2, result.stdout
+    error = result.json()["error"]
+    assert (error["file"], error["key"]) == ("modelci.toml", f"{section}.url")
+    assert known in error["message"]
+
+
+def test_the_scheme_check_imports_no_backend(repo: GitRepo) -> None:
+    code = (
+        "import sys; from pathlib import Path; from modelci.spec import load_project; "
+        f"load_project(Path({str(repo.root)!r}), {{}}); "
+        "print(sorted(m for m in sys.modules if m.startswith(('sqlalchemy', 'boto3', "
+        "'modelci.registry.sql', 'modelci.store.s3', 'modelci.store.oci'))))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
+
+
+def test_validate_needs_a_project_file(repo: GitRepo, modelci: Run) -> None:
+    (repo.root / "modelci.toml").unlink()
+    result = modelci("-C", repo.root, "validate", "--json")
+    assert result.code == 2
+    error = result.json()["error"]
+    assert error["file"] == "modelci.toml" and "`modelci init`" in error["message"]
+    assert modelci("-C", repo.root, "changed", "--json").code == 0  # optional elsewhere

@@ -14,7 +14,7 @@ from modelci.registry import open_registry
 from modelci.registry.base import Event
 from tests.support.cli import CliResult
 from tests.support.repos import GitRepo
-from tests.support.toy import make_toy, train_script
+from tests.support.toy import TESTED_SPEC, make_toy, train_script, write_toy
 
 Run = Callable[..., CliResult]
 
@@ -63,7 +63,13 @@ def test_all_checks_pass_and_are_recorded(toy: GitRepo, modelci: Run, tmp_path: 
 
 def test_gate_failure_and_missing_metric(git_repo: Callable[..., GitRepo], modelci: Run) -> None:
     repo = git_repo()
-    make_toy(repo, gates='score = ">= 0.9"\nf1 = "between 0.5 1"')
+    # f1 is declared (validate insists) but the training log never prints it
+    spec = TESTED_SPEC.format(gates='score = ">= 0.9"\nf1 = "between 0.5 1"')
+    spec = spec.replace(
+        'score = "score=([0-9.]+)" }', 'score = "score=([0-9.]+)", f1 = "f1=([0-9.]+)" }'
+    )
+    write_toy(repo, spec, rows=60)
+    repo.commit("toy model")
     assert modelci("-C", repo.root, "train", "toy").code == 0
     result = modelci("-C", repo.root, "test", "toy", "--skip", "reproducibility", "--json")
     assert result.code == 1

@@ -246,7 +246,8 @@ def test_first_run_builds_trains_tests_and_deploys_every_model(prepared: Prepare
     assert set(document) == {"commit", "models"} and document["commit"] == prepared.commit
     assert [m["model"] for m in document["models"]] == list(MODELS)
     for entry in document["models"]:
-        assert set(entry) == {"model", "version", "status", "steps", "error"}
+        assert set(entry) == {"model", "version", "status", "steps", "error", "metrics"}
+        assert entry["metrics"] == {"score": 0.75}
         assert entry["version"] == f"{entry['model']}-{prepared.commit[:12]}"
         assert entry["status"] == "done" and entry["error"] is None
         assert list(entry["steps"]) == ["build", "train", "test", "deploy"]
@@ -276,8 +277,8 @@ def test_human_run_shows_a_live_table_and_a_summary(
     live = plain(result.stderr)  # the table, redrawn as the steps move
     assert "alpha" in live and "beta" in live and "pending" in live and "cached" in live
     lines = plain(result.stdout).splitlines()
-    assert lines[0].split() == ["model", "version", "build", "train", "test", "deploy"]
-    assert lines[1].split() == ["alpha", trained.version("alpha"), *["cached"] * 4]
+    assert lines[0].split() == ["model", "version", "build", "train", "test", "deploy", "metrics"]
+    assert lines[1].split() == ["alpha", trained.version("alpha"), *["cached"] * 4, "score=0.75"]
     assert f"{trained.sha()[:12]}: 2 of 2 model(s) ok" in result.stdout
 
 
@@ -335,7 +336,8 @@ def test_gate_failure_fails_the_test_step_and_skips_the_deploy(trained: Repo) ->
     code, models = trained.run()
     assert code == 1 and list(models) == ["alpha"]
     entry = models["alpha"]
-    assert entry["status"] == "failed" and "score" in entry["error"]
+    assert entry["status"] == "failed" and "score: expected >= 0.9, got 0.75" in entry["error"]
+    assert entry["metrics"] == {"score": 0.75}
     assert entry["steps"] == {
         "build": "cached",
         "train": "done",
@@ -344,6 +346,148 @@ def test_gate_failure_fails_the_test_step_and_skips_the_deploy(trained: Repo) ->
     }
     assert trained.pointer("alpha", "staging") == trained.version("alpha", "HEAD^")
     assert "gate_failed" in [e.kind for e in trained.events("alpha")[:2]]
+
+    # what status and history show of it: the test results, the metrics, the failed check
+    status = {m["model"]: m for m in trained.ok("status")["models"]}["alpha"]
+    assert status["latest"]["tests"] == "failed" and status["latest"]["metrics"] == {"score": 0.75}
+    staging = status["environments"]["staging"]
+    assert staging["tests"] == "passed" and staging["metrics"] == {"score": 0.75}
+    assert status["environments"]["production"] is None
+    human = plain(trained.cli("status").stdout)
+    assert "tests failed" in human and "tests passed" in human and "score=0.75" in human
+    test = next(e for e in trained.ok("history", "alpha")["events"] if e["kind"] == "test")
+    assert test["details"]["passed"] is False
+    [failure] = test["details"]["failures"]
+    assert failure["name"] == "score" and failure["expected"] == ">= 0.9"
+    assert failure["actual"] == 0.75
+    assert "failed: score: expected >= 0.9, got 0.75" in plain(
+        trained.cli("history", "alpha").stdout
+    )
+
+
+def test_a_reproducibility_failure_says_what_differs(trained: Repo) -> None:
+    write_model(trained, "beta", bias=1.5, train_extra="import random; bias += random.random()")
+    trained.commit("beta: an unseeded random bias")
+    code, models = trained.run()
+    assert code == 1 and list(models) == ["beta"]
+    error = models["beta"]["error"]
+    assert error.startswith("checks failed: reproducibility: expected two trainings agree")
+    assert "files that differ: model.json" in error and "predictions differ" in error
+    assert "likely causes: an unseeded random generator" in error
+    test = next(e for e in trained.ok("history", "beta")["events"] if e["kind"] == "test")
+    assert "model.json" in test["details"]["failures"][0]["message"]
+
+
+def test_read_only_commands_and_the_host_survive_a_broken_model_toml(
+    trained: Repo, tmp_path: Path
+) -> None:
+    """beta's model.toml breaks in the work tree: status and history warn and show the
+    registry's state, and the endpoint host still serves both versions (beta's spec is read
+    from the commit its version was built from)."""
+    from modelci.deploy.local import LocalDeployer
+    from modelci.workspace import Workspace
+
+    trained.write("models/beta/model.toml", "[train]\nentrypoint = 3\n")
+    status = trained.cli("status", "--json")
+    assert status.code == 0, status.stdout + status.stderr
+    assert "models/beta/model.toml" in status.stderr
+    models = {m["model"]: m for m in status.json()["models"]}
+    assert models["beta"]["environments"]["staging"]["version"] == trained.version("beta")
+    history = trained.cli("history", "beta", "--json")
+    assert history.code == 0 and "models/beta/model.toml" in history.stderr
+    assert "deploy" in [e["kind"] for e in history.json()["events"]]
+
+    deployer = LocalDeployer(Workspace(trained.root))
+    for name in MODELS:  # starts the host, which follows the registry
+        deployer.apply(f"{name}-staging", trained.version(name), timeout=60)
+    body = tmp_path / "row.json"
+    body.write_text("[[1, 2]]")
+    for name, bias in zip(MODELS, (0.5, 1.5), strict=True):
+        answer = trained.cli("invoke", f"{name}-staging", "--data", str(body))
+        assert answer.code == 0, answer.stdout + answer.stderr
+        assert json.loads(answer.stdout) == {"predictions": [3 + bias]}
+    assert set(trained.ok("serve", "--status")["endpoints"]) == {"alpha-staging", "beta-staging"}
+
+
+# --- retiring ----------------------------------------------------------------------------------
+
+
+def served_endpoints(repo: Repo) -> set[str]:
+    return set(repo.ok("serve", "--status")["endpoints"])
+
+
+def test_a_model_deleted_on_main_is_retired_by_the_next_run(trained: Repo) -> None:
+    trained.git("tag", "v1")
+    trained.ok("release", "v1")  # production too; the local host now serves four endpoints
+    assert served_endpoints(trained) == {
+        "alpha-staging",
+        "alpha",
+        "beta-staging",
+        "beta",
+    }
+    version = trained.version("beta")
+    trained.git("rm", "-r", "-q", "models/beta")
+    head = trained.commit("beta is no more")
+
+    code, models = trained.run()
+    assert code == 0 and list(models) == ["beta"]
+    entry = models["beta"]
+    assert entry["status"] == "done" and entry["version"] == version
+    assert entry["steps"] == {
+        "build": "skipped",
+        "train": "skipped",
+        "test": "skipped",
+        "deploy": "retired",
+    }
+    assert (
+        trained.pointer("beta", "staging") is None and trained.pointer("beta", "production") is None
+    )
+    retired = trained.events("beta", "retire")
+    assert {e.environment for e in retired} == {"staging", "production"}
+    assert all(e.from_version == version and e.commit == head for e in retired)
+    assert served_endpoints(trained) == {"alpha-staging", "alpha"}
+
+    status = {m["model"]: m for m in trained.ok("status")["models"]}
+    assert status["beta"]["retired"] is True and status["alpha"]["retired"] is False
+    assert set(status["beta"]["environments"].values()) == {None}
+    assert "retired" in trained.cli("status").stdout
+    assert "retire" in [e["kind"] for e in trained.ok("history", "beta")["events"]]
+
+    code, models = trained.run()  # nothing left to retire
+    assert code == 0 and models == {}
+
+
+def test_undeploy_by_hand_clears_the_pointer_and_stops_the_endpoint(trained: Repo) -> None:
+    from modelci.deploy.local import LocalDeployer
+    from modelci.workspace import Workspace
+
+    deployer = LocalDeployer(Workspace(trained.root))
+    for name in MODELS:  # starts the host
+        deployer.apply(f"{name}-staging", trained.version(name), timeout=60)
+    assert served_endpoints(trained) == {"alpha-staging", "beta-staging"}
+
+    done = trained.ok("undeploy", "alpha", "--env", "staging")
+    assert done == {
+        "model": "alpha",
+        "environment": "staging",
+        "endpoint": "alpha-staging",
+        "previous_version": trained.version("alpha"),
+        "status": "undeployed",
+    }
+    assert trained.pointer("alpha", "staging") is None
+    [event] = trained.events("alpha", "undeploy")
+    assert event.environment == "staging" and event.from_version == trained.version("alpha")
+    assert served_endpoints(trained) == {"beta-staging"}
+    assert trained.pointer("beta", "staging") == trained.version("beta")
+
+    again = trained.ok("undeploy", "alpha", "--env", "staging")
+    assert again["status"] == "absent" and again["previous_version"] is None
+    assert "nothing was deployed" in trained.cli("undeploy", "alpha", "--env", "staging").stdout
+    unknown = trained.cli("undeploy", "gamma", "--env", "staging", "--json")
+    assert unknown.code == 2 and "gamma" in unknown.json()["error"]["message"]
+    wrong = trained.cli("undeploy", "beta", "--env", "qa", "--json")
+    assert wrong.code == 2 and "unknown environment 'qa'" in wrong.json()["error"]["message"]
+    assert trained.pointer("beta", "staging") == trained.version("beta")
 
 
 # --- release -----------------------------------------------------------------------------------
@@ -382,6 +526,9 @@ def test_release_of_an_annotated_tag_then_the_same_again(trained: Repo) -> None:
 
     human = trained.cli("release", "v1.0.0")
     assert human.code == 0 and "alpha: unchanged" in human.stdout
+    shown = plain(trained.cli("history", "alpha").stdout)
+    assert "tag" in shown.splitlines()[0] and "v1.0.0" in shown
+    assert "passed" in shown  # the first run's test event
 
 
 def test_lightweight_tag_after_the_last_build_takes_the_ancestors_version(trained: Repo) -> None:

@@ -28,6 +28,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("modelci.cli.train:train", "Train models from a clean export of a commit."),
     "test": ("modelci.cli.test:test", "Run reproducibility, golden and gate checks."),
     "deploy": ("modelci.cli.deploy:deploy", "Deploy a version to an environment."),
+    "undeploy": ("modelci.cli.undeploy:undeploy", "Stop serving a model in an environment."),
     "promote": ("modelci.cli.moves:promote", "Promote a version to the next environment."),
     "rollback": ("modelci.cli.moves:rollback", "Return an environment to an earlier version."),
     "alias": ("modelci.cli.moves:alias", "Set or show an alias such as `latest`."),

@@ -23,6 +23,7 @@ _STYLE = {
     "skipped": "dim",
     "running": "yellow",
     "pending": "dim",
+    "retired": "magenta",
 }
 
 
@@ -32,13 +33,14 @@ def _table(runs: list[ModelRun]) -> Table:
     from modelci.pipeline import STEPS
 
     table = Table(box=None, pad_edge=False)
-    for column in ("model", "version", *STEPS):
+    for column in ("model", "version", *STEPS, "metrics"):
         table.add_column(column)
     for run in runs:
         table.add_row(
             run.model,
             run.version or "",
             *(f"[{_STYLE.get(run.steps[s], '')}]{run.steps[s]}[/]" for s in STEPS),
+            escape(" ".join(f"{k}={v:g}" for k, v in sorted(run.metrics.items()))),
         )
     return table
 

@@ -25,6 +25,8 @@ def status(workspace: Workspace, json_mode: bool) -> None:
     """Show every model, the version each environment runs and the newest version built."""
     output = Output(json_mode)
     report = status_report(workspace)
+    for warning in report["warnings"]:
+        output.warn(warning)
     output.result(report, lambda console: _render_status(console, report, workspace))
 
 
@@ -43,7 +45,7 @@ def _render_status(console: Console, report: dict[str, Any], workspace: Workspac
             actor = (where or {}).get("actor") or ""
             cells.append(
                 f"{where['version']}\n[dim]{where['time'][:16].replace('T', ' ')} "
-                f"{escape(actor.split(' <')[0])}[/]"
+                f"{escape(actor.split(' <')[0])}[/]\n{_results(where)}"
                 if where
                 else "[dim]-[/]"
             )
@@ -55,12 +57,41 @@ def _render_status(console: Console, report: dict[str, Any], workspace: Workspac
                 backend = workspace.project.deploy.backend
                 cells[-1] += f"\n[dim]{backend}: {escape(str(state))}[/]"
         latest = entry["latest"]
-        cells.append(f"{latest['version']} ({latest['status']})" if latest else "[dim]-[/]")
-        table.add_row(entry["model"], *cells)
+        cells.append(
+            f"{latest['version']} ({latest['status']})\n{_results(latest)}"
+            if latest
+            else "[dim]-[/]"
+        )
+        name = entry["model"] + ("\n[magenta]retired[/]" if entry.get("retired") else "")
+        table.add_row(name, *cells)
     if report["models"]:
         console.print(table)
     else:
         console.print("no models: add a folder with a model.toml (see `modelci init`)")
+
+
+def _results(entry: dict[str, Any]) -> str:
+    """`tests passed · score=0.75`: a version's test result and metrics, for people."""
+    colour = {"passed": "green", "failed": "red"}.get(entry["tests"], "dim")
+    metrics = " ".join(f"{k}={v:g}" for k, v in sorted(entry["metrics"].items()))
+    return f"[{colour}]tests {entry['tests']}[/]" + (
+        f" [dim]{escape(metrics)}[/]" if metrics else ""
+    )
+
+
+def _outcome(event: dict[str, Any]) -> str:
+    """What a test or gate event found: the failed checks with expected and actual values."""
+    from modelci.testing.report import describe_failure
+
+    details = event["details"]
+    if event["kind"] == "test":
+        if details.get("passed"):
+            return "passed"
+        failures = details.get("failures") or [{"name": n} for n in details.get("failed", [])]
+        return "failed: " + "; ".join(describe_failure(f) for f in failures)
+    if event["kind"] == "gate_failed":
+        return "gates: " + ", ".join(details.get("gates", []))
+    return str(details.get("reason") or "")
 
 
 def _event_json(event: Event) -> dict[str, Any]:
@@ -77,6 +108,7 @@ def _event_json(event: Event) -> dict[str, Any]:
         "tag": event.tag,
         "actor": event.actor,
         "ci_url": event.ci_url,
+        "details": event.details,
     }
 
 
@@ -88,7 +120,10 @@ def _event_json(event: Event) -> dict[str, Any]:
 def history(workspace: Workspace, model: str, limit: int | None, json_mode: bool) -> None:
     """Show MODEL's events (train, deploy, promote, rollback, gate failure), newest first."""
     output = Output(json_mode)
-    known = {m.name for m in workspace.models}
+    readable, broken = workspace.readable_models
+    for error in broken:
+        output.warn(f"{error.render()} (left out)")
+    known = {m.name for m in readable}
     events: list[Event] = []
     if workspace.registry_exists():
         with workspace.registry() as registry:
@@ -97,7 +132,7 @@ def history(workspace: Workspace, model: str, limit: int | None, json_mode: bool
     if model not in known:
         from modelci.spec import find_model
 
-        find_model(workspace.models, model)  # raises, listing the known names
+        find_model(readable, model)  # raises, listing the known names
         raise ConfigError(f"no model named {model!r}")
     report = {"events": [_event_json(e) for e in events]}
     output.result(report, lambda console: _render_history(console, model, report["events"]))
@@ -110,6 +145,7 @@ def _render_history(console: Console, model: str, events: list[dict[str, Any]]) 
         console.print(f"{model}: no events yet")
         return
     with_ci = any(e["ci_url"] for e in events)
+    with_tag = any(e["tag"] for e in events)
     table = Table(box=None, pad_edge=False)
     for column in (
         "time (UTC)",
@@ -118,10 +154,12 @@ def _render_history(console: Console, model: str, events: list[dict[str, Any]]) 
         "version",
         "from",
         "commit",
+        *(("tag",) if with_tag else ()),
         "actor",
+        "result",
         *(("ci run",) if with_ci else ()),
     ):
-        table.add_column(column, no_wrap=column != "ci run", overflow="fold")
+        table.add_column(column, no_wrap=column not in ("ci run", "result"), overflow="fold")
     for e in events:
         actor = (e["actor"] or "").split(" <")[0]  # the name; the email is in --json
         table.add_row(
@@ -131,7 +169,9 @@ def _render_history(console: Console, model: str, events: list[dict[str, Any]]) 
             e["to_version"] or e["version"] or "",
             e["from_version"] or "",
             (e["commit"] or "")[:12],
+            *((escape(e["tag"] or ""),) if with_tag else ()),
             escape(actor),
+            escape(_outcome(e)),
             *((escape(e["ci_url"] or ""),) if with_ci else ()),
         )
     console.print(table)

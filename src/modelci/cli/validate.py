@@ -6,7 +6,8 @@ import click
 
 from modelci.cli import json_option
 from modelci.console import Output, escape
-from modelci.settings import glob_regex
+from modelci.errors import ConfigError
+from modelci.settings import PROJECT_FILE, glob_regex
 from modelci.workspace import Workspace
 
 
@@ -18,6 +19,12 @@ def validate(workspace: Workspace, json_mode: bool) -> None:
     from modelci.spec import collect_models, spec_warnings
 
     output = Output(json_mode)
+    if not (workspace.root / PROJECT_FILE).is_file():  # other commands run on the defaults
+        raise ConfigError(
+            f"no {PROJECT_FILE} in {workspace.root}: this is not a modelci repository yet; "
+            "`modelci init` writes a starter one (an empty modelci.toml keeps the defaults)",
+            file=PROJECT_FILE,
+        )
     project = workspace.project
     files = workspace.files()
     models, errors = collect_models(workspace.root, project, files)

@@ -43,3 +43,9 @@ class Deployer(abc.ABC):
         """What the backend says of the endpoint now (version, health, status), or None when
         it has nothing to say (a backend that keeps no state of its own answers None)."""
         return None
+
+    def remove(self, endpoint: str, timeout: float) -> None:
+        """Make the backend follow the registry for `endpoint`, whose pointer was just cleared,
+        and wait until it no longer serves it. The default does nothing: for a backend that
+        keeps no endpoint of its own there is nothing to stop. Raises DeployFailed."""
+        return None

@@ -135,6 +135,25 @@ class LocalDeployer(Deployer):
                 raise DeployFailed(f"{endpoint} did not serve {version} within {timeout:g} s")
             time.sleep(0.1)
 
+    def remove(self, endpoint: str, timeout: float) -> None:
+        url = self.running_url()
+        if url is None:
+            return  # no host runs: nothing serves the endpoint
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                _, body, _ = _request(
+                    "POST", f"{url}/-/sync", timeout=max(deadline - time.monotonic(), 1)
+                )
+                served = json.loads(body)["endpoints"]
+            except (OSError, ValueError) as error:
+                raise DeployFailed(f"the endpoint host at {url} did not answer: {error}") from None
+            if endpoint not in served:
+                return
+            if time.monotonic() > deadline:
+                raise DeployFailed(f"{endpoint} was still served after {timeout:g} s")
+            time.sleep(0.1)
+
     def invoke(
         self, endpoint: str, body: bytes, content_type: str, accept: str | None = None
     ) -> Answer:

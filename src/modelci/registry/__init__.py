@@ -21,6 +21,7 @@ __all__ = [
     "VersionStatus",
     "mask_url",
     "open_registry",
+    "unknown_scheme",
 ]
 
 _REGISTRIES = {
@@ -39,14 +40,11 @@ def open_registry(url: str, root: Path) -> Registry:
     Raises ConfigError (key `registry.url`) for a scheme no backend serves, and (naming the
     file) for an SQLite registry that was made and is now missing, empty or damaged.
     """
-    scheme = url.partition("://")[0].lower() if "://" in url else ""
-    target = _REGISTRIES.get(scheme)
-    if target is None:
-        known = ", ".join(f"{name}://" for name in _REGISTRIES)
-        raise ConfigError(
-            f"unknown registry URL {mask_url(url)!r}: the scheme must be one of {known}",
-            key=_KEY,
-        )
+    problem = unknown_scheme(url)
+    if problem is not None:
+        raise ConfigError(problem, key=_KEY)
+    scheme = url.partition("://")[0].lower()
+    target = _REGISTRIES[scheme]
     database = sqlite_file(url, root)
     if database is not None:
         from modelci.registry.presence import check_registry_file
@@ -54,6 +52,16 @@ def open_registry(url: str, root: Path) -> Registry:
         check_registry_file(database)  # never a silent fresh start over a lost registry
     registry_class: type[Registry] = load(target, what=f"a {scheme}:// registry", key=_KEY)
     return registry_class(url, root=root)  # type: ignore[call-arg]
+
+
+def unknown_scheme(url: str) -> str | None:
+    """Why no backend serves `url` (its scheme is not in the table), or None when one does:
+    `modelci validate` asks this without importing a backend."""
+    scheme = url.partition("://")[0].lower() if "://" in url else ""
+    if scheme in _REGISTRIES:
+        return None
+    known = ", ".join(f"{name}://" for name in _REGISTRIES)
+    return f"unknown registry URL {mask_url(url)!r}: the scheme must be one of {known}"
 
 
 def sqlite_file(url: str, root: Path) -> Path | None:

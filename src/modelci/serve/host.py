@@ -119,6 +119,8 @@ class Host:
                 ):
                     continue  # don't retry a broken version in a tight loop
                 await self.swap(endpoint, model, environment, version)
+            for endpoint in [e for e in self.failures if e != "*" and e not in wanted]:
+                del self.failures[endpoint]  # undeployed: its old failure no longer applies
             for endpoint in [e for e in self.routes if e not in wanted]:
                 server = self.routes.pop(endpoint)
                 await server.drain(DRAIN_TIMEOUT_S)

@@ -18,7 +18,7 @@ from modelci.errors import ConfigError
 from modelci.loader import load
 from modelci.store.base import Store, StoredArtifact
 
-__all__ = ["Store", "StoredArtifact", "open_store"]
+__all__ = ["Store", "StoredArtifact", "open_store", "unknown_scheme"]
 
 _STORES = {
     "file": "modelci.store.local:LocalStore",
@@ -49,20 +49,30 @@ def _local_path(url: str, root: Path) -> Path:
     return Path(url2pathname(parts.path))
 
 
+def unknown_scheme(url: str) -> str | None:
+    """Why no store serves `url` (its scheme is not in the table), or None when one does:
+    `modelci validate` asks this without importing a backend."""
+    match = _URL.match(url)
+    scheme = match.group(1).lower() if match else "file"
+    if scheme in _STORES:
+        return None
+    known = ", ".join(f"{name}://" for name in _STORES)
+    return (
+        f"unknown store scheme {scheme!r} in {url!r}; known schemes: {known} "
+        "(or a plain folder path)"
+    )
+
+
 def open_store(url: str, root: Path) -> Store:
     """The store `url` names; a plain or relative path is a folder under `root` (the repo root).
 
     Raises ConfigError (key `store.url`) for an unknown scheme or a store not available here.
     """
+    problem = unknown_scheme(url)
+    if problem is not None:
+        raise ConfigError(problem, key=_KEY)
     match = _URL.match(url)
     scheme = match.group(1).lower() if match else "file"
-    if scheme not in _STORES:
-        known = ", ".join(f"{name}://" for name in _STORES)
-        raise ConfigError(
-            f"unknown store scheme {scheme!r} in {url!r}; known schemes: {known} "
-            "(or a plain folder path)",
-            key=_KEY,
-        )
     store_class: type[Store] = load(_STORES[scheme], what=f"the {scheme}:// store", key=_KEY)
     if scheme == "file":
         return store_class(_local_path(url, root))  # type: ignore[call-arg]

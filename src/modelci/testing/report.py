@@ -48,6 +48,39 @@ class TestReport:
         }
 
 
+def test_result(details: dict[str, Any]) -> str:
+    """What a version's recorded tests say (its `details`): passed, failed or not tested."""
+    tests = details.get("tests")
+    if not isinstance(tests, dict):
+        return "not tested"
+    return "passed" if tests.get("passed") else "failed"
+
+
+def failure_causes(checks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The failed checks among `checks` (as `CheckResult.to_json` gives them, or as the
+    registry keeps them), each with its cause: name, expected, actual and message."""
+    return [
+        {key: check.get(key) for key in ("name", "expected", "actual", "message")}
+        for check in checks
+        if not check.get("passed") and not check.get("skipped")
+    ]
+
+
+def describe_failure(failure: dict[str, Any]) -> str:
+    """One failed check in a line: `score: expected >= 0.9, got 0.75: ...`."""
+    text = str(failure.get("name"))
+    expected, actual = failure.get("expected"), failure.get("actual")
+    if expected is not None or actual is not None:
+        text += f": expected {_short(expected)}, got {_short(actual)}"
+    message = " ".join(str(failure.get("message") or "").split("\n"))
+    return f"{text}: {message}" if message else text
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    text = str(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def write_junit(reports: list[TestReport], path: Path) -> Path:
     """JUnit XML, as CircleCI's store_test_results and GitHub's test reporters read it."""
     suites = ET.Element("testsuites", name="modelci")

@@ -16,7 +16,7 @@ from modelci.spec import ModelSpec
 from modelci.testing.gates import check_gates
 from modelci.testing.golden import decode_answer, difference, read_golden, request
 from modelci.testing.probe import probe
-from modelci.testing.report import CheckResult, TestReport
+from modelci.testing.report import CheckResult, TestReport, failure_causes
 from modelci.workspace import Workspace
 
 DEFAULT_GOLDEN = "tests/golden.jsonl"
@@ -298,6 +298,7 @@ def _record(
             details={
                 "passed": report.passed,
                 "failed": [c.name for c in report.checks if not c.passed and not c.skipped],
+                "failures": failure_causes([c.to_json() for c in report.checks]),
             },
         )
     )

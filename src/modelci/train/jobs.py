@@ -31,10 +31,14 @@ def spec_at(workspace: Workspace, name: str, commit: str, dirty: bool) -> ModelS
     from modelci.spec import find_model, read_model
     from modelci.speccache import SpecCache
 
-    current = find_model(workspace.models, name)
+    # another model's broken model.toml (or this one's, at a commit where it was valid) must
+    # not stop the endpoint host from serving a version
+    readable, _ = workspace.readable_models
+    current = next((m for m in readable if m.name == name), None)
     if dirty:
-        return current
-    spec_file = f"{current.folder}/{MODEL_FILE}"
+        return current or find_model(workspace.models, name)  # raises the spec's error
+    folder = current.folder if current else _folder_at(workspace, name, commit)
+    spec_file = f"{folder}/{MODEL_FILE}"
     tree = git.tree_blobs(workspace.root, commit)
     if spec_file not in tree:
         raise ConfigError(
@@ -45,9 +49,26 @@ def spec_at(workspace: Workspace, name: str, commit: str, dirty: bool) -> ModelS
     cache = SpecCache(workspace.root)
     try:
         text = git.read_blobs(workspace.root, [blob])[blob]
-        return read_model(current.folder, blob, text, spec_file, cache)
+        return read_model(folder, blob, text, spec_file, cache)
     finally:
         cache.save()
+
+
+def _folder_at(workspace: Workspace, name: str, commit: str) -> str:
+    """The folder of the model of that name at `commit`, for one the work tree cannot say
+    (its model.toml is broken now)."""
+    import os
+
+    from modelci.changes import SpecCache, snapshot
+    from modelci.spec import find_model
+
+    entry = (
+        snapshot(workspace.root, commit, SpecCache(workspace.root), os.environ).by_name().get(name)
+    )
+    if entry is None:
+        find_model(workspace.models, name)  # raises: the bad spec's error, or the known names
+        raise ConfigError(f"no model named {name!r} at commit {commit[:12]}")
+    return entry.folder
 
 
 def check_inputs(spec: ModelSpec, files: set[str]) -> None:
