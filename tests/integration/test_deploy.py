@@ -324,6 +324,10 @@ def test_racing_deploys_superseded_by_a_later_one_end_at_once(toy: Toy) -> None:
     new = [e for e in toy.events() if e.to_version in versions]
     assert not [e for e in new if e.kind in ("deploy_failed", "rollback")], new
     assert sorted(e.to_version for e in new if e.kind == "deploy_superseded") == sorted(superseded)
+    # staging never served a superseded version healthily: production does not take it
+    refused = toy.deploy("--version", superseded[0], "--skip-tests", env="production")
+    assert refused.code == 1
+    assert "has not been deployed to staging first" in refused.json()["error"]["message"]
     [endpoint] = toy.endpoints().values()
     assert endpoint["version"] == final and endpoint["healthy"]
     gateway = f"{host_url(toy.root)}/endpoints/toy-staging"
