@@ -194,8 +194,12 @@ def racer(
                 counts["conflicts"] += 1
                 continue
             # unchanged: another racer set it first, no update; superseded: an update that
-            # another racer's replaced before it served
-            counts[outcome.status] += 1
+            # another racer's replaced before it served, or (the pointer named the version
+            # already) no update at all
+            if outcome.status == "superseded" and outcome.previous_version == outcome.version:
+                counts["unchanged"] += 1
+            else:
+                counts[outcome.status] += 1
     results.put({"counts": dict(counts), "seconds": time.perf_counter() - started})
 
 
