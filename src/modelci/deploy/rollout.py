@@ -8,7 +8,7 @@ import contextlib
 from dataclasses import dataclass
 from typing import Any
 
-from modelci.deploy.base import Deployer, stop_if_superseded
+from modelci.deploy.base import Deployer
 from modelci.deploy.smoke import smoke_request
 from modelci.errors import ConfigError, DeployFailed, DeploySuperseded, ModelciError
 from modelci.progress import Progress
@@ -214,7 +214,6 @@ def deploy(
     note(f"{endpoint}: {previous or 'nothing'} -> {record.version}, waiting until healthy")
     try:
         served = deployer.apply(endpoint, record.version, HEALTH_TIMEOUT_S, superseded)
-        stop_if_superseded(superseded, endpoint, record.version)  # smoke ours, not theirs
         smoke = smoke_request(workspace, spec)
         if smoke is not None:
             answer = deployer.invoke(endpoint, smoke[0], smoke[1])
