@@ -6,8 +6,9 @@
 - The pointer race through deploy: 4 processes each make N successful `deploy` calls of one
   model to staging (library function, --skip-tests --force), each alternating between two
   trained versions and retrying on PointerConflict. Afterwards the registry must count every
-  update: the pointer's generation moved once per update and the log holds one deploy event per
-  successful deploy. Target: 0 lost updates.
+  update: the pointer's generation moved once per update (a deploy that failed or was
+  superseded by another racer's moved it too) and the log holds one deploy event per update.
+  Target: 0 lost updates.
 
 Run: `.venv/bin/python bench/pipeline_bench.py [--runs 5] [--processes 4] [--deploys 25]` from the
 repository root. Exits 0 (the table says PASS or FAIL).
@@ -192,7 +193,13 @@ def racer(
             except PointerConflict:
                 counts["conflicts"] += 1
                 continue
-            counts[outcome.status] += 1  # unchanged: another racer set it first; no update
+            # unchanged: another racer set it first, no update; superseded: an update that
+            # another racer's replaced before it served, or (the pointer named the version
+            # already) no update at all
+            if outcome.status == "superseded" and outcome.previous_version == outcome.version:
+                counts["unchanged"] += 1
+            else:
+                counts[outcome.status] += 1
     results.put({"counts": dict(counts), "seconds": time.perf_counter() - started})
 
 
@@ -202,6 +209,7 @@ class RaceFigures:
     conflicts: int
     unchanged: int
     failed: int
+    superseded: int
     generation_moves: int
     deploy_events: int
     rollback_events: int
@@ -209,8 +217,8 @@ class RaceFigures:
 
     @property
     def updates(self) -> int:
-        """Pointer moves the racers made: a failed deploy moved the pointer too."""
-        return self.successes + self.failed
+        """Pointer moves the racers made: a failed or superseded deploy moved the pointer too."""
+        return self.successes + self.failed + self.superseded
 
     @property
     def lost_updates(self) -> int:
@@ -283,6 +291,7 @@ def bench_race(processes: int, deploys: int) -> list[tuple[str, str, str, str, b
         conflicts=total["conflicts"],
         unchanged=total["unchanged"],
         failed=total["failed"] + total["rolled_back"],
+        superseded=total["superseded"],
         generation_moves=pointer.generation - start_generation,
         deploy_events=kinds["deploy"],
         rollback_events=kinds["rollback"],
@@ -290,7 +299,8 @@ def bench_race(processes: int, deploys: int) -> list[tuple[str, str, str, str, b
     )
     print(
         f"    successful deploys {figures.successes}, conflicts retried {figures.conflicts}, "
-        f"unchanged {figures.unchanged}, failed {figures.failed}; generation moved "
+        f"unchanged {figures.unchanged}, failed {figures.failed}, superseded "
+        f"{figures.superseded}; generation moved "
         f"{figures.generation_moves}, deploy events {figures.deploy_events}, automatic "
         f"rollbacks {figures.rollback_events}; {wall:.1f} s",
         flush=True,

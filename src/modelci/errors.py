@@ -9,7 +9,8 @@
     ├── ArtifactNotFound    exit 1: the store has no artifact with that digest
     ├── RegistryError       exit 1: the registry failed (connection, migration)
     ├── EnvironmentFailed   exit 1: uv could not resolve or install a model's environment
-    └── DeployFailed        exit 1: a deploy's health check or smoke request failed
+    ├── DeployFailed        exit 1: a deploy's health check or smoke request failed
+    └── DeploySuperseded    exit 1: another deploy moved the pointer while this one waited
 
 A missing optional package (boto3, ray, psycopg, pyarrow) is a ConfigError naming the extra to
 install (`modelci.loader.missing_extra`). A failed gate or golden check is not an error: `test`
@@ -88,3 +89,12 @@ class EnvironmentFailed(ModelciError):
 class DeployFailed(ModelciError):
     """A deploy did not become healthy or its smoke request failed (the previous version is
     back in place)."""
+
+
+class DeploySuperseded(ModelciError):
+    """While a deploy waited for its version to serve, another deploy's compare-and-set moved
+    the pointer on: the wait ends, and nothing is rolled back (the pointer is the winner's)."""
+
+    def __init__(self, message: str, *, by: str | None):
+        self.by = by  # the version the pointer names now, None when it was cleared
+        super().__init__(message)

@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import pytest
 
-from modelci.deploy.base import Answer, Deployer, Served
+from modelci.deploy.base import Answer, Deployer, Served, Superseded
 from modelci.registry import open_registry
 from modelci.registry.base import Event, VersionRecord
 from modelci.status import status_report
@@ -150,7 +150,13 @@ class fake_deployer(Deployer):
         self.says = says
         self.asked: list[str] = []
 
-    def apply(self, endpoint: str, version: str, timeout: float) -> Served:
+    def apply(
+        self,
+        endpoint: str,
+        version: str,
+        timeout: float,
+        superseded: Superseded | None = None,
+    ) -> Served:
         raise AssertionError("status never deploys")
 
     def invoke(

@@ -17,6 +17,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -264,6 +265,74 @@ def test_failed_smoke_request_rolls_back(toy: Toy) -> None:
         deadline_s=DEADLINE_S,
     )
     assert prediction(httpx.post(f"{gateway}/invocations", content=ROW, headers=JSON)) == 3.5
+
+
+# --- racing deploys ----------------------------------------------------------------------------
+
+# model_fn takes 2 s: a version stays starting long enough for later deploys to move the pointer
+STARTS_IN_2_S = (
+    INFERENCE.replace("def model_fn(model_dir):", "def _model_fn(model_dir):")
+    + """
+import time
+
+def model_fn(model_dir):
+    time.sleep(2)
+    return _model_fn(model_dir)
+"""
+)
+RACERS = 4
+RACE_DEADLINE_S = 60.0  # far below rollout.HEALTH_TIMEOUT_S, which a superseded deploy waited
+
+
+def test_racing_deploys_superseded_by_a_later_one_end_at_once(toy: Toy) -> None:
+    toy.deployed("--version", toy.version(), "--skip-tests")  # the host runs before the race
+    biases = [1.0 + index for index in range(RACERS)]
+    versions = [toy.version(bias=b, inference=STARTS_IN_2_S, test=False) for b in biases]
+    racers = []
+    for index, version in enumerate(versions):
+        command = [sys.executable, "-m", "modelci", "-C", str(toy.root), "deploy", "toy"]
+        command += ["--env", "staging", "--version", version, "--skip-tests", "--force", "--json"]
+        racers.append(subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE))
+        time.sleep(0.3 * (index < RACERS - 1))  # in order, mostly: later ones win the pointer
+    results: dict[str, tuple[int, dict[str, Any]]] = {}
+    try:
+        for version, racer in zip(versions, racers, strict=True):
+            out, err = racer.communicate(timeout=RACE_DEADLINE_S)
+            assert out.strip(), err.decode(errors="replace")
+            results[version] = racer.returncode, json.loads(out)
+    finally:
+        for racer in racers:
+            if racer.poll() is None:
+                racer.kill()
+                racer.wait()
+
+    final = toy.pointer()
+    assert final in versions
+    statuses = {
+        v: document.get("status") or document["error"]["type"]
+        for v, (_, document) in results.items()
+    }
+    assert set(statuses.values()) <= {"deployed", "superseded", "PointerConflict"}, results
+    assert statuses[final] == "deployed" and results[final][0] == 0, results[final]
+    superseded = [v for v, status in statuses.items() if status == "superseded"]
+    assert superseded, statuses
+    for version in superseded:
+        code, outcome = results[version]
+        assert code == 1 and set(outcome) == OUTCOME_KEYS
+        by = outcome["reason"].partition(" was superseded by ")[2].partition(":")[0]
+        assert by in versions and by != version, outcome["reason"]
+    new = [e for e in toy.events() if e.to_version in versions]
+    assert not [e for e in new if e.kind in ("deploy_failed", "rollback")], new
+    assert sorted(e.to_version for e in new if e.kind == "deploy_superseded") == sorted(superseded)
+    # staging never served a superseded version healthily: production does not take it
+    refused = toy.deploy("--version", superseded[0], "--skip-tests", env="production")
+    assert refused.code == 1
+    assert "has not been deployed to staging first" in refused.json()["error"]["message"]
+    [endpoint] = toy.endpoints().values()
+    assert endpoint["version"] == final and endpoint["healthy"]
+    gateway = f"{host_url(toy.root)}/endpoints/toy-staging"
+    answer = httpx.post(f"{gateway}/invocations", content=ROW, headers=JSON, timeout=30)
+    assert prediction(answer) == 3 + biases[versions.index(final)]
 
 
 # --- the host ----------------------------------------------------------------------------------

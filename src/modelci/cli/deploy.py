@@ -35,7 +35,8 @@ def deploy(
     json_mode: bool,
 ) -> None:
     """Point ENV of MODEL at a version, wait until it serves healthily and a smoke request
-    answers; otherwise put the previous version back and exit 1."""
+    answers; otherwise put the previous version back and exit 1. A deploy whose version another
+    deploy replaced while it waited ends at once, `superseded`, and exits 1."""
     from modelci.deploy import open_deployer
     from modelci.deploy.rollout import deploy as run_deploy
 
@@ -60,8 +61,9 @@ def deploy(
                 f"{outcome.version} at {outcome.gateway_url}"
             )
         else:
+            colour = "yellow" if outcome.status == "superseded" else "red"
             output.out.print(
-                f"{outcome.endpoint}: [red]{outcome.status}[/] "
+                f"{outcome.endpoint}: [{colour}]{outcome.status}[/] "
                 f"{outcome.version}: {escape(outcome.reason or '')}"
             )
 

@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 import abc
+from collections.abc import Callable
 from dataclasses import dataclass
+
+from modelci.errors import DeploySuperseded
+
+# Asked while a deploy waits: the version that replaced the deploy's own in the pointer ("" when
+# the pointer was cleared), or None while the pointer still names it.
+Superseded = Callable[[], str | None]
 
 
 @dataclass(frozen=True)
@@ -29,9 +36,17 @@ class Deployer(abc.ABC):
     """Where endpoints run: this machine, Ray Serve, SageMaker."""
 
     @abc.abstractmethod
-    def apply(self, endpoint: str, version: str, timeout: float) -> Served:
+    def apply(
+        self,
+        endpoint: str,
+        version: str,
+        timeout: float,
+        superseded: Superseded | None = None,
+    ) -> Served:
         """Make the backend follow the registry for `endpoint` (whose pointer now names
-        `version`) and wait until it serves that version healthily. Raises DeployFailed."""
+        `version`) and wait until it serves that version healthily. Raises DeployFailed; raises
+        DeploySuperseded as soon as `superseded` names another version while it waits (a
+        backend that cannot stop half-way, SageMaker, waits its change out)."""
 
     @abc.abstractmethod
     def invoke(
@@ -49,3 +64,14 @@ class Deployer(abc.ABC):
         and wait until it no longer serves it. The default does nothing: for a backend that
         keeps no endpoint of its own there is nothing to stop. Raises DeployFailed."""
         return None
+
+
+def stop_if_superseded(superseded: Superseded | None, endpoint: str, version: str) -> None:
+    """Raise DeploySuperseded when `superseded` says the pointer names another version now."""
+    by = superseded() if superseded is not None else None
+    if by is not None:
+        raise DeploySuperseded(
+            f"{endpoint}: {version} was superseded by {by or 'no version (undeployed)'}: another "
+            f"deploy moved the pointer while this one waited for {version} to serve",
+            by=by or None,
+        )

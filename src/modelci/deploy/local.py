@@ -12,7 +12,7 @@ import threading
 import time
 from typing import Any
 
-from modelci.deploy.base import Answer, Deployer, Served
+from modelci.deploy.base import Answer, Deployer, Served, Superseded, stop_if_superseded
 from modelci.errors import ConfigError, DeployFailed
 from modelci.workspace import Workspace
 
@@ -106,7 +106,13 @@ class LocalDeployer(Deployer):
 
     # --- Deployer ---------------------------------------------------------------------------
 
-    def apply(self, endpoint: str, version: str, timeout: float) -> Served:
+    def apply(
+        self,
+        endpoint: str,
+        version: str,
+        timeout: float,
+        superseded: Superseded | None = None,
+    ) -> Served:
         url = self.ensure_host()
         deadline = time.monotonic() + timeout
         while True:
@@ -131,6 +137,9 @@ class LocalDeployer(Deployer):
             failure = state.get("last_error")
             if failure and failure.get("version") == version:
                 raise DeployFailed(f"{endpoint} could not serve {version}: {failure['error']}")
+            # the host follows the pointer, not this deploy: once another deploy has moved it,
+            # waiting on would only end at the deadline
+            stop_if_superseded(superseded, endpoint, version)
             if time.monotonic() > deadline:
                 raise DeployFailed(f"{endpoint} did not serve {version} within {timeout:g} s")
             time.sleep(0.1)

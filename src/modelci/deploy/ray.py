@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from modelci.deploy.base import Answer, Deployer, Served
+from modelci.deploy.base import Answer, Deployer, Served, Superseded, stop_if_superseded
 from modelci.errors import ConfigError, DeployFailed, ModelciError
 from modelci.raycluster import RayCluster, quiet_ray_sdk
 from modelci.runtime.ray_app import DEPLOYMENT
@@ -206,7 +206,13 @@ class RayDeployer(Deployer):
 
     # --- Deployer -------------------------------------------------------------------------
 
-    def apply(self, endpoint: str, version: str, timeout: float) -> Served:
+    def apply(
+        self,
+        endpoint: str,
+        version: str,
+        timeout: float,
+        superseded: Superseded | None = None,
+    ) -> Served:
         client = self._client()
         config = self.application(client, endpoint, version)
         self._put(client, endpoint, config)
@@ -223,7 +229,8 @@ class RayDeployer(Deployer):
                 if state["status"] == "RUNNING" and self._serves(endpoint, version):
                     url = self.endpoint_url(endpoint)
                     return Served(endpoint, version, url, url)
-            elif time.monotonic() - written > REWRITE_AFTER_S:
+            stop_if_superseded(superseded, endpoint, version)  # never write ours over theirs
+            if state["version"] != version and time.monotonic() - written > REWRITE_AFTER_S:
                 # another deploy wrote the applications over ours: write ours again
                 self._put(client, endpoint, config)
                 written = time.monotonic()

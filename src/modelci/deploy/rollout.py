@@ -5,15 +5,14 @@ previous version back. `deploy`, `promote`, `rollback` and `release` all go thro
 from __future__ import annotations
 
 import contextlib
-import csv
 from dataclasses import dataclass
 from typing import Any
 
 from modelci.deploy.base import Deployer
-from modelci.errors import ConfigError, DeployFailed, ModelciError
+from modelci.deploy.smoke import smoke_request
+from modelci.errors import ConfigError, DeployFailed, DeploySuperseded, ModelciError
 from modelci.progress import Progress
 from modelci.registry.base import Event, Registry, VersionRecord
-from modelci.spec import ModelSpec
 from modelci.workspace import Workspace
 
 HEALTH_TIMEOUT_S = 180.0
@@ -28,7 +27,7 @@ class DeployOutcome:
     endpoint: str
     version: str
     previous_version: str | None
-    status: str  # deployed | unchanged | rolled_back | failed
+    status: str  # deployed | unchanged | rolled_back | failed | superseded
     url: str | None = None
     gateway_url: str | None = None
     reason: str | None = None
@@ -58,14 +57,15 @@ def check_environment(workspace: Workspace, environment: str) -> None:
 
 def deployed_versions(registry: Registry, model: str, environment: str) -> list[str]:
     """Versions an environment has served, newest first, failed deploys left out."""
-    # A deploy_failed event cancels the newest pointer move to its version before it; walking
-    # newest first, count the failures not yet matched with the move they cancel.
+    # A deploy_failed (or deploy_superseded: it never served healthily) event cancels the newest
+    # pointer move to its version before it; walking newest first, count the failures not yet
+    # matched with the move they cancel.
     unmatched: dict[str, int] = {}
     seen: list[str] = []
     for event in registry.events(model):
         if event.environment != environment or event.to_version is None:
             continue
-        if event.kind == "deploy_failed":
+        if event.kind in ("deploy_failed", "deploy_superseded"):
             unmatched[event.to_version] = unmatched.get(event.to_version, 0) + 1
             continue
         if event.kind not in ("deploy", "promote", "rollback", "release"):
@@ -78,37 +78,6 @@ def deployed_versions(registry: Registry, model: str, environment: str) -> list[
         if event.to_version not in seen:
             seen.append(event.to_version)
     return seen
-
-
-def smoke_request(workspace: Workspace, spec: ModelSpec) -> tuple[bytes, str] | None:
-    """The first golden row, else the first row of the test channel (key and label left out)."""
-    from modelci.testing.golden import encode_input, read_golden
-    from modelci.testing.repro import LABEL_COLUMNS
-    from modelci.testing.runner import golden_path
-
-    found = golden_path(spec, workspace.root)
-    if found is not None and found[0].exists():
-        rows = read_golden(*found)
-        if rows:
-            return encode_input(rows[0].input, rows[0].content_type), rows[0].content_type
-    channel = next((c for c in ("test", "validation", "train") if c in spec.train.channels), None)
-    if channel is None or "://" in spec.train.channels[channel]:
-        return None
-    source = workspace.root / spec.train.channels[channel]
-    files = [source] if source.is_file() else sorted(source.rglob("*.csv"))
-    if not files or not files[0].is_file() or files[0].suffix != ".csv":
-        return None
-    with files[0].open(newline="") as handle:
-        reader = csv.reader(handle)
-        header, row = next(reader, None), next(reader, None)
-    if header is None or row is None:
-        return None
-    drop = {
-        *LABEL_COLUMNS,
-        *([spec.train.sample.key] if spec.train.sample and spec.train.sample.key else []),
-    }
-    values = [value for name, value in zip(header, row, strict=False) if name not in drop]
-    return (",".join(values) + "\n").encode(), "text/csv"
 
 
 def rollback_target(registry: Registry, model: str, environment: str, to: str | None) -> str:
@@ -156,8 +125,25 @@ def deploy(
     endpoint = workspace.endpoint(model, environment)
     pointer = registry.get_pointer(model, environment)
     previous = pointer.version if pointer else None
+
+    def superseded() -> str | None:
+        """The version another deploy pointed the environment at since ("": none)."""
+        now = registry.get_pointer(model, environment)
+        return None if now and now.version == record.version else now.version if now else ""
+
     if previous == record.version:
-        served = deployer.apply(endpoint, record.version, HEALTH_TIMEOUT_S)
+        try:
+            served = deployer.apply(endpoint, record.version, HEALTH_TIMEOUT_S, superseded)
+        except DeploySuperseded as error:
+            return DeployOutcome(
+                model,
+                environment,
+                endpoint,
+                record.version,
+                previous,
+                "superseded",
+                reason=error.render(),
+            )
         return DeployOutcome(
             model,
             environment,
@@ -227,7 +213,7 @@ def deploy(
     )
     note(f"{endpoint}: {previous or 'nothing'} -> {record.version}, waiting until healthy")
     try:
-        served = deployer.apply(endpoint, record.version, HEALTH_TIMEOUT_S)
+        served = deployer.apply(endpoint, record.version, HEALTH_TIMEOUT_S, superseded)
         smoke = smoke_request(workspace, spec)
         if smoke is not None:
             answer = deployer.invoke(endpoint, smoke[0], smoke[1])
@@ -236,6 +222,32 @@ def deploy(
                     f"the smoke request got {answer.status}: "
                     f"{answer.body[:300].decode(errors='replace')}"
                 )
+    except DeploySuperseded as error:
+        # the pointer is the winner's: nothing to put back, and ours did not fail
+        registry.append_event(
+            Event(
+                kind="deploy_superseded",
+                model=model,
+                version=record.version,
+                environment=environment,
+                to_version=record.version,
+                from_version=previous,
+                commit=record.commit,
+                actor=actor,
+                ci_url=ci_url,
+                details={"by": error.by},
+            )
+        )
+        note(f"{endpoint}: {record.version} superseded by {error.by or 'an undeploy'}")
+        return DeployOutcome(
+            model,
+            environment,
+            endpoint,
+            record.version,
+            previous,
+            "superseded",
+            reason=error.render(),
+        )
     except ModelciError as error:
         status = _put_back(
             workspace,

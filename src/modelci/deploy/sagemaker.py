@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from modelci.aws import SageMakerAccount, resource_name
-from modelci.deploy.base import Answer, Deployer, Served
+from modelci.deploy.base import Answer, Deployer, Served, Superseded
 from modelci.errors import ConfigError, DeployFailed
 from modelci.registry.base import VersionRecord
 from modelci.spec import ModelSpec
@@ -46,11 +46,18 @@ class SageMakerDeployer(Deployer):
 
     # --- Deployer ---------------------------------------------------------------------------
 
-    def apply(self, endpoint: str, version: str, timeout: float) -> Served:
+    def apply(
+        self,
+        endpoint: str,
+        version: str,
+        timeout: float,
+        superseded: Superseded | None = None,
+    ) -> Served:
         """Create the version's model and configuration when missing, move the endpoint to
         that configuration (created, or updated blue/green), and wait until it is InService
         on it. SageMaker takes minutes: the wait is the longer of `timeout` and
-        `[sagemaker] max_wait_s`."""
+        `[sagemaker] max_wait_s`. An update under way cannot be stopped: a superseded deploy
+        waits it out (`superseded` is not asked)."""
         record, spec = self._version(version)
         config = self.ensure_config(record, spec)
         deadline = time.monotonic() + max(timeout, float(self.settings.max_wait_s))
