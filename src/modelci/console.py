@@ -62,6 +62,15 @@ class Output:
         if not self.json_mode:
             self.err.print(message)
 
+    def progress(self, message: str) -> None:
+        """A progress line on stderr in both modes (plain under --json, whose document goes
+        to stdout), so that a long command in CI is never silent."""
+        if self.json_mode:
+            sys.stderr.write(message.rstrip("\n") + "\n")
+            sys.stderr.flush()
+        else:
+            self.err.print(escape(message))
+
     def error(self, error: ModelciError) -> None:
         """Report a failure: a JSON document on stdout, or a red line on stderr."""
         if self.json_mode:

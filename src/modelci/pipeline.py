@@ -82,7 +82,12 @@ def run_model(
             step = "train"
             state.steps["train"] = "running"
             outcome = train_model(
-                workspace, registry, name, TrainOptions(break_lease=break_lease), note=note
+                workspace,
+                registry,
+                name,
+                TrainOptions(break_lease=break_lease),
+                note=note,
+                on_line=lambda line: note(f"{name} | {line}"),  # CI logs show the job's log
             )
             state.version = outcome.version
             if outcome.status != "ready":

@@ -114,6 +114,7 @@ def test_deploy_to_staging_then_invoke(toy: Toy, tmp_path: Path) -> None:
     )
     assert unknown.status_code == 404
     assert "'nope-staging' is not deployed" in unknown.json()["message"]
+    assert "deployed endpoints: toy-staging" in unknown.json()["message"]  # what exists
     bad = httpx.post(f"{gateway}/invocations", content=b"[[1, 2", headers=JSON)
     assert bad.status_code == 400 and "not valid JSON" in bad.text
     missing = toy.modelci("-C", toy.root, "invoke", "nope-staging", "--data", body, "--json")

@@ -85,6 +85,7 @@ class Prepared:
     trained: Path
     commit: str
     first_run: dict[str, Any]
+    first_run_stderr: str  # the progress `run --json` streams beside its document
 
 
 def _clean_environ(home: Path, port: int) -> dict[str, str]:
@@ -160,11 +161,11 @@ def prepared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prepared]:
     try:
         done = call(trained, *modelci, "run", "--json")
         assert done.returncode == 0, done.stdout + done.stderr
-        first_run = json.loads(done.stdout)
+        first_run = json.loads(done.stdout)  # exactly one document on stdout
     finally:
         stopped = call(trained, *modelci, "serve", "--stop")
         assert stopped.returncode == 0, stopped.stdout + stopped.stderr
-    yield Prepared(pristine, trained, commit, first_run)
+    yield Prepared(pristine, trained, commit, first_run, done.stderr)
 
 
 class Repo(GitRepo):
@@ -254,6 +255,9 @@ def test_first_run_builds_trains_tests_and_deploys_every_model(prepared: Prepare
         assert set(entry["steps"].values()) <= STEP_STATES
         assert entry["steps"]["build"] in ("done", "cached")  # one environment for both
         assert [entry["steps"][s] for s in ("train", "test", "deploy")] == ["done"] * 3
+    # CI logs are not silent under --json: progress and each model's training log, prefixed
+    for name in MODELS:
+        assert any(line.startswith(f"{name} | ") for line in prepared.first_run_stderr.splitlines())
 
 
 def test_second_run_on_the_same_commit_is_all_cached(trained: Repo) -> None:

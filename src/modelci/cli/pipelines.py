@@ -98,7 +98,7 @@ def run(
 
     def note(message: str) -> None:
         if live is None:
-            output.info(message)
+            output.progress(message)
 
     try:
         commit, runs = run_pipeline(

@@ -243,7 +243,8 @@ class Host:
                 message = f"endpoint {endpoint!r} is not deployed"
                 if failure:
                     message += f" (its last start failed: {failure['error']})"
-                return _json({"message": message}, 404)
+                known = ", ".join(sorted(self.routes)) or "none"
+                return _json({"message": f"{message}; deployed endpoints: {known}"}, 404)
             if not server.healthy or not server.alive():
                 restarted = await self.restarted(endpoint)
                 if restarted is None:
