@@ -40,6 +40,7 @@ class ModelEntry:
     name: str
     folder: str
     depends_on: tuple[str, ...]
+    error: str | None = None  # a bad spec: this model's own failure, not the snapshot's
 
 
 @dataclass
@@ -51,6 +52,7 @@ class ChangedModel:
     reasons: set[str] = field(default_factory=set)
     files: set[str] = field(default_factory=set)
     renamed_from: str | None = None
+    error: str | None = None  # its spec at head is bad: its pipeline row fails, no other
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -61,6 +63,8 @@ class ChangedModel:
         }
         if self.renamed_from:
             data["renamed_from"] = self.renamed_from
+        if self.error:
+            data["error"] = self.error
         return data
 
 
@@ -98,7 +102,8 @@ class Snapshot:
 
 def snapshot(root: Path, commit: str, cache: SpecCache, environ: Mapping[str, str]) -> Snapshot:
     """Read the project's settings and every model's spec at a commit, as validated (from the
-    cache, or by spec.py on a miss)."""
+    cache, or by spec.py on a miss). A bad spec is its model's entry's `error` (named after
+    the folder, depending on nothing), so that it stops no other model."""
     tree = git.tree_blobs(root, commit)
     project_blob = tree.get(PROJECT_FILE)
     project = ProjectFacts.of(
@@ -117,8 +122,12 @@ def snapshot(root: Path, commit: str, cache: SpecCache, environ: Mapping[str, st
     models: dict[str, ModelEntry] = {}
     for folder in folders:
         spec_file = f"{folder}/{MODEL_FILE}"
-        facts = cache.facts(tree[spec_file], spec_file)
-        name = model_name(folder, facts.name, spec_file)
+        try:
+            facts = cache.facts(tree[spec_file], spec_file)
+            name = model_name(folder, facts.name, spec_file)
+        except ConfigError as error:
+            models[folder] = ModelEntry(folder.rsplit("/", 1)[-1], folder, (), error.render())
+            continue
         models[folder] = ModelEntry(name, folder, facts.depends_on)
     return Snapshot(models, project.shared, project.models)
 
@@ -316,7 +325,8 @@ def detect(
 
     def mark(name: str, reason: str, path: str | None) -> None:
         if name not in changed:
-            changed[name] = ChangedModel(name, head_names[name].folder)
+            entry = head_names[name]
+            changed[name] = ChangedModel(name, entry.folder, error=entry.error)
         changed[name].reasons.add(reason)
         if path:
             changed[name].files.add(path)

@@ -60,7 +60,6 @@ def run_model(
     from modelci.deploy import open_deployer
     from modelci.deploy.rollout import deploy
     from modelci.envs.uv import ensure_environment
-    from modelci.spec import find_model
     from modelci.testing.runner import test_version, tests_passed
     from modelci.train.runner import TrainOptions, train_model
 
@@ -70,7 +69,7 @@ def run_model(
 
     step = "build"
     try:
-        spec = find_model(workspace.models, name)
+        spec = workspace.model(name)
         state.steps["build"] = "running"
         environment = ensure_environment(workspace.root, spec, progress=note)
         state.steps["build"] = "cached" if environment.cached else "done"
@@ -162,11 +161,18 @@ def run_pipeline(
     runs = [ModelRun(entry.model) for entry in report.changed]
     if not runs:
         return report.head, runs
+    broken = {entry.model: entry.error for entry in report.changed if entry.error}
+    for state in runs:
+        if state.model in broken:  # its spec at head is bad: its row fails, no other
+            state.error = broken[state.model]
+            state.steps = dict.fromkeys(STEPS, "skipped") | {"build": "failed"}
     deploy_lock = threading.Lock()
     if on_change:
         on_change(runs)  # every model, pending
 
     def one(state: ModelRun) -> None:
+        if state.error:
+            return
         run_model(workspace, state.model, state, note, deploy_lock, break_lease=break_lease)
         if on_change:
             on_change(runs)
@@ -233,16 +239,26 @@ def release(workspace: Workspace, tag: str, note: Progress) -> tuple[str, list[d
     commit = tag_commit(workspace, tag)
     production = workspace.environments[-1]
     # the tagged commit's models, not the work tree's: one added since is not in this release
-    tagged = set(snapshot(workspace.root, commit, SpecCache(workspace.root), os.environ).by_name())
+    tagged = snapshot(workspace.root, commit, SpecCache(workspace.root), os.environ).by_name()
     results: list[dict[str, Any]] = []
     with workspace.registry() as registry:
         deployer = open_deployer(workspace)
-        for spec in workspace.models:
-            if spec.name not in tagged:
-                continue
-            record = version_in_force(workspace, registry, spec.name, commit)
+        for name in sorted(tagged):
+            spec = tagged[name]
             pointer = registry.get_pointer(spec.name, production)
             previous = pointer.version if pointer else None
+            if spec.error:  # a bad spec at the tag: this model fails, the others go on
+                results.append(
+                    {
+                        "model": spec.name,
+                        "version": None,
+                        "previous_version": previous,
+                        "status": "failed",
+                        "reason": spec.error,
+                    }
+                )
+                continue
+            record = version_in_force(workspace, registry, spec.name, commit)
             if record is None:
                 results.append(
                     {

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, cast
 from modelci import git
 
 if TYPE_CHECKING:
+    from modelci.errors import ConfigError
     from modelci.registry.base import Registry
     from modelci.spec import ModelSpec, ProjectFile
     from modelci.speccache import ProjectFacts
@@ -65,9 +66,28 @@ class Workspace:
     @cached_property
     def models(self) -> list[ModelSpec]:
         """Every model of the work tree, validated."""
-        from modelci.spec import load_models
+        models, errors = self.model_verdicts
+        if errors:
+            raise errors[0]
+        return models
 
-        return load_models(self.root, self.project, self.files())
+    @cached_property
+    def model_verdicts(self) -> tuple[list[ModelSpec], list[ConfigError]]:
+        """Every valid model of the work tree, and one error for each bad one."""
+        from modelci.spec import collect_models
+
+        return collect_models(self.root, self.project, self.files())
+
+    def model(self, name: str) -> ModelSpec:
+        """The work tree's model of that name, validated; its own ConfigError when its spec
+        (or a file it names) is bad, whatever another model's spec says."""
+        from modelci.spec import find_model
+
+        models, errors = self.model_verdicts
+        for error in errors:
+            if error.file and _named(self.root, error.file) == name:
+                raise error
+        return find_model(models, name)
 
     def registry(self) -> Registry:
         """Open the registry, applying migrations on first use."""
@@ -121,6 +141,19 @@ class Workspace:
         if server and repo and run:
             return f"{server}/{repo}/actions/runs/{run}"
         return None
+
+
+def _named(root: Path, spec_file: str) -> str:
+    """The name a model.toml gives its model, read loosely (the spec may be bad): its
+    `[model].name`, else its folder's name."""
+    import tomllib
+
+    try:
+        explicit = tomllib.loads((root / spec_file).read_text())["model"]["name"]
+    except (OSError, ValueError, KeyError, TypeError):
+        explicit = None
+    folder = spec_file.rsplit("/", 1)[0]
+    return explicit if isinstance(explicit, str) else folder.rsplit("/", 1)[-1]
 
 
 class _LazyRegistry:

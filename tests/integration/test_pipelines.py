@@ -634,3 +634,52 @@ def test_every_event_carries_the_ci_actor_and_run(
         assert [e["tag"] for e in history if e["kind"] == "release"] == ["v1"]
     human = repo.cli("history", "alpha")
     assert human.code == 0 and actor in human.stdout and url in human.stdout
+
+
+# --- one model's failure never stops another --------------------------------------------------
+
+
+def test_a_missing_entry_point_fails_that_model_only(trained: Repo) -> None:
+    trained.write("lib/common.py", "SCALE = 3\n")  # both models change
+    (trained.root / "models/beta/train.py").unlink()
+    trained.commit("lib change; beta loses its train.py")
+    code, models = trained.run()
+    assert code == 1 and list(models) == ["alpha", "beta"]
+    assert models["alpha"]["status"] == "done", models["alpha"]
+    assert models["alpha"]["steps"]["deploy"] == "done"
+    beta = models["beta"]
+    assert beta["status"] == "failed" and "train.py" in beta["error"]
+    assert beta["steps"]["build"] == "failed" and beta["steps"]["deploy"] == "skipped"
+    assert trained.pointer("alpha", "staging") == trained.version("alpha")
+    assert trained.pointer("beta", "staging") == trained.version("beta", "HEAD^")
+
+
+def test_a_broken_spec_fails_that_model_only_in_changed_run_and_release(trained: Repo) -> None:
+    trained.write("lib/common.py", "SCALE = 4\n")
+    trained.write("models/beta/model.toml", "[train\nentrypoint = 'train.py'\n")
+    trained.commit("lib change; beta's spec broken")
+    changed = {c["model"]: c for c in trained.ok("changed")["changed"]}
+    assert "error" not in changed["alpha"]
+    assert "models/beta/model.toml" in changed["beta"]["error"]
+
+    code, models = trained.run()
+    assert code == 1 and list(models) == ["alpha", "beta"]
+    assert models["alpha"]["status"] == "done", models["alpha"]
+    assert models["beta"]["status"] == "failed"
+    assert "models/beta/model.toml" in models["beta"]["error"]
+    assert models["beta"]["steps"] == {
+        "build": "failed",
+        "train": "skipped",
+        "test": "skipped",
+        "deploy": "skipped",
+    }
+
+    trained.git("tag", "v1")
+    result = trained.cli("release", "v1", "--json")
+    assert result.code == 1, result.stdout + result.stderr
+    released = {m["model"]: m for m in result.json()["models"]}
+    assert released["alpha"]["status"] == "deployed"
+    assert released["alpha"]["version"] == trained.version("alpha")
+    assert released["beta"]["status"] == "failed"
+    assert "models/beta/model.toml" in released["beta"]["reason"]
+    assert trained.pointer("beta", "production") is None

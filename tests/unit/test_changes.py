@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from modelci.changes import CACHE_FILE, detect
-from modelci.errors import ConfigError, GitError
+from modelci.errors import GitError
 from tests.support.cli import CliResult
 from tests.support.repos import GitRepo, add_model
 
@@ -627,15 +627,16 @@ def test_modelci_state_is_not_uncommitted_work(git_repo: MakeRepo) -> None:
 def test_broken_model_toml_at_head(examples: GitRepo, modelci: Run) -> None:
     examples.write("models/churn/model.toml", '[model\nname = "churn"\n')
     examples.commit("broken")
-    with pytest.raises(ConfigError) as raised:
-        detect(examples.root, environ={})
-    assert raised.value.file == "models/churn/model.toml"
+    # the bad spec is that model's error, not the whole report's: the others go on
+    [entry] = [c for c in detect(examples.root, environ={}).changed if c.model == "churn"]
+    assert entry.error and entry.error.startswith("models/churn/model.toml: ")
     result = modelci("-C", examples.root, "changed", "--json")
-    assert result.code == 2
-    error = result.json()["error"]
-    assert error["file"] == "models/churn/model.toml"
-    assert "models/churn/model.toml" in error["message"]
-    assert "invalid TOML" in error["message"]
+    assert result.code == 0
+    [listed] = [c for c in result.json()["changed"] if c["model"] == "churn"]
+    assert "models/churn/model.toml" in listed["error"]
+    assert "invalid TOML" in listed["error"]
+    human = modelci("-C", examples.root, "changed")
+    assert human.code == 0 and "bad spec" in human.stdout and "invalid TOML" in human.stdout
 
 
 def test_broken_model_toml_fixed_by_the_head_commit(examples: GitRepo) -> None:
@@ -674,19 +675,17 @@ def test_broken_specs_fixed_with_the_project_file(examples: GitRepo) -> None:
 def test_invalid_model_name_at_head(plain: GitRepo) -> None:
     plain.write("models/alpha/model.toml", '[model]\nname = "Alpha_1"\n')
     plain.commit()
-    with pytest.raises(ConfigError, match="Alpha_1") as raised:
-        detect(plain.root, environ={})
-    assert raised.value.file == "models/alpha/model.toml"
-    assert raised.value.key == "model.name"
+    [entry] = detect(plain.root, environ={}).changed  # named after its folder
+    assert entry.model == "alpha" and entry.error
+    assert entry.error.startswith("models/alpha/model.toml: model.name: ")
+    assert "Alpha_1" in entry.error
 
 
 def test_depends_on_of_the_wrong_type(plain: GitRepo) -> None:
     plain.write("models/alpha/model.toml", '[model]\ndepends_on = "lib/**"\n')
     plain.commit()
-    with pytest.raises(ConfigError) as raised:
-        detect(plain.root, environ={})
-    assert raised.value.file == "models/alpha/model.toml"
-    assert raised.value.key == "model.depends_on"
+    [entry] = detect(plain.root, environ={}).changed
+    assert entry.error and entry.error.startswith("models/alpha/model.toml: model.depends_on: ")
 
 
 # --- the spec cache ----------------------------------------------------------------------------

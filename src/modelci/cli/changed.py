@@ -52,6 +52,9 @@ def _render(console: Console, report: ChangeReport) -> None:
                 reasons += f" (was {entry.renamed_from})"
             table.add_row(entry.model, entry.path, escape(reasons))
         console.print(table)
+        for entry in report.changed:
+            if entry.error:  # its pipeline row will fail; the others are not held up
+                console.print(f"[red]bad spec[/]: {entry.model}: {escape(entry.error)}")
     if report.deleted:
         console.print(f"deleted: {', '.join(report.deleted)}")
     if report.uncommitted:

@@ -27,10 +27,10 @@ if TYPE_CHECKING:
 
 def spec_at(workspace: Workspace, name: str, commit: str, dirty: bool) -> ModelSpec:
     """The model's spec as the commit (or, with --dirty, the work tree) has it."""
-    from modelci.spec import find_model, read_model
+    from modelci.spec import read_model
     from modelci.speccache import SpecCache
 
-    current = find_model(workspace.models, name)
+    current = workspace.model(name)
     if dirty:
         return current
     spec_file = f"{current.folder}/{MODEL_FILE}"
