@@ -141,6 +141,15 @@ def last_deployed_commit(workspace: Workspace) -> str | None:
         return registry.last_deployed_commit(workspace.environments[0])
 
 
+def deployed_commits(workspace: Workspace) -> dict[str, str]:
+    """Each model's commit of its version last deployed to the first environment: where `run`
+    and `changed` compare that model from when no base is given (none: it is built)."""
+    if not workspace.registry_exists():
+        return {}
+    with workspace.registry() as registry:
+        return registry.deployed_commits(workspace.environments[0])
+
+
 def run_pipeline(
     workspace: Workspace,
     *,
@@ -156,7 +165,7 @@ def run_pipeline(
     report = detect(
         workspace.root,
         base=base,
-        default_base=(lambda _h: last_deployed_commit(workspace)) if base is None else None,
+        deployed=(lambda _h: deployed_commits(workspace)) if base is None else None,
     )
     runs = [ModelRun(entry.model) for entry in report.changed]
     if not runs:

@@ -683,3 +683,35 @@ def test_a_broken_spec_fails_that_model_only_in_changed_run_and_release(trained:
     assert released["beta"]["status"] == "failed"
     assert "models/beta/model.toml" in released["beta"]["reason"]
     assert trained.pointer("beta", "production") is None
+
+
+# --- every model on main eventually gets a ready version ---------------------------------------
+
+
+def test_on_an_empty_registry_the_first_run_builds_every_model(
+    copies: Callable[[str], Repo],
+) -> None:
+    pristine = copies("pristine")
+    write_model(pristine, "alpha", bias=2.5)
+    pristine.commit("alpha only")  # beta was never built: it is, whatever this commit touched
+    code, models = pristine.run("--base", "HEAD^")  # an explicit base: as it says
+    assert code == 0 and list(models) == ["alpha"]
+    code, models = pristine.run()
+    assert code == 0 and list(models) == ["alpha", "beta"]
+    assert models["alpha"]["steps"]["train"] == "cached"
+    assert models["beta"]["steps"]["deploy"] == "done"
+    assert pristine.pointer("beta", "staging") == pristine.version("beta")
+
+
+def test_a_change_whose_run_never_happened_is_built_by_the_next_run(trained: Repo) -> None:
+    write_model(trained, "beta", bias=2.5)
+    trained.commit("beta 2.5 (its pipeline was killed)")
+    trained.write("models/alpha/notes.md", "alpha only\n")
+    trained.commit("alpha notes")
+    code, models = trained.run()
+    assert code == 0 and list(models) == ["alpha", "beta"]
+    assert models["beta"]["steps"]["train"] == "done"
+    assert trained.pointer("beta", "staging") == trained.version("beta")
+    trained.write("README.md", "docs\n")
+    trained.commit("docs")
+    assert trained.run() == (0, {})  # each model compared from its own deploy

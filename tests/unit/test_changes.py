@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from modelci import git
 from modelci.changes import CACHE_FILE, detect
 from modelci.errors import GitError
 from tests.support.cli import CliResult
@@ -522,6 +523,15 @@ def test_shallow_clone_lacking_the_base(shallow: GitRepo, modelci: Run) -> None:
 
 
 def test_shallow_clone_whose_head_has_no_parent(shallow: GitRepo, modelci: Run) -> None:
+    with pytest.raises(GitError, match="git fetch --deepen"):
+        detect(shallow.root, environ={})
+    # a model last deployed from a commit the clone lacks: fetch more, not build everything
+    with pytest.raises(GitError, match="churn was last deployed from 0123456789ab"):
+        detect(shallow.root, environ={}, deployed=lambda _h: {"churn": "0123456789ab" * 3 + "0123"})
+    # an empty registry: every model is built, with no need of history
+    report = changes(shallow, deployed=lambda _h: {})
+    assert sorted(by_model(report)) == ["churn", "price"]
+    # no registry at all: `changed` asks what head touched, and cannot tell
     result = modelci("-C", shallow.root, "changed", "--json")
     assert result.code == 2
     assert "git fetch --deepen" in result.json()["error"]["message"]
@@ -619,6 +629,48 @@ def test_modelci_state_is_not_uncommitted_work(git_repo: MakeRepo) -> None:
     assert changes(repo)["uncommitted"] == []
     assert (repo.root / CACHE_FILE).is_file()
     assert changes(repo)["uncommitted"] == []
+
+
+# --- a base per model --------------------------------------------------------------------------
+
+
+def test_each_model_is_compared_from_its_own_last_deploy(
+    plain: GitRepo, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    add_model(plain, "models/gamma")
+    first = plain.commit("gamma")
+    plain.write("models/alpha/train.py", "print('accuracy=0.5')\n")
+    second = plain.commit("alpha")
+    plain.write("README.md", "docs only\n")
+    head = plain.commit("docs")
+
+    # nothing deployed: every model is built, whatever head touched
+    report = changes(plain, deployed=lambda _head: {})
+    assert {m: e["reasons"] for m, e in by_model(report).items()} == {
+        "alpha": ["undeployed"],
+        "beta": ["undeployed"],
+        "gamma": ["undeployed"],
+    }
+    # alpha and beta deployed at `first` (alpha changed since), gamma at head itself (compared
+    # with head's parent); one diff per distinct base, not one per model
+    diffs: list[str | None] = []
+    real_diff = git.diff
+    monkeypatch.setattr(git, "diff", lambda root, b, h: diffs.append(b) or real_diff(root, b, h))
+    deployed = {"alpha": first, "beta": first, "gamma": head}
+    report = changes(plain, deployed=lambda _head: deployed)
+    assert sorted(diffs, key=str) == sorted([first, second], key=str)
+    assert report["base"] is None  # a base per model
+    assert {m: e["reasons"] for m, e in by_model(report).items()} == {"alpha": ["files"]}
+    # a deploy from a commit that is not an ancestor of head (history rewritten): built again
+    plain.git("checkout", "-q", "-b", "side", first)
+    side = plain.commit("elsewhere")
+    plain.git("checkout", "-q", "main")
+    deployed = {"alpha": second, "beta": side, "gamma": second}
+    assert {
+        m: e["reasons"] for m, e in by_model(changes(plain, deployed=lambda _: deployed)).items()
+    } == {"beta": ["undeployed"]}
+    # an explicit base is one base for every model, as before
+    assert list(by_model(changes(plain, base=second, deployed=lambda _: {}))) == []
 
 
 # --- broken specs ------------------------------------------------------------------------------

@@ -47,8 +47,8 @@ def _table(runs: list[ModelRun]) -> Table:
 @click.option(
     "--base",
     default=None,
-    help="Compare from this revision (default: the commit "
-    "last deployed to the first environment, else HEAD^).",
+    help="Compare from this revision (default: each model from the commit last deployed to "
+    "the first environment; a model never deployed there is built).",
 )
 @click.option(
     "--jobs",
