@@ -227,12 +227,20 @@ def tag_commit(workspace: Workspace, tag: str) -> str:
     return commit
 
 
-def version_in_force(
+def version_to_release(
     workspace: Workspace, registry: Registry, model: str, commit: str
 ) -> VersionRecord | None:
-    """The newest ready version built from `commit` or one of its ancestors."""
+    """The newest ready version, built from `commit` or one of its ancestors, whose tests
+    passed and whose fingerprint is that of the model's content at `commit`: never one whose
+    tests failed (a broken commit since reverted), never one of other content."""
+    from modelci.testing.runner import tests_passed
+    from modelci.train.fastpath import fingerprint_at
+
+    wanted = fingerprint_at(workspace, model, commit)
     for record in registry.list_versions(model):
         if record.status != "ready" or record.details.get("dirty"):
+            continue
+        if record.fingerprint != wanted or tests_passed(record) is not True:
             continue
         if record.commit == commit or git.is_ancestor(workspace.root, record.commit, commit):
             return record
@@ -267,7 +275,17 @@ def release(workspace: Workspace, tag: str, note: Progress) -> tuple[str, list[d
                     }
                 )
                 continue
-            record = version_in_force(workspace, registry, spec.name, commit)
+            reason: str | None
+            try:
+                record = version_to_release(workspace, registry, spec.name, commit)
+            except ModelciError as error:
+                record, reason = None, error.render()
+            else:
+                reason = (
+                    f"no version of {spec.name} with its content at {tag} ({commit[:12]}) "
+                    "passed its tests: run `modelci run` on that commit, or "
+                    f"`modelci train {spec.name} --rev {tag} && modelci test {spec.name}`"
+                )
             if record is None:
                 results.append(
                     {
@@ -275,8 +293,7 @@ def release(workspace: Workspace, tag: str, note: Progress) -> tuple[str, list[d
                         "version": None,
                         "previous_version": previous,
                         "status": "missing",
-                        "reason": f"no ready version of {spec.name} was built from "
-                        f"{commit[:12]} or an earlier commit",
+                        "reason": reason,
                     }
                 )
                 continue

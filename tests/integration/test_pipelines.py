@@ -417,7 +417,8 @@ def test_a_model_without_a_version_at_the_tag_is_missing_and_the_others_released
     released = _released(result.json())
     assert list(released) == ["alpha", "beta", "gamma"]
     assert released["gamma"]["status"] == "missing" and released["gamma"]["version"] is None
-    assert "no ready version of gamma" in released["gamma"]["reason"]
+    assert "no version of gamma" in released["gamma"]["reason"]
+    assert "modelci train gamma --rev v2 && modelci test gamma" in released["gamma"]["reason"]
     for name in MODELS:
         assert released[name]["status"] == "deployed"
         assert trained.pointer(name, "production") == trained.version(name, "HEAD^")
@@ -425,7 +426,7 @@ def test_a_model_without_a_version_at_the_tag_is_missing_and_the_others_released
 
     human = trained.cli("release", "v2")
     assert human.code == 1 and "gamma: missing" in human.stdout
-    assert "no ready version of gamma" in human.stdout
+    assert "no version of gamma" in human.stdout
 
 
 def test_models_added_after_the_tag_are_not_part_of_its_release(trained: Repo) -> None:
@@ -715,3 +716,28 @@ def test_a_change_whose_run_never_happened_is_built_by_the_next_run(trained: Rep
     trained.write("README.md", "docs\n")
     trained.commit("docs")
     assert trained.run() == (0, {})  # each model compared from its own deploy
+
+
+def test_release_after_a_reverted_broken_commit_never_picks_the_failed_version(
+    trained: Repo,
+) -> None:
+    good = trained.version("alpha")
+    write_model(trained, "alpha", bias=0.5, gate=">= 0.9")
+    trained.commit("alpha: a gate it cannot pass")
+    trained.git("tag", "broken")
+    assert trained.run()[1]["alpha"]["steps"]["test"] == "failed"
+    trained.git("revert", "--no-edit", "HEAD")
+    trained.git("tag", "reverted")  # released before any run on it
+
+    released = _released(trained.ok("release", "reverted"))
+    assert released["alpha"]["version"] == good and released["alpha"]["status"] == "deployed"
+    assert released["beta"]["version"] == trained.version("beta", "HEAD~2")
+
+    result = trained.cli("release", "broken", "--json")
+    assert result.code == 1, result.stdout + result.stderr
+    alpha = _released(result.json())["alpha"]
+    assert alpha["status"] == "missing" and alpha["version"] is None
+    assert "`modelci run` on that commit" in alpha["reason"]
+    assert "modelci train alpha --rev broken && modelci test alpha" in alpha["reason"]
+    assert "--force" not in alpha["reason"]
+    assert trained.pointer("alpha", "production") == good

@@ -73,6 +73,24 @@ def _validated_inputs(
     )
 
 
+def fingerprint_at(workspace: Workspace, name: str, commit: str) -> str | None:
+    """The fingerprint the model's content at a commit has (a version with it was trained from
+    that content); None when no model has that name there. An invalid spec is its
+    ConfigError."""
+    from modelci.envs.uv import ensure_environment
+
+    raw = _validated_inputs(workspace, name, commit)
+    if raw is None:
+        return None
+    ref, inputs = raw
+    return fingerprint(
+        git.tree_blobs(workspace.root, commit),
+        inputs,
+        shared=workspace.project_shared(),
+        lock_hash=ensure_environment(workspace.root, ref).lock_hash,
+    )
+
+
 def cache_hit(workspace: Workspace, name: str, commit: str, note: Progress) -> TrainOutcome | None:
     """A version already trained, or one with the same fingerprint, told and (on an SQLite
     registry) recorded without pydantic or SQLAlchemy: the spec is read as validated from the
