@@ -741,3 +741,26 @@ def test_release_after_a_reverted_broken_commit_never_picks_the_failed_version(
     assert "modelci train alpha --rev broken && modelci test alpha" in alpha["reason"]
     assert "--force" not in alpha["reason"]
     assert trained.pointer("alpha", "production") == good
+
+
+# --- nothing uncommitted changes what is recorded for a committed version ----------------------
+
+
+def test_uncommitted_gates_never_change_a_committed_versions_record(trained: Repo) -> None:
+    committed = trained.version("alpha")
+    write_model(trained, "alpha", bias=0.5, gate=">= 0.9")  # not committed
+    report = trained.ok("test", "alpha")  # the commit's gate, not the work tree's
+    assert report["version"] == committed and report["passed"] is True
+    assert trained.events("alpha", "gate_failed") == []
+    promoted = trained.ok("promote", "alpha", "--from", "staging", "--to", "production")
+    assert promoted["version"] == committed
+
+    # a --dirty version is tested as the work tree has it, and recorded with itself only
+    assert trained.cli("train", "alpha", "--dirty", "--json").code == 0
+    dirty = trained.cli("test", "alpha", "--json")
+    assert dirty.code == 1 and dirty.json()["version"] == f"{committed}-dirty"
+    [failed] = trained.events("alpha", "gate_failed")
+    assert failed.version == f"{committed}-dirty"
+    with open_registry(REGISTRY, trained.root) as registry:
+        record = registry.get_version(committed)
+        assert record is not None and record.details["tests"]["passed"] is True

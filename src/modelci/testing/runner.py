@@ -121,7 +121,7 @@ def train_twice(
         return run_job(
             workspace,
             spec,
-            record.commit,
+            None if record.details.get("dirty") else record.commit,
             python,
             base / f"run-{index}",
             sample=sample,
@@ -172,12 +172,40 @@ def test_version(
 
     The golden rows and the reproducibility runs' predictions go through the real handler in
     one probe process: the model's libraries load once."""
+    import tempfile
+
+    from modelci.train.jobs import export, spec_at
+
+    if record.details.get("dirty"):  # a --dirty version: the work tree is what it was made of
+        return _test_tree(workspace, registry, spec, record, workspace.root, skip, note)
+    # a committed version is judged by its commit alone (spec, gates, golden file, handler):
+    # nothing uncommitted changes what is recorded with it
+    spec = spec_at(workspace, spec.name, record.commit, dirty=False)
+    (workspace.state_dir / "tests").mkdir(parents=True, exist_ok=True)
+    tree = Path(tempfile.mkdtemp(prefix=f"{record.version}-", dir=workspace.state_dir / "tests"))
+    try:
+        export(workspace.root, record.commit, [spec.folder], tree)
+        return _test_tree(workspace, registry, spec, record, tree, skip, note)
+    finally:
+        shutil.rmtree(tree, ignore_errors=True)
+
+
+def _test_tree(
+    workspace: Workspace,
+    registry: Registry,
+    spec: ModelSpec,
+    record: VersionRecord,
+    tree: Path,
+    skip: tuple[str, ...],
+    note: Progress,
+) -> TestReport:
+    """test_version's checks, the model's files (handler, golden file) read from `tree`."""
     from modelci.envs.uv import ensure_environment
     from modelci.testing.repro import compare_runs
 
     report = TestReport(spec.name, record.version)
     environment = ensure_environment(workspace.root, spec, progress=note)
-    handler = _handler(spec, workspace.root)
+    handler = _handler(spec, tree)
     started = time.monotonic()
 
     repro: tuple[list[dict[str, Any]], bytes | None] | CheckResult | None = None
@@ -185,7 +213,7 @@ def test_version(
         repro = train_twice(workspace, spec, record, environment.python, note)
     golden: tuple[list[Any], str] | None = None
     if "golden" not in skip:
-        found = golden_path(spec, workspace.root)
+        found = golden_path(spec, tree)
         golden = (read_golden(*found), found[1]) if found else None
 
     models: list[dict[str, Any]] = []
