@@ -240,6 +240,8 @@ def version_to_release(
     for record in registry.list_versions(model):
         if record.status != "ready" or record.details.get("dirty"):
             continue
+        if record.commit == commit and tests_passed(record) is False:
+            return None  # tested with the tag's own gates, and failed them
         if record.fingerprint != wanted or tests_passed(record) is not True:
             continue
         if record.commit == commit or git.is_ancestor(workspace.root, record.commit, commit):

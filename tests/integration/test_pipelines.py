@@ -764,3 +764,39 @@ def test_uncommitted_gates_never_change_a_committed_versions_record(trained: Rep
     with open_registry(REGISTRY, trained.root) as registry:
         record = registry.get_version(committed)
         assert record is not None and record.details["tests"]["passed"] is True
+
+
+# --- re-test, don't retrain --------------------------------------------------------------------
+
+
+def test_a_commit_changing_only_gates_or_golden_files_re_tests_the_artifact(
+    trained: Repo,
+) -> None:
+    first = trained.version("alpha")
+    write_model(trained, "alpha", bias=0.5, gate=">= 0.9")
+    trained.commit("alpha: a stricter gate")
+    code, models = trained.run()
+    assert code == 1 and models["alpha"]["steps"]["train"] == "cached", models
+    assert models["alpha"]["steps"]["test"] == "failed"
+    strict = trained.version("alpha")
+
+    write_model(trained, "alpha", bias=0.5, gate=">= 0.6")
+    trained.write("models/alpha/tests/golden.jsonl", "")
+    trained.commit("alpha: a gate it passes, and a golden file")
+    code, models = trained.run()
+    assert code == 0 and models["alpha"]["steps"] == {
+        "build": "cached",
+        "train": "cached",
+        "test": "done",
+        "deploy": "done",
+    }
+    with open_registry(REGISTRY, trained.root) as registry:
+        versions = [registry.get_version(v) for v in (first, strict, trained.version("alpha"))]
+    assert all(v is not None for v in versions)
+    assert len({v.artifact_sha256 for v in versions if v}) == 1  # one training
+    assert versions[2] and versions[2].details["reused_from"] in (first, strict)
+    assert trained.pointer("alpha", "staging") == trained.version("alpha")
+
+    write_model(trained, "alpha", bias=0.7, gate=">= 0.6")  # what training reads: trained
+    trained.commit("alpha: bias 0.7")
+    assert trained.run()[1]["alpha"]["steps"]["train"] == "done"

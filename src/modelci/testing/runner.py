@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from modelci.errors import ConfigError
+from modelci.fingerprint import DEFAULT_GOLDEN as DEFAULT_GOLDEN
 from modelci.progress import Progress
 from modelci.registry.base import Event, Registry, VersionRecord
 from modelci.spec import ModelSpec
@@ -19,7 +20,6 @@ from modelci.testing.probe import probe
 from modelci.testing.report import CheckResult, TestReport
 from modelci.workspace import Workspace
 
-DEFAULT_GOLDEN = "tests/golden.jsonl"
 CHECKS = ("reproducibility", "golden", "gates")
 
 

@@ -59,17 +59,11 @@ def _validated_inputs(
     if entry is None:
         return None
     spec_file = f"{entry.folder}/{MODEL_FILE}"
-    facts = cache.facts(git.tree_blobs(workspace.root, commit)[spec_file], spec_file)
+    blob = git.tree_blobs(workspace.root, commit)[spec_file]
+    facts = cache.facts(blob, spec_file)
     return (
         ModelRef(name, entry.folder, facts.requirements),
-        FingerprintInputs(
-            entry.folder,
-            facts.depends_on,
-            facts.channels,
-            facts.hyperparameters,
-            facts.seed,
-            facts.entrypoint,
-        ),
+        FingerprintInputs.of_dump(entry.folder, cache.dump(blob, spec_file)),
     )
 
 
