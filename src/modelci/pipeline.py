@@ -61,6 +61,7 @@ def run_model(
     from modelci.deploy.rollout import deploy
     from modelci.envs.uv import ensure_environment
     from modelci.testing.runner import test_version, tests_passed
+    from modelci.train.lease import LeaseHeld, wait_for
     from modelci.train.runner import TrainOptions, train_model
 
     def skip_rest(after: str) -> None:
@@ -76,9 +77,20 @@ def run_model(
         with workspace.registry() as registry:
             step = "train"
             state.steps["train"] = "running"
-            outcome = train_model(
-                workspace, registry, name, TrainOptions(break_lease=break_lease), note=note
-            )
+            options = TrainOptions(break_lease=break_lease)
+            try:
+                outcome = train_model(workspace, registry, name, options, note=note)
+            except LeaseHeld as held:  # another pipeline trains it now: use its result
+                state.version = held.version
+                waited = wait_for(registry, held.version, note)
+                if waited is not None and waited.status == "failed":
+                    state.steps["train"] = "failed"
+                    state.error = "another pipeline trained it, and failed: " + str(
+                        waited.details.get("reason") or "see `modelci status`"
+                    )
+                    skip_rest("train")
+                    return
+                outcome = train_model(workspace, registry, name, options, note=note)
             state.version = outcome.version
             if outcome.status != "ready":
                 state.steps["train"] = "failed"

@@ -60,8 +60,9 @@ def _table(runs: list[ModelRun]) -> Table:
 @click.option(
     "--break-lease",
     is_flag=True,
-    help="Take over versions another pipeline is "
-    "training, at once (default: wait for its lease, ten minutes, to expire).",
+    help="Take over versions another pipeline is training, at once (default: wait for "
+    "it, saying so, and use its result; a pipeline that stops renewing its ten-minute lease "
+    "is waited for no longer).",
 )
 @json_option
 @click.pass_obj
