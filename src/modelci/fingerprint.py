@@ -77,6 +77,14 @@ class FingerprintInputs:
         )
 
 
+def checks_digest(dump: Mapping[str, Any], golden: bytes | None) -> str:
+    """What decides whether a version may ship, left out of the fingerprint: the validated
+    spec's `[gates]` and `[tests]` and the golden file's content (None: no golden file)."""
+    hasher = hashlib.sha256(json.dumps({k: dump.get(k) for k in _CHECKS}, sort_keys=True).encode())
+    hasher.update(b"-" if golden is None else hashlib.sha256(golden).hexdigest().encode())
+    return hasher.hexdigest()
+
+
 def fingerprint(
     tree: Mapping[str, str],
     model: ModelSpec | FingerprintInputs,

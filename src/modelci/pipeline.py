@@ -243,12 +243,13 @@ def version_to_release(
     workspace: Workspace, registry: Registry, model: str, commit: str
 ) -> VersionRecord | None:
     """The newest ready version, built from `commit` or one of its ancestors, whose tests
-    passed and whose fingerprint is that of the model's content at `commit`: never one whose
-    tests failed (a broken commit since reverted), never one of other content."""
+    passed and whose fingerprint is that of the model's content at `commit`, tested with the
+    gates, [tests] and golden file `commit` has: never one whose tests failed (a broken commit
+    since reverted), never one of other content or judged by other checks."""
     from modelci.testing.runner import tests_passed
-    from modelci.train.fastpath import fingerprint_at
+    from modelci.train.fastpath import checks_at, fingerprint_at
 
-    wanted = fingerprint_at(workspace, model, commit)
+    wanted, checks = fingerprint_at(workspace, model, commit), checks_at(workspace, model, commit)
     for record in registry.list_versions(model):
         if record.status != "ready" or record.details.get("dirty"):
             continue
@@ -256,6 +257,8 @@ def version_to_release(
             return None  # tested with the tag's own gates, and failed them
         if record.fingerprint != wanted or tests_passed(record) is not True:
             continue
+        if record.details["tests"].get("checks_digest") not in (None, checks):
+            continue  # passed other gates than the tag's
         if record.commit == commit or git.is_ancestor(workspace.root, record.commit, commit):
             return record
     return None

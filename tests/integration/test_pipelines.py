@@ -800,3 +800,19 @@ def test_a_commit_changing_only_gates_or_golden_files_re_tests_the_artifact(
     write_model(trained, "alpha", bias=0.7, gate=">= 0.6")  # what training reads: trained
     trained.commit("alpha: bias 0.7")
     assert trained.run()[1]["alpha"]["steps"]["train"] == "done"
+
+
+def test_release_judges_by_the_gates_the_tag_has(trained: Repo) -> None:
+    """The artifact of a stricter gate's commit is the one that passed the lax gate; at a tag
+    after the stricter gate, it is not released."""
+    write_model(trained, "alpha", bias=0.5, gate=">= 0.9")
+    trained.commit("alpha: a stricter gate")
+    assert trained.run()[1]["alpha"]["steps"]["test"] == "failed"
+    trained.write("README.md", "docs\n")
+    trained.commit("docs")
+    trained.git("tag", "strict")
+    result = trained.cli("release", "strict", "--json")
+    assert result.code == 1, result.stdout + result.stderr
+    released = _released(result.json())
+    assert released["alpha"]["status"] == "missing" and released["alpha"]["version"] is None
+    assert released["beta"]["status"] == "deployed"

@@ -174,6 +174,7 @@ def test_version(
     one probe process: the model's libraries load once."""
     import tempfile
 
+    from modelci.fingerprint import checks_digest
     from modelci.train.jobs import export, spec_at
 
     if record.details.get("dirty"):  # a --dirty version: the work tree is what it was made of
@@ -185,7 +186,11 @@ def test_version(
     tree = Path(tempfile.mkdtemp(prefix=f"{record.version}-", dir=workspace.state_dir / "tests"))
     try:
         export(workspace.root, record.commit, [spec.folder], tree)
-        return _test_tree(workspace, registry, spec, record, tree, skip, note)
+        golden = tree / spec.folder / (spec.file.tests.golden or DEFAULT_GOLDEN)
+        checks = checks_digest(
+            spec.file.model_dump(mode="json"), golden.read_bytes() if golden.is_file() else None
+        )
+        return _test_tree(workspace, registry, spec, record, tree, skip, note, checks)
     finally:
         shutil.rmtree(tree, ignore_errors=True)
 
@@ -198,8 +203,10 @@ def _test_tree(
     tree: Path,
     skip: tuple[str, ...],
     note: Progress,
+    checks: str | None = None,
 ) -> TestReport:
-    """test_version's checks, the model's files (handler, golden file) read from `tree`."""
+    """test_version's checks, the model's files (handler, golden file) read from `tree`;
+    `checks` (the digest of what judged it) is recorded with the results."""
     from modelci.envs.uv import ensure_environment
     from modelci.testing.repro import compare_runs
 
@@ -277,7 +284,7 @@ def _test_tree(
             dict(live.metrics) if live else None,
             live.version if live else None,
         )
-    _record(workspace, registry, spec, record, report, skip)
+    _record(workspace, registry, spec, record, report, skip, checks)
     return report
 
 
@@ -288,10 +295,12 @@ def _record(
     record: VersionRecord,
     report: TestReport,
     skip: tuple[str, ...],
+    checks: str | None,
 ) -> None:
     """Keep the report with the version and log it (and any failed gate) as events."""
     summary = {
         "passed": report.passed,
+        "checks_digest": checks,
         "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "skipped": list(skip),
         "checks": [c.to_json() for c in report.checks],

@@ -85,6 +85,26 @@ def fingerprint_at(workspace: Workspace, name: str, commit: str) -> str | None:
     )
 
 
+def checks_at(workspace: Workspace, name: str, commit: str) -> str | None:
+    """The digest of what judges the model at a commit (fingerprint.checks_digest); None when
+    no model has that name there."""
+    import os
+
+    from modelci.changes import SpecCache, snapshot
+    from modelci.fingerprint import FingerprintInputs, checks_digest
+
+    cache = SpecCache(workspace.root)
+    entry = snapshot(workspace.root, commit, cache, os.environ).by_name().get(name)
+    if entry is None:
+        return None
+    tree = git.tree_blobs(workspace.root, commit)
+    spec_file = f"{entry.folder}/{MODEL_FILE}"
+    dump = cache.dump(tree[spec_file], spec_file)
+    golden = tree.get(f"{entry.folder}/{FingerprintInputs.of_dump(entry.folder, dump).golden}")
+    text = git.read_blobs(workspace.root, [golden])[golden] if golden else None
+    return checks_digest(dump, text)
+
+
 def cache_hit(workspace: Workspace, name: str, commit: str, note: Progress) -> TrainOutcome | None:
     """A version already trained, or one with the same fingerprint, told and (on an SQLite
     registry) recorded without pydantic or SQLAlchemy: the spec is read as validated from the
