@@ -322,8 +322,8 @@ def _model_bases(
             if not parent:
                 parent.append(_parent(root, head, head_sha))
             groups[parent[0]].add(name)
-        elif commit and ancestry.setdefault(commit, git.is_ancestor(root, commit, head_sha)):
-            groups[commit].add(name)
+        elif commit and _cached(ancestry, commit, lambda c: git.is_ancestor(root, c, head_sha)):
+            groups[commit].add(name)  # one `git merge-base` per distinct commit
         else:
             if commit and git.is_shallow(root) and git.resolve(root, commit) is None:
                 # not a rewritten history but a missing one: building everything would hide it
@@ -334,6 +334,12 @@ def _model_bases(
                 )
             groups[None].add(name)
     return groups
+
+
+def _cached(known: dict[str, bool], key: str, work: Callable[[str], bool]) -> bool:
+    if key not in known:
+        known[key] = work(key)
+    return known[key]
 
 
 def detect(

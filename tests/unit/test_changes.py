@@ -656,9 +656,15 @@ def test_each_model_is_compared_from_its_own_last_deploy(
     diffs: list[str | None] = []
     real_diff = git.diff
     monkeypatch.setattr(git, "diff", lambda root, b, h: diffs.append(b) or real_diff(root, b, h))
+    asked: list[str] = []
+    real_is_ancestor = git.is_ancestor
+    monkeypatch.setattr(
+        git, "is_ancestor", lambda root, a, d: asked.append(a) or real_is_ancestor(root, a, d)
+    )
     deployed = {"alpha": first, "beta": first, "gamma": head}
     report = changes(plain, deployed=lambda _head: deployed)
     assert sorted(diffs, key=str) == sorted([first, second], key=str)
+    assert asked == [first]  # once per distinct commit, not per model
     assert report["base"] is None  # a base per model
     assert {m: e["reasons"] for m, e in by_model(report).items()} == {"alpha": ["files"]}
     # a deploy from a commit that is not an ancestor of head (history rewritten): built again
