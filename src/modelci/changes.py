@@ -30,7 +30,7 @@ from modelci.speccache import CACHE_FILE as CACHE_FILE
 from modelci.speccache import ProjectFacts, project_dump
 from modelci.speccache import SpecCache as SpecCache
 
-REASON_ORDER = ("added", "renamed", "spec", "files", "depends_on", "shared")
+REASON_ORDER = ("added", "undeployed", "renamed", "spec", "files", "depends_on", "shared")
 
 
 @dataclass(frozen=True)
@@ -40,6 +40,7 @@ class ModelEntry:
     name: str
     folder: str
     depends_on: tuple[str, ...]
+    error: str | None = None  # a bad spec: this model's own failure, not the snapshot's
 
 
 @dataclass
@@ -51,6 +52,7 @@ class ChangedModel:
     reasons: set[str] = field(default_factory=set)
     files: set[str] = field(default_factory=set)
     renamed_from: str | None = None
+    error: str | None = None  # its spec at head is bad: its pipeline row fails, no other
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -61,6 +63,8 @@ class ChangedModel:
         }
         if self.renamed_from:
             data["renamed_from"] = self.renamed_from
+        if self.error:
+            data["error"] = self.error
         return data
 
 
@@ -98,7 +102,8 @@ class Snapshot:
 
 def snapshot(root: Path, commit: str, cache: SpecCache, environ: Mapping[str, str]) -> Snapshot:
     """Read the project's settings and every model's spec at a commit, as validated (from the
-    cache, or by spec.py on a miss)."""
+    cache, or by spec.py on a miss). A bad spec is its model's entry's `error` (named after
+    the folder, depending on nothing), so that it stops no other model."""
     tree = git.tree_blobs(root, commit)
     project_blob = tree.get(PROJECT_FILE)
     project = ProjectFacts.of(
@@ -117,8 +122,12 @@ def snapshot(root: Path, commit: str, cache: SpecCache, environ: Mapping[str, st
     models: dict[str, ModelEntry] = {}
     for folder in folders:
         spec_file = f"{folder}/{MODEL_FILE}"
-        facts = cache.facts(tree[spec_file], spec_file)
-        name = model_name(folder, facts.name, spec_file)
+        try:
+            facts = cache.facts(tree[spec_file], spec_file)
+            name = model_name(folder, facts.name, spec_file)
+        except ConfigError as error:
+            models[folder] = ModelEntry(folder.rsplit("/", 1)[-1], folder, (), error.render())
+            continue
         models[folder] = ModelEntry(name, folder, facts.depends_on)
     return Snapshot(models, project.shared, project.models)
 
@@ -262,12 +271,75 @@ def _moves(
             deleted.append(old_name)
         elif new.folder != folder or new.name != old_name:
             mark(new.name, "renamed", None)
-            changed[new.name].renamed_from = old_name
+            if new.name in changed:  # (marked unless another base compares it)
+                changed[new.name].renamed_from = old_name
     for folder in added:
         name = head_snap.models[folder].name
         if changed.get(name) is None or changed[name].renamed_from is None:
             mark(name, "added", None)
     return deleted
+
+
+def _default_base(
+    root: Path, head: str, head_sha: str, default_base: Callable[[str], str | None] | None
+) -> str | None:
+    """One base for every model: `default_base(head_sha)` when an ancestor of head, else
+    head's first parent; None on a root commit."""
+    deployed = default_base(head_sha) if default_base else None
+    deployed = git.resolve(root, deployed) if deployed else None
+    # head itself deployed: compare with its parent, so that running the pipeline again
+    # on the same commit lists the same models (and finds every step done)
+    if deployed and deployed != head_sha and git.is_ancestor(root, deployed, head_sha):
+        return deployed
+    return _parent(root, head, head_sha)
+
+
+def _parent(root: Path, head: str, head_sha: str) -> str | None:
+    parents = git.parents(root, head_sha)
+    if parents:
+        return parents[0]  # a merge is compared with its first parent
+    if git.is_shallow(root):
+        raise GitError(
+            f"head {head!r} has no parent in this shallow clone, so there is nothing to "
+            "compare it with; fetch more history with `git fetch --deepen=<N>` or pass --base"
+        )
+    return None
+
+
+def _model_bases(
+    root: Path, head: str, head_sha: str, names: Iterable[str], deployed: Mapping[str, str]
+) -> dict[str | None, set[str]]:
+    """Each model's base, models grouped by it: the commit of its last deploy when an
+    ancestor of head (head itself: head's parent, as with one base); None (build it, whatever
+    the commits touched) when it has none, so that a model never deployed, or whose run
+    was stopped, is built by the next run."""
+    groups: dict[str | None, set[str]] = defaultdict(set)
+    ancestry: dict[str, bool] = {}
+    parent: list[str | None] = []
+    for name in names:
+        commit = deployed.get(name)
+        if commit == head_sha:
+            if not parent:
+                parent.append(_parent(root, head, head_sha))
+            groups[parent[0]].add(name)
+        elif commit and _cached(ancestry, commit, lambda c: git.is_ancestor(root, c, head_sha)):
+            groups[commit].add(name)  # one `git merge-base` per distinct commit
+        else:
+            if commit and git.is_shallow(root) and git.resolve(root, commit) is None:
+                # not a rewritten history but a missing one: building everything would hide it
+                raise GitError(
+                    f"{name} was last deployed from {commit[:12]}, which is not in this "
+                    "shallow clone; fetch more history with `git fetch --deepen=<N>` or "
+                    "`git fetch --unshallow` (CI: set the checkout's fetch depth to 0)"
+                )
+            groups[None].add(name)
+    return groups
+
+
+def _cached(known: dict[str, bool], key: str, work: Callable[[str], bool]) -> bool:
+    if key not in known:
+        known[key] = work(key)
+    return known[key]
 
 
 def detect(
@@ -276,70 +348,36 @@ def detect(
     base: str | None = None,
     head: str = "HEAD",
     default_base: Callable[[str], str | None] | None = None,
+    deployed: Callable[[str], Mapping[str, str]] | None = None,
     environ: Mapping[str, str] | None = None,
 ) -> ChangeReport:
     """The models that the commits from `base` (excluded) to `head` touch.
 
-    Without `base`: `default_base(head_sha)` (the commit last deployed to the first
-    environment) when it is an ancestor of head, else head's first parent; on a root commit
-    every model counts as added.
+    Without `base`: with `deployed(head_sha)` (each model's last commit deployed to the first
+    environment), every model is compared from its own (`_model_bases`), one diff per
+    distinct base; else from `default_base(head_sha)` when it is an ancestor of head, else
+    head's first parent. On a root commit every model counts as added.
     """
     environ = os.environ if environ is None else environ
     head_sha = _resolve_or_explain(root, head, "head")
-    if base is not None:
-        base_sha: str | None = _resolve_or_explain(root, base, "base")
-    else:
-        base_sha = None
-        deployed = default_base(head_sha) if default_base else None
-        deployed = git.resolve(root, deployed) if deployed else None
-        # head itself deployed: compare with its parent, so that running the pipeline again
-        # on the same commit lists the same models (and finds every step done)
-        if deployed and deployed != head_sha and git.is_ancestor(root, deployed, head_sha):
-            base_sha = deployed
-        else:
-            parents = git.parents(root, head_sha)
-            if parents:
-                base_sha = parents[0]  # a merge is compared with its first parent
-            elif git.is_shallow(root):
-                raise GitError(
-                    f"head {head!r} has no parent in this shallow clone, so there is nothing to "
-                    "compare it with; fetch more history with `git fetch --deepen=<N>` or pass "
-                    "--base"
-                )
-
     cache = SpecCache(root)
     head_snap = snapshot(root, head_sha, cache, environ)
-    changes = git.diff(root, base_sha, head_sha) if base_sha else []
-    matcher = Matcher(head_snap)
     head_names = head_snap.by_name()
+    groups: dict[str | None, set[str] | None]
+    if base is not None:
+        groups = {_resolve_or_explain(root, base, "base"): None}
+    elif deployed is not None:
+        groups = dict(_model_bases(root, head, head_sha, head_names, deployed(head_sha)))
+    else:
+        groups = {_default_base(root, head, head_sha, default_base): None}
     changed: dict[str, ChangedModel] = {}
+    matcher = Matcher(head_snap)
+    deleted: set[str] = set()
+    for base_sha, names in groups.items():
+        deleted.update(
+            _compare(root, cache, environ, head_snap, matcher, base_sha, head_sha, names, changed)
+        )
 
-    def mark(name: str, reason: str, path: str | None) -> None:
-        if name not in changed:
-            changed[name] = ChangedModel(name, head_names[name].folder)
-        changed[name].reasons.add(reason)
-        if path:
-            changed[name].files.add(path)
-
-    if base_sha is None:
-        for entry in head_snap.models.values():
-            mark(entry.name, "added", None)
-        changes = []  # a root commit adds everything: no file needs matching
-
-    shared_paths = []
-    for change in changes:
-        for path in (change.path, change.old_path):
-            if path is None:
-                continue
-            for name, reason in matcher.touches(path):
-                mark(name, reason, path)
-            if matcher.is_shared(path):
-                shared_paths.append(path)
-    for path in shared_paths:
-        for entry in head_snap.models.values():
-            mark(entry.name, "shared", path)
-
-    deleted = _moves(root, changes, head_snap, changed, cache, environ, base_sha, mark)
     uncommitted: set[str] = set()
     if head == "HEAD":  # the work tree only matters when asked about HEAD itself
         for path in git.uncommitted_paths(root):
@@ -350,10 +388,57 @@ def detect(
                 uncommitted.update(e.name for e in head_snap.models.values())
 
     cache.save()
+    bases = list(groups)
     return ChangeReport(
-        base=base_sha,
+        base=bases[0] if len(bases) == 1 else None,  # None: from a base per model
         head=head_sha,
         changed=sorted(changed.values(), key=lambda c: c.model),
-        deleted=sorted(set(deleted)),
+        deleted=sorted(deleted),
         uncommitted=sorted(uncommitted),
     )
+
+
+def _compare(
+    root: Path,
+    cache: SpecCache,
+    environ: Mapping[str, str],
+    head_snap: Snapshot,
+    matcher: Matcher,
+    base_sha: str | None,
+    head_sha: str,
+    names: set[str] | None,
+    changed: dict[str, ChangedModel],
+) -> list[str]:
+    """Mark the models of `names` (None: all) that base..head touches; the deleted ones."""
+    head_names = head_snap.by_name()
+
+    def mark(name: str, reason: str, path: str | None) -> None:
+        if names is not None and name not in names:
+            return
+        if name not in changed:
+            entry = head_names[name]
+            changed[name] = ChangedModel(name, entry.folder, error=entry.error)
+        changed[name].reasons.add(reason)
+        if path:
+            changed[name].files.add(path)
+
+    if base_sha is None:
+        # a root commit adds everything; a model without a deploy is built whatever changed
+        reason = "added" if names is None or not git.parents(root, head_sha) else "undeployed"
+        for entry in head_snap.models.values():
+            mark(entry.name, reason, None)
+        return []
+    changes = git.diff(root, base_sha, head_sha)
+    shared_paths = []
+    for change in changes:
+        for path in (change.path, change.old_path):
+            if path is None:
+                continue
+            for name, why in matcher.touches(path):
+                mark(name, why, path)
+            if matcher.is_shared(path):
+                shared_paths.append(path)
+    for path in shared_paths:
+        for entry in head_snap.models.values():
+            mark(entry.name, "shared", path)
+    return _moves(root, changes, head_snap, changed, cache, environ, base_sha, mark)

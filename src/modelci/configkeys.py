@@ -107,14 +107,14 @@ DESCRIPTIONS: dict[str, dict[str, str]] = {
         "serve.batch.max_size": "The most rows in one predict call.",
         "serve.batch.max_wait_ms": "Milliseconds a batch may wait for a request still being read.",
         "serve.workers": "Server processes (or Ray Serve replicas) per endpoint.",
-        "gates": "Conditions that must all hold before a version is deployed.",
+        "gates": "Must all hold before a version is deployed; a change re-tests, not retrains.",
         "gates.<metric>": 'A metric\'s bound, such as `">= 0.85"`, `"< 0.3"` or '
         '`"between 0.1 0.2"`; the key `no_regression` takes a table instead.',
         "gates.no_regression": "The version may not be worse than the production version.",
         "gates.no_regression.metric": "The metric compared with the production version's.",
         "gates.no_regression.max_drop": "How far (absolutely) the metric may fall below "
         "production's.",
-        "tests": "What `modelci test` checks besides reproducibility and gates.",
+        "tests": "What `modelci test` checks besides gates; a change re-tests, not retrains.",
         "tests.golden": "Golden outputs (JSON lines of input and expected output), in the "
         "model's folder; `modelci golden record` writes them.",
         "tests.tolerance": "How far (relative or absolute) a number may be from its golden value.",

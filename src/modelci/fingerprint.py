@@ -4,6 +4,11 @@ The model folder's files, the files its `depends_on` and the project's `shared` 
 the lock, the hyperparameters, the seed and the content of every channel. Two commits with
 one fingerprint train the same model, so the second reuses the first one's artifact.
 File contents enter as digests: git's blob ids for a commit, sha256 for a dirty work tree.
+
+What decides whether a version may ship, not what training makes, stays out: `model.toml`
+enters as its validated spec without `[gates]` and `[tests]`, and the golden file not at all,
+so that a commit changing only those tests the existing artifact again (as a new version on
+it) instead of training again.
 """
 
 from __future__ import annotations
@@ -15,12 +20,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from modelci.settings import glob_regex
+from modelci.settings import MODEL_FILE, glob_regex
 
 if TYPE_CHECKING:
     from modelci.spec import ModelSpec
 
-VERSION = "1"  # bump when what enters the fingerprint changes
+VERSION = "2"  # bump when what enters the fingerprint changes
 
 
 def file_digests(root: Path, files: list[str]) -> dict[str, str]:
@@ -33,10 +38,14 @@ def file_digests(root: Path, files: list[str]) -> dict[str, str]:
     return digests
 
 
+DEFAULT_GOLDEN = "tests/golden.jsonl"  # the golden file when `[tests].golden` names none
+_CHECKS = ("gates", "tests")  # the spec's sections that judge a version, not make it
+
+
 @dataclass(frozen=True)
 class FingerprintInputs:
-    """What of a spec enters the fingerprint: from a validated ModelSpec, or read straight
-    from model.toml when a cache hit is to be told without loading pydantic."""
+    """What of a spec enters the fingerprint: from a validated ModelSpec, or from the
+    validated dump the spec cache keeps when a cache hit is to be told without pydantic."""
 
     folder: str
     depends_on: tuple[str, ...]
@@ -44,17 +53,36 @@ class FingerprintInputs:
     hyperparameters: dict[str, Any]
     seed: int
     entrypoint: str
+    spec_digest: str  # the validated spec without [gates] and [tests]
+    golden: str  # the golden file, relative to the folder: left out
 
     @classmethod
     def of(cls, spec: ModelSpec) -> FingerprintInputs:
+        return cls.of_dump(spec.folder, spec.file.model_dump(mode="json"))
+
+    @classmethod
+    def of_dump(cls, folder: str, dump: Mapping[str, Any]) -> FingerprintInputs:
+        """From a validated `model.toml`'s JSON dump (spec.py's, or the spec cache's)."""
+        made = {k: v for k, v in dump.items() if k not in _CHECKS}
+        train = dump["train"]
         return cls(
-            spec.folder,
-            tuple(spec.depends_on),
-            dict(spec.train.channels),
-            dict(spec.train.hyperparameters),
-            spec.train.seed,
-            spec.train.entrypoint,
+            folder,
+            tuple(dump["model"]["depends_on"]),
+            dict(train["channels"]),
+            dict(train["hyperparameters"]),
+            train["seed"],
+            train["entrypoint"],
+            hashlib.sha256(json.dumps(made, sort_keys=True).encode()).hexdigest(),
+            (dump.get("tests") or {}).get("golden") or DEFAULT_GOLDEN,
         )
+
+
+def checks_digest(dump: Mapping[str, Any], golden: bytes | None) -> str:
+    """What decides whether a version may ship, left out of the fingerprint: the validated
+    spec's `[gates]` and `[tests]` and the golden file's content (None: no golden file)."""
+    hasher = hashlib.sha256(json.dumps({k: dump.get(k) for k in _CHECKS}, sort_keys=True).encode())
+    hasher.update(b"-" if golden is None else hashlib.sha256(golden).hexdigest().encode())
+    return hasher.hexdigest()
 
 
 def fingerprint(
@@ -75,7 +103,12 @@ def fingerprint(
     for path in sorted(tree):
         digest = tree[path]
         if path.startswith(folder):
-            sections["folder"].append(f"{path[len(folder) :]}\0{digest}")
+            inside = path[len(folder) :]
+            if inside == inputs.golden:
+                continue
+            if inside == MODEL_FILE:
+                digest = inputs.spec_digest
+            sections["folder"].append(f"{inside}\0{digest}")
         elif any(g.fullmatch(path) for g in globs):
             sections["depends"].append(f"{path}\0{digest}")
         for name, source in channel_paths.items():

@@ -62,9 +62,9 @@ def run_model(
     from modelci.deploy import open_deployer
     from modelci.deploy.rollout import deploy
     from modelci.envs.uv import ensure_environment
-    from modelci.spec import find_model
     from modelci.testing.report import describe_failure, failure_causes
     from modelci.testing.runner import test_version, tests_passed
+    from modelci.train.lease import LeaseHeld, wait_for
     from modelci.train.outcome import TrainOptions
     from modelci.train.runner import train_model
 
@@ -74,21 +74,35 @@ def run_model(
 
     step = "build"
     try:
-        spec = find_model(workspace.models, name)
+        spec = workspace.model(name)
         state.steps["build"] = "running"
         environment = ensure_environment(workspace.root, spec, progress=note)
         state.steps["build"] = "cached" if environment.cached else "done"
         with workspace.registry() as registry:
             step = "train"
             state.steps["train"] = "running"
-            outcome = train_model(
-                workspace,
-                registry,
-                name,
-                TrainOptions(break_lease=break_lease),
-                note=note,
-                on_line=lambda line: note(f"{name} | {line}"),  # CI logs show the job's log
-            )
+            options = TrainOptions(break_lease=break_lease)
+
+            def on_line(line: str) -> None:  # CI logs show each job's log, prefixed
+                note(f"{name} | {line}")
+
+            try:
+                outcome = train_model(
+                    workspace, registry, name, options, note=note, on_line=on_line
+                )
+            except LeaseHeld as held:  # another pipeline trains it now: use its result
+                state.version = held.version
+                waited = wait_for(registry, held.version, note)
+                if waited is not None and waited.status == "failed":
+                    state.steps["train"] = "failed"
+                    state.error = "another pipeline trained it, and failed: " + str(
+                        waited.details.get("reason") or "see `modelci status`"
+                    )
+                    skip_rest("train")
+                    return
+                outcome = train_model(
+                    workspace, registry, name, options, note=note, on_line=on_line
+                )
             state.version = outcome.version
             if outcome.status != "ready":
                 state.steps["train"] = "failed"
@@ -152,6 +166,15 @@ def last_deployed_commit(workspace: Workspace) -> str | None:
         return registry.last_deployed_commit(workspace.environments[0])
 
 
+def deployed_commits(workspace: Workspace) -> dict[str, str]:
+    """Each model's commit of its version last deployed to the first environment: where `run`
+    and `changed` compare that model from when no base is given (none: it is built)."""
+    if not workspace.registry_exists():
+        return {}
+    with workspace.registry() as registry:
+        return registry.deployed_commits(workspace.environments[0])
+
+
 def run_pipeline(
     workspace: Workspace,
     *,
@@ -167,17 +190,24 @@ def run_pipeline(
     report = detect(
         workspace.root,
         base=base,
-        default_base=(lambda _h: last_deployed_commit(workspace)) if base is None else None,
+        deployed=(lambda _h: deployed_commits(workspace)) if base is None else None,
     )
     retired = retire_deleted(workspace, report.deleted, report.head, note)
     runs = [ModelRun(entry.model) for entry in report.changed]
     if not runs:
         return report.head, retired
+    broken = {entry.model: entry.error for entry in report.changed if entry.error}
+    for state in runs:
+        if state.model in broken:  # its spec at head is bad: its row fails, no other
+            state.error = broken[state.model]
+            state.steps = dict.fromkeys(STEPS, "skipped") | {"build": "failed"}
     deploy_lock = threading.Lock()
     if on_change:
         on_change(runs)  # every model, pending
 
     def one(state: ModelRun) -> None:
+        if state.error:
+            return
         run_model(workspace, state.model, state, note, deploy_lock, break_lease=break_lease)
         if on_change:
             on_change(runs)
@@ -253,13 +283,26 @@ def tag_commit(workspace: Workspace, tag: str) -> str:
     return commit
 
 
-def version_in_force(
+def version_to_release(
     workspace: Workspace, registry: Registry, model: str, commit: str
 ) -> VersionRecord | None:
-    """The newest ready version built from `commit` or one of its ancestors."""
+    """The newest ready version, built from `commit` or one of its ancestors, whose tests
+    passed and whose fingerprint is that of the model's content at `commit`, tested with the
+    gates, [tests] and golden file `commit` has: never one whose tests failed (a broken commit
+    since reverted), never one of other content or judged by other checks."""
+    from modelci.testing.runner import tests_passed
+    from modelci.train.fastpath import checks_at, fingerprint_at
+
+    wanted, checks = fingerprint_at(workspace, model, commit), checks_at(workspace, model, commit)
     for record in registry.list_versions(model):
         if record.status != "ready" or record.details.get("dirty"):
             continue
+        if record.commit == commit and tests_passed(record) is False:
+            return None  # tested with the tag's own gates, and failed them
+        if record.fingerprint != wanted or tests_passed(record) is not True:
+            continue
+        if record.details["tests"].get("checks_digest") not in (None, checks):
+            continue  # passed other gates than the tag's
         if record.commit == commit or git.is_ancestor(workspace.root, record.commit, commit):
             return record
     return None
@@ -274,16 +317,36 @@ def release(workspace: Workspace, tag: str, note: Progress) -> tuple[str, list[d
     commit = tag_commit(workspace, tag)
     production = workspace.environments[-1]
     # the tagged commit's models, not the work tree's: one added since is not in this release
-    tagged = set(snapshot(workspace.root, commit, SpecCache(workspace.root), os.environ).by_name())
+    tagged = snapshot(workspace.root, commit, SpecCache(workspace.root), os.environ).by_name()
     results: list[dict[str, Any]] = []
     with workspace.registry() as registry:
         deployer = open_deployer(workspace)
-        for spec in workspace.models:
-            if spec.name not in tagged:
-                continue
-            record = version_in_force(workspace, registry, spec.name, commit)
+        for name in sorted(tagged):
+            spec = tagged[name]
             pointer = registry.get_pointer(spec.name, production)
             previous = pointer.version if pointer else None
+            if spec.error:  # a bad spec at the tag: this model fails, the others go on
+                results.append(
+                    {
+                        "model": spec.name,
+                        "version": None,
+                        "previous_version": previous,
+                        "status": "failed",
+                        "reason": spec.error,
+                    }
+                )
+                continue
+            reason: str | None
+            try:
+                record = version_to_release(workspace, registry, spec.name, commit)
+            except ModelciError as error:
+                record, reason = None, error.render()
+            else:
+                reason = (
+                    f"no version of {spec.name} with its content at {tag} ({commit[:12]}) "
+                    "passed its tests: run `modelci run` on that commit, or "
+                    f"`modelci train {spec.name} --rev {tag} && modelci test {spec.name}`"
+                )
             if record is None:
                 results.append(
                     {
@@ -291,8 +354,7 @@ def release(workspace: Workspace, tag: str, note: Progress) -> tuple[str, list[d
                         "version": None,
                         "previous_version": previous,
                         "status": "missing",
-                        "reason": f"no ready version of {spec.name} was built from "
-                        f"{commit[:12]} or an earlier commit",
+                        "reason": reason,
                     }
                 )
                 continue

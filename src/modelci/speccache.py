@@ -22,9 +22,7 @@ from typing import Any
 from modelci.errors import ConfigError
 from modelci.settings import OVERRIDABLE, PROJECT_FILE
 
-SCHEMA = (
-    3  # bump when spec.py's validated shape or the facts kept change: older entries are ignored
-)
+SCHEMA = 3  # bump when spec.py's validated shape changes: older entries are then ignored
 CACHE_FILE = Path(".modelci") / "cache" / "model-specs.json"
 PROJECT_CACHE_FILE = Path(".modelci") / "cache" / "project-specs.json"
 _KEEP_PROJECTS = 32
@@ -48,31 +46,17 @@ class ModelFacts:
     channels: dict[str, str]
     seed: int
 
-    @staticmethod
-    def kept(dump: Mapping[str, Any]) -> dict[str, Any]:
-        """The part of a validated dump the cache keeps: only these facts, so that the cache
-        of a repository of thousands of models stays small enough to load in milliseconds."""
-        model, train = dump["model"], dump["train"]
-        return {
-            "name": model["name"],
-            "requirements": model["requirements"],
-            "depends_on": model["depends_on"],
-            "entrypoint": train["entrypoint"],
-            "hyperparameters": train["hyperparameters"],
-            "channels": train["channels"],
-            "seed": train["seed"],
-        }
-
     @classmethod
-    def of(cls, kept: Mapping[str, Any]) -> ModelFacts:
+    def of(cls, dump: Mapping[str, Any]) -> ModelFacts:
+        model, train = dump["model"], dump["train"]
         return cls(
-            kept["name"],
-            kept["requirements"],
-            tuple(kept["depends_on"]),
-            kept["entrypoint"],
-            dict(kept["hyperparameters"]),
-            dict(kept["channels"]),
-            kept["seed"],
+            model["name"],
+            model["requirements"],
+            tuple(model["depends_on"]),
+            train["entrypoint"],
+            dict(train["hyperparameters"]),
+            dict(train["channels"]),
+            train["seed"],
         )
 
 
@@ -130,13 +114,10 @@ def _entry_ok(value: Any) -> bool:
     )
 
 
-def _as_entry(
-    verdict: dict[str, Any] | ConfigError,
-    keep: Callable[[dict[str, Any]], dict[str, Any]] = dict,
-) -> dict[str, Any]:
+def _as_entry(verdict: dict[str, Any] | ConfigError) -> dict[str, Any]:
     if isinstance(verdict, ConfigError):
         return {"error": {"message": verdict.message, "key": verdict.key}}
-    return {"spec": keep(verdict)}
+    return {"spec": verdict}
 
 
 def _from_entry(entry: dict[str, Any], file: str) -> dict[str, Any]:
@@ -174,14 +155,18 @@ class SpecCache:
             self.remember(blob, error)
 
     def remember(self, blob: str, verdict: dict[str, Any] | ConfigError) -> None:
-        """Keep spec.py's verdict on a blob: the facts of its validated dump, or its
-        ConfigError."""
-        self.entries[blob] = _as_entry(verdict, ModelFacts.kept)
+        """Keep spec.py's verdict on a blob: its validated dump or its ConfigError."""
+        self.entries[blob] = _as_entry(verdict)
         self.dirty = True
+
+    def dump(self, blob: str, spec_file: str) -> dict[str, Any]:
+        """The validated dump of a blob already validated; its ConfigError, named after
+        `spec_file`, if it failed."""
+        return _from_entry(self.entries[blob], spec_file)
 
     def facts(self, blob: str, spec_file: str) -> ModelFacts:
         """What the fast paths need of a blob already validated (or its ConfigError)."""
-        return ModelFacts.of(_from_entry(self.entries[blob], spec_file))
+        return ModelFacts.of(self.dump(blob, spec_file))
 
     def read(
         self,

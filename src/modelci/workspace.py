@@ -80,6 +80,17 @@ class Workspace:
             raise errors[0]
         return models
 
+    def model(self, name: str) -> ModelSpec:
+        """The work tree's model of that name, validated; its own ConfigError when its spec
+        (or a file it names) is bad, whatever another model's spec says."""
+        from modelci.spec import find_model
+
+        models, errors = self.readable_models
+        for error in errors:
+            if error.file and _named(self.root, error.file) == name:
+                raise error
+        return find_model(models, name)
+
     def registry(self) -> Registry:
         """Open the registry, applying migrations on first use."""
         from modelci.registry import open_registry
@@ -137,6 +148,19 @@ class Workspace:
         if server and repo and run:
             return f"{server}/{repo}/actions/runs/{run}"
         return None
+
+
+def _named(root: Path, spec_file: str) -> str:
+    """The name a model.toml gives its model, read loosely (the spec may be bad): its
+    `[model].name`, else its folder's name."""
+    import tomllib
+
+    try:
+        explicit = tomllib.loads((root / spec_file).read_text())["model"]["name"]
+    except (OSError, ValueError, KeyError, TypeError):
+        explicit = None
+    folder = spec_file.rsplit("/", 1)[0]
+    return explicit if isinstance(explicit, str) else folder.rsplit("/", 1)[-1]
 
 
 class _LazyRegistry:

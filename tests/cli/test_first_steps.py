@@ -36,7 +36,7 @@ def _release_reaches_the_versions(modelci: Run, repo: GitRepo, tag: str) -> None
     result = modelci("-C", repo.root, "release", tag, "--json")
     assert result.code == 1, result.stdout + result.stderr
     [entry] = result.json()["models"]
-    assert entry["status"] == "missing" and "no ready version" in entry["reason"]
+    assert entry["status"] == "missing" and "no version of" in entry["reason"]
 
 
 def test_init_makes_main_where_git_defaults_to_master(

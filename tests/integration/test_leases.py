@@ -16,7 +16,9 @@ import pytest
 
 from modelci.registry import open_registry
 from tests.support.cli import CliResult
+from tests.support.ports import free_port
 from tests.support.repos import GitRepo
+from tests.support.toy import make_toy
 from tests.support.waiting import wait_until
 
 Run = Callable[..., CliResult]
@@ -129,3 +131,70 @@ def test_break_lease_takes_a_live_lease(slow: GitRepo, modelci: Run, tmp_path: P
     finally:
         os.killpg(first.pid, signal.SIGKILL)
         first.wait()
+
+
+# the toy (tests/support/toy.py), whose training holds while GATE exists
+HELD = """
+marker = os.environ.get("GATE")
+if marker and os.path.exists(marker):
+    import time
+    open(os.path.join(os.path.dirname(marker), "job.pid"), "w").write(str(os.getpid()))
+    while os.path.exists(marker):
+        time.sleep(0.05)
+"""
+
+
+def test_run_waits_for_a_live_lease_and_uses_its_result(
+    git_repo: Callable[..., GitRepo], modelci: Run, tmp_path: Path
+) -> None:
+    repo = git_repo()
+    make_toy(repo, extra=HELD)
+    version = f"toy-{repo.sha()[:12]}"
+    gate = tmp_path / "gate"
+    gate.write_text("hold")
+    port = str(free_port())
+    first = subprocess.Popen(
+        [*MODELCI, "-C", str(repo.root), "train", "toy"],
+        env={**os.environ, "GATE": str(gate)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    log = tmp_path / "run.log"
+    second = None
+    try:
+        wait_until(
+            lambda: (tmp_path / "job.pid").exists(), "the first job to start", deadline_s=120
+        )
+        with log.open("wb") as stderr:
+            second = subprocess.Popen(
+                [*MODELCI, "-C", str(repo.root), "run"],  # progress lines: not --json
+                env={**os.environ, "MODELCI_SERVE_PORT": port},
+                stdout=subprocess.PIPE,
+                stderr=stderr,
+                start_new_session=True,
+            )
+        wait_until(
+            lambda: "waiting: " in log.read_text(),
+            "the second pipeline to say that it waits",
+            deadline_s=120,
+            process=second,
+            details=log.read_text,
+        )
+        assert f"{version} is being trained by" in log.read_text()
+        assert second.poll() is None  # it waits, it does not fail
+        gate.unlink()  # the first job ends
+        assert first.wait(timeout=120) == 0
+        out, _ = second.communicate(timeout=300)
+        assert second.returncode == 0, out.decode() + log.read_text()
+        row = next(line.split() for line in out.decode().splitlines() if line.startswith("toy "))
+        # model, version, build, train, test, deploy: the first pipeline's training, used
+        assert row[1:] == [version, "cached", "cached", "done", "done"], out.decode()
+        assert status_of(repo, version) == "ready"
+    finally:
+        for process in (first, second):
+            if process is not None and process.poll() is None:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+        stopped = modelci("-C", repo.root, "serve", "--stop")
+        assert stopped.code == 0, stopped.stdout + stopped.stderr

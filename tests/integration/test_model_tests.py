@@ -27,6 +27,13 @@ def toy(git_repo: Callable[..., GitRepo], modelci: Run) -> GitRepo:
     return repo
 
 
+def commit_and_train(repo: GitRepo, modelci: Run) -> None:
+    """Commit the work tree and train its version (a golden file changed: tested anew)."""
+    repo.commit("golden file")
+    trained = modelci("-C", repo.root, "train", "toy", "--json")
+    assert trained.code == 0, trained.stdout + trained.stderr
+
+
 def test_all_checks_pass_and_are_recorded(toy: GitRepo, modelci: Run, tmp_path: Path) -> None:
     recorded = modelci("-C", toy.root, "golden", "record", "toy", "--rows", "3", "--json")
     assert recorded.code == 0, recorded.stdout + recorded.stderr
@@ -35,6 +42,10 @@ def test_all_checks_pass_and_are_recorded(toy: GitRepo, modelci: Run, tmp_path: 
     first = json.loads(golden[0])
     assert first["output"] == {"predictions": [sum(first["input"]) + 0.5]}
 
+    # a version is tested as its commit has it: commit the golden file, then its version
+    uncommitted = modelci("-C", toy.root, "test", "toy", "--skip", "reproducibility", "--json")
+    assert [c["kind"] for c in uncommitted.json()["checks"]] == ["golden", "gate"]
+    commit_and_train(toy, modelci)
     junit = tmp_path / "junit.xml"
     result = modelci("-C", toy.root, "test", "toy", "--json", "--junit", junit)
     assert result.code == 0, result.stdout + result.stderr
@@ -138,6 +149,7 @@ def test_golden_mismatch_and_bad_golden_file(toy: GitRepo, modelci: Run) -> None
         '{"input": [1, 2], "output": {"predictions": [3.5]}}\n'
         '{"input": [1, 2], "output": {"predictions": [4.0]}}\n'
     )
+    commit_and_train(toy, modelci)
     result = modelci("-C", toy.root, "test", "toy", "--skip", "reproducibility", "--json")
     assert result.code == 1
     checks = [c for c in result.json()["checks"] if c["kind"] == "golden"]
@@ -145,6 +157,7 @@ def test_golden_mismatch_and_bad_golden_file(toy: GitRepo, modelci: Run) -> None
     assert "output.predictions[0]: expected 4.0, got 3.5" in checks[1]["message"]
 
     golden.write_text('{"input": [1, 2], "output": {"predictions": [3.5]}}\n{"input": [1,\n')
+    commit_and_train(toy, modelci)
     bad = modelci("-C", toy.root, "test", "toy", "--skip", "reproducibility", "--json")
     assert bad.code == 2
     error = bad.json()["error"]

@@ -344,7 +344,7 @@ def test_gate_failure_fails_the_test_step_and_skips_the_deploy(trained: Repo) ->
     assert entry["metrics"] == {"score": 0.75}
     assert entry["steps"] == {
         "build": "cached",
-        "train": "done",
+        "train": "cached",  # only the gate changed: the artifact is tested again
         "test": "failed",
         "deploy": "skipped",
     }
@@ -568,7 +568,8 @@ def test_a_model_without_a_version_at_the_tag_is_missing_and_the_others_released
     released = _released(result.json())
     assert list(released) == ["alpha", "beta", "gamma"]
     assert released["gamma"]["status"] == "missing" and released["gamma"]["version"] is None
-    assert "no ready version of gamma" in released["gamma"]["reason"]
+    assert "no version of gamma" in released["gamma"]["reason"]
+    assert "modelci train gamma --rev v2 && modelci test gamma" in released["gamma"]["reason"]
     for name in MODELS:
         assert released[name]["status"] == "deployed"
         assert trained.pointer(name, "production") == trained.version(name, "HEAD^")
@@ -576,7 +577,7 @@ def test_a_model_without_a_version_at_the_tag_is_missing_and_the_others_released
 
     human = trained.cli("release", "v2")
     assert human.code == 1 and "gamma: missing" in human.stdout
-    assert "no ready version of gamma" in human.stdout
+    assert "no version of gamma" in human.stdout
 
 
 def test_models_added_after_the_tag_are_not_part_of_its_release(trained: Repo) -> None:
@@ -785,3 +786,184 @@ def test_every_event_carries_the_ci_actor_and_run(
         assert [e["tag"] for e in history if e["kind"] == "release"] == ["v1"]
     human = repo.cli("history", "alpha")
     assert human.code == 0 and actor in human.stdout and url in human.stdout
+
+
+# --- one model's failure never stops another --------------------------------------------------
+
+
+def test_a_missing_entry_point_fails_that_model_only(trained: Repo) -> None:
+    trained.write("lib/common.py", "SCALE = 3\n")  # both models change
+    (trained.root / "models/beta/train.py").unlink()
+    trained.commit("lib change; beta loses its train.py")
+    code, models = trained.run()
+    assert code == 1 and list(models) == ["alpha", "beta"]
+    assert models["alpha"]["status"] == "done", models["alpha"]
+    assert models["alpha"]["steps"]["deploy"] == "done"
+    beta = models["beta"]
+    assert beta["status"] == "failed" and "train.py" in beta["error"]
+    assert beta["steps"]["build"] == "failed" and beta["steps"]["deploy"] == "skipped"
+    assert trained.pointer("alpha", "staging") == trained.version("alpha")
+    assert trained.pointer("beta", "staging") == trained.version("beta", "HEAD^")
+
+
+def test_a_broken_spec_fails_that_model_only_in_changed_run_and_release(trained: Repo) -> None:
+    trained.write("lib/common.py", "SCALE = 4\n")
+    trained.write("models/beta/model.toml", "[train\nentrypoint = 'train.py'\n")
+    trained.commit("lib change; beta's spec broken")
+    changed = {c["model"]: c for c in trained.ok("changed")["changed"]}
+    assert "error" not in changed["alpha"]
+    assert "models/beta/model.toml" in changed["beta"]["error"]
+
+    code, models = trained.run()
+    assert code == 1 and list(models) == ["alpha", "beta"]
+    assert models["alpha"]["status"] == "done", models["alpha"]
+    assert models["beta"]["status"] == "failed"
+    assert "models/beta/model.toml" in models["beta"]["error"]
+    assert models["beta"]["steps"] == {
+        "build": "failed",
+        "train": "skipped",
+        "test": "skipped",
+        "deploy": "skipped",
+    }
+
+    trained.git("tag", "v1")
+    result = trained.cli("release", "v1", "--json")
+    assert result.code == 1, result.stdout + result.stderr
+    released = {m["model"]: m for m in result.json()["models"]}
+    assert released["alpha"]["status"] == "deployed"
+    assert released["alpha"]["version"] == trained.version("alpha")
+    assert released["beta"]["status"] == "failed"
+    assert "models/beta/model.toml" in released["beta"]["reason"]
+    assert trained.pointer("beta", "production") is None
+
+
+# --- every model on main eventually gets a ready version ---------------------------------------
+
+
+def test_on_an_empty_registry_the_first_run_builds_every_model(
+    copies: Callable[[str], Repo],
+) -> None:
+    pristine = copies("pristine")
+    write_model(pristine, "alpha", bias=2.5)
+    pristine.commit("alpha only")  # beta was never built: it is, whatever this commit touched
+    code, models = pristine.run("--base", "HEAD^")  # an explicit base: as it says
+    assert code == 0 and list(models) == ["alpha"]
+    code, models = pristine.run()
+    assert code == 0 and list(models) == ["alpha", "beta"]
+    assert models["alpha"]["steps"]["train"] == "cached"
+    assert models["beta"]["steps"]["deploy"] == "done"
+    assert pristine.pointer("beta", "staging") == pristine.version("beta")
+
+
+def test_a_change_whose_run_never_happened_is_built_by_the_next_run(trained: Repo) -> None:
+    write_model(trained, "beta", bias=2.5)
+    trained.commit("beta 2.5 (its pipeline was killed)")
+    trained.write("models/alpha/notes.md", "alpha only\n")
+    trained.commit("alpha notes")
+    code, models = trained.run()
+    assert code == 0 and list(models) == ["alpha", "beta"]
+    assert models["beta"]["steps"]["train"] == "done"
+    assert trained.pointer("beta", "staging") == trained.version("beta")
+    trained.write("README.md", "docs\n")
+    trained.commit("docs")
+    assert trained.run() == (0, {})  # each model compared from its own deploy
+
+
+def test_release_after_a_reverted_broken_commit_never_picks_the_failed_version(
+    trained: Repo,
+) -> None:
+    good = trained.version("alpha")
+    write_model(trained, "alpha", bias=0.5, gate=">= 0.9")
+    trained.commit("alpha: a gate it cannot pass")
+    trained.git("tag", "broken")
+    assert trained.run()[1]["alpha"]["steps"]["test"] == "failed"
+    trained.git("revert", "--no-edit", "HEAD")
+    trained.git("tag", "reverted")  # released before any run on it
+
+    released = _released(trained.ok("release", "reverted"))
+    assert released["alpha"]["version"] == good and released["alpha"]["status"] == "deployed"
+    assert released["beta"]["version"] == trained.version("beta", "HEAD~2")
+
+    result = trained.cli("release", "broken", "--json")
+    assert result.code == 1, result.stdout + result.stderr
+    alpha = _released(result.json())["alpha"]
+    assert alpha["status"] == "missing" and alpha["version"] is None
+    assert "`modelci run` on that commit" in alpha["reason"]
+    assert "modelci train alpha --rev broken && modelci test alpha" in alpha["reason"]
+    assert "--force" not in alpha["reason"]
+    assert trained.pointer("alpha", "production") == good
+
+
+# --- nothing uncommitted changes what is recorded for a committed version ----------------------
+
+
+def test_uncommitted_gates_never_change_a_committed_versions_record(trained: Repo) -> None:
+    committed = trained.version("alpha")
+    write_model(trained, "alpha", bias=0.5, gate=">= 0.9")  # not committed
+    report = trained.ok("test", "alpha")  # the commit's gate, not the work tree's
+    assert report["version"] == committed and report["passed"] is True
+    assert trained.events("alpha", "gate_failed") == []
+    promoted = trained.ok("promote", "alpha", "--from", "staging", "--to", "production")
+    assert promoted["version"] == committed
+
+    # a --dirty version is tested as the work tree has it, and recorded with itself only
+    assert trained.cli("train", "alpha", "--dirty", "--json").code == 0
+    dirty = trained.cli("test", "alpha", "--json")
+    assert dirty.code == 1 and dirty.json()["version"] == f"{committed}-dirty"
+    [failed] = trained.events("alpha", "gate_failed")
+    assert failed.version == f"{committed}-dirty"
+    with open_registry(REGISTRY, trained.root) as registry:
+        record = registry.get_version(committed)
+        assert record is not None and record.details["tests"]["passed"] is True
+
+
+# --- re-test, don't retrain --------------------------------------------------------------------
+
+
+def test_a_commit_changing_only_gates_or_golden_files_re_tests_the_artifact(
+    trained: Repo,
+) -> None:
+    first = trained.version("alpha")
+    write_model(trained, "alpha", bias=0.5, gate=">= 0.9")
+    trained.commit("alpha: a stricter gate")
+    code, models = trained.run()
+    assert code == 1 and models["alpha"]["steps"]["train"] == "cached", models
+    assert models["alpha"]["steps"]["test"] == "failed"
+    strict = trained.version("alpha")
+
+    write_model(trained, "alpha", bias=0.5, gate=">= 0.6")
+    trained.write("models/alpha/tests/golden.jsonl", "")
+    trained.commit("alpha: a gate it passes, and a golden file")
+    code, models = trained.run()
+    assert code == 0 and models["alpha"]["steps"] == {
+        "build": "cached",
+        "train": "cached",
+        "test": "done",
+        "deploy": "done",
+    }
+    with open_registry(REGISTRY, trained.root) as registry:
+        versions = [registry.get_version(v) for v in (first, strict, trained.version("alpha"))]
+    assert all(v is not None for v in versions)
+    assert len({v.artifact_sha256 for v in versions if v}) == 1  # one training
+    assert versions[2] and versions[2].details["reused_from"] in (first, strict)
+    assert trained.pointer("alpha", "staging") == trained.version("alpha")
+
+    write_model(trained, "alpha", bias=0.7, gate=">= 0.6")  # what training reads: trained
+    trained.commit("alpha: bias 0.7")
+    assert trained.run()[1]["alpha"]["steps"]["train"] == "done"
+
+
+def test_release_judges_by_the_gates_the_tag_has(trained: Repo) -> None:
+    """The artifact of a stricter gate's commit is the one that passed the lax gate; at a tag
+    after the stricter gate, it is not released."""
+    write_model(trained, "alpha", bias=0.5, gate=">= 0.9")
+    trained.commit("alpha: a stricter gate")
+    assert trained.run()[1]["alpha"]["steps"]["test"] == "failed"
+    trained.write("README.md", "docs\n")
+    trained.commit("docs")
+    trained.git("tag", "strict")
+    result = trained.cli("release", "strict", "--json")
+    assert result.code == 1, result.stdout + result.stderr
+    released = _released(result.json())
+    assert released["alpha"]["status"] == "missing" and released["alpha"]["version"] is None
+    assert released["beta"]["status"] == "deployed"

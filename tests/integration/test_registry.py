@@ -481,6 +481,11 @@ def test_last_deployed_commit_is_the_newest_deploy_to_that_environment(
     assert registry.last_deployed_commit("staging", "churn") == old
     assert registry.last_deployed_commit("production") == other
     assert registry.last_deployed_commit("production", "fraud") is None
+    # each model's own, in one grouped query
+    monkeypatch.setattr(type(registry), "last_deployed_commit", None)
+    assert registry.deployed_commits("staging") == {"churn": old, "fraud": new}
+    assert registry.deployed_commits("production") == {"churn": other}
+    assert registry.deployed_commits("qa") == {}
 
 
 def test_the_event_of_a_pointer_change_keeps_the_callers_fields(registry: Registry) -> None:

@@ -12,8 +12,9 @@ from typing import Any
 
 import pytest
 
+from modelci import git
 from modelci.changes import CACHE_FILE, detect
-from modelci.errors import ConfigError, GitError
+from modelci.errors import GitError
 from tests.support.cli import CliResult
 from tests.support.repos import GitRepo, add_model
 
@@ -522,6 +523,15 @@ def test_shallow_clone_lacking_the_base(shallow: GitRepo, modelci: Run) -> None:
 
 
 def test_shallow_clone_whose_head_has_no_parent(shallow: GitRepo, modelci: Run) -> None:
+    with pytest.raises(GitError, match="git fetch --deepen"):
+        detect(shallow.root, environ={})
+    # a model last deployed from a commit the clone lacks: fetch more, not build everything
+    with pytest.raises(GitError, match="churn was last deployed from 0123456789ab"):
+        detect(shallow.root, environ={}, deployed=lambda _h: {"churn": "0123456789ab" * 3 + "0123"})
+    # an empty registry: every model is built, with no need of history
+    report = changes(shallow, deployed=lambda _h: {})
+    assert sorted(by_model(report)) == ["churn", "price"]
+    # no registry at all: `changed` asks what head touched, and cannot tell
     result = modelci("-C", shallow.root, "changed", "--json")
     assert result.code == 2
     assert "git fetch --deepen" in result.json()["error"]["message"]
@@ -621,21 +631,70 @@ def test_modelci_state_is_not_uncommitted_work(git_repo: MakeRepo) -> None:
     assert changes(repo)["uncommitted"] == []
 
 
+# --- a base per model --------------------------------------------------------------------------
+
+
+def test_each_model_is_compared_from_its_own_last_deploy(
+    plain: GitRepo, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    add_model(plain, "models/gamma")
+    first = plain.commit("gamma")
+    plain.write("models/alpha/train.py", "print('accuracy=0.5')\n")
+    second = plain.commit("alpha")
+    plain.write("README.md", "docs only\n")
+    head = plain.commit("docs")
+
+    # nothing deployed: every model is built, whatever head touched
+    report = changes(plain, deployed=lambda _head: {})
+    assert {m: e["reasons"] for m, e in by_model(report).items()} == {
+        "alpha": ["undeployed"],
+        "beta": ["undeployed"],
+        "gamma": ["undeployed"],
+    }
+    # alpha and beta deployed at `first` (alpha changed since), gamma at head itself (compared
+    # with head's parent); one diff per distinct base, not one per model
+    diffs: list[str | None] = []
+    real_diff = git.diff
+    monkeypatch.setattr(git, "diff", lambda root, b, h: diffs.append(b) or real_diff(root, b, h))
+    asked: list[str] = []
+    real_is_ancestor = git.is_ancestor
+    monkeypatch.setattr(
+        git, "is_ancestor", lambda root, a, d: asked.append(a) or real_is_ancestor(root, a, d)
+    )
+    deployed = {"alpha": first, "beta": first, "gamma": head}
+    report = changes(plain, deployed=lambda _head: deployed)
+    assert sorted(diffs, key=str) == sorted([first, second], key=str)
+    assert asked == [first]  # once per distinct commit, not per model
+    assert report["base"] is None  # a base per model
+    assert {m: e["reasons"] for m, e in by_model(report).items()} == {"alpha": ["files"]}
+    # a deploy from a commit that is not an ancestor of head (history rewritten): built again
+    plain.git("checkout", "-q", "-b", "side", first)
+    side = plain.commit("elsewhere")
+    plain.git("checkout", "-q", "main")
+    deployed = {"alpha": second, "beta": side, "gamma": second}
+    assert {
+        m: e["reasons"] for m, e in by_model(changes(plain, deployed=lambda _: deployed)).items()
+    } == {"beta": ["undeployed"]}
+    # an explicit base is one base for every model, as before
+    assert list(by_model(changes(plain, base=second, deployed=lambda _: {}))) == []
+
+
 # --- broken specs ------------------------------------------------------------------------------
 
 
 def test_broken_model_toml_at_head(examples: GitRepo, modelci: Run) -> None:
     examples.write("models/churn/model.toml", '[model\nname = "churn"\n')
     examples.commit("broken")
-    with pytest.raises(ConfigError) as raised:
-        detect(examples.root, environ={})
-    assert raised.value.file == "models/churn/model.toml"
+    # the bad spec is that model's error, not the whole report's: the others go on
+    [entry] = [c for c in detect(examples.root, environ={}).changed if c.model == "churn"]
+    assert entry.error and entry.error.startswith("models/churn/model.toml: ")
     result = modelci("-C", examples.root, "changed", "--json")
-    assert result.code == 2
-    error = result.json()["error"]
-    assert error["file"] == "models/churn/model.toml"
-    assert "models/churn/model.toml" in error["message"]
-    assert "invalid TOML" in error["message"]
+    assert result.code == 0
+    [listed] = [c for c in result.json()["changed"] if c["model"] == "churn"]
+    assert "models/churn/model.toml" in listed["error"]
+    assert "invalid TOML" in listed["error"]
+    human = modelci("-C", examples.root, "changed")
+    assert human.code == 0 and "bad spec" in human.stdout and "invalid TOML" in human.stdout
 
 
 def test_broken_model_toml_fixed_by_the_head_commit(examples: GitRepo) -> None:
@@ -674,19 +733,17 @@ def test_broken_specs_fixed_with_the_project_file(examples: GitRepo) -> None:
 def test_invalid_model_name_at_head(plain: GitRepo) -> None:
     plain.write("models/alpha/model.toml", '[model]\nname = "Alpha_1"\n')
     plain.commit()
-    with pytest.raises(ConfigError, match="Alpha_1") as raised:
-        detect(plain.root, environ={})
-    assert raised.value.file == "models/alpha/model.toml"
-    assert raised.value.key == "model.name"
+    [entry] = detect(plain.root, environ={}).changed  # named after its folder
+    assert entry.model == "alpha" and entry.error
+    assert entry.error.startswith("models/alpha/model.toml: model.name: ")
+    assert "Alpha_1" in entry.error
 
 
 def test_depends_on_of_the_wrong_type(plain: GitRepo) -> None:
     plain.write("models/alpha/model.toml", '[model]\ndepends_on = "lib/**"\n')
     plain.commit()
-    with pytest.raises(ConfigError) as raised:
-        detect(plain.root, environ={})
-    assert raised.value.file == "models/alpha/model.toml"
-    assert raised.value.key == "model.depends_on"
+    [entry] = detect(plain.root, environ={}).changed
+    assert entry.error and entry.error.startswith("models/alpha/model.toml: model.depends_on: ")
 
 
 # --- the spec cache ----------------------------------------------------------------------------

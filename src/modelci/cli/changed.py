@@ -17,21 +17,31 @@ if TYPE_CHECKING:
 
 
 @click.command()
-@click.option("--base", help="Compare from this revision (default: last deploy, else HEAD^).")
+@click.option(
+    "--base",
+    help="Compare from this revision (default: each model from the commit last deployed to "
+    "the first environment, a model never deployed counting as changed; with no registry "
+    "yet, HEAD^).",
+)
 @click.option("--head", default="HEAD", show_default=True, help="Compare up to this revision.")
 @json_option
 @click.pass_obj
 def changed(workspace: Workspace, base: str | None, head: str, json_mode: bool) -> None:
     """List the models that the commits from BASE to HEAD touch, with the reasons."""
     from modelci.changes import detect
-    from modelci.pipeline import last_deployed_commit
+    from modelci.pipeline import deployed_commits
 
     output = Output(json_mode)
     report = detect(
         workspace.root,
         base=base,
         head=head,
-        default_base=(lambda _head: last_deployed_commit(workspace)) if base is None else None,
+        # nothing deployed anywhere yet: the question is what the commit touched
+        deployed=(
+            (lambda _head: deployed_commits(workspace))
+            if base is None and workspace.registry_exists()
+            else None
+        ),
     )
     output.result(report.to_json(), lambda console: _render(console, report))
 
@@ -39,7 +49,7 @@ def changed(workspace: Workspace, base: str | None, head: str, json_mode: bool) 
 def _render(console: Console, report: ChangeReport) -> None:
     from rich.table import Table
 
-    base = report.base[:12] if report.base else "(root)"
+    base = report.base[:12] if report.base else "(each model's last deploy)"
     console.print(f"[bold]{base}..{report.head[:12]}[/]: {len(report.changed)} changed")
     if report.changed:
         table = Table(box=None, pad_edge=False)
@@ -52,6 +62,9 @@ def _render(console: Console, report: ChangeReport) -> None:
                 reasons += f" (was {entry.renamed_from})"
             table.add_row(entry.model, entry.path, escape(reasons))
         console.print(table)
+        for entry in report.changed:
+            if entry.error:  # its pipeline row will fail; the others are not held up
+                console.print(f"[red]bad spec[/]: {entry.model}: {escape(entry.error)}")
     if report.deleted:
         console.print(f"deleted: {', '.join(report.deleted)}")
     if report.uncommitted:

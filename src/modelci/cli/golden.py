@@ -45,6 +45,11 @@ def record(
             f'{recorded.spec_file}: add `[tests] golden = "{recorded.relative}"` to make the '
             "golden file part of the spec (it is used when present)"
         )
+    output.info(
+        "commit it, then `modelci train "
+        f"{recorded.model} && modelci test {recorded.model}`: a version is tested as its "
+        "own commit has its files"
+    )
     output.result(
         recorded.to_json(),
         lambda console: console.print(

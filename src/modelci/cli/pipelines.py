@@ -49,8 +49,8 @@ def _table(runs: list[ModelRun]) -> Table:
 @click.option(
     "--base",
     default=None,
-    help="Compare from this revision (default: the commit "
-    "last deployed to the first environment, else HEAD^).",
+    help="Compare from this revision (default: each model from the commit last deployed to "
+    "the first environment; a model never deployed there is built).",
 )
 @click.option(
     "--jobs",
@@ -62,8 +62,9 @@ def _table(runs: list[ModelRun]) -> Table:
 @click.option(
     "--break-lease",
     is_flag=True,
-    help="Take over versions another pipeline is "
-    "training, at once (default: wait for its lease, ten minutes, to expire).",
+    help="Take over versions another pipeline is training, at once (default: wait for "
+    "it, saying so, and use its result; a pipeline that stops renewing its ten-minute lease "
+    "is waited for no longer).",
 )
 @json_option
 @click.pass_obj

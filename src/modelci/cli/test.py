@@ -47,7 +47,6 @@ def test(
     Reproducibility trains twice on the deterministic sample and compares; golden rows go
     through the real serving handler; gates and no_regression judge the version's metrics.
     """
-    from modelci.spec import find_model
     from modelci.testing.report import write_junit
     from modelci.testing.runner import choose_version, test_version
 
@@ -56,7 +55,7 @@ def test(
         from modelci.errors import ConfigError
 
         raise ConfigError("--version names one version: test one model at a time with it")
-    specs = [find_model(workspace.models, name) for name in models]
+    specs = [workspace.model(name) for name in models]
     reports: list[TestReport] = []
     with workspace.registry() as registry:
         records = [choose_version(registry, spec.name, version) for spec in specs]

@@ -54,9 +54,7 @@ def train(
     known = _committed_models(workspace, rev)
     for name in models:  # every name must be known before any job starts
         if name not in known:
-            from modelci.spec import find_model
-
-            find_model(workspace.models, name)  # the work tree's (--dirty), or a clear error
+            workspace.model(name)  # the work tree's (--dirty), or a clear error
     options = TrainOptions(
         rev=rev, dirty=dirty, force=force, sample=sample, break_lease=break_lease
     )

@@ -114,11 +114,10 @@ def deploy(
 ) -> DeployOutcome:
     """Make `environment` serve `version` of `model`, health-checked, or put back the previous
     version and report why. Bad requests raise ConfigError and change nothing."""
-    from modelci.spec import find_model
     from modelci.testing.runner import tests_passed
 
     check_environment(workspace, environment)
-    spec = find_model(workspace.models, model)
+    spec = workspace.model(model)
     order = workspace.environments
     index = order.index(environment)
     record = _choose(registry, model, environment, order, version)

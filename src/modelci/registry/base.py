@@ -141,6 +141,12 @@ class Registry(abc.ABC):
         """The commit of the newest deploy event to `environment` (of one model, or of any)
         that names a commit; None when there is none. One indexed query, not a scan."""
 
+    def deployed_commits(self, environment: str) -> dict[str, str]:
+        """Each model's commit of its newest deploy event to `environment` that names one:
+        where `run` compares each model from."""
+        found = {m: self.last_deployed_commit(environment, m) for m in self.models()}
+        return {model: commit for model, commit in found.items() if commit}
+
     @abc.abstractmethod
     def close(self) -> None:
         """Release connections."""

@@ -9,7 +9,7 @@ from sqlalchemy import Connection, and_, select
 
 from modelci.errors import ConfigError, PointerConflict
 from modelci.registry import tables
-from modelci.registry.base import Event, Pointer
+from modelci.registry.base import Event, Pointer, VersionRecord
 
 if TYPE_CHECKING:
     from sqlalchemy import Row
@@ -83,6 +83,26 @@ def event_of(row: _Row) -> Event:
         actor=row.actor,
         ci_url=row.ci_url,
         details=_mapping(row.details),
+    )
+
+
+def version_of(row: _Row) -> VersionRecord:
+    """A version row as a VersionRecord."""
+    return VersionRecord(
+        version=row.version,
+        model=row.model,
+        commit=row.commit,
+        status=row.status,
+        fingerprint=row.fingerprint,
+        artifact_uri=row.artifact_uri,
+        artifact_sha256=row.artifact_sha256,
+        metrics=_mapping(row.metrics),
+        lock_hash=row.lock_hash,
+        actor=row.actor,
+        ci_url=row.ci_url,
+        details=_mapping(row.details),
+        created_at=row.created_at,
+        updated_at=row.updated_at,
     )
 
 

@@ -18,14 +18,21 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, Row, Table, select, update
+from sqlalchemy import Connection, Row, Table, func, select, update
 
 from modelci.errors import ConfigError, VersionExists
 from modelci.registry import columns, tables
 from modelci.registry.base import Event, Pointer, Registry, VersionRecord
 from modelci.registry.engine import create, engine_url, migrate, schema_revision, translated
 from modelci.registry.migrations import HEAD
-from modelci.registry.rows import conflict, event_of, pointer_of, read_for_change, read_pointer
+from modelci.registry.rows import (
+    conflict,
+    event_of,
+    pointer_of,
+    read_for_change,
+    read_pointer,
+    version_of,
+)
 
 if TYPE_CHECKING:
     _Row = Row[*tuple[Any, ...]]  # a row of any columns (Row is variadic in SQLAlchemy 2.1)
@@ -110,7 +117,7 @@ class SqlRegistry(Registry):
             if inserted.first() is None:
                 raise VersionExists(f"version {record.version} is already in the registry")
             row = connection.execute(select(v).where(v.c.version == record.version)).one()
-        return _version(row)
+        return version_of(row)
 
     def update_version(self, version: str, **fields: Any) -> VersionRecord:
         """Change fields of a version (status, artifact, metrics, details...).
@@ -134,14 +141,14 @@ class SqlRegistry(Registry):
             if changed.rowcount == 0:
                 raise ConfigError(f"no version {version} in the registry")
             row = connection.execute(select(v).where(v.c.version == version)).one()
-        return _version(row)
+        return version_of(row)
 
     def get_version(self, version: str) -> VersionRecord | None:
         """The version of that name, or None."""
         v = tables.versions
         with self._reading() as connection:
             row = connection.execute(select(v).where(v.c.version == version)).one_or_none()
-        return None if row is None else _version(row)
+        return None if row is None else version_of(row)
 
     def list_versions(self, model: str | None = None) -> list[VersionRecord]:
         """Versions, newest first, of one model or of all."""
@@ -150,7 +157,7 @@ class SqlRegistry(Registry):
         if model is not None:
             query = query.where(v.c.model == model)
         with self._reading() as connection:
-            return [_version(row) for row in connection.execute(query)]
+            return [version_of(row) for row in connection.execute(query)]
 
     def find_by_fingerprint(self, model: str, fingerprint: str) -> VersionRecord | None:
         """The newest ready version of the model with this fingerprint, or None."""
@@ -163,7 +170,7 @@ class SqlRegistry(Registry):
         )
         with self._reading() as connection:
             row = connection.execute(query).one_or_none()
-        return None if row is None else _version(row)
+        return None if row is None else version_of(row)
 
     def models(self) -> list[str]:
         """Names of every model the registry knows, sorted."""
@@ -337,6 +344,19 @@ class SqlRegistry(Registry):
             commit: str | None = connection.execute(query).scalar()
         return commit
 
+    def deployed_commits(self, environment: str) -> dict[str, str]:
+        """Each model's commit of its newest deploy event to `environment` that names one:
+        one grouped query, however many models."""
+        e = tables.events
+        newest = (
+            select(func.max(e.c.id))
+            .where(e.c.kind == "deploy", e.c.environment == environment, e.c.commit.is_not(None))
+            .group_by(e.c.model)
+        )
+        query = select(e.c.model, e.c.commit).where(e.c.id.in_(newest))
+        with self._reading() as connection:
+            return {row.model: row.commit for row in connection.execute(query)}
+
     def close(self) -> None:
         """Release connections."""
         self._engine.dispose()
@@ -411,25 +431,6 @@ def _insert_event(connection: Connection, event: Event, now: datetime) -> int:
     key = result.inserted_primary_key
     assert key is not None  # an INSERT always reports its key
     return int(key[0])
-
-
-def _version(row: _Row) -> VersionRecord:
-    return VersionRecord(
-        version=row.version,
-        model=row.model,
-        commit=row.commit,
-        status=row.status,
-        fingerprint=row.fingerprint,
-        artifact_uri=row.artifact_uri,
-        artifact_sha256=row.artifact_sha256,
-        metrics=_mapping(row.metrics),
-        lock_hash=row.lock_hash,
-        actor=row.actor,
-        ci_url=row.ci_url,
-        details=_mapping(row.details),
-        created_at=row.created_at,
-        updated_at=row.updated_at,
-    )
 
 
 def _json_field(name: str, value: Mapping[str, Any] | None) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from modelci.errors import ConfigError
+from modelci.fingerprint import DEFAULT_GOLDEN as DEFAULT_GOLDEN
 from modelci.progress import Progress
 from modelci.registry.base import Event, Registry, VersionRecord
 from modelci.spec import ModelSpec
@@ -19,7 +20,6 @@ from modelci.testing.probe import probe
 from modelci.testing.report import CheckResult, TestReport, failure_causes
 from modelci.workspace import Workspace
 
-DEFAULT_GOLDEN = "tests/golden.jsonl"
 CHECKS = ("reproducibility", "golden", "gates")
 
 
@@ -121,7 +121,7 @@ def train_twice(
         return run_job(
             workspace,
             spec,
-            record.commit,
+            None if record.details.get("dirty") else record.commit,
             python,
             base / f"run-{index}",
             sample=sample,
@@ -172,12 +172,47 @@ def test_version(
 
     The golden rows and the reproducibility runs' predictions go through the real handler in
     one probe process: the model's libraries load once."""
+    import tempfile
+
+    from modelci.fingerprint import checks_digest
+    from modelci.train.jobs import export, spec_at
+
+    if record.details.get("dirty"):  # a --dirty version: the work tree is what it was made of
+        return _test_tree(workspace, registry, spec, record, workspace.root, skip, note)
+    # a committed version is judged by its commit alone (spec, gates, golden file, handler):
+    # nothing uncommitted changes what is recorded with it
+    spec = spec_at(workspace, spec.name, record.commit, dirty=False)
+    (workspace.state_dir / "tests").mkdir(parents=True, exist_ok=True)
+    tree = Path(tempfile.mkdtemp(prefix=f"{record.version}-", dir=workspace.state_dir / "tests"))
+    try:
+        export(workspace.root, record.commit, [spec.folder], tree)
+        golden = tree / spec.folder / (spec.file.tests.golden or DEFAULT_GOLDEN)
+        checks = checks_digest(
+            spec.file.model_dump(mode="json"), golden.read_bytes() if golden.is_file() else None
+        )
+        return _test_tree(workspace, registry, spec, record, tree, skip, note, checks)
+    finally:
+        shutil.rmtree(tree, ignore_errors=True)
+
+
+def _test_tree(
+    workspace: Workspace,
+    registry: Registry,
+    spec: ModelSpec,
+    record: VersionRecord,
+    tree: Path,
+    skip: tuple[str, ...],
+    note: Progress,
+    checks: str | None = None,
+) -> TestReport:
+    """test_version's checks, the model's files (handler, golden file) read from `tree`;
+    `checks` (the digest of what judged it) is recorded with the results."""
     from modelci.envs.uv import ensure_environment
     from modelci.testing.repro import compare_runs
 
     report = TestReport(spec.name, record.version)
     environment = ensure_environment(workspace.root, spec, progress=note)
-    handler = _handler(spec, workspace.root)
+    handler = _handler(spec, tree)
     started = time.monotonic()
 
     repro: tuple[list[dict[str, Any]], bytes | None] | CheckResult | None = None
@@ -185,7 +220,7 @@ def test_version(
         repro = train_twice(workspace, spec, record, environment.python, note)
     golden: tuple[list[Any], str] | None = None
     if "golden" not in skip:
-        found = golden_path(spec, workspace.root)
+        found = golden_path(spec, tree)
         golden = (read_golden(*found), found[1]) if found else None
 
     models: list[dict[str, Any]] = []
@@ -249,7 +284,7 @@ def test_version(
             dict(live.metrics) if live else None,
             live.version if live else None,
         )
-    _record(workspace, registry, spec, record, report, skip)
+    _record(workspace, registry, spec, record, report, skip, checks)
     return report
 
 
@@ -260,10 +295,12 @@ def _record(
     record: VersionRecord,
     report: TestReport,
     skip: tuple[str, ...],
+    checks: str | None,
 ) -> None:
     """Keep the report with the version and log it (and any failed gate) as events."""
     summary = {
         "passed": report.passed,
+        "checks_digest": checks,
         "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "skipped": list(skip),
         "checks": [c.to_json() for c in report.checks],

@@ -59,18 +59,50 @@ def _validated_inputs(
     if entry is None:
         return None
     spec_file = f"{entry.folder}/{MODEL_FILE}"
-    facts = cache.facts(git.tree_blobs(workspace.root, commit)[spec_file], spec_file)
+    blob = git.tree_blobs(workspace.root, commit)[spec_file]
+    facts = cache.facts(blob, spec_file)
     return (
         ModelRef(name, entry.folder, facts.requirements),
-        FingerprintInputs(
-            entry.folder,
-            facts.depends_on,
-            facts.channels,
-            facts.hyperparameters,
-            facts.seed,
-            facts.entrypoint,
-        ),
+        FingerprintInputs.of_dump(entry.folder, cache.dump(blob, spec_file)),
     )
+
+
+def fingerprint_at(workspace: Workspace, name: str, commit: str) -> str | None:
+    """The fingerprint the model's content at a commit has (a version with it was trained from
+    that content); None when no model has that name there. An invalid spec is its
+    ConfigError."""
+    from modelci.envs.uv import ensure_environment
+
+    raw = _validated_inputs(workspace, name, commit)
+    if raw is None:
+        return None
+    ref, inputs = raw
+    return fingerprint(
+        git.tree_blobs(workspace.root, commit),
+        inputs,
+        shared=workspace.project_shared(),
+        lock_hash=ensure_environment(workspace.root, ref).lock_hash,
+    )
+
+
+def checks_at(workspace: Workspace, name: str, commit: str) -> str | None:
+    """The digest of what judges the model at a commit (fingerprint.checks_digest); None when
+    no model has that name there."""
+    import os
+
+    from modelci.changes import SpecCache, snapshot
+    from modelci.fingerprint import FingerprintInputs, checks_digest
+
+    cache = SpecCache(workspace.root)
+    entry = snapshot(workspace.root, commit, cache, os.environ).by_name().get(name)
+    if entry is None:
+        return None
+    tree = git.tree_blobs(workspace.root, commit)
+    spec_file = f"{entry.folder}/{MODEL_FILE}"
+    dump = cache.dump(tree[spec_file], spec_file)
+    golden = tree.get(f"{entry.folder}/{FingerprintInputs.of_dump(entry.folder, dump).golden}")
+    text = git.read_blobs(workspace.root, [golden])[golden] if golden else None
+    return checks_digest(dump, text)
 
 
 def cache_hit(workspace: Workspace, name: str, commit: str, note: Progress) -> TrainOutcome | None:

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
 def spec_at(workspace: Workspace, name: str, commit: str, dirty: bool) -> ModelSpec:
     """The model's spec as the commit (or, with --dirty, the work tree) has it."""
-    from modelci.spec import find_model, read_model
+    from modelci.spec import read_model
     from modelci.speccache import SpecCache
 
     # another model's broken model.toml (or this one's, at a commit where it was valid) must
@@ -36,7 +36,7 @@ def spec_at(workspace: Workspace, name: str, commit: str, dirty: bool) -> ModelS
     readable, _ = workspace.readable_models
     current = next((m for m in readable if m.name == name), None)
     if dirty:
-        return current or find_model(workspace.models, name)  # raises the spec's error
+        return current or workspace.model(name)  # raises the spec's own error
     folder = current.folder if current else _folder_at(workspace, name, commit)
     spec_file = f"{folder}/{MODEL_FILE}"
     tree = git.tree_blobs(workspace.root, commit)

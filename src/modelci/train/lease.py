@@ -9,7 +9,7 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -21,6 +21,8 @@ DEFAULT_LEASE_S = 600.0  # ten minutes; renewed while the job runs
 
 class LeaseHeld(ModelciError):
     """Another pipeline is training this version now."""
+
+    version = ""  # the version whose lease is held
 
 
 def lease_seconds() -> float:
@@ -59,10 +61,35 @@ def check(record: VersionRecord, *, break_lease: bool) -> str | None:
     if expired or not _owner_alive(lease) or break_lease:
         return owner
     until = time.strftime("%H:%M:%S", time.localtime(float(lease["expires"])))
-    raise LeaseHeld(
+    held = LeaseHeld(
         f"{record.version} is being trained by {owner} (lease until {until}); "
         "wait for it, or take it now with --break-lease"
     )
+    held.version = record.version
+    raise held
+
+
+def wait_for(
+    registry: Registry, version: str, note: Callable[[str], None], *, every_s: float = 15.0
+) -> VersionRecord | None:
+    """Wait while another live pipeline trains `version`, saying so every `every_s` seconds;
+    the record as it left it (ready, failed, or with a lease that expired or whose owner
+    died). Bounded by the lease's end: a holder that stops renewing it is waited for no
+    longer."""
+    said = -every_s
+    while True:
+        record = registry.get_version(version)
+        if record is None:
+            return None
+        try:
+            check(record, break_lease=False)
+        except LeaseHeld as held:
+            if time.monotonic() - said >= every_s:
+                note(f"waiting: {held.message.split(';')[0]}")
+                said = time.monotonic()
+            time.sleep(0.5)
+            continue
+        return record
 
 
 @contextmanager
