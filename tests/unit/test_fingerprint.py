@@ -12,6 +12,7 @@ SPEC = """\
 [train]
 entrypoint = "train.py"
 hyperparameters = {{ lr = {lr} }}
+metrics = {{ accuracy = "accuracy=([0-9.]+)" }}
 
 [gates]
 {gates}
