@@ -211,6 +211,7 @@ def test_model_names_are_matched_whole(
 ) -> None:
     repo = git_repo()
     add_model(repo, "models/churn")
+    repo.write("modelci.toml", "")  # validate wants a modelci repository
     repo.write(
         "models/churn/model.toml",
         '[model]\nname = "churn\\n"\n\n[train]\nentrypoint = "train.py"\n',

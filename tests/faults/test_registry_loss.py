@@ -117,7 +117,7 @@ def test_status_on_a_lost_registry_exits_2_naming_the_file(
     fresh = modelci("-C", repo.root, "registry", "init", "--force", "--json")
     assert fresh.code == 0, fresh.stdout + fresh.stderr
     assert fresh.json()["created"] is True and fresh.json()["file"] == str(db)
-    assert _status(modelci, repo.root).json() == {"models": []}
+    assert _status(modelci, repo.root).json() == {"models": [], "warnings": []}
 
 
 def test_a_damaged_registry_file_is_refused_not_replaced(
@@ -145,4 +145,4 @@ def test_first_use_and_registry_init_make_a_registry(
     assert db.with_name("registry.db.created").is_file()
     again = modelci("-C", repo.root, "registry", "init", "--json")
     assert again.code == 0 and again.json()["created"] is False
-    assert _status(modelci, repo.root).json() == {"models": []}
+    assert _status(modelci, repo.root).json() == {"models": [], "warnings": []}
