@@ -528,10 +528,10 @@ def test_endpoint_create_update_invoke_rollback(
     # status and history: the same documents as for local endpoints, with what SageMaker says
     status = modelci("-C", toy.root, "status", "--json").json()
     [entry] = [m for m in status["models"] if m["model"] == toy.name]
-    assert set(entry) == {"model", "environments", "latest"}
+    assert set(entry) == {"model", "environments", "latest", "retired"}
     staging = entry["environments"]["staging"]
     assert staging["version"] == second
-    assert set(staging) == {"version", "commit", "time", "actor", "serving"}
+    assert set(staging) == {"version", "commit", "time", "actor", "serving", "tests", "metrics"}
     assert staging["serving"]["version"] == second and staging["serving"]["healthy"] is True
     events = modelci("-C", toy.root, "history", toy.name, "--json").json()["events"]
     assert [e["kind"] for e in events][:4] == ["deploy", "train", "deploy", "train"]
@@ -550,6 +550,7 @@ def test_endpoint_create_update_invoke_rollback(
             "tag",
             "actor",
             "ci_url",
+            "details",
         }
         for e in events
     )
