@@ -22,10 +22,12 @@ from typing import Any
 from modelci.errors import ConfigError
 from modelci.settings import OVERRIDABLE, PROJECT_FILE
 
-SCHEMA = 3  # bump when spec.py's validated shape changes: older entries are then ignored
+SCHEMA = 4  # bump when spec.py's validated shape changes: older entries are then ignored
 CACHE_FILE = Path(".modelci") / "cache" / "model-specs.json"
 PROJECT_CACHE_FILE = Path(".modelci") / "cache" / "project-specs.json"
 _KEEP_PROJECTS = 32
+MODEL_TABLES = ("model", "train")  # what every validated model.toml dump has
+PROJECT_TABLES = ("project", "registry", "store")  # and every modelci.toml dump
 
 
 def blob_id(content: bytes) -> str:
@@ -101,11 +103,12 @@ def _save(path: Path, entries: dict[str, Any]) -> None:
         pass  # a cache that cannot be written only costs speed
 
 
-def _entry_ok(value: Any) -> bool:
+def _entry_ok(value: Any, tables: tuple[str, ...]) -> bool:
     if not isinstance(value, dict) or len(value) != 1:
         return False
-    if "spec" in value:
-        return isinstance(value["spec"], dict)
+    if "spec" in value:  # a validated dump has these tables, whatever else it holds
+        spec = value["spec"]
+        return isinstance(spec, dict) and all(isinstance(spec.get(t), dict) for t in tables)
     error = value.get("error")
     return (
         isinstance(error, dict)
@@ -138,7 +141,7 @@ class SpecCache:
         self.entries: dict[str, dict[str, Any]] = {
             key[len(prefix) :]: value
             for key, value in _load(self.path).items()
-            if key.startswith(prefix) and _entry_ok(value)
+            if key.startswith(prefix) and _entry_ok(value, MODEL_TABLES)
         }
 
     def missing(self, blobs: Iterable[str]) -> list[str]:
@@ -210,7 +213,7 @@ def project_dump(
     """The validated project settings of `modelci.toml` (blob id `blob`, text from `read`),
     from the cache or, on a miss, from spec.py (which then fills the cache)."""
     entry: dict[str, Any] | None = _load(root / PROJECT_CACHE_FILE).get(project_key(blob, environ))
-    if entry is None or not _entry_ok(entry):
+    if entry is None or not _entry_ok(entry, PROJECT_TABLES):
         from modelci.spec import validate_project_text
 
         try:

@@ -10,8 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.hosts import TRAIN, Hosts, Run, Toy
-from tests.support.ports import free_port
+from tests.support.hosts import TRAIN, Hosts, Run, Toy, watched_hosts
 from tests.support.repos import GitRepo
 
 
@@ -22,11 +21,7 @@ def shared_envs(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def hosts(modelci: Run, monkeypatch: pytest.MonkeyPatch) -> Iterator[Hosts]:
-    """A free port for `deploy` to start the host on; every host stopped and checked after."""
-    monkeypatch.setenv("MODELCI_SERVE_PORT", str(free_port()))
-    watch = Hosts(modelci)
-    yield watch
-    watch.stop()
+    yield from watched_hosts(modelci, monkeypatch)
 
 
 @pytest.fixture

@@ -37,6 +37,7 @@ from tests.support.hosts import (
     Toy,
     host_url,
     prediction,
+    watched_hosts,
 )
 from tests.support.ports import free_port
 from tests.support.repos import GitRepo
@@ -53,11 +54,7 @@ def shared_envs(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def hosts(modelci: Run, monkeypatch: pytest.MonkeyPatch) -> Iterator[Hosts]:
-    """A free port for `deploy` to start the host on; every host stopped and checked after."""
-    monkeypatch.setenv("MODELCI_SERVE_PORT", str(free_port()))
-    watch = Hosts(modelci)
-    yield watch
-    watch.stop()
+    yield from watched_hosts(modelci, monkeypatch)
 
 
 @pytest.fixture

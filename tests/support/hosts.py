@@ -11,11 +11,12 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from modelci.registry import open_registry
 from modelci.registry.base import Event
@@ -304,3 +305,12 @@ def get_json(url: str, **options: Any) -> Any:
     except httpx.TransportError:
         return None
     return answer.json() if answer.status_code == 200 else None
+
+
+def watched_hosts(modelci: Run, monkeypatch: pytest.MonkeyPatch) -> Iterator[Hosts]:
+    """The body of a `hosts` fixture: a free port for `deploy` to start the host on; every
+    host stopped, and checked for leftover processes, after the test."""
+    monkeypatch.setenv("MODELCI_SERVE_PORT", str(free_port()))
+    watch = Hosts(modelci)
+    yield watch
+    watch.stop()

@@ -783,6 +783,18 @@ def test_spec_cache_entries_with_a_wrong_shape_are_ignored(examples: GitRepo) ->
     assert changes(examples, base="HEAD~1") == expected
 
 
+def test_spec_cache_entries_without_a_validated_dump_are_validated_again(
+    examples: GitRepo,
+) -> None:
+    """An entry of the right schema whose spec is not a whole validated dump (written by
+    another build of modelci, or by hand) is validated again, never read as one."""
+    expected = changes(examples, base="HEAD~1")
+    cache = examples.root / CACHE_FILE
+    entries = json.loads(cache.read_text())
+    cache.write_text(json.dumps({key: {"spec": {"name": "x"}} for key in entries}))
+    assert changes(examples, base="HEAD~1") == expected
+
+
 def test_spec_cache_follows_a_changed_spec(examples: GitRepo) -> None:
     changes(examples)  # fills the cache with the specs as they are
     spec = examples.root / "models/churn/model.toml"

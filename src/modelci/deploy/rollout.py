@@ -224,17 +224,8 @@ def deploy(
     except DeploySuperseded as error:
         # the pointer is the winner's: nothing to put back, and ours did not fail
         registry.append_event(
-            Event(
-                kind="deploy_superseded",
-                model=model,
-                version=record.version,
-                environment=environment,
-                to_version=record.version,
-                from_version=previous,
-                commit=record.commit,
-                actor=actor,
-                ci_url=ci_url,
-                details={"by": error.by},
+            _ended(
+                workspace, "deploy_superseded", model, environment, record, previous, by=error.by
             )
         )
         note(f"{endpoint}: {record.version} superseded by {error.by or 'an undeploy'}")
@@ -379,6 +370,31 @@ def _refusals(
     return problems
 
 
+def _ended(
+    workspace: Workspace,
+    kind: str,
+    model: str,
+    environment: str,
+    record: VersionRecord,
+    previous: str | None,
+    **details: Any,
+) -> Event:
+    """The event of a deploy that did not end deployed (`deploy_failed`, `deploy_superseded`):
+    from the previous version to ours, with what ended it."""
+    return Event(
+        kind=kind,
+        model=model,
+        version=record.version,
+        environment=environment,
+        to_version=record.version,
+        from_version=previous,
+        commit=record.commit,
+        actor=workspace.actor(),
+        ci_url=workspace.ci_url(),
+        details=details,
+    )
+
+
 def _put_back(
     workspace: Workspace,
     registry: Registry,
@@ -395,17 +411,8 @@ def _put_back(
     actor, ci_url = workspace.actor(), workspace.ci_url()
     pointer = registry.get_pointer(model, environment)
     registry.append_event(
-        Event(
-            kind="deploy_failed",
-            model=model,
-            version=record.version,
-            environment=environment,
-            to_version=record.version,
-            from_version=previous,
-            commit=record.commit,
-            actor=actor,
-            ci_url=ci_url,
-            details={"reason": error.render()},
+        _ended(
+            workspace, "deploy_failed", model, environment, record, previous, reason=error.render()
         )
     )
     if pointer is None or pointer.version != record.version:
