@@ -14,6 +14,21 @@ from typing import Any, Literal
 VersionStatus = Literal["training", "ready", "failed"]
 
 
+# The fields of a version that `Registry.update_version` may change.
+UPDATABLE = (
+    "commit",
+    "status",
+    "fingerprint",
+    "artifact_uri",
+    "artifact_sha256",
+    "metrics",
+    "lock_hash",
+    "actor",
+    "ci_url",
+    "details",
+)
+
+
 @dataclass(frozen=True)
 class VersionRecord:
     """One model built from one commit: `<model>-<sha12>`."""

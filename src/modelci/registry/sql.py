@@ -22,7 +22,7 @@ from sqlalchemy import Connection, Row, Table, func, select, update
 
 from modelci.errors import ConfigError, VersionExists
 from modelci.registry import columns, tables
-from modelci.registry.base import Event, Pointer, Registry, VersionRecord
+from modelci.registry.base import UPDATABLE, Event, Pointer, Registry, VersionRecord
 from modelci.registry.engine import create, engine_url, migrate, schema_revision, translated
 from modelci.registry.migrations import HEAD
 from modelci.registry.rows import (
@@ -36,21 +36,6 @@ from modelci.registry.rows import (
 
 if TYPE_CHECKING:
     _Row = Row[*tuple[Any, ...]]  # a row of any columns (Row is variadic in SQLAlchemy 2.1)
-
-_UPDATABLE = frozenset(
-    {
-        "commit",
-        "status",
-        "fingerprint",
-        "artifact_uri",
-        "artifact_sha256",
-        "metrics",
-        "lock_hash",
-        "actor",
-        "ci_url",
-        "details",
-    }
-)
 
 
 class SqlRegistry(Registry):
@@ -124,7 +109,7 @@ class SqlRegistry(Registry):
 
         `metrics` and `details` are replaced, not merged. An unknown version is a ConfigError.
         """
-        unknown = set(fields) - _UPDATABLE
+        unknown = set(fields) - set(UPDATABLE)
         if unknown:
             raise TypeError(f"update_version() cannot change {', '.join(sorted(unknown))}")
         if "status" in fields:

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from modelci.errors import VersionExists
 from modelci.progress import Progress
-from modelci.registry.base import Event, Registry, VersionRecord
+from modelci.registry.base import UPDATABLE, Event, Registry, VersionRecord
 from modelci.runtime.jobdir import JobDir
 from modelci.train import lease
 from modelci.train.artifacts import pack, parse_metrics
@@ -285,17 +285,5 @@ def tag_in_store(
 
 
 def _fields(record: VersionRecord) -> dict[str, Any]:
-    return {
-        k: getattr(record, k)
-        for k in (
-            "status",
-            "fingerprint",
-            "artifact_uri",
-            "artifact_sha256",
-            "metrics",
-            "lock_hash",
-            "actor",
-            "ci_url",
-            "details",
-        )
-    }
+    """What `update_version` may change, as the record has it."""
+    return {k: getattr(record, k) for k in UPDATABLE}
