@@ -1,13 +1,16 @@
 """Stopping a child that runs in a process group of its own (started with
-`start_new_session=True`), so that whatever it started stops with it."""
+`start_new_session=True`), so that whatever it started stops with it; and telling whether the
+process that owns a lease or a deploy's intent still runs."""
 
 from __future__ import annotations
 
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 # A child must not outlive a modelci that was killed (SIGKILL leaves no time to stop it):
@@ -34,3 +37,41 @@ def stop_group(process: subprocess.Popen[Any], grace: float) -> int:
         except subprocess.TimeoutExpired:
             continue
     return process.wait()
+
+
+def owner() -> dict[str, Any]:
+    """This process as the owner of a lease or a deploy's intent: its machine, pid and start
+    time (pids are reused; the pair of pid and start time is not)."""
+    return {"host": socket.gethostname(), "pid": os.getpid(), "start": _start_time(os.getpid())}
+
+
+def owner_alive(who: dict[str, Any]) -> bool:
+    """Whether the process `owner()` described still runs. Another machine's process cannot
+    be seen from here: it is taken to be alive (its lease's expiry bounds the wait)."""
+    if who.get("host") != socket.gethostname():
+        return True
+    try:
+        pid = int(who["pid"])
+    except (KeyError, TypeError, ValueError):
+        return False
+    started = _start_time(pid)
+    if started is not None:  # Linux: a zombie is dead, and a reused pid is another process
+        return started != "Z" and who.get("start") in (None, started)
+    try:
+        os.kill(pid, 0)
+    except OSError:
+        return False
+    return True
+
+
+def _start_time(pid: int) -> str | None:
+    """The process's start time (clock ticks since boot) from /proc, "Z" for a zombie, None
+    where /proc cannot tell (no such process is None too, which `owner_alive` then asks
+    the kernel about)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return None
+    if not fields or len(fields) < 20:
+        return None
+    return "Z" if fields[0] == "Z" else fields[19]

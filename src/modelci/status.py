@@ -6,13 +6,14 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from modelci.deploy.intent import owner_name
 from modelci.errors import ModelciError
 from modelci.testing.report import test_result
 from modelci.workspace import Workspace
 
 if TYPE_CHECKING:
     from modelci.deploy.base import Deployer
-    from modelci.registry.base import VersionRecord
+    from modelci.registry.base import Registry, VersionRecord
 
 
 def iso(moment: datetime | None) -> str | None:
@@ -53,6 +54,8 @@ def status_report(workspace: Workspace) -> dict[str, Any]:
         deployer, unknown = None, _unknown(error)
     in_tree = set(names)
     with workspace.registry() as registry:
+        if deployer is not None:
+            _finish_interrupted(workspace, registry, warnings)
         names.update(registry.models())
         pointers = {(p.model, p.environment): p for p in registry.pointers()}
         newest: dict[str, Any] = {}
@@ -73,6 +76,12 @@ def status_report(workspace: Workspace) -> dict[str, Any]:
                     "actor": pointer.actor,
                     **_results(in_force),
                 }
+                if pointer.pending is not None:  # a deploy under way (or its process's end)
+                    per_environment[environment]["pending"] = {
+                        "previous_version": pointer.pending.previous,
+                        "kind": pointer.pending.kind,
+                        "by": owner_name(pointer.pending),
+                    }
                 # what the backend says (Ray Serve's application state, SageMaker's endpoint)
                 serving = _describe(deployer, workspace.endpoint(name, environment)) or unknown
                 if serving is not None:
@@ -100,6 +109,17 @@ def status_report(workspace: Workspace) -> dict[str, Any]:
                 }
             )
     return {"models": models, "warnings": warnings}
+
+
+def _finish_interrupted(workspace: Workspace, registry: Registry, warnings: list[str]) -> None:
+    """Finish the deploys killed before their health check (modelci.deploy.recovery), saying
+    what became of each in `warnings`; a registry that refuses the write is said there too."""
+    from modelci.deploy.recovery import finish_all_interrupted
+
+    try:
+        finish_all_interrupted(workspace, registry, warnings.append)
+    except ModelciError as error:
+        warnings.append(f"an interrupted deploy could not be finished: {error.render()}")
 
 
 def _results(record: VersionRecord | None) -> dict[str, Any]:

@@ -9,13 +9,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from modelci.deploy.base import Deployer
-from modelci.deploy.smoke import smoke_request
+from modelci.deploy.intent import ended_event, new_intent, put_back, settle
+from modelci.deploy.recovery import finish_interrupted
+from modelci.deploy.smoke import HEALTH_TIMEOUT_S, check_serving
 from modelci.errors import ConfigError, DeployFailed, DeploySuperseded, ModelciError
 from modelci.progress import Progress
-from modelci.registry.base import Event, Registry, VersionRecord
+from modelci.registry.base import Event, Pointer, Registry, VersionRecord
 from modelci.workspace import Workspace
-
-HEALTH_TIMEOUT_S = 180.0
 
 
 @dataclass
@@ -113,11 +113,14 @@ def deploy(
     note: Progress,
 ) -> DeployOutcome:
     """Make `environment` serve `version` of `model`, health-checked, or put back the previous
-    version and report why. Bad requests raise ConfigError and change nothing."""
+    version and report why. Bad requests raise ConfigError and change nothing. A deploy of
+    the endpoint that was killed before its health check is finished first; this one's intent
+    is recorded with its pointer move, so that the same holds if it is killed."""
     from modelci.testing.runner import tests_passed
 
     check_environment(workspace, environment)
     spec = workspace.model(model)
+    finish_interrupted(workspace, registry, deployer, model, environment, note)
     order = workspace.environments
     index = order.index(environment)
     record = _choose(registry, model, environment, order, version)
@@ -203,24 +206,19 @@ def deploy(
         ci_url=ci_url,
         details={"forced": bool(problems), "overridden": problems, "skip_tests": skip_tests},
     )
-    registry.set_pointer(
+    moved = registry.set_pointer(
         model,
         environment,
         record.version,
         expected_generation=pointer.generation if pointer else None,
         event=event,
+        pending=new_intent(previous, kind),
     )
     note(f"{endpoint}: {previous or 'nothing'} -> {record.version}, waiting until healthy")
     try:
-        served = deployer.apply(endpoint, record.version, HEALTH_TIMEOUT_S, superseded)
-        smoke = smoke_request(workspace, spec)
-        if smoke is not None:
-            answer = deployer.invoke(endpoint, smoke[0], smoke[1])
-            if not 200 <= answer.status < 300:
-                raise DeployFailed(
-                    f"the smoke request got {answer.status}: "
-                    f"{answer.body[:300].decode(errors='replace')}"
-                )
+        served = check_serving(
+            workspace, deployer, spec, endpoint, record.version, HEALTH_TIMEOUT_S, superseded
+        )
     except DeploySuperseded as error:
         # the pointer is the winner's: nothing to put back, and ours did not fail
         registry.append_event(
@@ -240,20 +238,12 @@ def deploy(
         )
     except ModelciError as error:
         status = _put_back(
-            workspace,
-            registry,
-            deployer,
-            model,
-            environment,
-            endpoint,
-            record,
-            previous,
-            error,
-            note,
+            workspace, registry, deployer, moved, endpoint, record, previous, error, note
         )
         return DeployOutcome(
             model, environment, endpoint, record.version, previous, status, reason=error.render()
         )
+    settle(registry, moved, actor=actor, ci_url=ci_url, recovered=False)
     if environment == order[-1]:
         follow_production(workspace, registry, model, record, tag=tag)
     return DeployOutcome(
@@ -379,19 +369,17 @@ def _ended(
     previous: str | None,
     **details: Any,
 ) -> Event:
-    """The event of a deploy that did not end deployed (`deploy_failed`, `deploy_superseded`):
-    from the previous version to ours, with what ended it."""
-    return Event(
-        kind=kind,
-        model=model,
-        version=record.version,
-        environment=environment,
-        to_version=record.version,
-        from_version=previous,
+    """The event of this deploy when it did not end deployed, with what ended it."""
+    return ended_event(
+        kind,
+        model,
+        environment,
+        record.version,
+        previous,
         commit=record.commit,
         actor=workspace.actor(),
         ci_url=workspace.ci_url(),
-        details=details,
+        **details,
     )
 
 
@@ -399,8 +387,7 @@ def _put_back(
     workspace: Workspace,
     registry: Registry,
     deployer: Deployer,
-    model: str,
-    environment: str,
+    moved: Pointer,
     endpoint: str,
     record: VersionRecord,
     previous: str | None,
@@ -408,31 +395,32 @@ def _put_back(
     note: Progress,
 ) -> str:
     """Restore the previous version after a failed deploy; the status to report."""
-    actor, ci_url = workspace.actor(), workspace.ci_url()
-    pointer = registry.get_pointer(model, environment)
-    registry.append_event(
-        _ended(
-            workspace, "deploy_failed", model, environment, record, previous, reason=error.render()
-        )
+    reason = error.render()
+    restored = put_back(
+        registry,
+        moved,
+        previous,
+        reason,
+        commit=record.commit,
+        actor=workspace.actor(),
+        ci_url=workspace.ci_url(),
     )
-    if pointer is None or pointer.version != record.version:
-        return "failed"  # someone else moved the pointer since: leave theirs
-    back = Event(
-        kind="rollback",
-        model=model,
-        actor=actor,
-        ci_url=ci_url,
-        details={"automatic": True, "reason": error.render()},
-    )
-    if previous is None:
-        registry.clear_pointer(
-            model, environment, expected_generation=pointer.generation, event=back
+    if not restored:  # someone else moved the pointer since: leave theirs, record our failure
+        registry.append_event(
+            _ended(
+                workspace,
+                "deploy_failed",
+                moved.model,
+                moved.environment,
+                record,
+                previous,
+                reason=reason,
+            )
         )
         return "failed"
-    registry.set_pointer(
-        model, environment, previous, expected_generation=pointer.generation, event=back
-    )
-    note(f"{endpoint}: {record.version} failed ({error.render()}); back to {previous}")
+    if previous is None:
+        return "failed"
+    note(f"{endpoint}: {record.version} failed ({reason}); back to {previous}")
     # the host keeps trying on a failure; the pointer is right, which is what matters
     with contextlib.suppress(DeployFailed):
         deployer.apply(endpoint, previous, HEALTH_TIMEOUT_S)

@@ -1,11 +1,40 @@
-"""The smoke request a deploy sends once its version serves: one row the model has seen."""
+"""The health check of a deploy: the backend serves the version healthily, and then the smoke
+request (one row the model has seen) answers."""
 
 from __future__ import annotations
 
 import csv
 
+from modelci.deploy.base import Deployer, Served, Superseded
+from modelci.errors import DeployFailed
 from modelci.spec import ModelSpec
 from modelci.workspace import Workspace
+
+HEALTH_TIMEOUT_S = 180.0  # how long a deploy waits for its version to serve healthily
+
+
+def check_serving(
+    workspace: Workspace,
+    deployer: Deployer,
+    spec: ModelSpec | None,
+    endpoint: str,
+    version: str,
+    timeout: float,
+    superseded: Superseded | None,
+) -> Served:
+    """Wait until the backend serves `version` at `endpoint` healthily, then send the smoke
+    request (none without `spec`). Raises DeployFailed, or DeploySuperseded as soon as
+    `superseded` names another version."""
+    served = deployer.apply(endpoint, version, timeout, superseded)
+    smoke = smoke_request(workspace, spec) if spec is not None else None
+    if smoke is not None:
+        answer = deployer.invoke(endpoint, smoke[0], smoke[1])
+        if not 200 <= answer.status < 300:
+            raise DeployFailed(
+                f"the smoke request got {answer.status}: "
+                f"{answer.body[:300].decode(errors='replace')}"
+            )
+    return served
 
 
 def smoke_request(workspace: Workspace, spec: ModelSpec) -> tuple[bytes, str] | None:

@@ -50,8 +50,46 @@ class VersionRecord:
 
 
 @dataclass(frozen=True)
+class PendingDeploy:
+    """A deploy's intent, written with the pointer move it makes and cleared when the deploy
+    ends (served healthily, or put back): the version to put back (None: clear the pointer),
+    the kind of move, and the process that is to finish it, trusted until `expires`. A
+    pointer still pending once that process is gone is finished by the next command that
+    touches the endpoint, or by the endpoint host (modelci.deploy.intent)."""
+
+    previous: str | None
+    kind: str
+    owner: dict[str, Any]
+    expires: float  # seconds since the epoch
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "previous": self.previous,
+            "kind": self.kind,
+            "owner": dict(self.owner),
+            "expires": self.expires,
+        }
+
+    @classmethod
+    def from_json(cls, document: Any) -> PendingDeploy | None:
+        """The intent a pointer row holds, or None (none, or not one this modelci wrote)."""
+        if not isinstance(document, dict) or not isinstance(document.get("owner"), dict):
+            return None
+        try:
+            return cls(
+                previous=document.get("previous"),
+                kind=str(document.get("kind") or "deploy"),
+                owner=dict(document["owner"]),
+                expires=float(document.get("expires") or 0),
+            )
+        except (TypeError, ValueError):
+            return None
+
+
+@dataclass(frozen=True)
 class Pointer:
-    """Which version an environment of a model wants; `generation` counts its changes."""
+    """Which version an environment of a model wants; `generation` counts its changes, and
+    `pending` is the intent of a deploy that moved it and has not finished yet."""
 
     model: str
     environment: str
@@ -59,6 +97,7 @@ class Pointer:
     generation: int
     updated_at: datetime
     actor: str | None = None
+    pending: PendingDeploy | None = None
 
 
 @dataclass(frozen=True)
@@ -128,18 +167,39 @@ class Registry(abc.ABC):
         *,
         expected_generation: int | None,
         event: Event,
+        pending: PendingDeploy | None = None,
+        first: Event | None = None,
     ) -> Pointer:
         """Compare-and-set: point the environment at `version` if its generation is still
         `expected_generation` (None: the pointer must not exist yet), and append `event` in the
-        same transaction. Raises PointerConflict, changing nothing, when another writer won."""
+        same transaction. The pointer then carries `pending`, the deploy's intent (None: no
+        deploy is under way); `first`, when given, is appended before `event` in the same
+        transaction (the `deploy_failed` of the deploy a rollback undoes). Raises
+        PointerConflict, changing nothing, when another writer won."""
 
     @abc.abstractmethod
     def clear_pointer(
-        self, model: str, environment: str, *, expected_generation: int, event: Event
+        self,
+        model: str,
+        environment: str,
+        *,
+        expected_generation: int,
+        event: Event,
+        first: Event | None = None,
     ) -> None:
         """Compare-and-delete: remove the pointer if its generation is still
-        `expected_generation`, appending `event` in the same transaction (a failed first
-        deploy leaves the environment as it was: empty). Raises PointerConflict otherwise."""
+        `expected_generation`, appending `first` (when given) and `event` in the same
+        transaction (a failed first deploy leaves the environment as it was: empty). Raises
+        PointerConflict otherwise."""
+
+    @abc.abstractmethod
+    def settle_pointer(
+        self, model: str, environment: str, *, expected_generation: int, event: Event | None
+    ) -> bool:
+        """Mark the pointer's deploy finished: clear its intent if the pointer is still at
+        `expected_generation` and pending, appending `event` (when given) in the same
+        transaction; the generation stays. False, with nothing written, when the pointer
+        moved or another writer settled it first."""
 
     @abc.abstractmethod
     def append_event(self, event: Event) -> Event:

@@ -63,6 +63,8 @@ POINTERS = (
     Col("generation", "integer", nullable=False),
     Col("updated_at", "time", nullable=False),
     Col("actor", "text"),
+    # The intent of the deploy that moved it, until that deploy ends (registry.base.PendingDeploy)
+    Col("pending", "json"),
 )
 EVENTS = (
     Col("id", "integer", primary_key=True, autoincrement=True),

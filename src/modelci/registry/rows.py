@@ -9,7 +9,7 @@ from sqlalchemy import Connection, and_, select
 
 from modelci.errors import ConfigError, PointerConflict
 from modelci.registry import tables
-from modelci.registry.base import Event, Pointer, VersionRecord
+from modelci.registry.base import Event, PendingDeploy, Pointer, VersionRecord
 
 if TYPE_CHECKING:
     from sqlalchemy import Row
@@ -65,6 +65,7 @@ def pointer_of(row: _Row) -> Pointer:
         generation=row.generation,
         updated_at=row.updated_at,
         actor=row.actor,
+        pending=PendingDeploy.from_json(row.pending),
     )
 
 

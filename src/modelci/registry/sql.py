@@ -11,8 +11,7 @@ and then no longer matches, so the loser sees a conflict and nothing is lost.
 from __future__ import annotations
 
 import dataclasses
-import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,8 +20,15 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Connection, Row, Table, func, select, update
 
 from modelci.errors import ConfigError, VersionExists
-from modelci.registry import columns, tables
-from modelci.registry.base import UPDATABLE, Event, Pointer, Registry, VersionRecord
+from modelci.registry import tables
+from modelci.registry.base import (
+    UPDATABLE,
+    Event,
+    PendingDeploy,
+    Pointer,
+    Registry,
+    VersionRecord,
+)
 from modelci.registry.engine import create, engine_url, migrate, schema_revision, translated
 from modelci.registry.migrations import HEAD
 from modelci.registry.rows import (
@@ -33,6 +39,7 @@ from modelci.registry.rows import (
     read_pointer,
     version_of,
 )
+from modelci.registry.writes import check_status, insert_event, json_field
 
 if TYPE_CHECKING:
     _Row = Row[*tuple[Any, ...]]  # a row of any columns (Row is variadic in SQLAlchemy 2.1)
@@ -72,7 +79,7 @@ class SqlRegistry(Registry):
 
     def add_version(self, record: VersionRecord) -> VersionRecord:
         """Insert a version (its model row too, when new); an existing name is VersionExists."""
-        _check_status(record.status)
+        check_status(record.status)
         now = _now()
         v = tables.versions
         with self._writing() as connection:
@@ -87,11 +94,11 @@ class SqlRegistry(Registry):
                     fingerprint=record.fingerprint,
                     artifact_uri=record.artifact_uri,
                     artifact_sha256=record.artifact_sha256,
-                    metrics=_json_field("metrics", record.metrics),
+                    metrics=json_field("metrics", record.metrics),
                     lock_hash=record.lock_hash,
                     actor=record.actor,
                     ci_url=record.ci_url,
-                    details=_json_field("details", record.details),
+                    details=json_field("details", record.details),
                     created_at=record.created_at or now,
                     updated_at=now,
                 )
@@ -113,11 +120,11 @@ class SqlRegistry(Registry):
         if unknown:
             raise TypeError(f"update_version() cannot change {', '.join(sorted(unknown))}")
         if "status" in fields:
-            _check_status(fields["status"])
+            check_status(fields["status"])
         values = dict(fields)
         for name in ("metrics", "details"):
             if name in values:
-                values[name] = _json_field(name, values[name])
+                values[name] = json_field(name, values[name])
         v = tables.versions
         with self._writing() as connection:
             changed = connection.execute(
@@ -188,10 +195,13 @@ class SqlRegistry(Registry):
         *,
         expected_generation: int | None,
         event: Event,
+        pending: PendingDeploy | None = None,
+        first: Event | None = None,
     ) -> Pointer:
         """Compare-and-set: point the environment at `version` if its generation is still
-        `expected_generation` (None: the pointer must not exist yet), and append `event` in the
-        same transaction. Raises PointerConflict, changing nothing, when another writer won.
+        `expected_generation` (None: the pointer must not exist yet), with the deploy's intent
+        `pending`, and append `first` (when given) and `event` in the same transaction. Raises
+        PointerConflict, changing nothing, when another writer won.
 
         The registry fills the event's model, environment, from_version and to_version (and
         its version, when unset) from the change itself. An unknown version, or one of another
@@ -214,7 +224,10 @@ class SqlRegistry(Registry):
             # The event goes first: on PostgreSQL the pointer's row lock is then held for one
             # round trip (write, commit), not two, which is what concurrent writers wait on.
             # A lost race rolls the event back with everything else.
-            _insert_event(connection, logged, now)
+            if first is not None:
+                insert_event(connection, first, now)
+            insert_event(connection, logged, now)
+            intent = None if pending is None else pending.to_json()
             if expected_generation is None:
                 written = connection.execute(
                     self._insert(p)
@@ -225,6 +238,7 @@ class SqlRegistry(Registry):
                         generation=1,
                         updated_at=now,
                         actor=event.actor,
+                        pending=intent,
                     )
                     .on_conflict_do_nothing(index_elements=["model", "environment"])
                     .returning(p.c.generation)
@@ -243,6 +257,7 @@ class SqlRegistry(Registry):
                         generation=expected_generation + 1,
                         updated_at=now,
                         actor=event.actor,
+                        pending=intent,
                     )
                 )
                 written_rows = written.rowcount
@@ -258,12 +273,19 @@ class SqlRegistry(Registry):
             generation=(expected_generation or 0) + 1,
             updated_at=now,
             actor=event.actor,
+            pending=pending,
         )
 
     def clear_pointer(
-        self, model: str, environment: str, *, expected_generation: int, event: Event
+        self,
+        model: str,
+        environment: str,
+        *,
+        expected_generation: int,
+        event: Event,
+        first: Event | None = None,
     ) -> None:
-        """Compare-and-delete a pointer, with its event, in one transaction."""
+        """Compare-and-delete a pointer, with its events, in one transaction."""
         p = tables.pointers
         now = _now()
         with self._writing() as connection:
@@ -277,7 +299,9 @@ class SqlRegistry(Registry):
                 from_version=current.version,
                 to_version=None,
             )
-            _insert_event(connection, logged, now)
+            if first is not None:
+                insert_event(connection, first, now)
+            insert_event(connection, logged, now)
             deleted = connection.execute(
                 p.delete().where(
                     p.c.model == model,
@@ -289,13 +313,41 @@ class SqlRegistry(Registry):
                 winner = read_pointer(connection, model, environment)
                 raise conflict(model, environment, expected_generation, winner)
 
+    def settle_pointer(
+        self, model: str, environment: str, *, expected_generation: int, event: Event | None
+    ) -> bool:
+        """Clear the pointer's intent if it is still at `expected_generation` and pending, with
+        `event`, in one transaction; whether this call did."""
+        p = tables.pointers
+        now = _now()
+        with self._writing() as connection:
+            current = read_pointer(connection, model, environment)
+            if current is None or current.generation != expected_generation:
+                return False
+            if PendingDeploy.from_json(current.pending) is None:
+                return False
+            settled = connection.execute(
+                update(p)
+                .where(
+                    p.c.model == model,
+                    p.c.environment == environment,
+                    p.c.generation == expected_generation,
+                )
+                .values(pending=None)
+            )
+            if settled.rowcount != 1:
+                return False
+            if event is not None:
+                insert_event(connection, event, now)
+        return True
+
     # -- events ---------------------------------------------------------------------------
 
     def append_event(self, event: Event) -> Event:
         """Append an event; return it with its id and time."""
         now = _now()
         with self._writing() as connection:
-            event_id = _insert_event(connection, event, now)
+            event_id = insert_event(connection, event, now)
         return dataclasses.replace(event, id=event_id, time=now)
 
     def events(
@@ -387,46 +439,3 @@ class SqlRegistry(Registry):
 
 def _now() -> datetime:
     return datetime.now(UTC)
-
-
-def _check_status(status: str) -> None:
-    if status not in columns.VERSION_STATUSES:
-        known = ", ".join(columns.VERSION_STATUSES)
-        raise ConfigError(f"version status {status!r} is not one of {known}", key="status")
-
-
-def _insert_event(connection: Connection, event: Event, now: datetime) -> int:
-    e = tables.events
-    result = connection.execute(
-        e.insert().values(
-            time=now,
-            kind=event.kind,
-            model=event.model,
-            version=event.version,
-            environment=event.environment,
-            from_version=event.from_version,
-            to_version=event.to_version,
-            commit=event.commit,
-            tag=event.tag,
-            actor=event.actor,
-            ci_url=event.ci_url,
-            details=_json_field("details", event.details),
-        )
-    )
-    key = result.inserted_primary_key
-    assert key is not None  # an INSERT always reports its key
-    return int(key[0])
-
-
-def _json_field(name: str, value: Mapping[str, Any] | None) -> dict[str, Any]:
-    # Checked here so that every backend refuses the same values (PostgreSQL refuses NaN, SQLite
-    # would store it) with the same error.
-    try:
-        json.dumps(value, allow_nan=False)
-    except (TypeError, ValueError) as error:
-        raise ConfigError(f"{name} must be plain JSON: {error}", key=name) from error
-    return dict(value) if value else {}
-
-
-def _mapping(value: Mapping[str, Any] | None) -> dict[str, Any]:
-    return dict(value) if value else {}

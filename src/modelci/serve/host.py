@@ -25,8 +25,10 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from modelci.errors import ConfigError, ModelciError, RegistryError
+from modelci.registry.base import Pointer
 from modelci.serve.auth import authorized
 from modelci.serve.hoststate import remove_state, take_lock, write_state
+from modelci.serve.orphans import finish_orphaned
 from modelci.serve.proxy import UpstreamError, UpstreamUnreachable
 from modelci.serve.workers import LaunchSpec, VersionServer, launch_spec
 from modelci.workspace import Workspace
@@ -68,8 +70,8 @@ class Host:
 
     # --- the desired state ---------------------------------------------------------------
 
-    def desired(self, serving: tuple[str, ...] = ()) -> dict[str, tuple[str, str, str]]:
-        """endpoint -> (model, environment, version), from the registry's pointers; raises
+    def desired(self, serving: tuple[str, ...] = ()) -> dict[str, Pointer]:
+        """endpoint -> its pointer in the registry (model, environment, version); raises
         when the registry reads as lost while the host serves the endpoints `serving`."""
         workspace = Workspace(self.workspace.root)  # fresh settings and specs each time
         environments = workspace.project.environments
@@ -88,12 +90,11 @@ class Host:
                 raise RegistryError(
                     f"the registry holds no model any more, yet it wanted {', '.join(serving)}"
                 )
-        wanted: dict[str, tuple[str, str, str]] = {}
-        for pointer in pointers:
-            if pointer.environment in environments:
-                endpoint = pointer.model + environments[pointer.environment].suffix
-                wanted[endpoint] = (pointer.model, pointer.environment, pointer.version)
-        return wanted
+        return {
+            pointer.model + environments[pointer.environment].suffix: pointer
+            for pointer in pointers
+            if pointer.environment in environments
+        }
 
     # --- reconciliation ------------------------------------------------------------------
 
@@ -107,7 +108,8 @@ class Host:
                 self.registry_failed(reason)
                 return
             self.registry_read()
-            for endpoint, (model, environment, version) in wanted.items():
+            for endpoint, pointer in wanted.items():
+                model, environment, version = pointer.model, pointer.environment, pointer.version
                 current = self.routes.get(endpoint)
                 if current is not None and current.spec.version == version:
                     continue
@@ -125,6 +127,8 @@ class Host:
                 server = self.routes.pop(endpoint)
                 await server.drain(DRAIN_TIMEOUT_S)
                 await asyncio.to_thread(server.stop)
+            # a deploy killed before its health check: finished here, by what this host serves
+            await finish_orphaned(self.workspace.root, wanted, self.routes, self.failures)
 
     def registry_failed(self, reason: str) -> None:
         """Keep the last known good state; say so once in the log, always in /-/health."""

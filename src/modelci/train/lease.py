@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from modelci.errors import ModelciError
+from modelci.processes import owner, owner_alive
 from modelci.registry.base import Registry, VersionRecord
 
 DEFAULT_LEASE_S = 600.0  # ten minutes; renewed while the job runs
@@ -31,21 +32,7 @@ def lease_seconds() -> float:
 
 def new_lease() -> dict[str, Any]:
     """A lease owned by this process."""
-    return {
-        "host": socket.gethostname(),
-        "pid": os.getpid(),
-        "expires": time.time() + lease_seconds(),
-    }
-
-
-def _owner_alive(lease: dict[str, Any]) -> bool:
-    if lease.get("host") != socket.gethostname():
-        return True  # another machine's process: trust its lease until it expires
-    try:
-        os.kill(int(lease["pid"]), 0)
-    except (OSError, ValueError, KeyError):
-        return False
-    return True
+    return {**owner(), "expires": time.time() + lease_seconds()}
 
 
 def check(record: VersionRecord, *, break_lease: bool) -> str | None:
@@ -58,7 +45,7 @@ def check(record: VersionRecord, *, break_lease: bool) -> str | None:
     if lease.get("pid") == os.getpid() and lease.get("host") == socket.gethostname():
         return None
     expired = float(lease.get("expires", 0)) < time.time()
-    if expired or not _owner_alive(lease) or break_lease:
+    if expired or not owner_alive(lease) or break_lease:
         return owner
     until = time.strftime("%H:%M:%S", time.localtime(float(lease["expires"])))
     held = LeaseHeld(

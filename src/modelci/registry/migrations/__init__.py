@@ -4,4 +4,4 @@
 alembic; a test checks that it names the newest script in `versions/`.
 """
 
-HEAD = "0001"
+HEAD = "0002"
