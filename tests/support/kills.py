@@ -1,0 +1,76 @@
+"""Killing a real `modelci` process at a chosen moment: the process runs as a subprocess, the
+moment is a real condition (a file appearing, a registry row, a child process), and the kill
+is SIGKILL, which leaves the process no time to clean up. `Gate` holds a version server in
+its model_fn until the test lets it go on (or fail), so that a deploy is caught waiting on
+its health check."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from tests.support.toy import INFERENCE
+from tests.support.waiting import wait_until
+
+
+def start_modelci(root: Path, *args: str, log: Path) -> subprocess.Popen[bytes]:
+    """`modelci -C ROOT ARGS...` as a process of its own, its output in the file `log` (a
+    pipe nobody reads would stall it)."""
+    with log.open("ab") as output:
+        return subprocess.Popen(
+            [sys.executable, "-m", "modelci", "-C", str(root), *args],
+            stdin=subprocess.DEVNULL,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+
+
+def kill_when(
+    process: subprocess.Popen[bytes], condition: Callable[[], Any], what: str, **wait: Any
+) -> None:
+    """SIGKILL `process` as soon as `condition` holds (failing if it exits first), and reap
+    it: a zombie would still look like a live owner of what it left behind."""
+    wait_until(condition, what, process=process, **wait)
+    process.send_signal(signal.SIGKILL)
+    assert process.wait(timeout=30) == -signal.SIGKILL
+
+
+class Gate:
+    """A folder through which a test holds a version server in its model_fn: `inference()`
+    is the toy's handler that says it is loading, then waits for `release()`."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+        folder.mkdir(parents=True, exist_ok=True)
+
+    def inference(self) -> str:
+        return (
+            INFERENCE.replace("def model_fn(model_dir):", "def _model_fn(model_dir):")
+            + f"""
+import pathlib, time
+
+GATE = pathlib.Path({str(self.folder)!r})
+
+def model_fn(model_dir):
+    (GATE / "loading").touch()
+    while not (GATE / "go").exists():  # held until the test releases it
+        time.sleep(0.05)
+    if (GATE / "fail").exists():
+        raise RuntimeError("this version cannot load its model")
+    return _model_fn(model_dir)
+"""
+        )
+
+    def loading(self) -> bool:
+        """Whether a version server is held in model_fn."""
+        return (self.folder / "loading").exists()
+
+    def release(self, *, fail: bool) -> None:
+        """Let held (and later) model_fn calls go on: to load, or to raise."""
+        if fail:
+            (self.folder / "fail").touch()
+        (self.folder / "go").touch()
