@@ -184,13 +184,16 @@ def run_pipeline(
     on_change: Callable[[list[ModelRun]], None] | None = None,
     break_lease: bool = False,
 ) -> tuple[str, list[ModelRun]]:
-    """The merge pipeline for every model the commit range touches; first, every deploy a
-    killed command left unfinished is finished (settled, or put back)."""
+    """The merge pipeline for every model the commit range touches; first, what a killed
+    command left is finished: its versions stuck `training` marked failed (to be trained
+    again), its deploys settled or put back."""
     from modelci.changes import detect
     from modelci.deploy.recovery import finish_all_interrupted
+    from modelci.train.lease import reap_interrupted
 
     if workspace.registry_exists():
         with workspace.registry() as registry:
+            reap_interrupted(registry, note)
             finish_all_interrupted(workspace, registry, note)
     report = detect(
         workspace.root,

@@ -54,8 +54,7 @@ def status_report(workspace: Workspace) -> dict[str, Any]:
         deployer, unknown = None, _unknown(error)
     in_tree = set(names)
     with workspace.registry() as registry:
-        if deployer is not None:
-            _finish_interrupted(workspace, registry, warnings)
+        _finish_interrupted(workspace, registry, warnings, deploys=deployer is not None)
         names.update(registry.models())
         pointers = {(p.model, p.environment): p for p in registry.pointers()}
         newest: dict[str, Any] = {}
@@ -111,15 +110,22 @@ def status_report(workspace: Workspace) -> dict[str, Any]:
     return {"models": models, "warnings": warnings}
 
 
-def _finish_interrupted(workspace: Workspace, registry: Registry, warnings: list[str]) -> None:
-    """Finish the deploys killed before their health check (modelci.deploy.recovery), saying
-    what became of each in `warnings`; a registry that refuses the write is said there too."""
+def _finish_interrupted(
+    workspace: Workspace, registry: Registry, warnings: list[str], *, deploys: bool
+) -> None:
+    """Mark failed the versions whose training was killed (modelci.train.lease) and, when the
+    deploy backend can be asked (`deploys`), finish the deploys killed before their health
+    check (modelci.deploy.recovery), saying what became of each in `warnings`; a registry
+    that refuses the write is said there too."""
     from modelci.deploy.recovery import finish_all_interrupted
+    from modelci.train.lease import reap_interrupted
 
     try:
-        finish_all_interrupted(workspace, registry, warnings.append)
+        reap_interrupted(registry, warnings.append)
+        if deploys:
+            finish_all_interrupted(workspace, registry, warnings.append)
     except ModelciError as error:
-        warnings.append(f"an interrupted deploy could not be finished: {error.render()}")
+        warnings.append(f"what a killed command left could not be finished: {error.render()}")
 
 
 def _results(record: VersionRecord | None) -> dict[str, Any]:

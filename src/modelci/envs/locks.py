@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from modelci.errors import EnvironmentFailed
+from modelci.processes import DIE_WITH_PARENT
 from modelci.progress import Progress
 
 if TYPE_CHECKING:
@@ -201,7 +202,8 @@ def run_uv(args: list[str], *, what: str, file: str, cwd: Path | None = None) ->
     environ.pop("VIRTUAL_ENV", None)
     try:
         done = subprocess.run(
-            [uv, "--color", "never", *args],
+            # a killed build's uv dies with it, instead of finishing (or hanging) unwatched
+            [*DIE_WITH_PARENT, uv, "--color", "never", *args],
             cwd=cwd,
             env=environ,
             capture_output=True,

@@ -7,12 +7,16 @@ its script imports.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import platform
 import shutil
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -37,7 +41,8 @@ __all__ = [
 ]
 
 MARKER = ".modelci-env.json"
-# A temporary build folder older than this belongs to a killed build and is swept away.
+# A temporary build folder without a lock file (made before they existed) older than this
+# belongs to a killed build and is swept away; one with a lock file, as soon as it is unheld.
 STALE_SECONDS = 24 * 3600
 
 
@@ -99,13 +104,14 @@ def ensure_environment(
     envs.mkdir(parents=True, exist_ok=True)
     _sweep_stale(envs)
     temporary = envs / f".{env_hash[:16]}-{os.getpid()}-{time.monotonic_ns()}.tmp"
-    try:
-        _build(root, model, lock, pins, temporary, progress)
-        _marker(temporary, lock, env_hash, pins)
-        _move_into_place(temporary, path)
-    finally:
-        if temporary.exists():
-            shutil.rmtree(temporary, ignore_errors=True)
+    with _claimed(temporary):
+        try:
+            _build(root, model, lock, pins, temporary, progress)
+            _marker(temporary, lock, env_hash, pins)
+            _move_into_place(temporary, path)
+        finally:
+            if temporary.exists():
+                shutil.rmtree(temporary, ignore_errors=True)
     return environment(cached=False)
 
 
@@ -202,15 +208,53 @@ def _move_into_place(temporary: Path, path: Path) -> None:
     raise EnvironmentFailed(f"could not move the new environment into place at {path}")
 
 
+@contextmanager
+def _claimed(temporary: Path) -> Iterator[None]:
+    """Hold the lock file `<temporary>.lock` while the build runs: the kernel lets go of it
+    when the build's process ends, however it ends, which tells the next build that the
+    temporary folder is left over."""
+    claim = _claim_of(temporary).open("a")
+    try:
+        fcntl.flock(claim, fcntl.LOCK_EX)
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            _claim_of(temporary).unlink()
+        claim.close()
+
+
+def _claim_of(temporary: Path) -> Path:
+    return temporary.with_name(temporary.name + ".lock")
+
+
 def _sweep_stale(envs: Path) -> None:
-    """Remove temporary folders that killed builds left behind long ago."""
+    """Remove the temporary folders of builds that were killed: at once when their lock file
+    is no longer held, else (a folder from before lock files) once older than a day."""
     now = time.time()
     for entry in envs.glob(".*.tmp"):
+        claim = _claim_of(entry)
         try:
-            if now - entry.stat().st_mtime > STALE_SECONDS:
+            if claim.exists():
+                _remove_unclaimed(entry, claim)
+            elif now - entry.stat().st_mtime > STALE_SECONDS:
                 shutil.rmtree(entry, ignore_errors=True)
         except OSError:
             pass
+    for claim in envs.glob(".*.tmp.lock"):  # a build killed as it cleaned up
+        if not claim.with_suffix("").exists():
+            with contextlib.suppress(OSError):
+                _remove_unclaimed(claim.with_suffix(""), claim)
+
+
+def _remove_unclaimed(entry: Path, claim: Path) -> None:
+    """Remove `entry` and its lock file `claim` if no build holds the lock."""
+    with claim.open("a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            return  # its build is running
+        shutil.rmtree(entry, ignore_errors=True)
+        claim.unlink()
 
 
 # --- small helpers ----------------------------------------------------------------------------

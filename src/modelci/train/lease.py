@@ -1,7 +1,8 @@
 """The training lease: while a version trains, its record names who trains it and until when.
 Another pipeline does not train the same version at once; a pipeline that died (killed,
 machine lost) blocks nobody past its lease, and on the same machine not even that long, since
-a dead owner's process is seen to be gone. `--break-lease` takes a lease at once."""
+a dead owner's process is seen to be gone; the version it left `training` is then marked
+failed by the next `status` or `run`. `--break-lease` takes a lease at once."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from typing import Any
 
 from modelci.errors import ModelciError
 from modelci.processes import owner, owner_alive
-from modelci.registry.base import Registry, VersionRecord
+from modelci.registry.base import Event, Registry, VersionRecord
 
 DEFAULT_LEASE_S = 600.0  # ten minutes; renewed while the job runs
 
@@ -41,15 +42,14 @@ def check(record: VersionRecord, *, break_lease: bool) -> str | None:
     lease = record.details.get("lease")
     if record.status != "training" or not isinstance(lease, dict):
         return None
-    owner = f"{lease.get('host')}:{lease.get('pid')}"
-    if lease.get("pid") == os.getpid() and lease.get("host") == socket.gethostname():
+    holder = f"{lease.get('host')}:{lease.get('pid')}"
+    if _own(lease):
         return None
-    expired = float(lease.get("expires", 0)) < time.time()
-    if expired or not owner_alive(lease) or break_lease:
-        return owner
+    if _dead(lease) or break_lease:
+        return holder
     until = time.strftime("%H:%M:%S", time.localtime(float(lease["expires"])))
     held = LeaseHeld(
-        f"{record.version} is being trained by {owner} (lease until {until}); "
+        f"{record.version} is being trained by {holder} (lease until {until}); "
         "wait for it, or take it now with --break-lease"
     )
     held.version = record.version
@@ -102,3 +102,55 @@ def renewed(registry: Registry, version: str) -> Iterator[None]:
     finally:
         stop.set()
         thread.join(timeout=5)
+
+
+def reap_interrupted(registry: Registry, note: Callable[[str], None]) -> list[str]:
+    """Mark failed every version left `training` by a pipeline that died (its lease expired,
+    or its process is gone), with the reason; the versions marked. A later `train` or `run`
+    of the version trains it again."""
+    reaped: list[str] = []
+    for record in registry.list_versions():
+        if record.status != "training" or not _abandoned(record):
+            continue
+        current = registry.get_version(record.version)  # just before writing: still abandoned?
+        if current is None or current.status != "training" or not _abandoned(current):
+            continue
+        lease = current.details.get("lease") or {}
+        reason = (
+            f"training was interrupted: {lease.get('host')}:{lease.get('pid')}, which trained "
+            "it, ended without recording a result"
+        )
+        registry.update_version(
+            current.version,
+            status="failed",
+            details={**current.details, "reason": reason, "interrupted": True},
+        )
+        registry.append_event(
+            Event(
+                kind="train_failed",
+                model=current.model,
+                version=current.version,
+                commit=current.commit,
+                details={"reason": reason, "interrupted": True},
+            )
+        )
+        note(f"{current.version}: {reason}")
+        reaped.append(current.version)
+    return reaped
+
+
+def _abandoned(record: VersionRecord) -> bool:
+    """Whether a `training` version's lease is another process's, and dead."""
+    lease = record.details.get("lease")
+    if not isinstance(lease, dict):
+        return False  # recorded by an older modelci without a lease: leave it be
+    return not _own(lease) and _dead(lease)
+
+
+def _own(lease: dict[str, Any]) -> bool:
+    return lease.get("pid") == os.getpid() and lease.get("host") == socket.gethostname()
+
+
+def _dead(lease: dict[str, Any]) -> bool:
+    """The lease expired, or its owner is gone."""
+    return float(lease.get("expires", 0)) < time.time() or not owner_alive(lease)
