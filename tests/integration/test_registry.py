@@ -16,6 +16,7 @@ import pytest
 
 from modelci.errors import ConfigError, PointerConflict, RegistryError
 from modelci.registry import Event, Registry, VersionRecord, open_registry
+from modelci.registry.base import PendingDeploy
 from modelci.registry.migrations import HEAD
 from tests.support import race
 from tests.support.ports import free_port
@@ -693,3 +694,64 @@ def test_without_postgres_a_test_fails_in_ci_and_skips_elsewhere(
     monkeypatch.delenv("CI")
     with pytest.raises(pytest.skip.Exception, match="gone"):
         unavailable("gone")
+
+
+def test_a_pointer_carries_its_deploys_intent_until_settled(registry: Registry) -> None:
+    registry.add_version(record("churn-000000000001"))
+    registry.add_version(record("churn-000000000002"))
+    first = registry.set_pointer(
+        "churn", "staging", "churn-000000000001", expected_generation=None, event=deploy("churn")
+    )
+    assert first.pending is None and registry.get_pointer("churn", "staging") == first
+    intent = PendingDeploy(
+        previous="churn-000000000001", kind="deploy", owner={"host": "h", "pid": 7}, expires=9.5
+    )
+    moved = registry.set_pointer(
+        "churn",
+        "staging",
+        "churn-000000000002",
+        expected_generation=1,
+        event=deploy("churn"),
+        pending=intent,
+    )
+    assert moved.pending == intent and registry.get_pointer("churn", "staging") == moved
+
+    done = Event(kind="deploy_completed", model="churn", version="churn-000000000002")
+    assert not registry.settle_pointer("churn", "staging", expected_generation=1, event=done)
+    assert registry.get_pointer("churn", "staging") == moved  # another generation: untouched
+    assert registry.settle_pointer("churn", "staging", expected_generation=2, event=done)
+    settled = registry.get_pointer("churn", "staging")
+    assert settled is not None and settled.pending is None and settled.generation == 2
+    assert not registry.settle_pointer("churn", "staging", expected_generation=2, event=done)
+    assert [e.kind for e in registry.events("churn")] == ["deploy_completed", "deploy", "deploy"]
+
+
+def test_a_put_back_writes_its_failure_and_its_rollback_together_or_not_at_all(
+    registry: Registry,
+) -> None:
+    registry.add_version(record("churn-000000000001"))
+    registry.add_version(record("churn-000000000002"))
+    registry.set_pointer(
+        "churn", "staging", "churn-000000000001", expected_generation=None, event=deploy("churn")
+    )
+    failed = Event(kind="deploy_failed", model="churn", to_version="churn-000000000001")
+    back = Event(kind="rollback", model="churn")
+
+    with pytest.raises(PointerConflict):
+        registry.clear_pointer("churn", "staging", expected_generation=5, event=back, first=failed)
+    with pytest.raises(PointerConflict):
+        registry.set_pointer(
+            "churn",
+            "staging",
+            "churn-000000000002",
+            expected_generation=5,
+            event=back,
+            first=failed,
+        )
+    assert [e.kind for e in registry.events("churn")] == ["deploy"]
+
+    registry.clear_pointer("churn", "staging", expected_generation=1, event=back, first=failed)
+    assert registry.get_pointer("churn", "staging") is None
+    newest = registry.events("churn")
+    assert [e.kind for e in newest] == ["rollback", "deploy_failed", "deploy"]
+    assert newest[0].id is not None and newest[1].id is not None and newest[0].id > newest[1].id
