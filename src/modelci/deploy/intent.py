@@ -9,6 +9,7 @@ caller's."""
 
 from __future__ import annotations
 
+import socket
 import time
 from typing import Any
 
@@ -17,8 +18,9 @@ from modelci.processes import owner, owner_alive
 from modelci.registry.base import Event, PendingDeploy, Pointer, Registry
 
 # How long a deploy's own process is trusted to finish it when it cannot be seen (another
-# machine): its health check, smoke request and put-back, with room to spare.
-INTENT_S = 600.0
+# machine): its health check, smoke request and put-back, with room to spare (a SageMaker
+# update that cannot be stopped half-way may take longer: a check then finds it under way).
+INTENT_S = 900.0
 
 
 def new_intent(previous: str | None, kind: str) -> PendingDeploy:
@@ -31,9 +33,14 @@ def new_intent(previous: str | None, kind: str) -> PendingDeploy:
 
 def orphaned(pointer: Pointer) -> bool:
     """Whether the pointer's deploy is pending and no process will finish it: its owner is
-    gone, or its time is up."""
+    gone (seen on this machine), or its time is up (an owner on another machine, which
+    cannot be seen from here)."""
     pending = pointer.pending
-    return pending is not None and (not owner_alive(pending.owner) or pending.expires < time.time())
+    if pending is None:
+        return False
+    if not owner_alive(pending.owner):
+        return True
+    return pending.owner.get("host") != socket.gethostname() and pending.expires < time.time()
 
 
 def owner_name(pending: PendingDeploy) -> str:
