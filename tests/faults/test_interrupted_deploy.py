@@ -98,7 +98,9 @@ def test_a_deploy_killed_with_its_host_is_finished_by_the_next_command(
 
     status = toy.modelci("-C", toy.root, "status", "--json")
     assert status.code == 0, status.stdout + status.stderr
-    [completed] = toy.events("deploy_completed")
+    completions = toy.events("deploy_completed")
+    assert len(completions) == 1, (status.stdout, toy.events())
+    [completed] = completions
     assert completed.to_version == candidate and completed.from_version == before
     assert "ended before its health check" in completed.details["reason"]
     [model] = status.json()["models"]
