@@ -161,3 +161,19 @@ def test_a_dependency_only_of_an_extra_is_not_a_serving_pin() -> None:
     assert _EXTRA_MARKER.search(' python_version < "3.12" and (extra == "x")')
     assert not _EXTRA_MARKER.search(' sys_platform != "win32"')
     assert not _EXTRA_MARKER.search(' platform_release == "extra-1"')
+
+
+def test_the_sweep_removes_a_build_folder_once_no_build_holds_its_lock(tmp_path: Path) -> None:
+    from modelci.envs.uv import _claimed, _sweep_stale
+
+    running = tmp_path / ".aaaa-1-1.tmp"
+    killed = tmp_path / ".bbbb-2-2.tmp"
+    unlocked = tmp_path / ".cccc-3-3.tmp"  # from before lock files: kept for a day
+    for folder in (running, killed, unlocked):
+        folder.mkdir()
+    (tmp_path / ".bbbb-2-2.tmp.lock").touch()  # its build is gone: nobody holds it
+    (tmp_path / ".dddd-4-4.tmp.lock").touch()  # a build killed as it cleaned up
+    with _claimed(running):
+        _sweep_stale(tmp_path)
+        assert running.is_dir() and (tmp_path / ".aaaa-1-1.tmp.lock").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".aaaa-1-1.tmp", ".cccc-3-3.tmp"]
