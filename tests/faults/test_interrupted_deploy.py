@@ -118,3 +118,33 @@ def test_a_deploy_killed_with_its_host_is_finished_by_the_next_command(
 
 def _host_pid(root: Path) -> int:
     return int(json.loads((root / ".modelci/serve/serve.json").read_text())["pid"])
+
+
+def test_a_deploy_killed_with_its_host_is_put_back_by_the_next_run(
+    toy: Toy, tmp_path: Path
+) -> None:
+    before = toy.version(bias=0.5)
+    toy.deployed()
+    gate = Gate(tmp_path / "gate")
+    broken = toy.version(bias=1.5, inference=gate.inference(), test=False)
+
+    _killed_waiting_for_health(toy, gate, broken, tmp_path / "deploy.log")
+    toy.endpoints()
+    host = _host_pid(toy.root)
+    os.kill(host, signal.SIGKILL)
+    wait_until(lambda: not alive(host), "the killed host is gone")
+    gate.release(fail=True)
+
+    ran = toy.modelci("-C", toy.root, "run", "--json")
+    assert "ended before its health check" in ran.stderr  # finished first thing
+    # then the broken version, never deployed, is built again, and fails its tests
+    [model] = ran.json()["models"]
+    assert ran.code == 1 and model["steps"]["test"] == "failed", ran.stdout
+    back = _pointer(toy.root)
+    assert back is not None and back.version == before and back.pending is None, back
+    [failed] = toy.events("deploy_failed")
+    assert (
+        failed.to_version == broken and "ended before its health check" in failed.details["reason"]
+    )
+    assert toy.pointer() == before
+    assert toy.endpoints()["toy-staging"]["version"] == before
