@@ -43,8 +43,9 @@ async def finish_orphaned(
             continue  # not decided yet (still starting)
         try:
             await asyncio.to_thread(_finish, root, pointer, problem)
-        except ModelciError as error:  # the registry: the next reconciliation tries again
-            log.warning("%s: could not finish the interrupted deploy: %s", endpoint, error)
+        except Exception as error:  # whatever the registry did, the next reconciliation retries
+            reason = error.render() if isinstance(error, ModelciError) else repr(error)
+            log.warning("%s: could not finish the interrupted deploy: %s", endpoint, reason)
 
 
 async def _smoke(root: Path, pointer: Pointer, server: VersionServer) -> str | None:
@@ -55,7 +56,7 @@ async def _smoke(root: Path, pointer: Pointer, server: VersionServer) -> str | N
     try:
         workspace = Workspace(root)
         smoke = await asyncio.to_thread(smoke_request, workspace, workspace.model(pointer.model))
-    except ModelciError:
+    except (ModelciError, OSError, ValueError):
         return None  # its folder is gone or broken: served healthily is all there is to check
     if smoke is None:
         return None
