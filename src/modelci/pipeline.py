@@ -78,7 +78,7 @@ def run_model(
         state.steps["build"] = "running"
         environment = ensure_environment(workspace.root, spec, progress=note)
         state.steps["build"] = "cached" if environment.cached else "done"
-        with workspace.registry() as registry:
+        with workspace.lazy_registry() as registry:  # opened once the training job runs
             step = "train"
             state.steps["train"] = "running"
             # reproducibility compares this training with a second run started beside it
@@ -175,8 +175,18 @@ def last_deployed_commit(workspace: Workspace) -> str | None:
 def deployed_commits(workspace: Workspace) -> dict[str, str]:
     """Each model's commit of its version last deployed to the first environment: where `run`
     and `changed` compare that model from when no base is given (none: it is built)."""
+    from modelci.registry.quick import quick_look
+
     if not workspace.registry_exists():
         return {}
+    # an SQLite registry answers through sqlite3: SQLAlchemy's import waits until the first
+    # training job has started
+    look = quick_look(workspace.project_url("registry"), workspace.root)
+    if look is not None:
+        try:
+            return look.deployed_commits(workspace.environments[0])
+        finally:
+            look.close()
     with workspace.registry() as registry:
         return registry.deployed_commits(workspace.environments[0])
 
