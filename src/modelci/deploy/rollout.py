@@ -8,9 +8,15 @@ import contextlib
 from dataclasses import dataclass
 from typing import Any
 
-from modelci.deploy.base import Deployer
+from modelci.deploy.base import Deployer, superseded_error
 from modelci.deploy.smoke import smoke_request
-from modelci.errors import ConfigError, DeployFailed, DeploySuperseded, ModelciError
+from modelci.errors import (
+    ConfigError,
+    DeployFailed,
+    DeploySuperseded,
+    ModelciError,
+    PointerConflict,
+)
 from modelci.progress import Progress
 from modelci.registry.base import Event, Registry, VersionRecord
 from modelci.workspace import Workspace
@@ -130,7 +136,8 @@ def deploy(
         now = registry.get_pointer(model, environment)
         return None if now and now.version == record.version else now.version if now else ""
 
-    if previous == record.version:
+    def unchanged() -> DeployOutcome:
+        """The pointer already names the version: wait until it serves."""
         try:
             served = deployer.apply(endpoint, record.version, HEALTH_TIMEOUT_S, superseded)
         except DeploySuperseded as error:
@@ -153,6 +160,9 @@ def deploy(
             served.url,
             served.gateway_url,
         )
+
+    if previous == record.version:
+        return unchanged()
 
     actor, ci_url = workspace.actor(), workspace.ci_url()
     # a rollback returns to a version the environment served: no rule stands in its way
@@ -203,13 +213,34 @@ def deploy(
         ci_url=ci_url,
         details={"forced": bool(problems), "overridden": problems, "skip_tests": skip_tests},
     )
-    registry.set_pointer(
-        model,
-        environment,
-        record.version,
-        expected_generation=pointer.generation if pointer else None,
-        event=event,
-    )
+    try:
+        registry.set_pointer(
+            model,
+            environment,
+            record.version,
+            expected_generation=pointer.generation if pointer else None,
+            event=event,
+        )
+    except PointerConflict:
+        # another deploy moved the pointer since it was read: this one lost the race, and
+        # changed nothing (no event: the pointer never named its version)
+        now = registry.get_pointer(model, environment)
+        if now is not None and now.version == record.version:
+            previous = record.version  # the winner deploys this very version: wait for it
+            return unchanged()
+        lost = superseded_error(
+            endpoint, record.version, now.version if now else None, "read it to move it"
+        )
+        note(f"{endpoint}: {record.version} superseded by {lost.by or 'an undeploy'}")
+        return DeployOutcome(
+            model,
+            environment,
+            endpoint,
+            record.version,
+            previous,
+            "superseded",
+            reason=lost.render(),
+        )
     note(f"{endpoint}: {previous or 'nothing'} -> {record.version}, waiting until healthy")
     try:
         served = deployer.apply(endpoint, record.version, HEALTH_TIMEOUT_S, superseded)
