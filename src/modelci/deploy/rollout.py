@@ -8,7 +8,8 @@ import contextlib
 from dataclasses import dataclass
 from typing import Any
 
-from modelci.deploy.base import Deployer, superseded_error
+from modelci.approvals import missing_approval
+from modelci.deploy.base import Deployer, Served, superseded_error
 from modelci.deploy.smoke import smoke_request
 from modelci.errors import (
     ConfigError,
@@ -136,30 +137,22 @@ def deploy(
         now = registry.get_pointer(model, environment)
         return None if now and now.version == record.version else now.version if now else ""
 
+    def ended(
+        status: str, served: Served | None = None, reason: str | None = None
+    ) -> DeployOutcome:
+        """This deploy's outcome, `status`."""
+        url, gateway = (served.url, served.gateway_url) if served else (None, None)
+        return DeployOutcome(
+            model, environment, endpoint, record.version, previous, status, url, gateway, reason
+        )
+
     def unchanged() -> DeployOutcome:
         """The pointer already names the version: wait until it serves."""
         try:
             served = deployer.apply(endpoint, record.version, HEALTH_TIMEOUT_S, superseded)
         except DeploySuperseded as error:
-            return DeployOutcome(
-                model,
-                environment,
-                endpoint,
-                record.version,
-                previous,
-                "superseded",
-                reason=error.render(),
-            )
-        return DeployOutcome(
-            model,
-            environment,
-            endpoint,
-            record.version,
-            previous,
-            "unchanged",
-            served.url,
-            served.gateway_url,
-        )
+            return ended("superseded", reason=error.render())
+        return ended("unchanged", served)
 
     if previous == record.version:
         return unchanged()
@@ -179,7 +172,14 @@ def deploy(
             tested=tests_passed(record),
         )
     )
-    if problems and not force:
+    unapproved = (
+        missing_approval(registry, record, environment)
+        if kind != "rollback" and workspace.project.environments[environment].approval
+        else None
+    )
+    if unapproved:  # not a rule --force overrides: the approval is someone else's call
+        problems = [unapproved, *problems]
+    if problems and (not force or unapproved):
         registry.append_event(
             Event(
                 kind="deploy_refused",
@@ -194,13 +194,17 @@ def deploy(
         )
         raise DeployFailed(
             "; ".join(problems)
-            + " (--force to deploy anyway"
             + (
-                ", --skip-tests to skip the test gate"
-                if any("tests" in p for p in problems)
-                else ""
+                ""
+                if unapproved
+                else " (--force to deploy anyway"
+                + (
+                    ", --skip-tests to skip the test gate"
+                    if any("tests" in p for p in problems)
+                    else ""
+                )
+                + ")"
             )
-            + ")"
         )
 
     event = Event(
@@ -229,18 +233,10 @@ def deploy(
             previous = record.version  # the winner deploys this very version: wait for it
             return unchanged()
         lost = superseded_error(
-            endpoint, record.version, now.version if now else None, "read it to move it"
+            endpoint, record.version, now.version if now else None, "was about to move it"
         )
         note(f"{endpoint}: {record.version} superseded by {lost.by or 'an undeploy'}")
-        return DeployOutcome(
-            model,
-            environment,
-            endpoint,
-            record.version,
-            previous,
-            "superseded",
-            reason=lost.render(),
-        )
+        return ended("superseded", reason=lost.render())
     note(f"{endpoint}: {previous or 'nothing'} -> {record.version}, waiting until healthy")
     try:
         served = deployer.apply(endpoint, record.version, HEALTH_TIMEOUT_S, superseded)
@@ -260,15 +256,7 @@ def deploy(
             )
         )
         note(f"{endpoint}: {record.version} superseded by {error.by or 'an undeploy'}")
-        return DeployOutcome(
-            model,
-            environment,
-            endpoint,
-            record.version,
-            previous,
-            "superseded",
-            reason=error.render(),
-        )
+        return ended("superseded", reason=error.render())
     except ModelciError as error:
         status = _put_back(
             workspace,
@@ -282,21 +270,10 @@ def deploy(
             error,
             note,
         )
-        return DeployOutcome(
-            model, environment, endpoint, record.version, previous, status, reason=error.render()
-        )
+        return ended(status, reason=error.render())
     if environment == order[-1]:
         follow_production(workspace, registry, model, record, tag=tag)
-    return DeployOutcome(
-        model,
-        environment,
-        endpoint,
-        record.version,
-        previous,
-        "deployed",
-        served.url,
-        served.gateway_url,
-    )
+    return ended("deployed", served)
 
 
 def follow_production(
