@@ -48,6 +48,7 @@ class LocalDeployer(Deployer):
         return url
 
     def _start_host(self) -> str:
+        from modelci.serve.hoststate import starting_pid
         from modelci.serve.workers import free_port
 
         port = int(os.environ.get("MODELCI_SERVE_PORT") or DEFAULT_PORT)
@@ -81,11 +82,13 @@ class LocalDeployer(Deployer):
                 threading.Thread(target=process.wait, daemon=True).start()
                 return url
             if process.poll() is not None:
-                # another deploy may have started the host first (ours lost the lock)
+                # another deploy may have started the host first (ours lost the lock), or a
+                # supervisor holds the lock while it starts its host again: wait for it
                 url = self.running_url()
                 if url and self._get(url, "/ping", timeout=2) is not None:
                     return url
-                break
+                if starting_pid(self.workspace) is None:
+                    break
             time.sleep(0.05)
         tail = (logs / "host.log").read_text(errors="replace").strip().splitlines()[-5:]
         raise DeployFailed("the endpoint host did not start: " + " | ".join(tail))

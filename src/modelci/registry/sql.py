@@ -23,7 +23,16 @@ from sqlalchemy import Connection, Row, Table, func, select, update
 from modelci.errors import ConfigError, VersionExists
 from modelci.registry import columns, tables
 from modelci.registry.base import UPDATABLE, Event, Pointer, Registry, VersionRecord
-from modelci.registry.engine import create, engine_url, migrate, schema_revision, translated
+from modelci.registry.engine import (
+    create,
+    engine_url,
+    migrate,
+    read_only_url,
+    schema_revision,
+    sqlite_database,
+    translated,
+    writable,
+)
 from modelci.registry.migrations import HEAD
 from modelci.registry.rows import (
     conflict,
@@ -44,7 +53,13 @@ class SqlRegistry(Registry):
     def __init__(self, url: str, *, root: Path) -> None:
         self.url = engine_url(url, root)
         self.display_url = self.url.render_as_string(hide_password=True)
-        self._engine = create(self.url)
+        # the SQLite file, named by errors about it; one this process may not write is opened
+        # read-only, so that reads (`status`, `history`) still work and writes fail clearly
+        self.database = sqlite_database(self.url)
+        opened = self.url
+        if self.database is not None and self.database.exists() and not writable(self.database):
+            opened = read_only_url(self.url, self.database)
+        self._engine = create(opened)
         self._schema_ready = False
 
     def __repr__(self) -> str:
@@ -54,7 +69,7 @@ class SqlRegistry(Registry):
 
     def upgrade(self) -> str:
         """Apply every pending migration; return the schema revision now in force."""
-        with translated(self.display_url, self.url.password):
+        with translated(self.display_url, self.url.password, self.database):
             revision = migrate(self._engine, self.display_url)
         self._schema_ready = True
         return revision
@@ -350,7 +365,7 @@ class SqlRegistry(Registry):
 
     @contextmanager
     def _reading(self) -> Iterator[Connection]:
-        with translated(self.display_url, self.url.password):
+        with translated(self.display_url, self.url.password, self.database):
             self._ensure_schema()
             with self._engine.connect() as connection:
                 if connection.dialect.name == "postgresql":
@@ -360,7 +375,7 @@ class SqlRegistry(Registry):
 
     @contextmanager
     def _writing(self) -> Iterator[Connection]:
-        with translated(self.display_url, self.url.password):
+        with translated(self.display_url, self.url.password, self.database):
             self._ensure_schema()
             with self._engine.connect() as connection:
                 connection.execution_options(modelci_write=True)

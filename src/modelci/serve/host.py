@@ -24,9 +24,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from modelci.errors import ConfigError, ModelciError, RegistryError
+from modelci.errors import ModelciError, RegistryError
 from modelci.serve.auth import authorized
-from modelci.serve.hoststate import remove_state, take_lock, write_state
+from modelci.serve.hoststate import remove_state, write_state
 from modelci.serve.proxy import UpstreamError, UpstreamUnreachable
 from modelci.serve.workers import LaunchSpec, VersionServer, launch_spec
 from modelci.workspace import Workspace
@@ -367,34 +367,29 @@ class Host:
 
 def run_host(
     workspace: Workspace,
+    listener: socket.socket,
     host: str,
-    port: int,
     token: str | None = None,
     token_file: Path | None = None,
 ) -> None:
-    """Serve until stopped; one host per repository (a lock file says whether one runs).
-    With a `token` (read from `token_file`, whose path local clients find in the state file),
-    every route but /ping needs it."""
+    """Serve on `listener` until stopped. The supervisor (modelci.serve.supervisor, this
+    process's parent) holds the repository's host lock and the socket, and starts this host
+    again if it dies. With a `token` (read from `token_file`, whose path local clients find in
+    the state file), every route but /ping needs it."""
     import uvicorn
 
     from modelci.runtime.protocol import HttpProtocol
 
-    lock = take_lock(workspace)
     # uvicorn re-raises the SIGTERM it shut down on once it is done; with the default action
     # that would end the process before `finally` removes the state file, and `serve --stop`
     # (or a deploy) would then wait on a stale file whose pid may still look alive.
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
-    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        listener.bind((host, port))
-    except OSError as exc:
-        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror}", key="--port") from None
     bound = listener.getsockname()[1]
     write_state(
         workspace,
         {
             "pid": os.getpid(),
+            "supervisor": os.getppid(),
             "url": f"http://{host}:{bound}",
             "host": host,
             "port": bound,
@@ -419,7 +414,6 @@ def run_host(
         uvicorn.Server(config).run(sockets=[listener])
     finally:
         remove_state(workspace)
-        lock.close()
 
 
 def _exit_on_sigterm(signum: int, frame: object) -> None:
