@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from modelci.deploy.base import Deployer
+from modelci.deploy.checked import check_artifact
 from modelci.deploy.smoke import smoke_request
 from modelci.errors import ConfigError, DeployFailed, DeploySuperseded, ModelciError
 from modelci.progress import Progress
@@ -115,7 +116,6 @@ def deploy(
     """Make `environment` serve `version` of `model`, health-checked, or put back the previous
     version and report why. Bad requests raise ConfigError and change nothing."""
     from modelci.testing.runner import tests_passed
-    from modelci.train.unpacked import verify_version
 
     check_environment(workspace, environment)
     spec = workspace.model(model)
@@ -125,11 +125,7 @@ def deploy(
     endpoint = workspace.endpoint(model, environment)
     pointer = registry.get_pointer(model, environment)
     previous = pointer.version if pointer else None
-    try:  # a changed artifact (or cached copy of it) is refused, whatever --force says
-        verify_version(workspace, record)
-    except ModelciError as error:
-        registry.append_event(_refused(workspace, record, environment, [error.render()]))
-        raise
+    check_artifact(workspace, registry, record, environment)  # whatever --force says
 
     def superseded() -> str | None:
         """The version another deploy pointed the environment at since ("": none)."""
@@ -176,7 +172,18 @@ def deploy(
         )
     )
     if problems and not force:
-        registry.append_event(_refused(workspace, record, environment, problems))
+        registry.append_event(
+            Event(
+                kind="deploy_refused",
+                model=model,
+                version=record.version,
+                environment=environment,
+                commit=record.commit,
+                actor=actor,
+                ci_url=ci_url,
+                details={"reasons": problems},
+            )
+        )
         raise DeployFailed(
             "; ".join(problems)
             + " (--force to deploy anyway"
@@ -363,22 +370,6 @@ def _refusals(
             "(use `modelci rollback` to go back)"
         )
     return problems
-
-
-def _refused(
-    workspace: Workspace, record: VersionRecord, environment: str, reasons: list[str]
-) -> Event:
-    """The event of a deploy refused before its pointer moved."""
-    return Event(
-        kind="deploy_refused",
-        model=record.model,
-        version=record.version,
-        environment=environment,
-        commit=record.commit,
-        actor=workspace.actor(),
-        ci_url=workspace.ci_url(),
-        details={"reasons": reasons},
-    )
 
 
 def _ended(
