@@ -286,9 +286,11 @@ def test_a_server_that_cannot_restart_is_retried_with_a_pause(toy: Toy) -> None:
     version = toy.version()
     gateway = toy.deployed()["gateway_url"]
     [before] = toy.endpoints().values()
-    [model_file] = (toy.root / ".modelci/models").rglob("model.json")
-    saved = model_file.read_text()
-    model_file.write_text("{ not json")  # the version's next start fails to load it
+    # the version's next start fails to load its handler (a changed artifact would be refused
+    # before any start: tests/faults/test_tampered_artifacts.py)
+    handler = toy.root / f".modelci/serve/code/{version}/models/toy/inference.py"
+    saved = handler.read_text()
+    handler.write_text('raise RuntimeError("a broken handler")\n')
     log = toy.root / f".modelci/serve/logs/toy-staging-{version}.log"
     os.kill(before["pid"], signal.SIGKILL)
     wait_until(
@@ -298,11 +300,11 @@ def test_a_server_that_cannot_restart_is_retried_with_a_pause(toy: Toy) -> None:
     while time.monotonic() < window:
         assert toy.endpoints()["toy-staging"]["healthy"] is False
         time.sleep(0.2)  # the poll interval while watching for a retry storm
-    attempts = log.read_text().count("JSONDecodeError")
+    attempts = log.read_text().count("RuntimeError: a broken handler")
     assert 1 <= attempts <= 2, attempts
 
-    model_file.write_text(saved)
-    # a request sent now waits for the next restart, which loads the repaired model
+    handler.write_text(saved)
+    # a request sent now waits for the next restart, which loads the repaired handler
     answer = httpx.post(f"{gateway}/invocations", content=ROW, headers=JSON, timeout=60)
     assert prediction(answer) == 3.5
     [after] = toy.endpoints().values()

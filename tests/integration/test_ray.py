@@ -114,7 +114,7 @@ def test_training_runs_as_a_ray_job(
 ) -> None:
     from ray.job_submission import JobSubmissionClient
 
-    from modelci.train.artifacts import materialize
+    from modelci.train.unpacked import materialize
     from modelci.workspace import Workspace
 
     repo = git_repo()

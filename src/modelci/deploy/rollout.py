@@ -10,6 +10,7 @@ from typing import Any
 
 from modelci.approvals import missing_approval
 from modelci.deploy.base import Deployer, Served, superseded_error
+from modelci.deploy.checked import check_artifact
 from modelci.deploy.smoke import smoke_request
 from modelci.errors import (
     ConfigError,
@@ -131,6 +132,7 @@ def deploy(
     endpoint = workspace.endpoint(model, environment)
     pointer = registry.get_pointer(model, environment)
     previous = pointer.version if pointer else None
+    check_artifact(workspace, registry, record, environment)  # whatever --force says
 
     def superseded() -> str | None:
         """The version another deploy pointed the environment at since ("": none)."""

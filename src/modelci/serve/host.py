@@ -24,11 +24,16 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from modelci.errors import ModelciError, RegistryError
+from modelci.errors import (
+    ArtifactCorrupted,
+    ArtifactNotFound,
+    ModelciError,
+    RegistryError,
+)
 from modelci.serve.auth import authorized
 from modelci.serve.hoststate import remove_state, write_state
 from modelci.serve.proxy import UpstreamError, UpstreamUnreachable
-from modelci.serve.workers import LaunchSpec, VersionServer, launch_spec
+from modelci.serve.workers import LaunchSpec, VersionServer, launch_spec, verify_launch
 from modelci.workspace import Workspace
 
 POLL_S = 2.0  # how often the registry is read for changes made elsewhere
@@ -115,6 +120,7 @@ class Host:
                 if (
                     failed
                     and failed.get("version") == version
+                    and not failed.get("artifact")
                     and time.time() - failed["time"] < 30
                 ):
                     continue  # don't retry a broken version in a tight loop
@@ -163,6 +169,8 @@ class Host:
                 spec = await asyncio.to_thread(
                     launch_spec, self.workspace.root, endpoint, model, environment, version
                 )
+            else:  # a restart serves the same copy again: verified again first
+                await asyncio.to_thread(verify_launch, spec)
             # launched from the event loop's thread, not a worker thread that may end first:
             # the server is to die with the host, and the kernel's "parent" is that thread
             server = VersionServer.launch(spec, restarts)
@@ -171,6 +179,9 @@ class Host:
                 "version": version,
                 "error": error.render(),
                 "time": time.time(),
+                # a refused artifact is checked again at every look, not after a back-off:
+                # its bytes put back, it serves at once
+                "artifact": isinstance(error, ArtifactCorrupted | ArtifactNotFound),
             }
             return False
         self.starting.append(server)

@@ -51,12 +51,11 @@ def choose_version(registry: Registry, model: str, version: str | None) -> Versi
 
 
 def model_dir(workspace: Workspace, record: VersionRecord) -> Path:
-    """The version's model folder, unpacked from the store."""
-    from modelci.train.artifacts import materialize
+    """The version's model folder, unpacked from the store and verified (never the folder of
+    the job that trained it)."""
+    from modelci.train.unpacked import version_folder
 
-    if not record.artifact_sha256:
-        raise ConfigError(f"version {record.version} has no artifact")
-    return materialize(workspace.store(), record.artifact_sha256, workspace.state_dir / "models")
+    return version_folder(workspace, record)
 
 
 def _handler(spec: ModelSpec, root: Path) -> str | None:
@@ -255,6 +254,9 @@ def _test_tree(
     from modelci.testing.repro import compare_runs, digests
 
     report = TestReport(spec.name, record.version)
+    # the stored artifact is what is tested (and refused when it or its copy changed), before
+    # anything else runs; never the folder of the job that trained it
+    folder = model_dir(workspace, record)
     environment = ensure_environment(workspace.root, spec, progress=note)
     handler = _handler(spec, tree)
     started = time.monotonic()
@@ -273,7 +275,7 @@ def _test_tree(
     models: list[dict[str, Any]] = []
     requests: list[dict[str, Any]] = []
     if golden and golden[0]:
-        models.append({"model_dir": str(model_dir(workspace, record)), "handler": handler})
+        models.append({"model_dir": str(folder), "handler": handler})
         requests += [request(row) for row in golden[0]]
     compare = (
         isinstance(repro, tuple)
