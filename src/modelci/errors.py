@@ -13,8 +13,9 @@
     └── DeploySuperseded    exit 1: another deploy moved the pointer while this one waited
 
 A missing optional package (boto3, ray, psycopg, pyarrow) is a ConfigError naming the extra to
-install (`modelci.loader.missing_extra`). A failed gate or golden check is not an error: `test`
-and `run` report it in their result and exit 1.
+install (`modelci.loader.missing_extra`). A write refused because a file or folder is read-only
+(`read_only`) is a ConfigError naming the path. A failed gate or golden check is not an error:
+`test` and `run` report it in their result and exit 1.
 
 Only `modelci.cli` catches these: it prints the message and exits with `exit_code`.
 The library raises; it never prints and never calls `sys.exit`.
@@ -22,6 +23,7 @@ The library raises; it never prints and never calls `sys.exit`.
 
 from __future__ import annotations
 
+import errno
 from pathlib import Path
 from typing import Any
 
@@ -98,3 +100,20 @@ class DeploySuperseded(ModelciError):
     def __init__(self, message: str, *, by: str | None):
         self.by = by  # the version the pointer names now, None when it was cleared
         super().__init__(message)
+
+
+READ_ONLY_ERRNOS = frozenset({errno.EROFS, errno.EACCES, errno.EPERM})
+
+
+def read_only(error: OSError) -> ConfigError | None:
+    """The ConfigError (exit 2, naming the path) for a write refused because a file or folder
+    is read-only (a read-only mount, an immutable file, no write permission); None for any
+    other OSError."""
+    if error.errno not in READ_ONLY_ERRNOS:
+        return None
+    path = error.filename if error.filename is not None else "a file"
+    return ConfigError(
+        f"read-only, cannot write it ({error.strerror}): make it writable and run the command "
+        "again",
+        file=str(path),
+    )

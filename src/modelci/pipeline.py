@@ -78,10 +78,11 @@ def run_model(
         state.steps["build"] = "running"
         environment = ensure_environment(workspace.root, spec, progress=note)
         state.steps["build"] = "cached" if environment.cached else "done"
-        with workspace.registry() as registry:
+        with workspace.lazy_registry() as registry:  # opened once the training job runs
             step = "train"
             state.steps["train"] = "running"
-            options = TrainOptions(break_lease=break_lease)
+            # reproducibility compares this training with a second run started beside it
+            options = TrainOptions(break_lease=break_lease, rerun=True)
 
             def on_line(line: str) -> None:  # CI logs show each job's log, prefixed
                 note(f"{name} | {line}")
@@ -103,6 +104,7 @@ def run_model(
                 outcome = train_model(
                     workspace, registry, name, options, note=note, on_line=on_line
                 )
+            rerun = outcome.rerun
             state.version = outcome.version
             if outcome.status != "ready":
                 state.steps["train"] = "failed"
@@ -118,7 +120,11 @@ def run_model(
             if tests_passed(record) is True:
                 state.steps["test"] = "cached"
             else:
-                report = test_version(workspace, registry, spec, record, note=note)
+                try:
+                    report = test_version(workspace, registry, spec, record, note=note, rerun=rerun)
+                finally:
+                    if rerun is not None:
+                        rerun.discard()  # ended already, unless the test step failed first
                 if not report.passed:
                     state.steps["test"] = "failed"
                     failed = failure_causes([c.to_json() for c in report.checks])
@@ -169,8 +175,18 @@ def last_deployed_commit(workspace: Workspace) -> str | None:
 def deployed_commits(workspace: Workspace) -> dict[str, str]:
     """Each model's commit of its version last deployed to the first environment: where `run`
     and `changed` compare that model from when no base is given (none: it is built)."""
+    from modelci.registry.quick import quick_look
+
     if not workspace.registry_exists():
         return {}
+    # an SQLite registry answers through sqlite3: SQLAlchemy's import waits until the first
+    # training job has started
+    look = quick_look(workspace.project_url("registry"), workspace.root)
+    if look is not None:
+        try:
+            return look.deployed_commits(workspace.environments[0])
+        finally:
+            look.close()
     with workspace.registry() as registry:
         return registry.deployed_commits(workspace.environments[0])
 

@@ -1,7 +1,8 @@
 """The endpoint host and its version servers live and die together: a host killed outright
-takes its version servers with it, a new host starts its own, a stop during start-up leaves
-nothing behind, and a version server killed under load costs at most the requests it had in
-flight."""
+takes its version servers with it and its supervisor starts it again (up to a limit), killing
+the supervisor takes everything with it, a new host starts its own servers, a stop during
+start-up leaves nothing behind, and a version server killed under load costs at most the
+requests it had in flight."""
 
 from __future__ import annotations
 
@@ -13,12 +14,14 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
 from modelci.registry import open_registry
 from modelci.registry.base import Event
+from modelci.serve.supervisor import RESTART_LIMIT
 from tests.support.churn import train_churn_model
 from tests.support.hosts import (
     INFERENCE,
@@ -50,8 +53,21 @@ def model_fn(model_dir):
 )
 
 
+def _state(root: Path) -> dict[str, Any]:
+    state: dict[str, Any] = json.loads((root / ".modelci/serve/serve.json").read_text())
+    return state
+
+
 def _host_pid(root: Path) -> int:
-    return int(json.loads((root / ".modelci/serve/serve.json").read_text())["pid"])
+    return int(_state(root)["pid"])
+
+
+def _running_host(root: Path) -> int | None:
+    """The host's pid while its state file is there (between two restarts it is not)."""
+    try:
+        return _host_pid(root)
+    except (OSError, ValueError, KeyError):
+        return None
 
 
 def _version_servers(root: Path) -> list[int]:
@@ -67,15 +83,18 @@ def _version_servers(root: Path) -> list[int]:
     return found
 
 
-def test_host_killed_outright_takes_its_version_servers_and_comes_back(toy: Toy) -> None:
+def test_serve_killed_outright_takes_its_host_and_servers_and_comes_back(toy: Toy) -> None:
     version = toy.version()
     gateway = toy.deployed()["gateway_url"]
     [endpoint] = toy.endpoints().values()
     host = _host_pid(toy.root)
+    supervisor = int(_state(toy.root)["supervisor"])
+    assert supervisor != host and alive(supervisor)
     assert _version_servers(toy.root) == [endpoint["pid"]]
 
-    os.kill(host, signal.SIGKILL)
+    os.kill(supervisor, signal.SIGKILL)  # the whole thing: nothing is left to restart it
     killed = time.monotonic()
+    wait_until(lambda: not alive(host), "the host exits with its supervisor", deadline_s=10)
     wait_until(
         lambda: not alive(endpoint["pid"]), "the version server exits with its host", deadline_s=10
     )
@@ -90,11 +109,67 @@ def test_host_killed_outright_takes_its_version_servers_and_comes_back(toy: Toy)
     gateway = outcome.json()["gateway_url"]
     assert prediction(httpx.post(f"{gateway}/invocations", content=ROW, headers=JSON)) == 3.5
     back = time.monotonic() - killed
-    print(f"\nserving again {back:.2f} s after the host's kill -9 (deploy included)")
+    print(f"\nserving again {back:.2f} s after kill -9 of `modelci serve` (deploy included)")
     [again] = toy.endpoints().values()
     assert again["pid"] != endpoint["pid"] and again["restarts"] == 0
     assert _host_pid(toy.root) != host
     assert _version_servers(toy.root) == [again["pid"]]
+
+
+def test_killed_host_is_restarted_by_its_supervisor(toy: Toy) -> None:
+    version = toy.version()
+    gateway = toy.deployed()["gateway_url"]
+    [endpoint] = toy.endpoints().values()
+    host = _host_pid(toy.root)
+    supervisor = int(_state(toy.root)["supervisor"])
+
+    os.kill(host, signal.SIGKILL)  # the host only: its supervisor lives on
+    killed = time.monotonic()
+    wait_until(
+        lambda: not alive(endpoint["pid"]), "the version server exits with its host", deadline_s=10
+    )
+
+    def answers() -> bool:  # no modelci command runs: the supervisor brings it back
+        try:
+            answer = httpx.post(f"{gateway}/invocations", content=ROW, headers=JSON, timeout=10)
+        except httpx.TransportError:
+            return False
+        return answer.status_code == 200 and prediction(answer) == 3.5
+
+    wait_until(answers, "the endpoint answers again by itself", deadline_s=60)
+    print(f"\nserving again {time.monotonic() - killed:.2f} s after the host's kill -9, alone")
+    state = _state(toy.root)
+    assert state["pid"] != host and state["supervisor"] == supervisor and alive(supervisor)
+    assert gateway.startswith(state["url"])  # the same socket, kept by the supervisor
+    [again] = toy.endpoints().values()
+    assert again["version"] == version and again["pid"] != endpoint["pid"]
+    assert _version_servers(toy.root) == [again["pid"]]
+    log = (toy.root / ".modelci/serve/host.log").read_text()
+    assert f"the endpoint host (pid {host}) was killed by SIGKILL; starting it again" in log
+
+
+def test_a_host_that_keeps_dying_is_given_up_on(toy: Toy) -> None:
+    toy.version()
+    toy.deployed()
+    supervisor = int(_state(toy.root)["supervisor"])
+    killed: list[int] = []
+    for _ in range(RESTART_LIMIT + 1):
+        host = wait_until(
+            lambda: (pid := _running_host(toy.root)) not in killed and pid and alive(pid) and pid,
+            "the supervisor starts the host again",
+            deadline_s=60,
+        )
+        os.kill(host, signal.SIGKILL)
+        killed.append(host)
+    wait_until(lambda: not alive(supervisor), "the supervisor gives up", deadline_s=30)
+    wait_until(
+        lambda: not processes_of(toy.root), "no process of the repository is left", deadline_s=10
+    )
+    log = (toy.root / ".modelci/serve/host.log").read_text()
+    assert log.count("; starting it again in ") == RESTART_LIMIT
+    assert f"restarted {RESTART_LIMIT} times in" in log and "giving up" in log
+    stopped = toy.modelci("-C", toy.root, "serve", "--stop", "--json")
+    assert stopped.code == 0 and stopped.json() == {"stopped": False, "running": False}
 
 
 def test_serve_stop_during_start_up_leaves_no_process(toy: Toy) -> None:
@@ -211,9 +286,11 @@ def test_a_server_that_cannot_restart_is_retried_with_a_pause(toy: Toy) -> None:
     version = toy.version()
     gateway = toy.deployed()["gateway_url"]
     [before] = toy.endpoints().values()
-    [model_file] = (toy.root / ".modelci/models").rglob("model.json")
-    saved = model_file.read_text()
-    model_file.write_text("{ not json")  # the version's next start fails to load it
+    # the version's next start fails to load its handler (a changed artifact would be refused
+    # before any start: tests/faults/test_tampered_artifacts.py)
+    handler = toy.root / f".modelci/serve/code/{version}/models/toy/inference.py"
+    saved = handler.read_text()
+    handler.write_text('raise RuntimeError("a broken handler")\n')
     log = toy.root / f".modelci/serve/logs/toy-staging-{version}.log"
     os.kill(before["pid"], signal.SIGKILL)
     wait_until(
@@ -223,11 +300,11 @@ def test_a_server_that_cannot_restart_is_retried_with_a_pause(toy: Toy) -> None:
     while time.monotonic() < window:
         assert toy.endpoints()["toy-staging"]["healthy"] is False
         time.sleep(0.2)  # the poll interval while watching for a retry storm
-    attempts = log.read_text().count("JSONDecodeError")
+    attempts = log.read_text().count("RuntimeError: a broken handler")
     assert 1 <= attempts <= 2, attempts
 
-    model_file.write_text(saved)
-    # a request sent now waits for the next restart, which loads the repaired model
+    handler.write_text(saved)
+    # a request sent now waits for the next restart, which loads the repaired handler
     answer = httpx.post(f"{gateway}/invocations", content=ROW, headers=JSON, timeout=60)
     assert prediction(answer) == 3.5
     [after] = toy.endpoints().values()

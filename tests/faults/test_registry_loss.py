@@ -10,9 +10,9 @@ import httpx
 import pytest
 
 from modelci.registry import open_registry
-from modelci.registry.base import VersionRecord
 from tests.support.cli import CliResult
 from tests.support.hosts import JSON, ROW, Toy, get_json, host_url, prediction
+from tests.support.registry_files import registry_with_a_version
 from tests.support.repos import GitRepo
 from tests.support.waiting import wait_until
 
@@ -81,15 +81,6 @@ def test_lost_registry_leaves_endpoints_serving(toy: Toy, damage: Callable[[Path
     assert "the registry cannot be read; still serving toy-staging=" + version in log
 
 
-def _registry_with_a_version(repo: GitRepo) -> Path:
-    record = VersionRecord(version="toy-000000000001", model="toy", commit="0" * 40)
-    with open_registry(REGISTRY, repo.root) as registry:
-        registry.add_version(record)
-    with open_registry(REGISTRY, repo.root) as registry:  # a registry seen is marked
-        assert registry.get_version(record.version) is not None
-    return repo.root / ".modelci/registry.db"
-
-
 def _status(modelci: Callable[..., CliResult], root: Path) -> CliResult:
     return modelci("-C", root, "status", "--json")
 
@@ -101,7 +92,7 @@ def test_status_on_a_lost_registry_exits_2_naming_the_file(
     damage: Callable[[Path], None],
 ) -> None:
     repo = git_repo()
-    db = _registry_with_a_version(repo)
+    db = registry_with_a_version(repo)
     assert _status(modelci, repo.root).json()["models"][0]["model"] == "toy"
 
     damage(db)
@@ -120,18 +111,31 @@ def test_status_on_a_lost_registry_exits_2_naming_the_file(
     assert _status(modelci, repo.root).json() == {"models": [], "warnings": []}
 
 
+def _overwrite(db: Path) -> None:
+    db.write_bytes(b"not a database at all\n" * 100)
+
+
+@pytest.mark.parametrize(
+    ("damage", "said"),
+    [(_overwrite, "not an SQLite database"), (_truncate, "damaged, not a valid SQLite database")],
+    ids=["overwritten", "truncated"],
+)
 def test_a_damaged_registry_file_is_refused_not_replaced(
-    git_repo: Callable[..., GitRepo], modelci: Callable[..., CliResult]
+    git_repo: Callable[..., GitRepo],
+    modelci: Callable[..., CliResult],
+    damage: Callable[[Path], None],
+    said: str,
 ) -> None:
     repo = git_repo()
-    db = _registry_with_a_version(repo)
-    db.write_bytes(b"not a database at all\n" * 100)
-    for args in (("status",), ("registry", "init", "--force")):
+    db = registry_with_a_version(repo)
+    damage(db)
+    damaged = db.read_bytes()
+    for args in (("status",), ("history", "toy"), ("registry", "init", "--force")):
         refused = modelci("-C", repo.root, *args, "--json")
         assert refused.code == 2, refused.stdout
         assert refused.json()["error"]["file"] == str(db)
-        assert "not an SQLite database" in refused.json()["error"]["message"]
-    assert db.read_bytes().startswith(b"not a database")
+        assert said in refused.json()["error"]["message"]
+    assert db.read_bytes() == damaged  # nothing stored was lost, nor "repaired"
 
 
 def test_first_use_and_registry_init_make_a_registry(

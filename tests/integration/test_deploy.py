@@ -310,7 +310,7 @@ def test_racing_deploys_superseded_by_a_later_one_end_at_once(toy: Toy) -> None:
         v: document.get("status") or document["error"]["type"]
         for v, (_, document) in results.items()
     }
-    assert set(statuses.values()) <= {"deployed", "superseded", "PointerConflict"}, results
+    assert set(statuses.values()) <= {"deployed", "superseded"}, results  # never a conflict
     assert statuses[final] == "deployed" and results[final][0] == 0, results[final]
     superseded = [v for v, status in statuses.items() if status == "superseded"]
     assert superseded, statuses
@@ -321,7 +321,12 @@ def test_racing_deploys_superseded_by_a_later_one_end_at_once(toy: Toy) -> None:
         assert by in versions and by != version, outcome["reason"]
     new = [e for e in toy.events() if e.to_version in versions]
     assert not [e for e in new if e.kind in ("deploy_failed", "rollback")], new
-    assert sorted(e.to_version for e in new if e.kind == "deploy_superseded") == sorted(superseded)
+    # one that moved the pointer and was replaced while it waited records it; one that lost the
+    # compare-and-set never moved the pointer, and records nothing
+    moved = {e.to_version for e in new if e.kind == "deploy"}
+    assert sorted(e.to_version for e in new if e.kind == "deploy_superseded") == sorted(
+        v for v in superseded if v in moved
+    )
     # staging never served a superseded version healthily: production does not take it
     refused = toy.deploy("--version", superseded[0], "--skip-tests", env="production")
     assert refused.code == 1

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from modelci import __version__
+from modelci.envs.serving import SERVING_PACKAGES
 from tests.support.package import EXTRAS, build, install, installed
 
 pytestmark = pytest.mark.slow
@@ -100,6 +101,22 @@ def test_the_base_install_works_and_carries_no_development_tools(
     changed = _modelci(venv, "changed", "--json", cwd=repo)
     assert changed.returncode == 0, changed.stdout + changed.stderr
     assert [m["model"] for m in json.loads(changed.stdout)["changed"]] == ["example"]
+
+    # what every model environment gets beside its lock is installed with modelci itself,
+    # so it is pinned to modelci's own versions
+    pins = subprocess.run(
+        [
+            str(venv / "bin" / "python"),
+            "-c",
+            "import json\nfrom modelci.envs.serving import serving_pins\n"
+            "print(json.dumps(serving_pins()))",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    pinned = {pin.split("==")[0] for pin in json.loads(pins.stdout)}
+    assert set(SERVING_PACKAGES) <= pinned, set(SERVING_PACKAGES) - pinned
 
     # an extra it lacks is named, with the install to make
     needs = subprocess.run(

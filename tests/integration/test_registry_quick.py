@@ -90,6 +90,33 @@ def test_a_quick_look_reads_what_the_registry_wrote(tmp_path: Path) -> None:
         look.close()
 
 
+def test_a_quick_look_finds_each_models_deployed_commit_as_the_registry_does(
+    tmp_path: Path,
+) -> None:
+    registry = _registry(tmp_path)
+    old, new, other = "a" * 40, "b" * 40, "c" * 40
+    for model, environment, commit in (
+        ("churn", "staging", old),
+        ("fraud", "staging", new),
+        ("churn", "production", other),
+        ("churn", "staging", None),  # no commit: not counted
+    ):
+        registry.append_event(
+            Event(kind="deploy", model=model, environment=environment, commit=commit)
+        )
+    registry.append_event(Event(kind="rollback", model="churn", environment="staging", commit=new))
+    look = quick_look(URL, tmp_path)
+    assert look is not None
+    try:
+        for environment in ("staging", "production", "qa"):
+            expected = registry.deployed_commits(environment)
+            assert look.deployed_commits(environment) == expected, environment
+        assert look.deployed_commits("staging") == {"churn": old, "fraud": new}
+    finally:
+        look.close()
+        registry.close()
+
+
 def test_a_reused_version_written_quickly_reads_back_through_the_registry(
     tmp_path: Path,
 ) -> None:

@@ -18,7 +18,7 @@ import click
 
 from modelci import __version__
 from modelci.console import Output
-from modelci.errors import ConfigError, ModelciError
+from modelci.errors import ConfigError, ModelciError, read_only
 
 # name -> ("module:attribute", one-line help). Modules load only when their command runs.
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -108,6 +108,12 @@ def run(args: list[str]) -> int:
         return error.exit_code
     except click.exceptions.Exit as done:
         return done.exit_code
+    except OSError as error:  # a write to a read-only .modelci/ or repository: exit 2
+        refused = read_only(error)
+        if refused is None or "--traceback" in args:
+            raise
+        output.error(refused)
+        return refused.exit_code
     except click.Abort:
         output.err.print("aborted")
         return 1

@@ -39,6 +39,7 @@ STOP_TIMEOUT_S = 60.0
 @click.option("--insecure", is_flag=True, help="Listen beyond loopback without a token (warns).")
 @click.option("--stop", is_flag=True, help="Stop the host running for this repository.")
 @click.option("--status", "show_status", is_flag=True, help="Show the running host's endpoints.")
+@click.option("--listen-fd", type=int, hidden=True, help="The supervisor's socket (internal).")
 @json_option
 @click.pass_obj
 def serve(
@@ -49,24 +50,28 @@ def serve(
     insecure: bool,
     stop: bool,
     show_status: bool,
+    listen_fd: int | None,
     json_mode: bool,
 ) -> None:
     """Host every locally deployed endpoint at /endpoints/<endpoint>/invocations (as AWS's SDK
     calls SageMaker), following the registry and swapping versions without dropping a
-    request. A local `deploy` starts it in the background when it is not running."""
+    request. A local `deploy` starts it in the background when it is not running. A small
+    supervisor runs the host and starts it again if it dies."""
     from modelci.serve.hoststate import read_state, starting_pid
 
     output = Output(json_mode)
     state = read_state(workspace)
     if stop:
-        pid = int(state["pid"]) if state else starting_pid(workspace)
+        # the lock's holder is the supervisor: stopped, it stops the host it runs
+        supervisor = starting_pid(workspace)
+        pid = int(state["pid"]) if state else supervisor
         if pid is None:
             output.result(
                 {"stopped": False, "running": False},
                 lambda c: c.print("no endpoint host runs for this repository"),
             )
             return
-        os.kill(pid, signal.SIGTERM)
+        os.kill(supervisor or pid, signal.SIGTERM)
         deadline = time.monotonic() + STOP_TIMEOUT_S
         while time.monotonic() < deadline and (read_state(workspace) or starting_pid(workspace)):
             time.sleep(0.05)
@@ -101,12 +106,22 @@ def serve(
 
     token = read_token(token_file)
     warning = check_exposure(host, token, insecure)  # before anything is bound
-    if warning:
+    if warning and listen_fd is None:  # said once, by the supervisor
         output.warn(warning)
-    from modelci.serve.host import run_host
+    if listen_fd is not None:  # the host itself, started by the supervisor
+        import socket
+
+        from modelci.serve.host import run_host
+
+        run_host(workspace, socket.socket(fileno=listen_fd), host, token, token_file)
+        return
+    from modelci.serve.supervisor import supervise
 
     output.info(f"endpoint host for {workspace.root} on http://{host}:{port} (Ctrl-C stops)")
-    run_host(workspace, host, port, token, token_file)
+    options = [*(["--token-file", str(token_file)] if token_file else [])]
+    code = supervise(workspace, host, port, [*options, *(["--insecure"] if insecure else [])])
+    if code:
+        raise click.exceptions.Exit(code)
 
 
 def _render_status(console: Console, report: dict[str, Any], answered: object) -> None:

@@ -70,8 +70,14 @@ def stop_if_superseded(superseded: Superseded | None, endpoint: str, version: st
     """Raise DeploySuperseded when `superseded` says the pointer names another version now."""
     by = superseded() if superseded is not None else None
     if by is not None:
-        raise DeploySuperseded(
-            f"{endpoint}: {version} was superseded by {by or 'no version (undeployed)'}: another "
-            f"deploy moved the pointer while this one waited for {version} to serve",
-            by=by or None,
-        )
+        raise superseded_error(endpoint, version, by or None, f"waited for {version} to serve")
+
+
+def superseded_error(endpoint: str, version: str, by: str | None, when: str) -> DeploySuperseded:
+    """The one message of a deploy whose version another deploy replaced (`by`, None when it
+    cleared the pointer) while this one `when` ("waited for ... to serve", ...)."""
+    return DeploySuperseded(
+        f"{endpoint}: {version} was superseded by {by or 'no version (undeployed)'}: another "
+        f"deploy moved the pointer while this one {when}",
+        by=by,
+    )

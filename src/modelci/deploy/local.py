@@ -18,6 +18,7 @@ from modelci.workspace import Workspace
 
 START_TIMEOUT_S = 60.0
 DEFAULT_PORT = 8080
+PROBE_TIMEOUT_S = 2.0  # `status`'s look at a host and its endpoints
 
 
 class LocalDeployer(Deployer):
@@ -47,6 +48,7 @@ class LocalDeployer(Deployer):
         return url
 
     def _start_host(self) -> str:
+        from modelci.serve.hoststate import starting_pid
         from modelci.serve.workers import free_port
 
         port = int(os.environ.get("MODELCI_SERVE_PORT") or DEFAULT_PORT)
@@ -80,11 +82,13 @@ class LocalDeployer(Deployer):
                 threading.Thread(target=process.wait, daemon=True).start()
                 return url
             if process.poll() is not None:
-                # another deploy may have started the host first (ours lost the lock)
+                # another deploy may have started the host first (ours lost the lock), or a
+                # supervisor holds the lock while it starts its host again: wait for it
                 url = self.running_url()
                 if url and self._get(url, "/ping", timeout=2) is not None:
                     return url
-                break
+                if starting_pid(self.workspace) is None:
+                    break
             time.sleep(0.05)
         tail = (logs / "host.log").read_text(errors="replace").strip().splitlines()[-5:]
         raise DeployFailed("the endpoint host did not start: " + " | ".join(tail))
@@ -184,11 +188,51 @@ class LocalDeployer(Deployer):
         return Answer(status, answer, answer_type)
 
     def describe(self, endpoint: str) -> dict[str, object] | None:
+        """What the host says of the endpoint, checked by a quick `/ping` through the host:
+        its gateway URL (`url`; `server_url` is the version server's own), `healthy` and
+        `status` (SERVING, UNHEALTHY, NOT_SERVING when its version could not start,
+        UNREACHABLE when the host does not answer). None when no host runs or it does not
+        know the endpoint: nothing serves it."""
         url = self.running_url()
         if url is None:
             return None
-        status = self._get(url, "/-/endpoints", timeout=5)
-        return None if status is None else status["endpoints"].get(endpoint)
+        status = self._get(url, "/-/endpoints", timeout=PROBE_TIMEOUT_S)
+        if status is None:
+            return {
+                "healthy": False,
+                "status": "UNREACHABLE",
+                "url": None,
+                "message": f"the endpoint host at {url} does not answer",
+            }
+        served: dict[str, Any] | None = status["endpoints"].get(endpoint)
+        if served is None:
+            return None
+        failure = served.get("last_error") or {}
+        if served.get("version") is None:  # only a failed start: no version runs
+            return {
+                "healthy": False,
+                "status": "NOT_SERVING",
+                "url": None,
+                "message": str(failure.get("error") or ""),
+                "last_error": failure or None,
+            }
+        gateway = f"{url}/endpoints/{endpoint}"
+        healthy = bool(served.get("healthy")) and self._answers(f"{gateway}/ping")
+        return {
+            **served,
+            "healthy": healthy,
+            "status": "SERVING" if healthy else "UNHEALTHY",
+            "url": f"{gateway}/invocations",
+            "server_url": served.get("url"),
+        }
+
+    def _answers(self, url: str) -> bool:
+        """Whether a GET of `url` answers 200 within PROBE_TIMEOUT_S."""
+        try:
+            code, _, _ = _request("GET", url, headers=self._auth(), timeout=PROBE_TIMEOUT_S)
+        except OSError:
+            return False
+        return code == 200
 
 
 def _request(

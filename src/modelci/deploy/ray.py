@@ -181,15 +181,18 @@ class RayDeployer(Deployer):
     ) -> Path:
         """`.modelci/ray/apps/<version>-<sha12>/` with `model/` (the artifact) and `code/`
         (the model folder at its commit), made once, atomically."""
-        from modelci.train.artifacts import materialize
         from modelci.train.jobs import export
+        from modelci.train.unpacked import materialize, verify_copy
 
         workspace = self.workspace
         target = workspace.state_dir / "ray" / "apps" / f"{version}-{sha256[:12]}"
+        cache = workspace.state_dir / "models"
+        # verified on every use, the app folder's copy as much as the one it was taken from
+        model_dir = materialize(workspace.store(), sha256, cache, version=version)
         if target.is_dir():
+            verify_copy(target / "model", sha256, cache, version=version)
             return target
         target.parent.mkdir(parents=True, exist_ok=True)
-        model_dir = materialize(workspace.store(), sha256, workspace.state_dir / "models")
         scratch = Path(tempfile.mkdtemp(prefix=".app-", dir=target.parent))
         try:
             shutil.copytree(model_dir, scratch / "model")

@@ -9,11 +9,18 @@ from dataclasses import dataclass
 from typing import Any
 
 from modelci.approvals import missing_approval
-from modelci.deploy.base import Deployer
+from modelci.deploy.base import Deployer, Served, superseded_error
+from modelci.deploy.checked import check_artifact
 from modelci.deploy.intent import ended_event, new_intent, put_back, settle
 from modelci.deploy.recovery import finish_interrupted
 from modelci.deploy.smoke import HEALTH_TIMEOUT_S, check_serving
-from modelci.errors import ConfigError, DeployFailed, DeploySuperseded, ModelciError
+from modelci.errors import (
+    ConfigError,
+    DeployFailed,
+    DeploySuperseded,
+    ModelciError,
+    PointerConflict,
+)
 from modelci.progress import Progress
 from modelci.registry.base import Event, Pointer, Registry, VersionRecord
 from modelci.workspace import Workspace
@@ -128,35 +135,32 @@ def deploy(
     endpoint = workspace.endpoint(model, environment)
     pointer = registry.get_pointer(model, environment)
     previous = pointer.version if pointer else None
+    check_artifact(workspace, registry, record, environment)  # whatever --force says
 
     def superseded() -> str | None:
         """The version another deploy pointed the environment at since ("": none)."""
         now = registry.get_pointer(model, environment)
         return None if now and now.version == record.version else now.version if now else ""
 
-    if previous == record.version:
+    def ended(
+        status: str, served: Served | None = None, reason: str | None = None
+    ) -> DeployOutcome:
+        """This deploy's outcome, `status`."""
+        url, gateway = (served.url, served.gateway_url) if served else (None, None)
+        return DeployOutcome(
+            model, environment, endpoint, record.version, previous, status, url, gateway, reason
+        )
+
+    def unchanged() -> DeployOutcome:
+        """The pointer already names the version: wait until it serves."""
         try:
             served = deployer.apply(endpoint, record.version, HEALTH_TIMEOUT_S, superseded)
         except DeploySuperseded as error:
-            return DeployOutcome(
-                model,
-                environment,
-                endpoint,
-                record.version,
-                previous,
-                "superseded",
-                reason=error.render(),
-            )
-        return DeployOutcome(
-            model,
-            environment,
-            endpoint,
-            record.version,
-            previous,
-            "unchanged",
-            served.url,
-            served.gateway_url,
-        )
+            return ended("superseded", reason=error.render())
+        return ended("unchanged", served)
+
+    if previous == record.version:
+        return unchanged()
 
     actor, ci_url = workspace.actor(), workspace.ci_url()
     # a rollback returns to a version the environment served: no rule stands in its way
@@ -218,14 +222,27 @@ def deploy(
         ci_url=ci_url,
         details={"forced": bool(problems), "overridden": problems, "skip_tests": skip_tests},
     )
-    moved = registry.set_pointer(
-        model,
-        environment,
-        record.version,
-        expected_generation=pointer.generation if pointer else None,
-        event=event,
-        pending=new_intent(previous, kind),
-    )
+    try:
+        moved = registry.set_pointer(
+            model,
+            environment,
+            record.version,
+            expected_generation=pointer.generation if pointer else None,
+            event=event,
+            pending=new_intent(previous, kind),
+        )
+    except PointerConflict:
+        # another deploy moved the pointer since it was read: this one lost the race, and
+        # changed nothing (no event: the pointer never named its version)
+        now = registry.get_pointer(model, environment)
+        if now is not None and now.version == record.version:
+            previous = record.version  # the winner deploys this very version: wait for it
+            return unchanged()
+        lost = superseded_error(
+            endpoint, record.version, now.version if now else None, "was about to move it"
+        )
+        note(f"{endpoint}: {record.version} superseded by {lost.by or 'an undeploy'}")
+        return ended("superseded", reason=lost.render())
     note(f"{endpoint}: {previous or 'nothing'} -> {record.version}, waiting until healthy")
     try:
         served = check_serving(
@@ -239,35 +256,16 @@ def deploy(
             )
         )
         note(f"{endpoint}: {record.version} superseded by {error.by or 'an undeploy'}")
-        return DeployOutcome(
-            model,
-            environment,
-            endpoint,
-            record.version,
-            previous,
-            "superseded",
-            reason=error.render(),
-        )
+        return ended("superseded", reason=error.render())
     except ModelciError as error:
         status = _put_back(
             workspace, registry, deployer, moved, endpoint, record, previous, error, note
         )
-        return DeployOutcome(
-            model, environment, endpoint, record.version, previous, status, reason=error.render()
-        )
+        return ended(status, reason=error.render())
     settle(registry, moved, actor=actor, ci_url=ci_url, recovered=False)
     if environment == order[-1]:
         follow_production(workspace, registry, model, record, tag=tag)
-    return DeployOutcome(
-        model,
-        environment,
-        endpoint,
-        record.version,
-        previous,
-        "deployed",
-        served.url,
-        served.gateway_url,
-    )
+    return ended("deployed", served)
 
 
 def follow_production(

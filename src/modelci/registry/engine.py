@@ -4,6 +4,7 @@ SQLAlchemy's errors as RegistryError."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -53,6 +54,17 @@ def engine_url(url: str, root: Path) -> URL:
     except OSError as error:
         raise RegistryError(f"cannot create the registry folder {path.parent}: {error}") from error
     return parsed.set(database=str(path))
+
+
+def sqlite_database(url: URL) -> Path | None:
+    """The file of an SQLite engine URL (as `engine_url` made it absolute), None for an
+    in-memory database or a server."""
+    database = url.database
+    if url.get_backend_name() != "sqlite" or not database or database == ":memory:":
+        return None
+    if database.startswith("file:"):
+        return None
+    return Path(database)
 
 
 def create(url: URL) -> Engine:
@@ -140,13 +152,20 @@ def migrate(engine: Engine, display_url: str) -> str:
 
 
 @contextmanager
-def translated(display_url: str, password: str | None) -> Iterator[None]:
+def translated(
+    display_url: str, password: str | None, database: Path | None = None
+) -> Iterator[None]:
     """Turn SQLAlchemy's errors into RegistryError naming the (masked) URL, the password
-    scrubbed from the driver's message."""
+    scrubbed from the driver's message; an SQLite `database` that is damaged, or read-only
+    where it is written, is a ConfigError naming the file (exit 2)."""
     try:
         yield
     except sa_exc.DBAPIError as error:
         reason = _scrub(password, error.orig)
+        if database is not None:
+            refused = file_problem(database, error.orig, reason)
+            if refused is not None:
+                raise refused from error
         if error.statement is None:
             # Raised while connecting, before any statement ran.
             message = f"cannot open the registry at {display_url}: {reason}"
@@ -156,6 +175,51 @@ def translated(display_url: str, password: str | None) -> Iterator[None]:
     except sa_exc.SQLAlchemyError as error:
         message = f"the registry at {display_url} failed: {_scrub(password, error)}"
         raise RegistryError(message) from error
+
+
+def file_problem(database: Path, error: BaseException | None, reason: str) -> ConfigError | None:
+    """The ConfigError for an SQLite error that says the file itself is wrong: damaged (not a
+    database, malformed), or read-only (a write refused, or the file or its folder cannot be
+    opened for writing); None for any other error."""
+    name = str(getattr(error, "sqlite_errorname", ""))
+    if name.startswith(("SQLITE_CORRUPT", "SQLITE_NOTADB")):
+        return ConfigError(
+            f"the registry is damaged, not a valid SQLite database ({reason}): restore it from "
+            "a backup, or move it away and start an empty one with `modelci registry init "
+            "--force`; nothing was changed",
+            file=database,
+        )
+    if name.startswith("SQLITE_READONLY") or (
+        name.startswith("SQLITE_CANTOPEN") and not writable(database)
+    ):
+        folder = database.parent
+        where = f"its folder {folder} is" if not os.access(folder, os.W_OK) else "the file is"
+        return ConfigError(
+            f"the registry is read-only: {where} not writable ({reason}); make it writable to "
+            "change the registry (`status` and `history` still read it); nothing was changed",
+            file=database,
+        )
+    return None
+
+
+def writable(database: Path) -> bool:
+    """Whether this process may write the SQLite file and create its journal files beside
+    it (os.access honours a read-only mount and an immutable file, even for root)."""
+    folder = database.parent
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return False
+    return not database.exists() or os.access(database, os.W_OK)
+
+
+def read_only_url(url: URL, database: Path) -> URL:
+    """The URL that opens a read-only SQLite file for reading: read-only mode, and immutable
+    when its folder is read-only too and no write-ahead log waits beside it (SQLite could not
+    make the shared-memory file a WAL reader needs)."""
+    query = {"mode": "ro", "uri": "true"}
+    wal = database.with_name(database.name + "-wal")
+    if not os.access(database.parent, os.W_OK) and not wal.exists():
+        query["immutable"] = "1"
+    return url.set(database=f"file:{database}", query=query)
 
 
 def _scrub(password: str | None, error: BaseException | None) -> str:

@@ -63,6 +63,17 @@ class QuickLook:
         ).fetchone()
         return None if row is None else str(row[0])
 
+    def deployed_commits(self, environment: str) -> dict[str, str]:
+        """Each model's commit of its newest deploy event to `environment` that names one
+        (the SQL registry's `deployed_commits`, in one query)."""
+        rows = self.connection.execute(
+            'SELECT model, "commit" FROM events WHERE id IN (SELECT max(id) FROM events '
+            "WHERE kind = 'deploy' AND environment = ? AND \"commit\" IS NOT NULL "
+            "GROUP BY model)",
+            (environment,),
+        )
+        return {str(model): str(commit) for model, commit in rows}
+
     def close(self) -> None:
         self.connection.close()
 

@@ -29,7 +29,16 @@ from modelci.registry.base import (
     Registry,
     VersionRecord,
 )
-from modelci.registry.engine import create, engine_url, migrate, schema_revision, translated
+from modelci.registry.engine import (
+    create,
+    engine_url,
+    migrate,
+    read_only_url,
+    schema_revision,
+    sqlite_database,
+    translated,
+    writable,
+)
 from modelci.registry.migrations import HEAD
 from modelci.registry.rows import (
     conflict,
@@ -51,7 +60,13 @@ class SqlRegistry(Registry):
     def __init__(self, url: str, *, root: Path) -> None:
         self.url = engine_url(url, root)
         self.display_url = self.url.render_as_string(hide_password=True)
-        self._engine = create(self.url)
+        # the SQLite file, named by errors about it; one this process may not write is opened
+        # read-only, so that reads (`status`, `history`) still work and writes fail clearly
+        self.database = sqlite_database(self.url)
+        opened = self.url
+        if self.database is not None and self.database.exists() and not writable(self.database):
+            opened = read_only_url(self.url, self.database)
+        self._engine = create(opened)
         self._schema_ready = False
 
     def __repr__(self) -> str:
@@ -61,7 +76,7 @@ class SqlRegistry(Registry):
 
     def upgrade(self) -> str:
         """Apply every pending migration; return the schema revision now in force."""
-        with translated(self.display_url, self.url.password):
+        with translated(self.display_url, self.url.password, self.database):
             revision = migrate(self._engine, self.display_url)
         self._schema_ready = True
         return revision
@@ -319,27 +334,21 @@ class SqlRegistry(Registry):
         """Clear the pointer's intent if it is still at `expected_generation` and pending, with
         `event`, in one transaction; whether this call did."""
         p = tables.pointers
-        now = _now()
         with self._writing() as connection:
             current = read_pointer(connection, model, environment)
-            if current is None or current.generation != expected_generation:
+            if (
+                current is None
+                or current.generation != expected_generation
+                or PendingDeploy.from_json(current.pending) is None
+            ):
                 return False
-            if PendingDeploy.from_json(current.pending) is None:
-                return False
+            ours = (p.c.model == model, p.c.environment == environment)
             settled = connection.execute(
-                update(p)
-                .where(
-                    p.c.model == model,
-                    p.c.environment == environment,
-                    p.c.generation == expected_generation,
-                )
-                .values(pending=None)
+                update(p).where(*ours, p.c.generation == expected_generation).values(pending=None)
             )
-            if settled.rowcount != 1:
-                return False
-            if event is not None:
-                insert_event(connection, event, now)
-        return True
+            if settled.rowcount == 1 and event is not None:
+                insert_event(connection, event, _now())
+        return settled.rowcount == 1
 
     # -- events ---------------------------------------------------------------------------
 
@@ -402,7 +411,7 @@ class SqlRegistry(Registry):
 
     @contextmanager
     def _reading(self) -> Iterator[Connection]:
-        with translated(self.display_url, self.url.password):
+        with translated(self.display_url, self.url.password, self.database):
             self._ensure_schema()
             with self._engine.connect() as connection:
                 if connection.dialect.name == "postgresql":
@@ -412,7 +421,7 @@ class SqlRegistry(Registry):
 
     @contextmanager
     def _writing(self) -> Iterator[Connection]:
-        with translated(self.display_url, self.url.password):
+        with translated(self.display_url, self.url.password, self.database):
             self._ensure_schema()
             with self._engine.connect() as connection:
                 connection.execution_options(modelci_write=True)

@@ -24,13 +24,18 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from modelci.errors import ConfigError, ModelciError, RegistryError
+from modelci.errors import (
+    ArtifactCorrupted,
+    ArtifactNotFound,
+    ModelciError,
+    RegistryError,
+)
 from modelci.registry.base import Pointer
 from modelci.serve.auth import authorized
-from modelci.serve.hoststate import remove_state, take_lock, write_state
+from modelci.serve.hoststate import remove_state, write_state
 from modelci.serve.orphans import finish_orphaned
 from modelci.serve.proxy import UpstreamError, UpstreamUnreachable
-from modelci.serve.workers import LaunchSpec, VersionServer, launch_spec
+from modelci.serve.workers import LaunchSpec, VersionServer, launch_spec, verify_launch
 from modelci.workspace import Workspace
 
 POLL_S = 2.0  # how often the registry is read for changes made elsewhere
@@ -117,6 +122,7 @@ class Host:
                 if (
                     failed
                     and failed.get("version") == version
+                    and not failed.get("artifact")
                     and time.time() - failed["time"] < 30
                 ):
                     continue  # don't retry a broken version in a tight loop
@@ -167,6 +173,8 @@ class Host:
                 spec = await asyncio.to_thread(
                     launch_spec, self.workspace.root, endpoint, model, environment, version
                 )
+            else:  # a restart serves the same copy again: verified again first
+                await asyncio.to_thread(verify_launch, spec)
             # launched from the event loop's thread, not a worker thread that may end first:
             # the server is to die with the host, and the kernel's "parent" is that thread
             server = VersionServer.launch(spec, restarts)
@@ -175,6 +183,9 @@ class Host:
                 "version": version,
                 "error": error.render(),
                 "time": time.time(),
+                # a refused artifact is checked again at every look, not after a back-off:
+                # its bytes put back, it serves at once
+                "artifact": isinstance(error, ArtifactCorrupted | ArtifactNotFound),
             }
             return False
         self.starting.append(server)
@@ -371,34 +382,29 @@ class Host:
 
 def run_host(
     workspace: Workspace,
+    listener: socket.socket,
     host: str,
-    port: int,
     token: str | None = None,
     token_file: Path | None = None,
 ) -> None:
-    """Serve until stopped; one host per repository (a lock file says whether one runs).
-    With a `token` (read from `token_file`, whose path local clients find in the state file),
-    every route but /ping needs it."""
+    """Serve on `listener` until stopped. The supervisor (modelci.serve.supervisor, this
+    process's parent) holds the repository's host lock and the socket, and starts this host
+    again if it dies. With a `token` (read from `token_file`, whose path local clients find in
+    the state file), every route but /ping needs it."""
     import uvicorn
 
     from modelci.runtime.protocol import HttpProtocol
 
-    lock = take_lock(workspace)
     # uvicorn re-raises the SIGTERM it shut down on once it is done; with the default action
     # that would end the process before `finally` removes the state file, and `serve --stop`
     # (or a deploy) would then wait on a stale file whose pid may still look alive.
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
-    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        listener.bind((host, port))
-    except OSError as exc:
-        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror}", key="--port") from None
     bound = listener.getsockname()[1]
     write_state(
         workspace,
         {
             "pid": os.getpid(),
+            "supervisor": os.getppid(),
             "url": f"http://{host}:{bound}",
             "host": host,
             "port": bound,
@@ -423,7 +429,6 @@ def run_host(
         uvicorn.Server(config).run(sockets=[listener])
     finally:
         remove_state(workspace)
-        lock.close()
 
 
 def _exit_on_sigterm(signum: int, frame: object) -> None:

@@ -70,11 +70,14 @@ def write_state(workspace: Workspace, state: dict[str, Any]) -> None:
     os.replace(temporary, path)
 
 
-def remove_state(workspace: Workspace) -> None:
-    """Remove this process's state file (not one another host wrote since)."""
-    with contextlib.suppress(OSError):
-        if read_state(workspace).get("pid") == os.getpid():
-            state_path(workspace).unlink()
+def remove_state(workspace: Workspace, pid: int | None = None) -> None:
+    """Remove the state file of the host `pid` (this process by default), not one another
+    host wrote since; the supervisor removes the file of a host that died outright."""
+    pid = os.getpid() if pid is None else pid
+    path = state_path(workspace)
+    with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+        if int(json.loads(path.read_text())["pid"]) == pid:
+            path.unlink()
 
 
 def starting_pid(workspace: Workspace) -> int | None:

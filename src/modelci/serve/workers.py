@@ -68,6 +68,8 @@ class LaunchSpec:
     python: str
     runtime: str  # PYTHONPATH entry holding modelci's runtime parts
     model_dir: str
+    artifact_sha256: str
+    root: str  # the repository's, whose store holds the artifact
     handler: str | None
     workers: int
     batch_max_size: int
@@ -81,8 +83,8 @@ def launch_spec(
     """Everything needed to start a version: its environment, model folder and handler."""
     from modelci.envs.runtime_copy import runtime_dir
     from modelci.envs.uv import ensure_environment
-    from modelci.train.artifacts import materialize
     from modelci.train.jobs import export, spec_at
+    from modelci.train.unpacked import version_folder
     from modelci.workspace import Workspace
 
     workspace = Workspace(root)  # fresh settings and specs each time
@@ -93,9 +95,7 @@ def launch_spec(
     dirty = bool(record.details.get("dirty"))
     spec = spec_at(workspace, model, record.commit, dirty)
     env = ensure_environment(workspace.root, spec)
-    model_dir = materialize(
-        workspace.store(), record.artifact_sha256, workspace.state_dir / "models"
-    )
+    model_dir = version_folder(workspace, record)
     handler = None
     if spec.file.serve.handler:
         code = workspace.state_dir / "serve" / "code" / version
@@ -111,11 +111,25 @@ def launch_spec(
         python=str(env.python),
         runtime=str(runtime_dir(workspace.state_dir)),
         model_dir=str(model_dir),
+        artifact_sha256=record.artifact_sha256,
+        root=str(workspace.root),
         handler=handler,
         workers=spec.file.serve.workers,
         batch_max_size=spec.file.serve.batch.max_size,
         batch_max_wait_ms=spec.file.serve.batch.max_wait_ms,
         log_dir=str(workspace.state_dir / "serve" / "logs"),
+    )
+
+
+def verify_launch(spec: LaunchSpec) -> None:
+    """Verify again the artifact and the unpacked copy a spec serves, before a restart serves
+    them (ArtifactCorrupted naming the version and the file)."""
+    from modelci.train.unpacked import materialize
+    from modelci.workspace import Workspace
+
+    workspace = Workspace(Path(spec.root))
+    materialize(
+        workspace.store(), spec.artifact_sha256, Path(spec.model_dir).parent, version=spec.version
     )
 
 

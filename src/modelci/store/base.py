@@ -42,6 +42,14 @@ class Store(abc.ABC):
     def exists(self, sha256: str) -> bool:
         """Whether the store holds that digest."""
 
+    def verify(self, sha256: str) -> None:
+        """Check, before a use of a copy taken earlier, that the stored object still holds the
+        content its digest names: ArtifactCorrupted naming the stored object, or
+        ArtifactNotFound. A store on this machine re-hashes the object; remote stores (whose
+        every download is verified, and whose objects are written once) do nothing, so that a
+        cached copy costs no download."""
+        return None
+
     @abc.abstractmethod
     def uri_for(self, sha256: str) -> str:
         """The URI recorded with a version for this digest."""

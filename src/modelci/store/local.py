@@ -225,6 +225,18 @@ class LocalStore(Store):
             raise self._corrupted(path, sha256, digest.hexdigest())
         return bytes(buffer)
 
+    def verify(self, sha256: str) -> None:
+        """Re-hash the object in place: ArtifactCorrupted naming it when its content changed,
+        ArtifactNotFound when it is gone."""
+        path, stream = self._open(sha256)
+        with stream:
+            digest = hashlib.sha256()
+            for chunk in _chunks(stream):
+                digest.update(chunk)
+            actual = digest.hexdigest()
+        if actual != sha256:
+            raise self._corrupted(path, sha256, actual)
+
     def exists(self, sha256: str) -> bool:
         """Whether the store holds that digest (present, not verified)."""
         return self.path_for(sha256).is_file()

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import base64
 import csv
-import hashlib
 import io
 import re
 from pathlib import Path
@@ -61,12 +60,11 @@ _SUSPECTS = [
 
 
 def digests(folder: Path) -> dict[str, str]:
-    """sha256 of every file of a model folder."""
-    return {
-        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(folder.rglob("*"))
-        if p.is_file()
-    }
+    """sha256 of every file of a model folder (and its links and folders: as an artifact's
+    unpacked copy is recorded)."""
+    from modelci.train.unpacked import tree_digests
+
+    return tree_digests(folder)
 
 
 def test_rows(spec: ModelSpec, channel_dir: Path) -> bytes | None:

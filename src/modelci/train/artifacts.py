@@ -1,17 +1,16 @@
 """model.tar.gz, packed as SageMaker does (the model folder's files at the archive's root),
 byte for byte the same for the same files (`tarball.py`); unpacked safely; metrics
-parsed from a job's log."""
+parsed from a job's log. The verified unpacked copies that servers and tests read are
+`unpacked.py`'s."""
 
 from __future__ import annotations
 
-import os
 import re
 import tarfile
 from pathlib import Path
 
 from modelci.errors import ModelciError
 from modelci.runtime import tarball
-from modelci.store.base import Store
 
 
 def pack(folder: Path, destination: Path) -> Path:
@@ -68,25 +67,3 @@ def parse_metrics(log: str, patterns: dict[str, str]) -> dict[str, float]:
             except ValueError:
                 continue
     return metrics
-
-
-def materialize(store: Store, sha256: str, cache: Path) -> Path:
-    """The model folder of an artifact, unpacked once under `cache/<sha256>/` (atomically, so
-    a folder that exists is complete) and shared by every worker and test that needs it."""
-    import shutil
-    import tempfile
-
-    target = cache / sha256
-    if target.is_dir():
-        return target
-    cache.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=cache, prefix=".unpack-") as scratch:
-        archive = store.get_file(sha256, Path(scratch) / "model.tar.gz")
-        unpacked = unpack(archive, Path(scratch) / "model")
-        try:
-            os.rename(unpacked, target)
-        except OSError:
-            if not target.is_dir():
-                raise
-            shutil.rmtree(unpacked, ignore_errors=True)  # another process won the race
-    return target
