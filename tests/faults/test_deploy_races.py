@@ -9,7 +9,7 @@ from pathlib import Path
 from modelci.deploy import open_deployer
 from modelci.deploy.rollout import deploy
 from modelci.registry import open_registry
-from modelci.registry.base import Event, Pointer
+from modelci.registry.base import Event, PendingDeploy, Pointer
 from modelci.registry.sql import SqlRegistry
 from modelci.workspace import Workspace
 from tests.support.hosts import REGISTRY, Toy
@@ -33,6 +33,8 @@ class OvertakenRegistry(SqlRegistry):
         *,
         expected_generation: int | None,
         event: Event,
+        pending: PendingDeploy | None = None,
+        first: Event | None = None,
     ) -> Pointer:
         if self.winner is not None:
             winner, self.winner = self.winner, None
@@ -46,7 +48,13 @@ class OvertakenRegistry(SqlRegistry):
                     event=Event("deploy", model),
                 )
         return super().set_pointer(
-            model, environment, version, expected_generation=expected_generation, event=event
+            model,
+            environment,
+            version,
+            expected_generation=expected_generation,
+            event=event,
+            pending=pending,
+            first=first,
         )
 
 
