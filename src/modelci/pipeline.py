@@ -191,6 +191,30 @@ def deployed_commits(workspace: Workspace) -> dict[str, str]:
         return registry.deployed_commits(workspace.environments[0])
 
 
+def finish_leftovers(workspace: Workspace, note: Progress) -> None:
+    """Mark failed the versions a killed pipeline left `training` (its lease dead) and finish
+    the deploys a killed command left pending. An SQLite registry is asked through sqlite3
+    first whether there is any: SQLAlchemy's import waits until the first training job has
+    started."""
+    from modelci.registry.quick import quick_look
+
+    if not workspace.registry_exists():
+        return
+    look = quick_look(workspace.project_url("registry"), workspace.root)
+    if look is not None:
+        try:
+            if not look.unfinished():
+                return
+        finally:
+            look.close()
+    from modelci.deploy.recovery import finish_all_interrupted
+    from modelci.train.lease import reap_interrupted
+
+    with workspace.registry() as registry:
+        reap_interrupted(registry, note)
+        finish_all_interrupted(workspace, registry, note)
+
+
 def run_pipeline(
     workspace: Workspace,
     *,
@@ -204,13 +228,8 @@ def run_pipeline(
     command left is finished: its versions stuck `training` marked failed (to be trained
     again), its deploys settled or put back."""
     from modelci.changes import detect
-    from modelci.deploy.recovery import finish_all_interrupted
-    from modelci.train.lease import reap_interrupted
 
-    if workspace.registry_exists():
-        with workspace.registry() as registry:
-            reap_interrupted(registry, note)
-            finish_all_interrupted(workspace, registry, note)
+    finish_leftovers(workspace, note)
     report = detect(
         workspace.root,
         base=base,

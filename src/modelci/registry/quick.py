@@ -74,6 +74,15 @@ class QuickLook:
         )
         return {str(model): str(commit) for model, commit in rows}
 
+    def unfinished(self) -> bool:
+        """Whether a killed command may have left something to finish: a version recorded
+        `training`, or a pointer carrying a deploy's intent (`pending`, JSON null when none)."""
+        row = self.connection.execute(
+            "SELECT EXISTS (SELECT 1 FROM versions WHERE status = 'training') OR EXISTS "
+            "(SELECT 1 FROM pointers WHERE pending IS NOT NULL AND pending != 'null')"
+        ).fetchone()
+        return bool(row and row[0])
+
     def close(self) -> None:
         self.connection.close()
 
