@@ -2,7 +2,10 @@
 
 Each is a pure function of the main branch and the Python version that returns the file's text.
 Both run `modelci run` on every push to the main branch and `modelci release TAG` on every tag,
-check out the full history (change detection compares with the commit last deployed), cache
+and on a pull request (GitHub) or a push to another branch (CircleCI) train and test the models
+it changes and make `modelci report` of them: GitHub posts it as one comment on the pull request,
+edited in place on each push (found by `pullreport.MARKER`); CircleCI keeps it as an artifact.
+Both check out the full history (change detection compares with the commit last deployed), cache
 `.modelci/envs` and uv's cache keyed on every requirements file, and take the registry and store
 URLs from the CI's secrets. Neither sets the variables modelci reads to record who acted and the
 CI run's URL (GITHUB_ACTOR, GITHUB_SERVER_URL, GITHUB_REPOSITORY, GITHUB_RUN_ID; CIRCLE_USERNAME,
@@ -17,6 +20,7 @@ from collections.abc import Callable
 
 from modelci import __version__
 from modelci.errors import ConfigError
+from modelci.pullreport import MARKER
 
 # Characters a branch can hold here: ones that need no escaping in a GitHub filter pattern,
 # a CircleCI filter or a YAML scalar.
@@ -40,6 +44,7 @@ def github_workflow(*, main: str = "main", python: str = "3.11") -> str:
         "CACHE_PREFIX": cache_prefix,
         "VERSION": __version__,
     }
+    plain = {"PERMISSIONS": "", "REF": ""}
     merge = _fill(
         _GITHUB_JOB,
         values,
@@ -47,6 +52,7 @@ def github_workflow(*, main: str = "main", python: str = "3.11") -> str:
         IF="github.ref == '@MAIN_REF@'",
         FULL_HISTORY="`modelci run` diffs from the commit last deployed",
         STEP=_GITHUB_MERGE_STEP,
+        **plain,
     )
     release = _fill(
         _GITHUB_JOB,
@@ -55,8 +61,21 @@ def github_workflow(*, main: str = "main", python: str = "3.11") -> str:
         IF="github.ref_type == 'tag'",
         FULL_HISTORY="release checks that the tagged commit is on @MAIN_NAME@",
         STEP=_GITHUB_RELEASE_STEP,
+        **plain,
     )
-    return _fill(_GITHUB, values, JOBS=merge + "\n" + release)
+    report = _fill(
+        _GITHUB_JOB,
+        values,
+        JOB="report",
+        IF="github.event_name == 'pull_request'",
+        FULL_HISTORY="the report compares with the base branch",
+        STEP=_GITHUB_REPORT_STEPS,
+        PERMISSIONS=_GITHUB_REPORT_PERMISSIONS,
+        REF=_GITHUB_REPORT_REF,
+        MARKER=MARKER,
+        NAMES=_NAMES,
+    )
+    return _fill(_GITHUB, values, JOBS=merge + "\n" + release + "\n" + report)
 
 
 def circleci_config(*, main: str = "main", python: str = "3.11") -> str:
@@ -71,6 +90,7 @@ def circleci_config(*, main: str = "main", python: str = "3.11") -> str:
         "CACHE_PREFIX": cache_prefix,
         "VERSION": __version__,
         "REQUIREMENTS": " and ".join(f"`{p}`" for p in REQUIREMENTS),
+        "NAMES": _NAMES,
     }
     return _fill(_CIRCLECI, values)
 
@@ -126,7 +146,11 @@ _GITHUB = """\
 #   - a push to @MAIN_NAME@ runs the job `merge`: `modelci run` builds, trains, tests and deploys
 #     to staging every model changed since the last deploy;
 #   - a pushed tag runs the job `release`: `modelci release TAG` promotes the versions built
-#     from the tagged commit to production.
+#     from the tagged commit to production;
+#   - a pull request into @MAIN_NAME@ runs the job `report`: it trains and tests the models the
+#     pull request changes and posts `modelci report` (their metrics against production's,
+#     gates, tests) as one comment, edited in place on each push. A pull request from a fork
+#     gets no secrets: there the job fails at its first command.
 #
 # Repository secrets (Settings > Secrets and variables > Actions):
 #   MODELCI_REGISTRY_URL  the shared registry, e.g. postgresql://user:password@host/modelci
@@ -142,6 +166,8 @@ on:
   push:
     branches: [@MAIN@]
     tags: ['*']
+  pull_request:
+    branches: [@MAIN@]
 
 permissions:
   contents: read
@@ -164,10 +190,10 @@ jobs:
 _GITHUB_JOB = """\
   @JOB@:
     if: @IF@
-    runs-on: ubuntu-latest
+    runs-on: ubuntu-latest@PERMISSIONS@
     steps:
       - uses: actions/checkout@v4
-        with:
+        with:@REF@
           fetch-depth: 0  # the full history: @FULL_HISTORY@
       - uses: actions/setup-python@v5
         with:
@@ -205,6 +231,52 @@ _GITHUB_RELEASE_STEP = """\
         env:
           TAG: ${{ github.ref_name }}"""
 
+_GITHUB_REPORT_PERMISSIONS = """
+    permissions:
+      contents: read
+      pull-requests: write  # the report's comment"""
+
+_GITHUB_REPORT_REF = """
+          ref: ${{ github.event.pull_request.head.sha }}  # the branch's commit, not a merge"""
+
+# The changed models' names from `modelci changed --json`, as a YAML scalar for an environment
+# variable that both configurations pass to `python -c`.
+_NAMES = json.dumps(
+    'import json, sys; print(*(m["model"] for m in json.load(sys.stdin)["changed"]))'
+)
+
+# The branch names go through the environment, never into the script's text.
+_GITHUB_REPORT_STEPS = """\
+      - name: Train and test the changed models
+        run: |
+          changed=$(modelci changed --base "origin/$BASE" --json)
+          names=$(python -c "$NAMES" <<< "$changed")
+          read -r -a models <<< "$names"
+          if [ "${#models[@]}" -gt 0 ]; then
+            modelci train "${models[@]}"
+            modelci test "${models[@]}"
+          fi
+        env:
+          BASE: ${{ github.base_ref }}
+          NAMES: @NAMES@
+      # The report is posted whatever the tests found: it says which gates failed.
+      - name: Post the report on the pull request
+        if: always()
+        run: |
+          modelci report --base "origin/$BASE" --format markdown > modelci-report.md
+          comment=$(gh api "repos/$GITHUB_REPOSITORY/issues/$PR/comments" --paginate \\
+            --jq '.[] | select(.body | startswith("@MARKER@")) | .id' | tail -n 1)
+          if [ -n "$comment" ]; then
+            gh api --method PATCH "repos/$GITHUB_REPOSITORY/issues/comments/$comment" \\
+              -F body=@modelci-report.md > /dev/null
+          else
+            gh pr comment "$PR" --repo "$GITHUB_REPOSITORY" --body-file modelci-report.md
+          fi
+        env:
+          BASE: ${{ github.base_ref }}
+          PR: ${{ github.event.pull_request.number }}
+          GH_TOKEN: ${{ github.token }}"""
+
 _CIRCLECI = """\
 # modelci: continuous integration and delivery of this repository's models.
 # Written by `modelci ci-config circleci`; edit it freely, modelci does not rewrite it.
@@ -212,7 +284,10 @@ _CIRCLECI = """\
 #   - a push to @MAIN_NAME@ runs the workflow `merge`: `modelci run` builds, trains, tests and
 #     deploys to staging every model changed since the last deploy;
 #   - a pushed tag runs the workflow `release`: `modelci release TAG` promotes the versions
-#     built from the tagged commit to production.
+#     built from the tagged commit to production;
+#   - a push to any other branch runs the workflow `pull-request`: it trains and tests the
+#     models the branch changes against @MAIN_NAME@ and keeps `modelci report` (their metrics
+#     against production's, gates, tests) as the artifacts modelci-report/report.{md,html,json}.
 #
 # Create a context named `modelci` (Organization Settings > Contexts) holding:
 #   MODELCI_REGISTRY_URL  the shared registry, e.g. postgresql://user:password@host/modelci
@@ -287,6 +362,37 @@ jobs:
           name: Release pipeline
           command: modelci release "$CIRCLE_TAG"
       - save-caches
+  report:
+    executor: python
+    steps:
+      - prepare
+      # A failure is remembered, not raised at once, so that the report is still made and kept.
+      - run:
+          name: Train and test the changed models
+          environment:
+            NAMES: @NAMES@
+          command: |
+            changed=$(modelci changed --base origin/@MAIN_NAME@ --json)
+            names=$(python -c "$NAMES" \\<<< "$changed")
+            read -r -a models \\<<< "$names"
+            if [ "${#models[@]}" -gt 0 ]; then
+              { modelci train "${models[@]}" && modelci test "${models[@]}"; } ||
+                touch /tmp/modelci-failed
+            fi
+      - run:
+          name: Report
+          command: |
+            mkdir -p modelci-report
+            for format in md:markdown html:html json:json; do
+              modelci report --base origin/@MAIN_NAME@ --format "${format#*:}" \\
+                > "modelci-report/report.${format%%:*}"
+            done
+      - store_artifacts:
+          path: modelci-report
+          destination: modelci-report
+      - run:
+          name: Fail when a model failed its training or tests
+          command: test ! -e /tmp/modelci-failed
 
 # One job of each kind at a time (serial-group): modelci itself is race-safe (every registry
 # update is a compare-and-set), but two runs training the same models waste a machine and the one
@@ -313,4 +419,11 @@ workflows:
               ignore: /.*/
             tags:
               only: /.*/
+  pull-request:
+    jobs:
+      - report:
+          context: modelci
+          filters:
+            branches:
+              ignore: @MAIN@
 """

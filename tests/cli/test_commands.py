@@ -37,6 +37,8 @@ DESIGN_COMMANDS = (
     "registry",
     "ci-config",
     "init",
+    "ui",
+    "report",
 )
 
 

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
+import sys
 from pathlib import Path
 
 import click
 
+from modelci.cli import json_option
 from modelci.console import Output
 from modelci.errors import ConfigError
 from modelci.workspace import Workspace
@@ -41,6 +44,7 @@ from modelci.workspace import Workspace
     help="File of `ACTOR TOKEN` lines: who may act, and the name their moves are recorded under.",
 )
 @click.option("--insecure", is_flag=True, help="Listen beyond loopback (warns).")
+@json_option
 @click.pass_obj
 def ui(
     workspace: Workspace,
@@ -50,13 +54,15 @@ def ui(
     allow_actions: bool,
     tokens_file: Path | None,
     insecure: bool,
+    json_mode: bool,
 ) -> None:
     """Serve the dashboard: models, versions, metrics, checks and history, read from the
-    registry. Read-only unless --allow-actions."""
+    registry. Read-only unless --allow-actions. With --json, one line `{"url": ...}` on stdout
+    says where it listens, once it does."""
     from modelci.serve.auth import is_loopback
     from modelci.ui.source import open_source
 
-    output = Output(False)
+    output = Output(json_mode)
     source = open_source(workspace, registry_url)
     actions = None
     if allow_actions:
@@ -87,4 +93,12 @@ def ui(
     from modelci.ui.server import run_dashboard
 
     output.info(f"dashboard of {mask_url(source.registry_url)} (Ctrl-C stops)")
-    run_dashboard(source, actions, host, port, output.info)
+
+    def listening(url: str) -> None:
+        if json_mode:
+            sys.stdout.write(json.dumps({"url": url}) + "\n")
+            sys.stdout.flush()
+        else:
+            output.info(f"dashboard on {url}")
+
+    run_dashboard(source, actions, host, port, listening)

@@ -115,7 +115,7 @@ class Dashboard:
             "version.html",
             hyperparameters=views.hyperparameters(self.registry, record),
             commit_message=self._commit_message(record.commit),
-            log_tail=self._log_tail(record.details.get("log_sha256")),
+            log_tail=self._log_tail(record.details),
             environments=self.environments(),
             **page,
         )
@@ -182,15 +182,22 @@ class Dashboard:
         except ModelciError:
             return None
 
-    def _log_tail(self, sha256: object, lines: int = 40) -> str | None:
-        """The last lines of the training log kept in the store, when the store is at hand."""
-        if self.source.workspace is None or not isinstance(sha256, str):
-            return None
-        try:
-            data = self.source.workspace.store().get_bytes(sha256)
-        except ModelciError:
-            return None
-        return "\n".join(data.decode(errors="replace").splitlines()[-lines:])
+    def _log_tail(self, details: dict[str, Any], lines: int = 40) -> str | None:
+        """The last lines of the training log: from the store when the checkout names one,
+        else from the job's folder when it is still on this machine."""
+        text = None
+        sha256, job = details.get("log_sha256"), details.get("job_dir")
+        if self.source.workspace is not None and isinstance(sha256, str):
+            try:
+                text = self.source.workspace.store().get_bytes(sha256).decode(errors="replace")
+            except ModelciError:
+                text = None
+        if text is None and isinstance(job, str):
+            try:
+                text = (Path(job) / "output" / "log.txt").read_text(errors="replace")
+            except OSError:
+                return None
+        return "\n".join(text.splitlines()[-lines:]) if text is not None else None
 
     def _lock_diff(self, old: str | None, new: str | None) -> list[str] | None:
         """The unified diff of two locks, when both texts are at hand (a checkout's

@@ -10,10 +10,14 @@ from modelci.ui.source import Source
 
 
 def run_dashboard(
-    source: Source, actions: Actions | None, host: str, port: int, say: Callable[[str], None]
+    source: Source,
+    actions: Actions | None,
+    host: str,
+    port: int,
+    listening: Callable[[str], None],
 ) -> None:
-    """Serve until interrupted. The socket is bound first, so that port 0 names the port
-    picked, and the URL line comes only once it accepts connections."""
+    """Serve until interrupted. The socket is bound (and listens) first, so that port 0 names
+    the port picked: `listening(url)` is told the URL before uvicorn starts."""
     import uvicorn
 
     from modelci.ui.app import create_app
@@ -26,6 +30,6 @@ def run_dashboard(
     listener.listen(128)
     bound = listener.getsockname()[1]
     shown = f"[{host}]" if ":" in host else host
-    say(f"dashboard on http://{shown}:{bound}/")
+    listening(f"http://{shown}:{bound}/")
     config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on")
     uvicorn.Server(config).run(sockets=[listener])

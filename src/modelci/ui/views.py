@@ -79,15 +79,15 @@ def version_page(registry: Registry, version: str) -> dict[str, Any] | None:
     events = [e for e in registry.events(record.model) if version in _named(e)]
     pointers = registry.pointers(record.model)
     serving = [p.environment for p in pointers if p.version == version]
-    compare_with = [
-        (f"{p.environment} now", p.version)
-        for p in pointers
-        if p.version != version and not p.environment.startswith(PREFIX)
-    ]
+    labels: dict[str, list[str]] = {}  # the other version -> why it is worth comparing
+    for p in pointers:
+        if p.version != version and not p.environment.startswith(PREFIX):
+            labels.setdefault(p.version, []).append(f"{p.environment} now")
     names = [r.version for r in registry.list_versions(record.model)]  # newest first
     position = names.index(version)
     if position + 1 < len(names):
-        compare_with.append(("the version before", names[position + 1]))
+        labels.setdefault(names[position + 1], []).append("the version before")
+    compare_with = [(", ".join(why), other) for other, why in labels.items()]
     return {
         "record": record,
         "events": events,
