@@ -23,6 +23,7 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -200,7 +201,7 @@ def main() -> int:
     env = {k: v for k, v in os.environ.items() if not k.startswith("MODELCI_")}
     server = subprocess.Popen(
         [str(MODELCI), "ui", "--registry", url, "--port", str(port)],
-        cwd=WORK,
+        cwd=tempfile.mkdtemp(prefix="ui-bench-"),  # outside any checkout: the registry alone
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,

@@ -36,9 +36,14 @@ def registry(example_repository: ExampleRepository) -> Iterator[Registry]:
 
 
 @pytest.fixture(scope="module")
-def browser_page() -> Iterator[Any]:
-    with chromium() as page:
-        yield page
+def browser() -> Iterator[Any]:
+    with chromium() as opened:
+        yield opened
+
+
+@pytest.fixture(scope="module")
+def browser_page(browser: Any) -> Any:
+    return browser.new_page(viewport={"width": 1400, "height": 1000})
 
 
 def test_click_through_overview_model_version_compare(
@@ -151,7 +156,7 @@ def test_bad_requests_get_a_page_naming_the_fault_and_the_server_lives_on(dashbo
         "/compare?a=churn-000000000000": (400, "compare needs two versions"),
         "/history?at=yesterday": (400, "at: &#39;yesterday&#39; is not an ISO 8601 time"),
         "/history?limit=-3": (400, "limit: must be between"),
-        "/actions/rollback": (405, ""),  # actions are off by default
+        "/actions/rollback": (404, ""),  # actions are off by default: no such route
     }
     for path, (status, message) in cases.items():
         answer = httpx.request("POST" if "actions" in path else "GET", dashboard + path)
@@ -216,7 +221,7 @@ def acting_copy(example_repository: ExampleRepository, tmp_path: Path) -> Iterat
 
 
 def test_actions_need_a_token_and_the_sessions_csrf_and_record_the_tokens_actor(
-    acting_copy: Path, example_repository: ExampleRepository, tmp_path: Path
+    acting_copy: Path, example_repository: ExampleRepository, tmp_path: Path, browser: Any
 ) -> None:
     tokens = tmp_path / "tokens"
     token = "t0ken-for-alice-0123456789"
@@ -238,7 +243,9 @@ def test_actions_need_a_token_and_the_sessions_csrf_and_record_the_tokens_actor(
             url + "/actions/rollback", data={"model": "churn", "environment": "staging"}
         )
         assert refused.status_code == 403 and "sign in" in refused.text
-        with chromium() as page:
+        context = browser.new_context(viewport={"width": 1400, "height": 1000})
+        try:
+            page = context.new_page()
             page.goto(url + "/models/churn")
             assert page.locator("button.rollback").count() == 0  # signed out: no buttons
             page.fill('#login input[name="token"]', "wrong-token-0123456789")
@@ -250,21 +257,54 @@ def test_actions_need_a_token_and_the_sessions_csrf_and_record_the_tokens_actor(
             page.wait_for_url(url + "/models/churn")
             assert page.locator("#actor").inner_text() == "Alice Admin"
             # a forged form without the session's CSRF token is refused
-            cookies = {c["name"]: c["value"] for c in page.context.cookies()}
-            forged = httpx.post(
-                url + "/actions/rollback",
-                data={"model": "churn", "environment": "staging", "csrf": "guess"},
-                cookies=cookies,
-            )
+            cookies = {c["name"]: c["value"] for c in context.cookies()}
+            with httpx.Client(cookies=cookies) as client:
+                forged = client.post(
+                    url + "/actions/rollback",
+                    data={"model": "churn", "environment": "staging", "csrf": "guess"},
+                )
             assert forged.status_code == 403 and "CSRF" in forged.text
             current = registry.get_pointer("churn", "staging")
             assert current is not None and current.generation == before.generation
-            page.locator('tr[data-environment="staging"] button.rollback').click()
-            page.wait_for_selector("#outcome", timeout=180_000)
+            # the health-checked deploy behind the button starts the endpoint host: minutes
+            with page.expect_navigation(timeout=300_000):
+                page.locator('tr[data-environment="staging"] button.rollback').click()
             assert "deployed" in page.locator("#outcome").inner_text()
             screenshot(page, "rollback")
+        finally:
+            context.close()
         after = registry.get_pointer("churn", "staging")
         assert after is not None and after.version != before.version
         assert after.actor == "Alice Admin"
         event = registry.events("churn", kind="rollback", limit=1)[0]
         assert event.actor == "Alice Admin" and event.to_version == after.version
+
+
+@pytest.mark.postgres
+def test_the_dashboard_reads_a_postgresql_registry(
+    postgres_url: str, tmp_path: Path, example_repository: ExampleRepository
+) -> None:
+    from modelci.registry import Event, VersionRecord
+    from tests.support.postgres import create_database
+
+    url = create_database(postgres_url, "dashboard")
+    with open_registry(url, tmp_path) as registry:
+        for index in range(3):
+            commit = str(index) * 40
+            version = f"churn-{commit[:12]}"
+            metrics = {"accuracy": 0.8 + index / 100}
+            registry.add_version(VersionRecord(version, "churn", commit, "ready", metrics=metrics))
+            pointer = registry.get_pointer("churn", "staging")
+            registry.set_pointer(
+                "churn",
+                "staging",
+                version,
+                expected_generation=pointer.generation if pointer else None,
+                event=Event(kind="deploy", model="churn", actor="ci"),
+            )
+    environ = example_repository.environ | {"MODELCI_REGISTRY_URL": url}
+    with running_dashboard(tmp_path, environ) as dashboard_url:
+        overview = httpx.get(dashboard_url + "/").text
+        assert 'data-environment="staging" data-version="churn-222222222222"' in overview
+        model = httpx.get(dashboard_url + "/models/churn").text
+        assert model.count('class="point"') == 3

@@ -68,7 +68,8 @@ def running_dashboard(cwd: Path, environ: dict[str, str], *arguments: str) -> It
 
 @contextmanager
 def chromium() -> Iterator[Any]:
-    """A headless Chromium page; skipped without /usr/bin/chromium, except in CI (`CI` set):
+    """A headless Chromium (Playwright's Browser): one per module, since Playwright's sync API
+    runs one at a time; skipped without /usr/bin/chromium, except in CI (`CI` set):
     there it fails (`scripts/ensure-chromium` installs it)."""
     if not CHROMIUM.exists():
         reason = f"{CHROMIUM} is missing: run scripts/ensure-chromium"
@@ -82,8 +83,7 @@ def chromium() -> Iterator[Any]:
             executable_path=str(CHROMIUM), args=["--no-sandbox"], headless=True
         )
         try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            yield page
+            yield browser
         finally:
             browser.close()
 

@@ -94,9 +94,10 @@ class Actions:
                 return actor
         return None
 
-    def routes(
-        self, dashboard: Dashboard, page: Callable[[Callable[[Request], Any]], Any]
-    ) -> list[Route]:
+    def routes(self, dashboard: Dashboard) -> list[Route]:
+        """The sign-in, sign-out and move routes; every refusal is an error page, never a
+        crash."""
+
         async def login(request: Request) -> Response:
             form = await _form(request)
             if form is None:

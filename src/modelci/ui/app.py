@@ -14,7 +14,7 @@ import re
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jinja2
 from starlette.applications import Starlette
@@ -25,9 +25,13 @@ from starlette.staticfiles import StaticFiles
 
 from modelci.errors import ModelciError
 from modelci.registry import Registry, open_registry
+from modelci.testing.report import test_result
 from modelci.ui import views
 from modelci.ui.charts import Point, metric_chart
 from modelci.ui.source import Source, ordered_environments
+
+if TYPE_CHECKING:
+    from modelci.ui.actions import Actions
 
 HERE = Path(__file__).resolve().parent
 MAX_LIMIT = 5000
@@ -52,14 +56,14 @@ def templates() -> jinja2.Environment:
     environment.filters["when"] = _when
     environment.filters["num"] = _num
     environment.filters["short"] = lambda text, n=12: (text or "")[:n]
-    environment.globals["test_result"] = lambda r: views.results(r)["tests"]
+    environment.globals["test_result"] = lambda record: test_result(record.details)
     return environment
 
 
 class Dashboard:
     """The pages over one registry; `actions` adds the promote and rollback forms."""
 
-    def __init__(self, source: Source, actions: Any = None):
+    def __init__(self, source: Source, actions: Actions | None = None):
         self.source = source
         self.registry: Registry = open_registry(source.registry_url, source.root)
         self.jinja = templates()
@@ -262,7 +266,7 @@ def _num(value: object) -> str:
     return "" if value is None else str(value)
 
 
-def create_app(source: Source, actions: Any = None) -> Starlette:
+def create_app(source: Source, actions: Actions | None = None) -> Starlette:
     """The dashboard's application over `source`; `actions` (an Actions) enables the forms."""
     dashboard = Dashboard(source, actions)
 
@@ -288,7 +292,7 @@ def create_app(source: Source, actions: Any = None) -> Starlette:
         Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
     ]
     if actions is not None:
-        routes += actions.routes(dashboard, page)
+        routes += actions.routes(dashboard)
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:

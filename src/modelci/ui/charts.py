@@ -25,8 +25,9 @@ def metric_chart(metric: str, points: Sequence[Point], marks: dict[str, list[str
     values = [p.value for p in points if p.value is not None]
     plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
     low, high = (min(values), max(values)) if values else (0.0, 1.0)
-    if high == low:
-        low, high = low - 0.5, high + 0.5
+    if high == low:  # a flat line, drawn in the middle of a small range around it
+        pad = abs(low) * 0.05 or 0.5
+        low, high = low - pad, high + pad
     step = plot_w / max(len(points) - 1, 1)
 
     def x(index: int) -> float:
