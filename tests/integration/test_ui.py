@@ -266,9 +266,11 @@ def test_actions_need_a_token_and_the_sessions_csrf_and_record_the_tokens_actor(
             assert forged.status_code == 403 and "CSRF" in forged.text
             current = registry.get_pointer("churn", "staging")
             assert current is not None and current.generation == before.generation
-            # the health-checked deploy behind the button starts the endpoint host: minutes
-            with page.expect_navigation(timeout=300_000):
-                page.locator('tr[data-environment="staging"] button.rollback').click()
+            # the health-checked deploy behind the button starts the endpoint host: the post's
+            # answer may take minutes on a loaded machine
+            page.set_default_timeout(300_000)
+            page.locator('tr[data-environment="staging"] button.rollback').click()
+            page.wait_for_selector("#outcome")
             assert "deployed" in page.locator("#outcome").inner_text()
             screenshot(page, "rollback")
         finally:
