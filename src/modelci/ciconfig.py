@@ -1,15 +1,17 @@
 """CI configurations that run modelci: a GitHub Actions workflow and a CircleCI config.
 
-Each is a pure function of the main branch and the Python version that returns the file's text.
-Both run `modelci run` on every push to the main branch and `modelci release TAG` on every tag,
-and on a pull request (GitHub) or a push to another branch (CircleCI) train and test the models
-it changes and make `modelci report` of them: GitHub posts it as one comment on the pull request,
-edited in place on each push (found by `pullreport.MARKER`); CircleCI keeps it as an artifact.
-Both check out the full history (change detection compares with the commit last deployed), cache
-`.modelci/envs` and uv's cache keyed on every requirements file, and take the registry and store
-URLs from the CI's secrets. Neither sets the variables modelci reads to record who acted and the
-CI run's URL (GITHUB_ACTOR, GITHUB_SERVER_URL, GITHUB_REPOSITORY, GITHUB_RUN_ID; CIRCLE_USERNAME,
-CIRCLE_BUILD_URL): the CI sets them on every run.
+Each is a pure function of the main branch, the Python version, modelci's extras and whether AWS
+is used, that returns the file's text. Both install exactly the modelci version that wrote them,
+run `modelci run` on every push to the main branch and `modelci release TAG` on every tag, check
+out the full history (change detection compares with the commit last deployed), cache
+`.modelci/envs` and uv's cache keyed on every requirements file, take the registry and store URLs
+and the deploy backend from the CI's secrets and, where AWS is used, get credentials through the
+CI's OIDC token (no stored keys). On a pull request (GitHub) or a push to another branch
+(CircleCI) they train and test the models it changes and make `modelci report` of them: GitHub
+posts it as one comment on the pull request, edited in place on each push (found by
+`pullreport.MARKER`); CircleCI keeps it as artifacts. Neither sets the variables modelci reads
+to record who acted and the CI run's URL (GITHUB_ACTOR, GITHUB_SERVER_URL, GITHUB_REPOSITORY,
+GITHUB_RUN_ID; CIRCLE_USERNAME, CIRCLE_BUILD_URL): the CI sets them on every run.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import re
 from collections.abc import Callable
 
 from modelci import __version__
+from modelci import cipullrequest as pullrequest
 from modelci.errors import ConfigError
 from modelci.pullreport import MARKER
 
@@ -28,11 +31,15 @@ BRANCH = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]*$")
 PYTHON = re.compile(r"^3\.[0-9]{1,2}$")
 # The files whose content decides the models' environments: the caches are keyed on them.
 REQUIREMENTS = ("**/requirements*.txt", "**/requirements.lock")
+# modelci's optional dependencies (pyproject.toml), in the order an install line names them
+EXTRAS = ("postgres", "s3", "sagemaker", "ray", "parquet")
 
 
-def github_workflow(*, main: str = "main", python: str = "3.11") -> str:
+def github_workflow(
+    *, main: str = "main", python: str = "3.11", extras: tuple[str, ...] = (), aws: bool = False
+) -> str:
     """The GitHub Actions workflow, `.github/workflows/modelci.yml` by default."""
-    _check(main, python)
+    _check(main, python, extras)
     patterns = ", ".join(f"'{p}'" for p in REQUIREMENTS)
     cache_prefix = f"modelci-${{{{ runner.os }}}}-py{python}-"
     values = {
@@ -42,9 +49,14 @@ def github_workflow(*, main: str = "main", python: str = "3.11") -> str:
         "PYTHON": json.dumps(python),
         "CACHE_KEY": f"{cache_prefix}${{{{ hashFiles({patterns}) }}}}",
         "CACHE_PREFIX": cache_prefix,
-        "VERSION": __version__,
+        "INSTALL": install_command(extras),
+        "PERMISSIONS": "contents: read\n  id-token: write  # the OIDC token AWS trades for a role"
+        if aws
+        else "contents: read",
+        "AWS_STEP": _GITHUB_AWS_STEP if aws else "",
+        "AWS_SECRETS": _GITHUB_AWS_SECRETS if aws else "",
     }
-    plain = {"PERMISSIONS": "", "REF": ""}
+    plain = {"JOB_PERMISSIONS": "", "REF": ""}
     merge = _fill(
         _GITHUB_JOB,
         values,
@@ -69,18 +81,22 @@ def github_workflow(*, main: str = "main", python: str = "3.11") -> str:
         JOB="report",
         IF="github.event_name == 'pull_request'",
         FULL_HISTORY="the report compares with the base branch",
-        STEP=_GITHUB_REPORT_STEPS,
-        PERMISSIONS=_GITHUB_REPORT_PERMISSIONS,
-        REF=_GITHUB_REPORT_REF,
+        STEP=pullrequest.GITHUB_STEPS,
+        # a job's permissions replace the workflow's: the OIDC token's too, where AWS is used
+        JOB_PERMISSIONS=pullrequest.GITHUB_PERMISSIONS
+        + ("\n      id-token: write  # the OIDC token AWS trades for a role" if aws else ""),
+        REF=pullrequest.GITHUB_REF,
         MARKER=MARKER,
-        NAMES=_NAMES,
+        NAMES=pullrequest.NAMES,
     )
     return _fill(_GITHUB, values, JOBS=merge + "\n" + release + "\n" + report)
 
 
-def circleci_config(*, main: str = "main", python: str = "3.11") -> str:
+def circleci_config(
+    *, main: str = "main", python: str = "3.11", extras: tuple[str, ...] = (), aws: bool = False
+) -> str:
     """The CircleCI configuration, `.circleci/config.yml` by default."""
-    _check(main, python)
+    _check(main, python, extras)
     cache_prefix = f"modelci-v1-{{{{ arch }}}}-py{python}-"
     values = {
         "MAIN": json.dumps(main),
@@ -88,11 +104,34 @@ def circleci_config(*, main: str = "main", python: str = "3.11") -> str:
         "PYTHON": python,
         "CACHE_KEY": f'{cache_prefix}{{{{ checksum "/tmp/modelci-requirements.sha256" }}}}',
         "CACHE_PREFIX": cache_prefix,
-        "VERSION": __version__,
         "REQUIREMENTS": " and ".join(f"`{p}`" for p in REQUIREMENTS),
-        "NAMES": _NAMES,
+        "NAMES": pullrequest.NAMES,
+        "REPORT_JOB": pullrequest.CIRCLECI_JOB,
+        "REPORT_WORKFLOW": pullrequest.CIRCLECI_WORKFLOW,
+        "INSTALL": install_command(extras),
+        "ORBS": _CIRCLECI_ORBS if aws else "",
+        "AWS_STEP": _CIRCLECI_AWS_STEP if aws else "",
+        "AWS_SECRETS": _CIRCLECI_AWS_SECRETS if aws else "",
     }
     return _fill(_CIRCLECI, values)
+
+
+def install_command(extras: tuple[str, ...]) -> str:
+    """`pip install` of exactly this modelci, with `extras`: the CI runs what generated it."""
+    wanted = f"[{','.join(extras)}]" if extras else ""
+    return f'pip install "modelci{wanted}=={__version__}"'
+
+
+def extras_for(*, registry_url: str, store_url: str, backends: tuple[str, ...]) -> tuple[str, ...]:
+    """The extras a project's settings need: its registry's and store's schemes, its train and
+    deploy backends."""
+    needed = set()
+    if registry_url.startswith(("postgresql:", "postgres:", "postgresql+")):
+        needed.add("postgres")
+    if store_url.startswith("s3:"):
+        needed.add("s3")
+    needed |= {b for b in backends if b in ("sagemaker", "ray")}
+    return tuple(e for e in EXTRAS if e in needed)
 
 
 # provider -> (default path from the repository's root, generator)
@@ -102,13 +141,20 @@ PROVIDERS: dict[str, tuple[str, Callable[..., str]]] = {
 }
 
 
-def render(provider: str, *, main: str = "main", python: str = "3.11") -> str:
+def render(
+    provider: str,
+    *,
+    main: str = "main",
+    python: str = "3.11",
+    extras: tuple[str, ...] = (),
+    aws: bool = False,
+) -> str:
     """The configuration text for `provider` (a key of PROVIDERS)."""
     if provider not in PROVIDERS:
         raise ConfigError(
             f"unknown CI provider {provider!r}; known providers: {', '.join(PROVIDERS)}"
         )
-    return PROVIDERS[provider][1](main=main, python=python)
+    return PROVIDERS[provider][1](main=main, python=python, extras=extras, aws=aws)
 
 
 def default_path(provider: str) -> str:
@@ -116,7 +162,12 @@ def default_path(provider: str) -> str:
     return PROVIDERS[provider][0]
 
 
-def _check(main: str, python: str) -> None:
+def _check(main: str, python: str, extras: tuple[str, ...]) -> None:
+    unknown = [e for e in extras if e not in EXTRAS]
+    if unknown:
+        raise ConfigError(
+            f"unknown extra {unknown[0]!r}; modelci's extras: {', '.join(EXTRAS)}", key="--extras"
+        )
     if not BRANCH.fullmatch(main) or ".." in main or main.endswith((".", "/", ".lock")):
         raise ConfigError(
             f"{main!r} is not a branch name this generator can write (letters, digits, "
@@ -153,10 +204,12 @@ _GITHUB = """\
 #     gets no secrets: there the job fails at its first command.
 #
 # Repository secrets (Settings > Secrets and variables > Actions):
-#   MODELCI_REGISTRY_URL  the shared registry, e.g. postgresql://user:password@host/modelci
-#   MODELCI_STORE_URL     the shared artifact store, e.g. s3://bucket/prefix or oci://host/repo
-# Both are needed: a runner is thrown away after each run, and with it the default SQLite
-# registry and local store.
+#   MODELCI_REGISTRY_URL    the shared registry, e.g. postgresql://user:password@host/modelci
+#   MODELCI_STORE_URL       the shared artifact store, e.g. s3://bucket/prefix or oci://host/repo
+#   MODELCI_DEPLOY_BACKEND  where endpoints run: host (a host following the registry), ray or
+#                           sagemaker; never local, whose endpoints die with the runner
+@AWS_SECRETS@# All are needed: a runner is thrown away after each run, and with it the default
+# SQLite registry, local store and any endpoint it started.
 #
 # Every registry event records who acted and this run's URL: modelci reads GITHUB_ACTOR,
 # GITHUB_SERVER_URL, GITHUB_REPOSITORY and GITHUB_RUN_ID, which GitHub sets on every run.
@@ -170,7 +223,7 @@ on:
     branches: [@MAIN@]
 
 permissions:
-  contents: read
+  @PERMISSIONS@
 
 # One run per branch or tag at a time; the next one waits. modelci itself is race-safe (every
 # registry update is a compare-and-set), but two runs training the same models waste a runner and
@@ -183,6 +236,7 @@ concurrency:
 env:
   MODELCI_REGISTRY_URL: ${{ secrets.MODELCI_REGISTRY_URL }}
   MODELCI_STORE_URL: ${{ secrets.MODELCI_STORE_URL }}
+  MODELCI_DEPLOY_BACKEND: ${{ secrets.MODELCI_DEPLOY_BACKEND }}
 
 jobs:
 @JOBS@"""
@@ -190,7 +244,7 @@ jobs:
 _GITHUB_JOB = """\
   @JOB@:
     if: @IF@
-    runs-on: ubuntu-latest@PERMISSIONS@
+    runs-on: ubuntu-latest@JOB_PERMISSIONS@
     steps:
       - uses: actions/checkout@v4
         with:@REF@
@@ -198,13 +252,12 @@ _GITHUB_JOB = """\
       - uses: actions/setup-python@v5
         with:
           python-version: @PYTHON@
-      # To pin modelci (and add the extras your backends need), write for instance
-      #   pip install "modelci[postgres]==@VERSION@"
+      # Exactly the modelci that wrote this file, with the extras the project's settings need.
       - name: Install uv and modelci
         run: |
           pip install uv
-          pip install modelci
-      # The models' environments and uv's cache, keyed on every requirements file.
+          @INSTALL@
+@AWS_STEP@      # The models' environments and uv's cache, keyed on every requirements file.
       - uses: actions/cache@v4
         with:
           path: |
@@ -219,6 +272,19 @@ _GITHUB_JOB = """\
         run: uv cache prune --ci
 """
 
+_GITHUB_AWS_SECRETS = """\
+#   AWS_ROLE_ARN            the IAM role the job assumes through GitHub's OIDC provider (no
+#                           access keys stored); its trust policy names this repository
+#   AWS_REGION              the region of the bucket and SageMaker, e.g. eu-west-1
+"""
+
+_GITHUB_AWS_STEP = """\
+      - uses: aws-actions/configure-aws-credentials@v4
+        with:
+          role-to-assume: ${{ secrets.AWS_ROLE_ARN }}
+          aws-region: ${{ secrets.AWS_REGION }}
+"""
+
 _GITHUB_MERGE_STEP = """\
       - name: Merge pipeline
         run: modelci run --json"""
@@ -231,51 +297,22 @@ _GITHUB_RELEASE_STEP = """\
         env:
           TAG: ${{ github.ref_name }}"""
 
-_GITHUB_REPORT_PERMISSIONS = """
-    permissions:
-      contents: read
-      pull-requests: write  # the report's comment"""
+_CIRCLECI_AWS_SECRETS = """\
+#   AWS_ROLE_ARN            the IAM role assumed with this job's OIDC token (no access keys
+#                           stored); its trust policy names your CircleCI organization
+#   AWS_REGION              the region of the bucket and SageMaker, e.g. eu-west-1
+"""
 
-_GITHUB_REPORT_REF = """
-          ref: ${{ github.event.pull_request.head.sha }}  # the branch's commit, not a merge"""
+_CIRCLECI_ORBS = """
+orbs:
+  aws-cli: circleci/aws-cli@5.1
+"""
 
-# The changed models' names from `modelci changed --json`, as a YAML scalar for an environment
-# variable that both configurations pass to `python -c`.
-_NAMES = json.dumps(
-    'import json, sys; print(*(m["model"] for m in json.load(sys.stdin)["changed"]))'
-)
-
-# The branch names go through the environment, never into the script's text.
-_GITHUB_REPORT_STEPS = """\
-      - name: Train and test the changed models
-        run: |
-          changed=$(modelci changed --base "origin/$BASE" --json)
-          names=$(python -c "$NAMES" <<< "$changed")
-          read -r -a models <<< "$names"
-          if [ "${#models[@]}" -gt 0 ]; then
-            modelci train "${models[@]}"
-            modelci test "${models[@]}"
-          fi
-        env:
-          BASE: ${{ github.base_ref }}
-          NAMES: @NAMES@
-      # The report is posted whatever the tests found: it says which gates failed.
-      - name: Post the report on the pull request
-        if: always()
-        run: |
-          modelci report --base "origin/$BASE" --format markdown > modelci-report.md
-          comment=$(gh api "repos/$GITHUB_REPOSITORY/issues/$PR/comments" --paginate \\
-            --jq '.[] | select(.body | startswith("@MARKER@")) | .id' | tail -n 1)
-          if [ -n "$comment" ]; then
-            gh api --method PATCH "repos/$GITHUB_REPOSITORY/issues/comments/$comment" \\
-              -F body=@modelci-report.md > /dev/null
-          else
-            gh pr comment "$PR" --repo "$GITHUB_REPOSITORY" --body-file modelci-report.md
-          fi
-        env:
-          BASE: ${{ github.base_ref }}
-          PR: ${{ github.event.pull_request.number }}
-          GH_TOKEN: ${{ github.token }}"""
+_CIRCLECI_AWS_STEP = """\
+      - aws-cli/setup:
+          role_arn: ${AWS_ROLE_ARN}
+          region: ${AWS_REGION}
+"""
 
 _CIRCLECI = """\
 # modelci: continuous integration and delivery of this repository's models.
@@ -290,15 +327,17 @@ _CIRCLECI = """\
 #     against production's, gates, tests) as the artifacts modelci-report/report.{md,html,json}.
 #
 # Create a context named `modelci` (Organization Settings > Contexts) holding:
-#   MODELCI_REGISTRY_URL  the shared registry, e.g. postgresql://user:password@host/modelci
-#   MODELCI_STORE_URL     the shared artifact store, e.g. s3://bucket/prefix or oci://host/repo
-# Both are needed: a job's machine is thrown away after each run, and with it the default
-# SQLite registry and local store.
+#   MODELCI_REGISTRY_URL    the shared registry, e.g. postgresql://user:password@host/modelci
+#   MODELCI_STORE_URL       the shared artifact store, e.g. s3://bucket/prefix or oci://host/repo
+#   MODELCI_DEPLOY_BACKEND  where endpoints run: host (a host following the registry), ray or
+#                           sagemaker; never local, whose endpoints die with the job's machine
+@AWS_SECRETS@# All are needed: a job's machine is thrown away after each run, and with it the
+# default SQLite registry, local store and any endpoint it started.
 #
 # Every registry event records who acted and this job's URL: modelci reads CIRCLE_USERNAME and
 # CIRCLE_BUILD_URL, which CircleCI sets on every job.
 version: 2.1
-
+@ORBS@
 executors:
   python:
     docker:
@@ -312,14 +351,13 @@ commands:
       # checks that the tagged commit is on @MAIN_NAME@
       - checkout:
           method: full
-      # To pin modelci (and add the extras your backends need), write for instance
-      #   pip install "modelci[postgres]==@VERSION@"
+      # Exactly the modelci that wrote this file, with the extras the project's settings need.
       - run:
           name: Install uv and modelci
           command: |
             pip install uv
-            pip install modelci
-      # The caches are keyed on every @REQUIREMENTS@.
+            @INSTALL@
+@AWS_STEP@      # The caches are keyed on every @REQUIREMENTS@.
       - run:
           name: Hash the requirements files
           command: |
@@ -362,38 +400,7 @@ jobs:
           name: Release pipeline
           command: modelci release "$CIRCLE_TAG"
       - save-caches
-  report:
-    executor: python
-    steps:
-      - prepare
-      # A failure is remembered, not raised at once, so that the report is still made and kept.
-      - run:
-          name: Train and test the changed models
-          environment:
-            NAMES: @NAMES@
-          command: |
-            changed=$(modelci changed --base origin/@MAIN_NAME@ --json)
-            names=$(python -c "$NAMES" \\<<< "$changed")
-            read -r -a models \\<<< "$names"
-            if [ "${#models[@]}" -gt 0 ]; then
-              { modelci train "${models[@]}" && modelci test "${models[@]}"; } ||
-                touch /tmp/modelci-failed
-            fi
-      - run:
-          name: Report
-          command: |
-            mkdir -p modelci-report
-            for format in md:markdown html:html json:json; do
-              modelci report --base origin/@MAIN_NAME@ --format "${format#*:}" \\
-                > "modelci-report/report.${format%%:*}"
-            done
-      - store_artifacts:
-          path: modelci-report
-          destination: modelci-report
-      - run:
-          name: Fail when a model failed its training or tests
-          command: test ! -e /tmp/modelci-failed
-
+@REPORT_JOB@
 # One job of each kind at a time (serial-group): modelci itself is race-safe (every registry
 # update is a compare-and-set), but two runs training the same models waste a machine and the one
 # that loses the race fails. A later run is safe to follow: `modelci run` compares with the
@@ -419,11 +426,4 @@ workflows:
               ignore: /.*/
             tags:
               only: /.*/
-  pull-request:
-    jobs:
-      - report:
-          context: modelci
-          filters:
-            branches:
-              ignore: @MAIN@
-"""
+@REPORT_WORKFLOW@"""
