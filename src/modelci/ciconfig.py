@@ -6,9 +6,12 @@ run `modelci run` on every push to the main branch and `modelci release TAG` on 
 out the full history (change detection compares with the commit last deployed), cache
 `.modelci/envs` and uv's cache keyed on every requirements file, take the registry and store URLs
 and the deploy backend from the CI's secrets and, where AWS is used, get credentials through the
-CI's OIDC token (no stored keys). Neither sets the variables modelci reads to record who acted
-and the CI run's URL (GITHUB_ACTOR, GITHUB_SERVER_URL, GITHUB_REPOSITORY, GITHUB_RUN_ID;
-CIRCLE_USERNAME, CIRCLE_BUILD_URL): the CI sets them on every run.
+CI's OIDC token (no stored keys). On a pull request (GitHub) or a push to another branch
+(CircleCI) they train and test the models it changes and make `modelci report` of them: GitHub
+posts it as one comment on the pull request, edited in place on each push (found by
+`pullreport.MARKER`); CircleCI keeps it as artifacts. Neither sets the variables modelci reads
+to record who acted and the CI run's URL (GITHUB_ACTOR, GITHUB_SERVER_URL, GITHUB_REPOSITORY,
+GITHUB_RUN_ID; CIRCLE_USERNAME, CIRCLE_BUILD_URL): the CI sets them on every run.
 """
 
 from __future__ import annotations
@@ -18,7 +21,9 @@ import re
 from collections.abc import Callable
 
 from modelci import __version__
+from modelci import cipullrequest as pullrequest
 from modelci.errors import ConfigError
+from modelci.pullreport import MARKER
 
 # Characters a branch can hold here: ones that need no escaping in a GitHub filter pattern,
 # a CircleCI filter or a YAML scalar.
@@ -51,6 +56,7 @@ def github_workflow(
         "AWS_STEP": _GITHUB_AWS_STEP if aws else "",
         "AWS_SECRETS": _GITHUB_AWS_SECRETS if aws else "",
     }
+    plain = {"JOB_PERMISSIONS": "", "REF": ""}
     merge = _fill(
         _GITHUB_JOB,
         values,
@@ -58,6 +64,7 @@ def github_workflow(
         IF="github.ref == '@MAIN_REF@'",
         FULL_HISTORY="`modelci run` diffs from the commit last deployed",
         STEP=_GITHUB_MERGE_STEP,
+        **plain,
     )
     release = _fill(
         _GITHUB_JOB,
@@ -66,8 +73,23 @@ def github_workflow(
         IF="github.ref_type == 'tag'",
         FULL_HISTORY="release checks that the tagged commit is on @MAIN_NAME@",
         STEP=_GITHUB_RELEASE_STEP,
+        **plain,
     )
-    return _fill(_GITHUB, values, JOBS=merge + "\n" + release)
+    report = _fill(
+        _GITHUB_JOB,
+        values,
+        JOB="report",
+        IF="github.event_name == 'pull_request'",
+        FULL_HISTORY="the report compares with the base branch",
+        STEP=pullrequest.GITHUB_STEPS,
+        # a job's permissions replace the workflow's: the OIDC token's too, where AWS is used
+        JOB_PERMISSIONS=pullrequest.GITHUB_PERMISSIONS
+        + ("\n      id-token: write  # the OIDC token AWS trades for a role" if aws else ""),
+        REF=pullrequest.GITHUB_REF,
+        MARKER=MARKER,
+        NAMES=pullrequest.NAMES,
+    )
+    return _fill(_GITHUB, values, JOBS=merge + "\n" + release + "\n" + report)
 
 
 def circleci_config(
@@ -83,6 +105,9 @@ def circleci_config(
         "CACHE_KEY": f'{cache_prefix}{{{{ checksum "/tmp/modelci-requirements.sha256" }}}}',
         "CACHE_PREFIX": cache_prefix,
         "REQUIREMENTS": " and ".join(f"`{p}`" for p in REQUIREMENTS),
+        "NAMES": pullrequest.NAMES,
+        "REPORT_JOB": pullrequest.CIRCLECI_JOB,
+        "REPORT_WORKFLOW": pullrequest.CIRCLECI_WORKFLOW,
         "INSTALL": install_command(extras),
         "ORBS": _CIRCLECI_ORBS if aws else "",
         "AWS_STEP": _CIRCLECI_AWS_STEP if aws else "",
@@ -172,7 +197,11 @@ _GITHUB = """\
 #   - a push to @MAIN_NAME@ runs the job `merge`: `modelci run` builds, trains, tests and deploys
 #     to staging every model changed since the last deploy;
 #   - a pushed tag runs the job `release`: `modelci release TAG` promotes the versions built
-#     from the tagged commit to production.
+#     from the tagged commit to production;
+#   - a pull request into @MAIN_NAME@ runs the job `report`: it trains and tests the models the
+#     pull request changes and posts `modelci report` (their metrics against production's,
+#     gates, tests) as one comment, edited in place on each push. A pull request from a fork
+#     gets no secrets: there the job fails at its first command.
 #
 # Repository secrets (Settings > Secrets and variables > Actions):
 #   MODELCI_REGISTRY_URL    the shared registry, e.g. postgresql://user:password@host/modelci
@@ -190,6 +219,8 @@ on:
   push:
     branches: [@MAIN@]
     tags: ['*']
+  pull_request:
+    branches: [@MAIN@]
 
 permissions:
   @PERMISSIONS@
@@ -213,10 +244,10 @@ jobs:
 _GITHUB_JOB = """\
   @JOB@:
     if: @IF@
-    runs-on: ubuntu-latest
+    runs-on: ubuntu-latest@JOB_PERMISSIONS@
     steps:
       - uses: actions/checkout@v4
-        with:
+        with:@REF@
           fetch-depth: 0  # the full history: @FULL_HISTORY@
       - uses: actions/setup-python@v5
         with:
@@ -290,7 +321,10 @@ _CIRCLECI = """\
 #   - a push to @MAIN_NAME@ runs the workflow `merge`: `modelci run` builds, trains, tests and
 #     deploys to staging every model changed since the last deploy;
 #   - a pushed tag runs the workflow `release`: `modelci release TAG` promotes the versions
-#     built from the tagged commit to production.
+#     built from the tagged commit to production;
+#   - a push to any other branch runs the workflow `pull-request`: it trains and tests the
+#     models the branch changes against @MAIN_NAME@ and keeps `modelci report` (their metrics
+#     against production's, gates, tests) as the artifacts modelci-report/report.{md,html,json}.
 #
 # Create a context named `modelci` (Organization Settings > Contexts) holding:
 #   MODELCI_REGISTRY_URL    the shared registry, e.g. postgresql://user:password@host/modelci
@@ -366,7 +400,7 @@ jobs:
           name: Release pipeline
           command: modelci release "$CIRCLE_TAG"
       - save-caches
-
+@REPORT_JOB@
 # One job of each kind at a time (serial-group): modelci itself is race-safe (every registry
 # update is a compare-and-set), but two runs training the same models waste a machine and the one
 # that loses the race fails. A later run is safe to follow: `modelci run` compares with the
@@ -392,4 +426,4 @@ workflows:
               ignore: /.*/
             tags:
               only: /.*/
-"""
+@REPORT_WORKFLOW@"""

@@ -133,7 +133,10 @@ def test_github_workflow_passes_actionlint_and_runs_modelci(
     assert actionlint(path) == []
 
     workflow = load_yaml(path.read_text())
-    assert workflow["on"] == {"push": {"branches": ["main"], "tags": ["*"]}}
+    assert workflow["on"] == {
+        "push": {"branches": ["main"], "tags": ["*"]},
+        "pull_request": {"branches": ["main"]},
+    }
     assert workflow["permissions"] == {"contents": "read"}
     assert "${{ github.ref }}" in workflow["concurrency"]["group"]
     assert workflow["concurrency"]["cancel-in-progress"] is False
@@ -143,9 +146,19 @@ def test_github_workflow_passes_actionlint_and_runs_modelci(
         "MODELCI_DEPLOY_BACKEND": "${{ secrets.MODELCI_DEPLOY_BACKEND }}",
     }
     jobs = workflow["jobs"]
-    assert set(jobs) == {"merge", "release"}
+    assert set(jobs) == {"merge", "release", "report"}
     assert jobs["merge"]["if"] == "github.ref == 'refs/heads/main'"
     assert jobs["release"]["if"] == "github.ref_type == 'tag'"
+    assert jobs["report"]["if"] == "github.event_name == 'pull_request'"
+    # only the report's job may write, and only to pull requests (its comment)
+    assert "permissions" not in jobs["merge"] and "permissions" not in jobs["release"]
+    assert jobs["report"]["permissions"] == {"contents": "read", "pull-requests": "write"}
+    checkout = _step(jobs["report"]["steps"], uses="actions/checkout@v4")["with"]
+    assert checkout["ref"] == "${{ github.event.pull_request.head.sha }}"
+    posting = _step(jobs["report"]["steps"], name="Post the report")
+    assert posting["if"] == "always()"
+    assert 'modelci report --base "origin/$BASE" --format markdown' in posting["run"]
+    assert posting["env"]["GH_TOKEN"] == "${{ github.token }}"
     for job in jobs.values():
         steps = job["steps"]
         assert _step(steps, uses="actions/checkout@v4")["with"]["fetch-depth"] == 0
@@ -211,6 +224,15 @@ def test_circleci_config_passes_the_schema_and_runs_modelci(
     assert jobs["release"]["steps"][1]["run"]["command"] == 'modelci release "$CIRCLE_TAG"'
     # CIRCLE_USERNAME and CIRCLE_BUILD_URL (actor and run URL) are CircleCI's: never shadowed
     assert "environment" not in jobs["merge"] and "environment" not in jobs["release"]
+    report_steps = jobs["report"]["steps"]
+    assert report_steps[0] == "prepare"
+    assert "modelci report --base origin/main" in report_steps[2]["run"]["command"]
+    assert report_steps[3] == {
+        "store_artifacts": {"path": "modelci-report", "destination": "modelci-report"}
+    }
+    assert report_steps[4]["run"]["command"] == "test ! -e /tmp/modelci-failed"
+    pull_request = config["workflows"]["pull-request"]["jobs"][0]["report"]
+    assert pull_request == {"context": "modelci", "filters": {"branches": {"ignore": "main"}}}
 
     merge = config["workflows"]["merge"]["jobs"][0]["merge"]
     assert merge["context"] == "modelci"
@@ -413,3 +435,77 @@ def test_extras_and_aws_follow_the_project_and_pass_the_linters(
     unknown = modelci("-C", repo.root, "ci-config", "github", "--extras", "gpu", "--json")
     assert unknown.code == 2 and unknown.json()["error"]["key"] == "--extras"
     assert "postgres, s3, sagemaker, ray, parquet" in unknown.json()["error"]["message"]
+
+
+FAKE_GH = """\
+#!{python}
+# fake_gh: GitHub's CLI as far as the report step uses it; each call is logged, comments kept
+# in a JSON file (GitHub itself cannot run here).
+import json, pathlib, sys
+state = pathlib.Path({state!r})
+comments = json.loads(state.read_text()) if state.exists() else []
+args = sys.argv[1:]
+with open({log!r}, "a") as log:
+    log.write(json.dumps(args) + "\\n")
+if args[:1] == ["api"] and "--paginate" in args:
+    marker = args[args.index("--jq") + 1].split('startswith("')[1].split('")')[0]
+    print("\\n".join(str(c["id"]) for c in comments if c["body"].startswith(marker)))
+elif args[:2] == ["pr", "comment"]:
+    body = pathlib.Path(args[args.index("--body-file") + 1]).read_text()
+    comments.append({{"id": 100 + len(comments), "body": body}})
+elif args[:3] == ["api", "--method", "PATCH"]:
+    number = int(args[3].rsplit("/", 1)[1])
+    body = pathlib.Path(args[args.index("-F") + 1].split("=@", 1)[1]).read_text()
+    comments = [dict(c, body=body) if c["id"] == number else c for c in comments]
+else:
+    sys.exit("fake_gh: unexpected call " + " ".join(args))
+state.write_text(json.dumps(comments))
+"""
+
+
+def test_the_report_step_posts_one_comment_and_then_edits_it(
+    repo: GitRepo, modelci: Run, load_yaml: Callable[[str], Any], tmp_path: Path
+) -> None:
+    workflow = load_yaml(modelci("-C", repo.root, "ci-config", "github", "-o", "-").stdout)
+    step = _step(workflow["jobs"]["report"]["steps"], name="Post the report")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    state, log = tmp_path / "comments.json", tmp_path / "gh.log"
+    fake_gh = bin_dir / "gh"
+    fake_gh.write_text(FAKE_GH.format(python=sys.executable, state=str(state), log=str(log)))
+    fake_gh.chmod(0o755)
+    repo.git("update-ref", "refs/remotes/origin/main", "HEAD")
+    spec = repo.root / "models" / "price" / "model.toml"
+    spec.write_text(spec.read_text() + "\n")
+    repo.commit("touch price")
+    environ = {
+        "PATH": f"{bin_dir}:{Path(sys.executable).parent}:/usr/bin:/bin",
+        "HOME": str(tmp_path),
+        "BASE": "main",
+        "PR": "7",
+        "GITHUB_REPOSITORY": "owner/models",
+        "GH_TOKEN": "unused",
+        "NO_COLOR": "1",
+    }
+    for _ in range(2):
+        done = subprocess.run(
+            ["bash", "-eo", "pipefail", "-c", step["run"]],
+            cwd=repo.root,
+            env=environ,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+    comments = json.loads(state.read_text())
+    assert len(comments) == 1  # posted once, then edited in place
+    assert comments[0]["body"].startswith("<!-- modelci-report -->\n")
+    assert "| price | not built |" in comments[0]["body"]
+    calls = [json.loads(line) for line in log.read_text().splitlines()]
+    assert [c[:2] for c in calls] == [
+        ["api", "repos/owner/models/issues/7/comments"],
+        ["pr", "comment"],
+        ["api", "repos/owner/models/issues/7/comments"],
+        ["api", "--method"],
+    ]
+    assert calls[3][3] == "repos/owner/models/issues/comments/100"

@@ -38,6 +38,8 @@ DESIGN_COMMANDS = (
     "registry",
     "ci-config",
     "init",
+    "ui",
+    "report",
 )
 
 

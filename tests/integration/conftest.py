@@ -127,3 +127,15 @@ def s3_bucket(aws_env: str, request: pytest.FixtureRequest) -> str:
     bucket = f"{name}-{next(_databases)}"
     boto3.client("s3").create_bucket(Bucket=bucket)
     return bucket
+
+
+# --- the example repository through the demo's flow, once per session -------------------------
+
+from tests.support.example_pipeline import ExampleRepository, run_example_pipeline  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def example_repository(tmp_path_factory: pytest.TempPathFactory) -> ExampleRepository:
+    """The example repository after run, release v1.0.0, a change to churn and a second run:
+    what the dashboard and report tests read (and never change: copy it to act on it)."""
+    return run_example_pipeline(tmp_path_factory.mktemp("example-pipeline"))

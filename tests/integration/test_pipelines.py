@@ -11,7 +11,6 @@ once. Every test stops the endpoint host of its copies.
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -26,6 +25,7 @@ import pytest
 from modelci.registry import open_registry
 from modelci.registry.base import Event
 from tests.support.cli import CliResult
+from tests.support.example_pipeline import clean_environ
 from tests.support.ports import free_port
 from tests.support.repos import GitRepo
 from tests.support.toy import INFERENCE, SERVED_SPEC, train_script
@@ -88,29 +88,6 @@ class Prepared:
     first_run_stderr: str  # the progress `run --json` streams beside its document
 
 
-def _clean_environ(home: Path, port: int) -> dict[str, str]:
-    environ = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("MODELCI_", "GIT_", "CIRCLE_", "GITHUB_"))
-    }
-    uv_cache = os.environ.get("UV_CACHE_DIR") or str(Path.home() / ".cache" / "uv")
-    environ.update(
-        {
-            "HOME": str(home),
-            "GIT_CONFIG_NOSYSTEM": "1",
-            "NO_COLOR": "1",
-            "GIT_AUTHOR_NAME": "Test Author",
-            "GIT_AUTHOR_EMAIL": "author@example.com",
-            "GIT_COMMITTER_NAME": "Test Author",
-            "GIT_COMMITTER_EMAIL": "author@example.com",
-            "UV_CACHE_DIR": uv_cache,
-            "MODELCI_SERVE_PORT": str(port),
-        }
-    )
-    return environ
-
-
 def _copy(source: Path, target: Path) -> Path:
     """A copy of a repository and its `.modelci`, without the stopped host's state file."""
 
@@ -130,7 +107,7 @@ def _copy(source: Path, target: Path) -> Path:
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prepared]:
     base = tmp_path_factory.mktemp("pipelines")
-    environ = _clean_environ(base / "home", free_port())
+    environ = clean_environ(base / "home", free_port())
     (base / "home").mkdir()
     envs = base / "envs"
     envs.mkdir()

@@ -44,6 +44,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "registry": ("modelci.cli.registry:registry", "Manage the registry (init, upgrade)."),
     "ci-config": ("modelci.cli.ci_config:ci_config", "Write a CI configuration."),
     "init": ("modelci.cli.init:init", "Write a starter model repository."),
+    "ui": ("modelci.cli.ui:ui", "Serve the dashboard over the registry."),
+    "report": ("modelci.cli.report:report", "What a pull request changes, for a PR comment."),
 }
 
 

@@ -7,6 +7,7 @@ with the event that records it, so two CI jobs racing on one model never lose an
 from __future__ import annotations
 
 import abc
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
@@ -26,6 +27,13 @@ UPDATABLE = (
     "actor",
     "ci_url",
     "details",
+)
+
+# The kinds of the events `set_pointer` and `clear_pointer` record: every change of a pointer is
+# one of these (environments, and aliases under `@<name>`); other kinds (deploy_failed, test...)
+# move nothing.
+POINTER_MOVES = frozenset(
+    {"deploy", "promote", "rollback", "release", "undeploy", "retire", "alias"}
 )
 
 
@@ -207,9 +215,18 @@ class Registry(abc.ABC):
 
     @abc.abstractmethod
     def events(
-        self, model: str | None = None, *, kind: str | None = None, limit: int | None = None
+        self,
+        model: str | None = None,
+        *,
+        kind: str | None = None,
+        limit: int | None = None,
+        environment: str | None = None,
+        actor: str | None = None,
+        kinds: frozenset[str] | None = None,
+        until: datetime | None = None,
     ) -> list[Event]:
-        """Events, newest first."""
+        """Events, newest first; each filter given narrows them (`kinds`: any of those kinds,
+        `until`: at or before that moment)."""
 
     @abc.abstractmethod
     def last_deployed_commit(self, environment: str, model: str | None = None) -> str | None:
@@ -221,6 +238,28 @@ class Registry(abc.ABC):
         where `run` compares each model from."""
         found = {m: self.last_deployed_commit(environment, m) for m in self.models()}
         return {model: commit for model, commit in found.items() if commit}
+
+    def newest_versions(self) -> dict[str, VersionRecord]:
+        """Each model's newest version, by model."""
+        newest: dict[str, VersionRecord] = {}
+        for record in self.list_versions():  # newest first
+            newest.setdefault(record.model, record)
+        return newest
+
+    def versions_named(self, names: Collection[str]) -> dict[str, VersionRecord]:
+        """The versions of those names that exist, by name."""
+        found = (self.get_version(name) for name in set(names))
+        return {record.version: record for record in found if record is not None}
+
+    def served_at(self, moment: datetime) -> dict[tuple[str, str], str | None]:
+        """What each environment of each model pointed to at `moment`: (model, environment) ->
+        version, None where the pointer had been cleared; pairs never set by then are left
+        out. Read from the log: the newest pointer change at or before `moment`."""
+        served: dict[tuple[str, str], str | None] = {}
+        for event in self.events(kinds=POINTER_MOVES, until=moment):  # newest first
+            if event.environment is not None:
+                served.setdefault((event.model, event.environment), event.to_version)
+        return served
 
     @abc.abstractmethod
     def close(self) -> None:

@@ -40,6 +40,7 @@ from modelci.registry.engine import (
     writable,
 )
 from modelci.registry.migrations import HEAD
+from modelci.registry.reads import SqlReads
 from modelci.registry.rows import (
     conflict,
     event_of,
@@ -54,7 +55,7 @@ if TYPE_CHECKING:
     _Row = Row[*tuple[Any, ...]]  # a row of any columns (Row is variadic in SQLAlchemy 2.1)
 
 
-class SqlRegistry(Registry):
+class SqlRegistry(SqlReads, Registry):
     """The registry in a SQL database: `sqlite:///path` or `postgresql://user@host/db`."""
 
     def __init__(self, url: str, *, root: Path) -> None:
@@ -360,15 +361,27 @@ class SqlRegistry(Registry):
         return dataclasses.replace(event, id=event_id, time=now)
 
     def events(
-        self, model: str | None = None, *, kind: str | None = None, limit: int | None = None
+        self,
+        model: str | None = None,
+        *,
+        kind: str | None = None,
+        limit: int | None = None,
+        environment: str | None = None,
+        actor: str | None = None,
+        kinds: frozenset[str] | None = None,
+        until: datetime | None = None,
     ) -> list[Event]:
-        """Events, newest first."""
+        """Events, newest first; each filter given narrows them."""
         e = tables.events
         query = select(e).order_by(e.c.id.desc())
-        if model is not None:
-            query = query.where(e.c.model == model)
-        if kind is not None:
-            query = query.where(e.c.kind == kind)
+        equal = ((e.c.model, model), (e.c.kind, kind), (e.c.environment, environment))
+        for column, value in (*equal, (e.c.actor, actor)):
+            if value is not None:
+                query = query.where(column == value)
+        if kinds is not None:
+            query = query.where(e.c.kind.in_(sorted(kinds)))
+        if until is not None:
+            query = query.where(e.c.time <= until)
         if limit is not None:
             query = query.limit(limit)
         with self._reading() as connection:

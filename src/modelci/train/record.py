@@ -221,6 +221,7 @@ def _record_result(
         "env_hash": attempt.environment.env_hash,
         "lease_taken_from": taken,
         "returncode": result.returncode,
+        "hyperparameters": dict(attempt.spec.train.hyperparameters),
         **result.details,
     }
     if not result.succeeded:
