@@ -34,6 +34,17 @@ DESCRIPTIONS: dict[str, dict[str, str]] = {
         "deploy": "Where endpoints run.",
         "deploy.backend": "`local` (the `modelci serve` host on this machine), `ray` (Ray Serve "
         "applications; see `[ray]`) or `sagemaker` (SageMaker endpoints; see `[sagemaker]`).",
+        "image": "Container images: `modelci build --image`, `modelci base-image` and the "
+        "`container` backends.",
+        "image.base": "The image a model's image is built from. Unset: the official slim Python "
+        "image of the environment's Python (`python:3.11-slim`); where it cannot be pulled, "
+        "`modelci base-image` builds an equivalent from Debian packages and prints its tag.",
+        "image.registry": "`host/prefix` of the images' tags, `<registry>/<model>:<sha12>`. "
+        "Unset: `modelci.local` (built, never pushed).",
+        "image.engine": "`podman` or `docker`. Unset: the first of docker and podman that answers.",
+        "image.ca_bundle": "The CA bundle pip trusts inside an image build (a network whose "
+        "HTTPS is re-signed by a proxy). Unset: `SSL_CERT_FILE`, else the system's bundle when "
+        'there is one; `""`: none.',
         "ray": 'The Ray cluster of `backend = "ray"`.',
         "ray.address": "The head's `host:port`, as `ray start --address` takes it.",
         "ray.dashboard_url": "The head's dashboard, which modelci talks to; unset: "

@@ -135,6 +135,30 @@ class SageMakerSection(Strict):
         return bucket
 
 
+class ImageSection(Strict):
+    """Container images (`modelci build --image`, `base-image`, the `container` backends).
+
+    `base` is the image the model's is built FROM (unset: the official slim Python image of
+    the environment's Python, `python:3.11-slim`); `registry` is `host/prefix` of the tag
+    `<registry>/<model>:<sha12>` (unset: `modelci.local`, nothing pushed); `engine` is `podman`
+    or `docker` (unset: whichever answers); `ca_bundle` is the CA bundle pip trusts inside a
+    build, for networks whose HTTPS is re-signed by a proxy (unset: `SSL_CERT_FILE`, else the
+    system's bundle when there is one; `""`: none).
+    """
+
+    base: NonEmpty | None = None
+    registry: NonEmpty | None = None
+    engine: NonEmpty | None = None
+    ca_bundle: str | None = None
+
+    @field_validator("engine")
+    @classmethod
+    def _engine_known(cls, engine: str | None) -> str | None:
+        if engine is not None and engine not in ("podman", "docker"):
+            raise ValueError(f"unknown container engine {engine!r}; expected 'podman' or 'docker'")
+        return engine
+
+
 class RaySection(Strict):
     """The Ray cluster of `[train]`/`[deploy] backend = "ray"`.
 

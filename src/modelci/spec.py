@@ -22,6 +22,7 @@ from pydantic import (
 )
 
 from modelci.errors import ConfigError
+from modelci.sections import ImageSection as ImageSection
 from modelci.sections import NonEmpty, Scalar, Strict
 from modelci.sections import RaySection as RaySection
 from modelci.sections import RegistrySection as RegistrySection
@@ -236,6 +237,7 @@ class ProjectFile(Strict):
     store: StoreSection = StoreSection(url=DEFAULT_URLS["store"])
     train: TrainBackendSection = TrainBackendSection()
     deploy: DeployBackendSection = DeployBackendSection()
+    image: ImageSection = ImageSection()
     ray: RaySection = RaySection()
     sagemaker: SageMakerSection = SageMakerSection()
 

@@ -106,10 +106,13 @@ def _retag_ecr(repository: str, tag: str, new_tag: str) -> str:
     return digest
 
 
-def follow_image_alias(model: str, commit: str, alias: str) -> str | None:
-    """On release: when images are pushed to a registry (MODELCI_IMAGE_REGISTRY set), give
-    `<registry>/<model>:<sha12>` the tag `alias` too; None when no such image was pushed."""
-    registry = os.environ.get(REGISTRY_VARIABLE, "").rstrip("/")
+def follow_image_alias(
+    model: str, commit: str, alias: str, registry: str | None = None
+) -> str | None:
+    """On release: when images are pushed to a registry (`[image].registry`, else
+    MODELCI_IMAGE_REGISTRY), give `<registry>/<model>:<sha12>` the tag `alias` too; None when
+    no such image was pushed."""
+    registry = (registry or os.environ.get(REGISTRY_VARIABLE, "")).rstrip("/")
     if not registry or registry == DEFAULT_REGISTRY:
         return None
     return retag_image(f"{registry}/{model}", commit[:12], alias, missing_ok=True)
