@@ -29,7 +29,9 @@ DESCRIPTIONS: dict[str, dict[str, str]] = {
         "store.url": "A folder (relative to the repository root, or absolute, or `file:///`), "
         "`s3://bucket/prefix` (the `s3` extra) or `oci://host/repository`.",
         "train": "Where training jobs run.",
-        "train.backend": "`local` (a child process in the model's environment), `ray` (a Ray "
+        "train.backend": "`local` (a child process in the model's environment), `container` (a "
+        "container of the model's image, `/opt/ml` mounted as SageMaker does; see `[image]`), "
+        "`ray` (a Ray "
         "job; see `[ray]`) or `sagemaker` (a SageMaker training job; see `[sagemaker]`).",
         "deploy": "Where endpoints run.",
         "deploy.backend": "`local` (the `modelci serve` host on this machine), `ray` (Ray Serve "

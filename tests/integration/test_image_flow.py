@@ -5,6 +5,7 @@ rebuilds on the cached lock layer; a push that fails says so; `latest` moves on 
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
 import httpx
@@ -66,7 +67,8 @@ def test_build_push_and_pull_back_by_digest(podman: Engine, toy_image: BuiltImag
             by_digest,
             "sh",
             "-c",
-            "command -v train && command -v serve && ls /opt/ml/code && python -c 'import starlette, modelci'",
+            "command -v train && command -v serve && ls /opt/ml/code"
+            " && python -c 'import starlette, modelci'",
         ],
         what="run",
     )
@@ -126,3 +128,32 @@ def test_latest_moves_to_the_released_image(toy_image: BuiltImage) -> None:
     )
     assert latest.status_code == 200
     assert moved == latest.headers["docker-content-digest"]
+
+
+def clone_at(source: Path, commit: str, destination: Path) -> Path:
+    """A clone of `source` at `commit` (nothing of its `.modelci/` comes along)."""
+    subprocess.run(["git", "clone", "-q", str(source), str(destination)], check=True)
+    subprocess.run(["git", "-C", str(destination), "checkout", "-q", commit], check=True)
+    return destination
+
+
+def test_training_in_the_image_makes_the_local_bytes(
+    toy_image: BuiltImage, base_image: str, tmp_path: Path
+) -> None:
+    artifacts: dict[str, str] = {}
+    for backend in ("container", "local"):
+        root = clone_at(toy_image.repo.root, toy_image.commit, tmp_path / backend)
+        environ = image_environ(base_image, toy_image.registry) | {"MODELCI_TRAIN_BACKEND": backend}
+        done = run_modelci(root, environ, "train", "toy", "--json")
+        assert done.returncode == 0, done.stdout + done.stderr
+        trained = json.loads(done.stdout)["versions"][0]
+        assert trained["status"] == "ready" and trained["cached"] is False
+        artifacts[backend] = trained["artifact"]["sha256"]
+        if backend == "container":
+            job = Path(trained["job_dir"])
+            # /opt/ml as SageMaker lays it out, filled in by the job inside the container
+            for name in ("hyperparameters.json", "inputdataconfig.json", "resourceconfig.json"):
+                assert (job / "input/config" / name).is_file()
+            assert (job / "input/data/train/train.csv").is_file()
+            assert json.loads((job / "model/model.json").read_text()) == {"bias": 0.5}
+    assert artifacts["container"] == artifacts["local"]

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import abc
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from modelci.progress import Progress
 from modelci.runtime.jobdir import JobDir
+
+# A job's name: the version `<model>-<sha12>`, then the time it was laid out.
+JOB_VERSION = re.compile(r"^(?P<model>[a-z][a-z0-9-]*?)-(?P<sha12>[0-9a-f]{12})(?:-|$)")
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,6 @@ definitions. Everything of one job lives under `<bucket prefix>/<job name>/`: `s
 from __future__ import annotations
 
 import logging
-import re
 import secrets
 import threading
 import time
@@ -26,7 +25,7 @@ from modelci.progress import Progress
 from modelci.runtime import tarball
 from modelci.runtime.jobdir import encode_hyperparameters
 from modelci.train.artifacts import unpack
-from modelci.train.base import JobResult, Trainer, TrainingJob
+from modelci.train.base import JOB_VERSION, JobResult, Trainer, TrainingJob
 from modelci.workspace import Workspace
 
 _log = logging.getLogger(__name__)
@@ -35,7 +34,6 @@ LOG_GROUP = "/aws/sagemaker/TrainingJobs"
 POLL_FIRST_S = 0.2  # a job's status is asked for often at first, then every POLL_MAX_S
 POLL_MAX_S = 15.0
 FINISHED = ("Completed", "Failed", "Stopped")
-_VERSION = re.compile(r"^(?P<model>[a-z][a-z0-9-]*?)-(?P<sha12>[0-9a-f]{12})(?:-|$)")
 
 
 def pack_source(folder: Path, destination: Path) -> Path:
@@ -137,7 +135,7 @@ class SageMakerTrainer(Trainer):
     def _request(self, job: TrainingJob, name: str, say: Progress) -> dict[str, Any]:
         """Upload the code and channels, and the CreateTrainingJob request that uses them."""
         account = self.account
-        match = _VERSION.match(job.name)
+        match = JOB_VERSION.match(job.name)
         image = account.image_uri(
             match["model"] if match else None, match["sha12"] if match else None
         )
