@@ -34,7 +34,8 @@ DESCRIPTIONS: dict[str, dict[str, str]] = {
         "`ray` (a Ray "
         "job; see `[ray]`) or `sagemaker` (a SageMaker training job; see `[sagemaker]`).",
         "deploy": "Where endpoints run.",
-        "deploy.backend": "`local` (the `modelci serve` host on this machine), `ray` (Ray Serve "
+        "deploy.backend": "`local` (the `modelci serve` host on this machine), `container` (that "
+        "host running each version as a container of its image; see `[image]`), `ray` (Ray Serve "
         "applications; see `[ray]`) or `sagemaker` (SageMaker endpoints; see `[sagemaker]`).",
         "image": "Container images: `modelci build --image`, `modelci base-image` and the "
         "`container` backends.",
