@@ -19,6 +19,7 @@ from typing import Any
 
 from modelci.aws import SageMakerAccount, resource_name
 from modelci.deploy.base import Answer, Deployer, Served, Superseded
+from modelci.envs.retag import pushed_registry
 from modelci.errors import ConfigError, DeployFailed
 from modelci.registry.base import VersionRecord
 from modelci.spec import ModelSpec
@@ -41,7 +42,9 @@ class SageMakerDeployer(Deployer):
     def __init__(self, workspace: Workspace):
         self.workspace = workspace
         self.settings = workspace.project.sagemaker
-        self.account = SageMakerAccount.open(self.settings)
+        self.account = SageMakerAccount.open(
+            self.settings, image_registry=pushed_registry(workspace)
+        )
         self.account.check_bucket()
 
     # --- Deployer ---------------------------------------------------------------------------

@@ -6,10 +6,14 @@ distribution API (`modelci.oci`) with the docker login's."""
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
 from modelci.errors import ArtifactNotFound, ConfigError, ModelciError
 from modelci.loader import missing_extra
 from modelci.oci import ECR_HOST
+
+if TYPE_CHECKING:
+    from modelci.workspace import Workspace
 
 DEFAULT_REGISTRY = "modelci.local"
 REGISTRY_VARIABLE = "MODELCI_IMAGE_REGISTRY"
@@ -104,6 +108,12 @@ def _retag_ecr(repository: str, tag: str, new_tag: str) -> str:
     if new_digest != digest:
         raise ModelciError(f"ECR stored {repository}:{new_tag} as {new_digest}, not {digest}")
     return digest
+
+
+def pushed_registry(workspace: Workspace) -> str | None:
+    """`[image].registry` when images are pushed there (set, and not `modelci.local`)."""
+    registry = (workspace.project.image.registry or "").rstrip("/")
+    return registry if registry and registry != DEFAULT_REGISTRY else None
 
 
 def follow_image_alias(

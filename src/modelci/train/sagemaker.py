@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from modelci.aws import SageMakerAccount, resource_name
+from modelci.envs.retag import pushed_registry
 from modelci.progress import Progress
 from modelci.runtime import tarball
 from modelci.runtime.jobdir import encode_hyperparameters
@@ -61,7 +62,9 @@ class SageMakerTrainer(Trainer):
 
     def __init__(self, workspace: Workspace):
         self.settings = workspace.project.sagemaker
-        self.account = SageMakerAccount.open(self.settings)
+        self.account = SageMakerAccount.open(
+            self.settings, image_registry=pushed_registry(workspace)
+        )
         self.account.check_bucket()
 
     def run(self, job: TrainingJob, on_line: Progress | None = None) -> JobResult:
