@@ -132,5 +132,24 @@ DESCRIPTIONS: dict[str, dict[str, str]] = {
         "tests.golden": "Golden outputs (JSON lines of input and expected output), in the "
         "model's folder; `modelci golden record` writes them.",
         "tests.tolerance": "How far (relative or absolute) a number may be from its golden value.",
+        "sagemaker": "This model's own SageMaker settings, over `modelci.toml`'s `[sagemaker]` "
+        '(`backend = "sagemaker"`).',
+        "sagemaker.instance_type": "The instance type of its training jobs.",
+        "sagemaker.instance_count": "The number of instances of its training jobs.",
+        "sagemaker.volume_size_gb": "The training volume's size in GB; unset: 30.",
+        "sagemaker.endpoint_instance_type": "The instance type of its endpoints.",
+        "sagemaker.endpoint_instance_count": "The number of instances of its endpoints.",
+        "sagemaker.spot": "Managed spot training (`EnableManagedSpotTraining`).",
+        "sagemaker.spot_max_wait_s": "With `spot`: how long a job may wait for spot capacity "
+        "and run (`MaxWaitTimeInSeconds`, at least `train.timeout`); unset: twice the timeout.",
+        "sagemaker.checkpoint_s3_uri": "`s3://bucket/prefix` where the job's "
+        "`/opt/ml/checkpoints` is kept (`CheckpointConfig`), so that a spot job resumes.",
+        "sagemaker.subnets": "VPC subnets of its training jobs and models (with "
+        "`security_group_ids`).",
+        "sagemaker.security_group_ids": "VPC security groups of its training jobs and models "
+        "(with `subnets`).",
+        "sagemaker.kms_key_id": "The KMS key that encrypts its training volume and output and "
+        "its endpoints' storage.",
+        "sagemaker.environment": "Variables set in its training jobs and serving containers.",
     },
 }

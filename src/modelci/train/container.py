@@ -85,7 +85,9 @@ class ContainerTrainer(Trainer):
         """Start the job in its container and return at once."""
         from modelci.envs.modelimage import model_image
 
-        match = JOB_VERSION.match(job.name)
+        # the job's name, or its folder's for the runs of a reproducibility test
+        # (`tests/<version>-<time>/run-<n>`)
+        match = JOB_VERSION.match(job.name) or JOB_VERSION.match(job.job.root.parent.name)
         if match is None:
             raise ConfigError(f"job {job.name!r} names no version: cannot tell its image")
         engine, image = model_image(self.workspace, match["model"], match["sha12"], on_line)
