@@ -14,6 +14,7 @@ import pytest
 from modelci.envs import retag
 from modelci.envs.baseimage import TAG, ensure_base_image
 from modelci.envs.engine import Engine
+from modelci.registry import open_registry
 from tests.support.images import BuiltImage, image_environ, layers, run_modelci
 from tests.support.ports import free_port
 
@@ -156,4 +157,12 @@ def test_training_in_the_image_makes_the_local_bytes(
                 assert (job / "input/config" / name).is_file()
             assert (job / "input/data/train/train.csv").is_file()
             assert json.loads((job / "model/model.json").read_text()) == {"bias": 0.5}
+            # pushing the trained version's image records its digest with the version
+            pushed = run_modelci(root, environ, "build", "toy", "--image", "--push", "--json")
+            assert pushed.returncode == 0, pushed.stderr
+            digest = json.loads(pushed.stdout)["environments"][0]["image"]["digest"]
+            with open_registry("sqlite:///.modelci/registry.db", root) as registry:
+                record = registry.get_version(trained["version"])
+            assert record is not None
+            assert record.details["image"] == f"{toy_image.registry}/toy@{digest}"
     assert artifacts["container"] == artifacts["local"]
