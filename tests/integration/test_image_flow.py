@@ -166,3 +166,24 @@ def test_training_in_the_image_makes_the_local_bytes(
             assert record is not None
             assert record.details["image"] == f"{toy_image.registry}/toy@{digest}"
     assert artifacts["container"] == artifacts["local"]
+
+
+def test_a_job_past_its_timeout_is_stopped_with_its_container(
+    podman: Engine, toy_image: BuiltImage, base_image: str, tmp_path: Path
+) -> None:
+    root = clone_at(toy_image.repo.root, toy_image.commit, tmp_path / "slow")
+    spec = root / "models/toy/model.toml"
+    spec.write_text(spec.read_text().replace("[train]\n", "[train]\ntimeout = 3\n"))
+    (root / "models/toy/train.py").write_text(
+        "import time\nprint('started', flush=True)\ntime.sleep(600)\n"
+    )
+    subprocess.run(["git", "-C", str(root), "commit", "-qam", "a job that hangs"], check=True)
+    environ = image_environ(base_image, "modelci.local") | {"MODELCI_TRAIN_BACKEND": "container"}
+    done = run_modelci(root, environ, "train", "toy", "--json")
+    assert done.returncode == 1, done.stdout + done.stderr
+    [outcome] = json.loads(done.stdout)["versions"]
+    assert outcome["status"] == "failed" and "timed out after 3 s" in outcome["reason"]
+    left = podman.run(
+        ["ps", "-a", "--filter", "name=modelci-train-", "--format", "{{.Names}}"], what="ps"
+    )
+    assert left.strip() == ""  # the container went with the job

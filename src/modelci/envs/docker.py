@@ -303,14 +303,11 @@ def _record_image(workspace: Workspace, tag: str, digest: str) -> None:
         return
     repository, _, sha12 = tag.rpartition(":")
     model = repository.rsplit("/", 1)[-1]
-    registry = workspace.registry()
-    try:
+    with workspace.registry() as registry:
         record = registry.get_version(f"{model}-{sha12}")
         if record is not None:
             details = {**record.details, "image": f"{repository}@{digest}"}
             registry.update_version(record.version, details=details)
-    finally:
-        registry.close()
 
 
 def _shown(root: Path, path: Path) -> str:
