@@ -182,8 +182,8 @@ def main() -> int:
         f"{ratio:.2f}x (target >= {THROUGHPUT_TARGET:g}x)"
     )
     print(
-        f"  verdict: warm build {'MET' if warm_s < WARM_BUILD_TARGET_S else 'MISSED'}, "
-        f"throughput {'MET' if ratio >= THROUGHPUT_TARGET else 'MISSED'}"
+        f"  verdict: warm build {'PASS' if warm_s < WARM_BUILD_TARGET_S else 'FAIL'}, "
+        f"throughput {'PASS' if ratio >= THROUGHPUT_TARGET else 'FAIL'}"
     )
     return 0
 
