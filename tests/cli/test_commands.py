@@ -27,6 +27,7 @@ DESIGN_COMMANDS = (
     "promote",
     "rollback",
     "alias",
+    "approve",
     "status",
     "history",
     "run",
