@@ -656,5 +656,7 @@ def test_per_model_settings_are_checked(toy: Toy, modelci: Run) -> None:
     ):
         toy.repo.write(f"models/{toy.name}/model.toml", SPEC + "\n" + bad)
         result = modelci("-C", toy.root, "validate", "--json")
-        assert result.code == 2, (bad, result.stdout)
-        assert key in result.stdout, (bad, result.stdout)
+        assert result.code == 1, (bad, result.stdout)  # a bad model.toml fails its model's row
+        [row] = result.json()["models"]
+        assert row["error"]["key"] == key, (bad, result.stdout)
+        assert row["error"]["file"] == f"models/{toy.name}/model.toml"
