@@ -114,9 +114,16 @@ class SageMakerAccount:
     region: str
     session: Any
     _clients: dict[str, Any]
+    image_registry: str | None = None  # `[image].registry` where images are pushed
 
     @classmethod
-    def open(cls, settings: SageMakerSection, *, need_bucket: bool = True) -> SageMakerAccount:
+    def open(
+        cls,
+        settings: SageMakerSection,
+        *,
+        need_bucket: bool = True,
+        image_registry: str | None = None,
+    ) -> SageMakerAccount:
         """Check the settings and find credentials and region, without a network call.
 
         Raises ConfigError naming `sagemaker.role_arn`, `sagemaker.bucket` or what to set for
@@ -154,7 +161,7 @@ class SageMakerAccount:
             )
         if session.get_credentials() is None:
             raise ConfigError(NO_CREDENTIALS)
-        return cls(settings, region, session, {})
+        return cls(settings, region, session, {}, image_registry)
 
     # --- clients ---------------------------------------------------------------------------
 
@@ -204,7 +211,9 @@ class SageMakerAccount:
 
     def image_uri(self, model: str | None, commit: str | None) -> str:
         """The container image: `[sagemaker] image_uri` (its `{model}` and `{sha12}` filled
-        in), else SageMaker's scikit-learn framework image of the region."""
+        in), else the version's image pushed by `modelci build --image --push` when
+        `[image].registry` is set, else SageMaker's scikit-learn framework image of the
+        region."""
         configured = self.settings.image_uri
         if configured:
             if ("{model}" in configured or "{sha12}" in configured) and not (model and commit):
@@ -216,6 +225,8 @@ class SageMakerAccount:
             return configured.replace("{model}", model or "").replace(
                 "{sha12}", (commit or "")[:12]
             )
+        if self.image_registry and model and commit:
+            return f"{self.image_registry.rstrip('/')}/{model}:{commit[:12]}"
         account = SKLEARN_ACCOUNTS.get(self.region)
         if account is None:
             raise ConfigError(

@@ -32,11 +32,25 @@ DESCRIPTIONS: dict[str, dict[str, str]] = {
         "store.url": "A folder (relative to the repository root, or absolute, or `file:///`), "
         "`s3://bucket/prefix` (the `s3` extra) or `oci://host/repository`.",
         "train": "Where training jobs run.",
-        "train.backend": "`local` (a child process in the model's environment), `ray` (a Ray "
+        "train.backend": "`local` (a child process in the model's environment), `container` (a "
+        "container of the model's image, `/opt/ml` mounted as SageMaker does; see `[image]`), "
+        "`ray` (a Ray "
         "job; see `[ray]`) or `sagemaker` (a SageMaker training job; see `[sagemaker]`).",
         "deploy": "Where endpoints run.",
-        "deploy.backend": "`local` (the `modelci serve` host on this machine), `ray` (Ray Serve "
+        "deploy.backend": "`local` (the `modelci serve` host on this machine), `container` (that "
+        "host running each version as a container of its image; see `[image]`), `ray` (Ray Serve "
         "applications; see `[ray]`) or `sagemaker` (SageMaker endpoints; see `[sagemaker]`).",
+        "image": "Container images: `modelci build --image`, `modelci base-image` and the "
+        "`container` backends.",
+        "image.base": "The image a model's image is built from. Unset: the official slim Python "
+        "image of the environment's Python (`python:3.11-slim`); where it cannot be pulled, "
+        "`modelci base-image` builds an equivalent from Debian packages and prints its tag.",
+        "image.registry": "`host/prefix` of the images' tags, `<registry>/<model>:<sha12>`. "
+        "Unset: `modelci.local` (built, never pushed).",
+        "image.engine": "`podman` or `docker`. Unset: the first of docker and podman that answers.",
+        "image.ca_bundle": "The CA bundle pip trusts inside an image build (a network whose "
+        "HTTPS is re-signed by a proxy). Unset: `SSL_CERT_FILE`, else the system's bundle when "
+        'there is one; `""`: none.',
         "ray": 'The Ray cluster of `backend = "ray"`.',
         "ray.address": "The head's `host:port`, as `ray start --address` takes it.",
         "ray.dashboard_url": "The head's dashboard, which modelci talks to; unset: "
@@ -121,5 +135,24 @@ DESCRIPTIONS: dict[str, dict[str, str]] = {
         "tests.golden": "Golden outputs (JSON lines of input and expected output), in the "
         "model's folder; `modelci golden record` writes them.",
         "tests.tolerance": "How far (relative or absolute) a number may be from its golden value.",
+        "sagemaker": "This model's own SageMaker settings, over `modelci.toml`'s `[sagemaker]` "
+        '(`backend = "sagemaker"`).',
+        "sagemaker.instance_type": "The instance type of its training jobs.",
+        "sagemaker.instance_count": "The number of instances of its training jobs.",
+        "sagemaker.volume_size_gb": "The training volume's size in GB; unset: 30.",
+        "sagemaker.endpoint_instance_type": "The instance type of its endpoints.",
+        "sagemaker.endpoint_instance_count": "The number of instances of its endpoints.",
+        "sagemaker.spot": "Managed spot training (`EnableManagedSpotTraining`).",
+        "sagemaker.spot_max_wait_s": "With `spot`: how long a job may wait for spot capacity "
+        "and run (`MaxWaitTimeInSeconds`, at least `train.timeout`); unset: twice the timeout.",
+        "sagemaker.checkpoint_s3_uri": "`s3://bucket/prefix` where the job's "
+        "`/opt/ml/checkpoints` is kept (`CheckpointConfig`), so that a spot job resumes.",
+        "sagemaker.subnets": "VPC subnets of its training jobs and models (with "
+        "`security_group_ids`).",
+        "sagemaker.security_group_ids": "VPC security groups of its training jobs and models "
+        "(with `subnets`).",
+        "sagemaker.kms_key_id": "The KMS key that encrypts its training volume and output and "
+        "its endpoints' storage.",
+        "sagemaker.environment": "Variables set in its training jobs and serving containers.",
     },
 }

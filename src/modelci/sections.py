@@ -7,7 +7,14 @@ from __future__ import annotations
 import re
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
 
 Scalar = str | int | float | bool
 NonEmpty = Annotated[str, StringConstraints(min_length=1)]
@@ -133,6 +140,71 @@ class SageMakerSection(Strict):
         if bucket is not None and not S3_BUCKET_URL.fullmatch(bucket):
             raise ValueError(f"expected s3://bucket or s3://bucket/prefix, got {bucket!r}")
         return bucket
+
+
+class ImageSection(Strict):
+    """Container images (`modelci build --image`, `base-image`, the `container` backends).
+
+    `base` is the image the model's is built FROM (unset: the official slim Python image of
+    the environment's Python, `python:3.11-slim`); `registry` is `host/prefix` of the tag
+    `<registry>/<model>:<sha12>` (unset: `modelci.local`, nothing pushed); `engine` is `podman`
+    or `docker` (unset: whichever answers); `ca_bundle` is the CA bundle pip trusts inside a
+    build, for networks whose HTTPS is re-signed by a proxy (unset: `SSL_CERT_FILE`, else the
+    system's bundle when there is one; `""`: none).
+    """
+
+    base: NonEmpty | None = None
+    registry: NonEmpty | None = None
+    engine: NonEmpty | None = None
+    ca_bundle: str | None = None
+
+    @field_validator("engine")
+    @classmethod
+    def _engine_known(cls, engine: str | None) -> str | None:
+        if engine is not None and engine not in ("podman", "docker"):
+            raise ValueError(f"unknown container engine {engine!r}; expected 'podman' or 'docker'")
+        return engine
+
+
+class ModelSageMakerSection(Strict):
+    """`[sagemaker]` of model.toml: this model's own SageMaker settings, over the project's.
+
+    Instance type and count of its training jobs and endpoints, the training volume, managed
+    spot training (`spot`, with `spot_max_wait_s`, default twice `[train].timeout`, and a
+    checkpoint S3 URI), the VPC its jobs and models run in (`subnets` with
+    `security_group_ids`), the KMS key of volumes, outputs and endpoints, and variables set in
+    its training and serving containers.
+    """
+
+    instance_type: NonEmpty | None = None
+    instance_count: int | None = Field(default=None, ge=1)
+    volume_size_gb: int | None = Field(default=None, ge=1)
+    endpoint_instance_type: NonEmpty | None = None
+    endpoint_instance_count: int | None = Field(default=None, ge=1)
+    spot: bool = False
+    spot_max_wait_s: int | None = Field(default=None, gt=0)
+    checkpoint_s3_uri: NonEmpty | None = None
+    subnets: list[NonEmpty] = []
+    security_group_ids: list[NonEmpty] = []
+    kms_key_id: NonEmpty | None = None
+    environment: dict[str, str] = {}
+
+    @field_validator("checkpoint_s3_uri")
+    @classmethod
+    def _checkpoint_is_s3(cls, uri: str | None) -> str | None:
+        if uri is not None and not S3_BUCKET_URL.fullmatch(uri):
+            raise ValueError(f"expected s3://bucket/prefix, got {uri!r}")
+        return uri
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ModelSageMakerSection:
+        if bool(self.subnets) != bool(self.security_group_ids):
+            raise ValueError(
+                "subnets and security_group_ids go together: a VPC needs both (or neither)"
+            )
+        if self.spot_max_wait_s is not None and not self.spot:
+            raise ValueError("spot_max_wait_s: set only with spot = true")
+        return self
 
 
 class RaySection(Strict):

@@ -27,6 +27,7 @@ OVERRIDABLE = {
     "store": ("url",),
     "train": ("backend",),
     "deploy": ("backend",),
+    "image": ("base", "registry", "engine", "ca_bundle"),
     "ray": ("address", "dashboard_url", "serve_host", "serve_port"),
     "sagemaker": (
         "role_arn",

@@ -22,6 +22,8 @@ from pydantic import (
 )
 
 from modelci.errors import ConfigError
+from modelci.sections import ImageSection as ImageSection
+from modelci.sections import ModelSageMakerSection as ModelSageMakerSection
 from modelci.sections import NonEmpty, Scalar, Strict
 from modelci.sections import RaySection as RaySection
 from modelci.sections import RegistrySection as RegistrySection
@@ -124,6 +126,7 @@ class ModelFile(Strict):
     serve: ServeSection = ServeSection()
     gates: dict[str, str | NoRegression] = Field(default_factory=dict)
     tests: TestsSection = TestsSection()
+    sagemaker: ModelSageMakerSection = ModelSageMakerSection()
 
     @field_validator("gates")
     @classmethod
@@ -137,6 +140,13 @@ class ModelFile(Strict):
             else:
                 raise ValueError(f'{metric}: expected an expression such as ">= 0.85"')
         return gates
+
+    @model_validator(mode="after")
+    def _spot_waits_for_the_job(self) -> ModelFile:
+        wait = self.sagemaker.spot_max_wait_s
+        if wait is not None and wait < self.train.timeout:
+            raise ValueError(f"sagemaker.spot_max_wait_s: {wait} s is less than train.timeout")
+        return self
 
     @model_validator(mode="after")
     def _gates_name_declared_metrics(self) -> ModelFile:
@@ -237,6 +247,7 @@ class ProjectFile(Strict):
     store: StoreSection = StoreSection(url=DEFAULT_URLS["store"])
     train: TrainBackendSection = TrainBackendSection()
     deploy: DeployBackendSection = DeployBackendSection()
+    image: ImageSection = ImageSection()
     ray: RaySection = RaySection()
     sagemaker: SageMakerSection = SageMakerSection()
 

@@ -19,6 +19,7 @@ DESIGN_COMMANDS = (
     "changed",
     "validate",
     "build",
+    "base-image",
     "train",
     "test",
     "deploy",

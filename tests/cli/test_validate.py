@@ -229,7 +229,7 @@ def test_bad_override_names_the_key(
     result = modelci("-C", repo.root, "validate", "--json")
     assert result.code == 2
     assert result.json()["error"]["key"] == "train.backend"
-    assert "'local', 'ray' or 'sagemaker'" in result.json()["error"]["message"]
+    assert "'local', 'container', 'ray' or 'sagemaker'" in result.json()["error"]["message"]
 
 
 def test_defaults_of_the_design(repo: GitRepo) -> None:
@@ -276,7 +276,10 @@ def test_integer_overrides_from_the_environment_are_converted(repo: GitRepo) -> 
 
 @pytest.mark.parametrize(
     ("section", "known"),
-    [("train", "'local', 'ray' or 'sagemaker'"), ("deploy", "'local', 'ray' or 'sagemaker'")],
+    [
+        ("train", "'local', 'container', 'ray' or 'sagemaker'"),
+        ("deploy", "'local', 'container', 'ray' or 'sagemaker'"),
+    ],
 )
 def test_backend_names_come_from_the_backend_tables(
     repo: GitRepo, modelci: Run, section: str, known: str

@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from modelci.envs.engine import Engine
 from modelci.registry import Registry, open_registry
+from tests.support.images import BuiltImage
 from tests.support.postgres import (
     PostgresUnavailable,
     create_database,
@@ -139,3 +141,40 @@ def example_repository(tmp_path_factory: pytest.TempPathFactory) -> ExampleRepos
     """The example repository after run, release v1.0.0, a change to churn and a second run:
     what the dashboard and report tests read (and never change: copy it to act on it)."""
     return run_example_pipeline(tmp_path_factory.mktemp("example-pipeline"))
+
+
+# --- container images ------------------------------------------------------------------------
+# podman (scripts/ensure-podman), the base image made from Debian packages (kept in podman's
+# storage, so made once across sessions) and the toy's image, built and pushed once a session.
+
+
+@pytest.fixture(scope="session")
+def podman() -> Engine:
+    """podman, configured by scripts/ensure-podman."""
+    from modelci.envs.engine import find_engine
+
+    engine = find_engine("podman")
+    if engine is None:
+        _server_missing("podman does not answer: run scripts/ensure-podman")
+    assert engine is not None
+    return engine
+
+
+@pytest.fixture(scope="session")
+def base_image(podman: Engine) -> str:
+    """The base image's tag, built from Debian packages the first time (about 2 minutes)."""
+    from modelci.envs.baseimage import ensure_base_image
+
+    return ensure_base_image(podman).tag
+
+
+@pytest.fixture(scope="session")
+def toy_image(
+    base_image: str, oci_registry: str, tmp_path_factory: pytest.TempPathFactory
+) -> BuiltImage:
+    """The toy model's image, built and pushed to the session's OCI registry."""
+    from tests.support.images import build_toy_image
+
+    return build_toy_image(
+        tmp_path_factory.mktemp("images") / "toy", base_image, f"{oci_registry}/ml"
+    )

@@ -275,22 +275,3 @@ def test_image_without_an_engine_keeps_the_context(
     assert as_json.code == 2
     assert as_json.json()["error"]["type"] == "ConfigError"
     assert f"modelci.local/tiny:{sha12}" in as_json.json()["error"]["message"]
-
-
-def test_image_with_an_engine_is_built_and_reported(
-    git_repo: Callable[..., GitRepo],
-    modelci: Run,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    repo = tiny_repo(git_repo)
-    log = tmp_path / "engine.log"
-    fake_engines(tmp_path / "bin", info_exit=0, log=log)
-    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}")
-    result = modelci("-C", repo.root, "build", "tiny", "--image", "--json")
-    assert result.code == 0, result.stdout + result.stderr
-    image = result.json()["environments"][0]["image"]
-    sha12 = repo.sha()[:12]
-    assert image["tag"] == f"modelci.local/tiny:{sha12}"
-    assert image["built"] is True and image["engine"] == "docker"
-    assert log.read_text().strip() == f"docker build -t {image['tag']} {image['context']}"

@@ -1,14 +1,12 @@
-"""Images: `build --image --push` pushes with the engine (a stand-in engine on PATH: no daemon
-can run here), and `latest` moves without an engine, by re-putting the image's manifest: on a
-real OCI registry (docker-registry) and on ECR (the AWS API emulator)."""
+"""Images: `latest` moves without an engine, by re-putting the image's manifest: on a real OCI
+registry (docker-registry) and on ECR (the AWS API emulator). Building and pushing with a real
+engine: test_image_flow.py."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import os
-from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -16,80 +14,9 @@ import pytest
 
 from modelci.envs import retag
 from modelci.errors import ArtifactNotFound, ConfigError
-from tests.support.cli import CliResult
-from tests.support.repos import GitRepo, add_model
 
-Run = Callable[..., CliResult]
 ACCOUNT = "123456789012"  # the emulator's account
 ECR = f"{ACCOUNT}.dkr.ecr.us-east-1.amazonaws.com"
-
-
-def fake_engine(folder: Path, log: Path, *, push_exit: int = 0) -> None:
-    """A stand-in `docker` on PATH: `info` answers, `build` and `push` record their arguments
-    in `log`, and `push` exits with `push_exit`."""
-    folder.mkdir(exist_ok=True)
-    script = folder / "docker"
-    script.write_text(
-        "#!/bin/sh\n"
-        'if [ "$1" = info ]; then exit 0; fi\n'
-        f'echo "docker $*" >> "{log}"\n'
-        f'if [ "$1" = push ]; then echo "denied: requested access" >&2; exit {push_exit}; fi\n'
-    )
-    script.chmod(0o755)
-
-
-def tiny_repo(git_repo: Callable[..., GitRepo]) -> GitRepo:
-    repo = git_repo()
-    add_model(repo, "models/tiny")
-    repo.write("models/tiny/requirements.txt", "")  # stdlib only: nothing to download
-    repo.commit("tiny model")
-    return repo
-
-
-def test_build_image_push(
-    git_repo: Callable[..., GitRepo], modelci: Run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    repo = tiny_repo(git_repo)
-    log = tmp_path / "engine.log"
-    fake_engine(tmp_path / "bin", log)
-    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}")
-    result = modelci(
-        "-C",
-        repo.root,
-        "build",
-        "tiny",
-        "--image",
-        "--push",
-        "--registry",
-        "registry.example/ml",
-        "--json",
-    )
-    assert result.code == 0, result.stdout + result.stderr
-    image = result.json()["environments"][0]["image"]
-    tag = f"registry.example/ml/tiny:{repo.sha()[:12]}"
-    assert image["tag"] == tag and image["built"] is True and image["pushed"] is True
-    assert log.read_text().splitlines() == [
-        f"docker build -t {tag} {image['context']}",
-        f"docker push {tag}",
-    ]
-
-
-def test_build_image_push_failure_and_push_alone(
-    git_repo: Callable[..., GitRepo],
-    modelci: Run,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    repo = tiny_repo(git_repo)
-    fake_engine(tmp_path / "bin", tmp_path / "engine.log", push_exit=1)
-    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}")
-    failed = modelci("-C", repo.root, "build", "tiny", "--image", "--push", "--json")
-    assert failed.code == 1
-    message = failed.json()["error"]["message"]
-    assert "docker push of modelci.local/tiny:" in message and "denied" in message
-
-    alone = modelci("-C", repo.root, "build", "tiny", "--push")
-    assert alone.code == 2 and "--push" in alone.stderr
 
 
 # --- moving `latest` without an engine -------------------------------------------------------

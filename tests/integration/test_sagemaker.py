@@ -595,3 +595,68 @@ def test_alarm_rolls_the_update_back(world: SageMakerWorld, toy: Toy, modelci: R
         assert pointer is not None and pointer.version == first
         kinds = [e.kind for e in registry.events(toy.name)]
         assert kinds[:3] == ["rollback", "deploy_failed", "deploy"]
+
+
+PER_MODEL = """
+[sagemaker]
+instance_type = "ml.c5.xlarge"
+instance_count = 2
+volume_size_gb = 50
+endpoint_instance_type = "ml.c5.large"
+endpoint_instance_count = 3
+spot = true
+spot_max_wait_s = 1200
+checkpoint_s3_uri = "s3://checkpoints/toy"
+subnets = ["subnet-1", "subnet-2"]
+security_group_ids = ["sg-1"]
+kms_key_id = "alias/modelci"
+environment = { FEATURE_FLAG = "on" }
+"""
+
+
+def test_per_model_settings_reach_every_request(
+    world: SageMakerWorld, toy: Toy, modelci: Run
+) -> None:
+    toy.repo.write(f"models/{toy.name}/model.toml", SPEC + PER_MODEL)
+    toy.repo.commit("per-model sagemaker settings")
+    trained = modelci("-C", toy.root, "train", toy.name, "--json")
+    assert trained.code == 0, trained.stdout + trained.stderr
+    version = trained.json()["versions"][0]["version"]
+    [job] = world.sent("CreateTrainingJob")
+    assert job["ResourceConfig"] == {
+        "InstanceType": "ml.c5.xlarge",
+        "InstanceCount": 2,
+        "VolumeSizeInGB": 50,
+        "VolumeKmsKeyId": "alias/modelci",
+    }
+    assert job["EnableManagedSpotTraining"] is True
+    assert job["StoppingCondition"] == {"MaxRuntimeInSeconds": 600, "MaxWaitTimeInSeconds": 1200}
+    assert job["CheckpointConfig"]["S3Uri"] == "s3://checkpoints/toy"
+    assert job["VpcConfig"] == {"Subnets": ["subnet-1", "subnet-2"], "SecurityGroupIds": ["sg-1"]}
+    assert job["OutputDataConfig"]["KmsKeyId"] == "alias/modelci"
+    assert job["Environment"]["FEATURE_FLAG"] == "on" and job["Environment"]["MODELCI_SEED"]
+
+    world.queue_answers('{"predictions": [1.5]}')  # the smoke request's answer
+    assert _deploy(toy, modelci)["status"] == "deployed"
+    [model] = world.sent("CreateModel")
+    assert model["VpcConfig"] == job["VpcConfig"]
+    assert model["PrimaryContainer"]["Environment"]["FEATURE_FLAG"] == "on"
+    [config] = world.sent("CreateEndpointConfig")
+    assert config["KmsKeyId"] == "alias/modelci"
+    [variant] = config["ProductionVariants"]
+    assert (variant["InstanceType"], variant["InitialInstanceCount"]) == ("ml.c5.large", 3)
+    assert variant["ModelName"] == version
+
+
+def test_per_model_settings_are_checked(toy: Toy, modelci: Run) -> None:
+    for bad, key in (
+        ('[sagemaker]\nsubnets = ["subnet-1"]\n', "sagemaker"),
+        ("[sagemaker]\nspot = true\nspot_max_wait_s = 60\n", "sagemaker.spot_max_wait_s"),
+        ('[sagemaker]\ncheckpoint_s3_uri = "/tmp/x"\n', "sagemaker.checkpoint_s3_uri"),
+    ):
+        toy.repo.write(f"models/{toy.name}/model.toml", SPEC + "\n" + bad)
+        result = modelci("-C", toy.root, "validate", "--json")
+        assert result.code == 1, (bad, result.stdout)  # a bad model.toml fails its model's row
+        [row] = result.json()["models"]
+        assert row["error"]["key"] == key, (bad, result.stdout)
+        assert row["error"]["file"] == f"models/{toy.name}/model.toml"

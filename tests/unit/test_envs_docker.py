@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from modelci.envs import docker
+from modelci.envs import docker, engine
+from modelci.errors import ConfigError
 from modelci.spec import ModelSpec
 from modelci.workspace import Workspace
 from tests.support.engines import fake_engines
@@ -111,16 +112,23 @@ def test_dockerfile_follows_sagemaker_contract(model_repo: tuple[Path, ModelSpec
     image = written(model_repo)
     steps = instructions(image.dockerfile)
     minor = f"{sys.version_info.major}.{sys.version_info.minor}"
-    assert steps[0] == ("FROM", f"python:{minor}-slim")
+    assert steps[0] == ("FROM", f"python:{minor}-slim")  # [image].base unset
     assert ("WORKDIR", "/opt/ml/code") in steps
     assert ("EXPOSE", "8080") in steps
     assert ("COPY", "code /opt/ml/code") in steps
     run = next(arguments for keyword, arguments in steps if keyword == "RUN")
     assert "pip install --no-cache-dir --require-hashes -r /opt/modelci/requirements.lock" in run
     env = next(arguments for keyword, arguments in steps if keyword == "ENV")
-    assert "PYTHONPATH=/opt/modelci" in env and 'PATH="/opt/program:$PATH"' in env
+    assert "PYTHONPATH=/opt/modelci" in env and 'PATH="/opt/program:/opt/venv/bin:$PATH"' in env
     labels = next(arguments for keyword, arguments in steps if keyword == "LABEL")
     assert 'ai.modelci.model="churn"' in labels and f'ai.modelci.commit="{COMMIT}"' in labels
+    assert 'org.opencontainers.image.version="churn-0123456789ab"' in labels
+    # the lock's layer comes before the code's, and the commit's labels after both, so that a
+    # change to the code alone (a new commit) reuses the dependencies' layer
+    keywords = [keyword for keyword, _ in steps]
+    code = steps.index(("COPY", "code /opt/ml/code"))
+    assert keywords.index("RUN") < code < keywords.index("LABEL")
+    assert COMMIT not in " ".join(arguments for _, arguments in steps[:code])
     lock_hash = __import__("hashlib").sha256(SIX_LOCK.encode()).hexdigest()
     assert f'ai.modelci.lock-hash="{lock_hash}"' in labels
     assert "USER" not in [keyword for keyword, _ in steps]  # SageMaker runs as root
@@ -194,19 +202,54 @@ def test_dockerfile_passes_hadolint(model_repo: tuple[Path, ModelSpec]) -> None:
 def test_no_engine_answering(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     fake_engines(tmp_path / "bin", info_exit=1)
     monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}")
-    assert docker.find_engine() is None
+    assert engine.find_engine() is None
+    with pytest.raises(ConfigError, match="scripts/ensure-podman"):
+        engine.require_engine("podman")
 
 
-def test_the_first_engine_that_answers_builds(
-    model_repo: tuple[Path, ModelSpec], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+def test_the_first_engine_that_answers_is_chosen(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    log = tmp_path / "engine.log"
-    fake_engines(tmp_path / "bin", info_exit=0, log=log)
+    fake_engines(tmp_path / "bin", info_exit=0)
     monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}")
-    assert docker.find_engine() == "docker"
-    image = docker.build(written(model_repo), "docker")
-    assert image.built and image.engine == "docker"
-    assert log.read_text().strip() == f"docker build -t {image.tag} {image.context}"
+    found = engine.find_engine()
+    assert found is not None and found.name == "docker"
+    chosen = engine.find_engine("podman")  # [image].engine
+    assert chosen is not None and chosen.name == "podman"
+
+
+def test_podman_reads_modelcis_containers_conf(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("CONTAINERS_CONF", raising=False)
+    monkeypatch.setattr(engine, "config_files", lambda: [tmp_path / "modelci/containers.conf"])
+    podman = engine.Engine("podman", "podman")
+    assert "CONTAINERS_CONF" not in podman.environ()  # none written: podman's own defaults
+    (tmp_path / "modelci").mkdir()
+    (tmp_path / "modelci/containers.conf").write_text("[engine]\n")
+    assert podman.environ()["CONTAINERS_CONF"] == str(tmp_path / "modelci/containers.conf")
+    monkeypatch.setenv("CONTAINERS_CONF", "/elsewhere.conf")  # the user's own wins
+    assert podman.environ()["CONTAINERS_CONF"] == "/elsewhere.conf"
+
+
+def test_base_and_ca_bundle_reach_the_dockerfile(
+    model_repo: tuple[Path, ModelSpec], tmp_path: Path
+) -> None:
+    root, model = model_repo
+    bundle = tmp_path / "proxy-ca.crt"
+    bundle.write_text("-----BEGIN CERTIFICATE-----\n")
+    image = docker.write_context(
+        root, model, COMMIT, registry="r", base="localhost/modelci-base:x", ca_bundle=bundle
+    )
+    steps = instructions(image.dockerfile)
+    assert steps[0] == ("FROM", "localhost/modelci-base:x")
+    assert (image.context / docker.CA_BUNDLE).read_text() == bundle.read_text()
+    run = next(arguments for keyword, arguments in steps if keyword == "RUN")
+    assert f"PIP_CERT=/opt/modelci/{docker.CA_BUNDLE} pip install" in run
+    assert docker.ca_bundle_from("") is None
+    with pytest.raises(ConfigError) as missing:
+        docker.ca_bundle_from(str(tmp_path / "nowhere.crt"))
+    assert missing.value.key == "image.ca_bundle" and missing.value.exit_code == 2
 
 
 def test_no_engine_error_says_where_and_how() -> None:
@@ -219,5 +262,5 @@ def test_no_engine_error_says_where_and_how() -> None:
     )
     error = docker.no_engine_error([image])
     assert error.exit_code == 2
-    assert "no container engine was found" in error.message
+    assert "no container engine was found" in error.message and "ensure-podman" in error.message
     assert "docker build -t r/m:0123456789ab /repo/.modelci/images/m-0123456789ab" in error.message

@@ -80,6 +80,9 @@ def test_image_uri() -> None:
         {},
     )
     assert own.image_uri("churn", "0123456789abcdef") == "1.dkr.ecr.x/churn:0123456789ab"
+    # images pushed by `build --image --push` ([image].registry) serve when image_uri is unset
+    pushed = SageMakerAccount(SageMakerSection(role_arn="r"), "eu-west-1", None, {}, "1.dkr/ml/")
+    assert pushed.image_uri("churn", "0123456789abcdef") == "1.dkr/ml/churn:0123456789ab"
 
 
 def test_source_files_sit_at_the_archive_root(tmp_path: Path) -> None:

@@ -25,6 +25,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "changed": ("modelci.cli.changed:changed", "List the models a commit range touches."),
     "validate": ("modelci.cli.validate:validate", "Check modelci.toml and every model.toml."),
     "build": ("modelci.cli.build:build", "Build each model's locked environment."),
+    "base-image": (
+        "modelci.cli.base_image:base_image",
+        "Build a base image from Debian packages (where none can be pulled); print its tag.",
+    ),
     "train": ("modelci.cli.train:train", "Train models from a clean export of a commit."),
     "test": ("modelci.cli.test:test", "Run reproducibility, golden and gate checks."),
     "deploy": ("modelci.cli.deploy:deploy", "Deploy a version to an environment."),

@@ -27,19 +27,20 @@ if TYPE_CHECKING:
     "--image",
     is_flag=True,
     help="Also write a SageMaker-compatible Dockerfile and build it with docker or "
-    "podman (exit 2, context kept, when neither answers).",
+    "podman, FROM [image].base (exit 2, context kept, when neither answers).",
 )
 @click.option(
     "--registry",
     metavar="HOST/PREFIX",
     default=None,
     help="Image registry for the tag <registry>/<model>:<sha12> "
-    "[default: $MODELCI_IMAGE_REGISTRY, else modelci.local].",
+    "[default: [image].registry or $MODELCI_IMAGE_REGISTRY, else modelci.local].",
 )
 @click.option(
     "--push",
     is_flag=True,
-    help="With --image: push each built image to its registry with the engine.",
+    help="With --image: push each built image to its registry with the engine, and record "
+    "its digest with the version.",
 )
 @json_option
 @click.pass_obj
@@ -172,7 +173,7 @@ def _render(
             image = entry["image"]
             built = f"built with {image['engine']}" if image["built"] else "context written"
             if image.get("pushed"):
-                built += ", pushed"
+                built += f", pushed as {image['digest']}"
             console.print(f"  image {escape(image['tag'])}: {built}")
 
 

@@ -12,6 +12,7 @@ if TYPE_CHECKING:
 
 _DEPLOYERS = {
     "local": "modelci.deploy.local:LocalDeployer",
+    "container": "modelci.deploy.container:ContainerDeployer",
     "ray": "modelci.deploy.ray:RayDeployer",
     "sagemaker": "modelci.deploy.sagemaker:SageMakerDeployer",
 }

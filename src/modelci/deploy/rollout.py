@@ -282,7 +282,7 @@ def follow_production(
     from modelci.envs.retag import follow_image_alias
 
     workspace.store().follow_alias(model, record.version, LATEST)
-    follow_image_alias(model, record.commit, LATEST)
+    follow_image_alias(model, record.commit, LATEST, workspace.project.image.registry)
     set_alias(
         registry,
         model,

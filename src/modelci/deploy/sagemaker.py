@@ -19,6 +19,7 @@ from typing import Any
 
 from modelci.aws import SageMakerAccount, resource_name
 from modelci.deploy.base import Answer, Deployer, Served, Superseded
+from modelci.envs.retag import pushed_registry
 from modelci.errors import ConfigError, DeployFailed
 from modelci.registry.base import VersionRecord
 from modelci.spec import ModelSpec
@@ -41,7 +42,9 @@ class SageMakerDeployer(Deployer):
     def __init__(self, workspace: Workspace):
         self.workspace = workspace
         self.settings = workspace.project.sagemaker
-        self.account = SageMakerAccount.open(self.settings)
+        self.account = SageMakerAccount.open(
+            self.settings, image_registry=pushed_registry(workspace)
+        )
         self.account.check_bucket()
 
     # --- Deployer ---------------------------------------------------------------------------
@@ -182,6 +185,7 @@ class SageMakerDeployer(Deployer):
         """The version's SageMaker model and endpoint configuration, made when missing (and
         its artifact and code put in the bucket first); the configuration's name."""
         name = resource_name(record.version)
+        own = spec.file.sagemaker  # the model's [sagemaker], over the project's
         tags = [
             {"Key": VERSION_TAG, "Value": record.version},
             {"Key": "modelci:commit", "Value": record.commit},
@@ -191,14 +195,26 @@ class SageMakerDeployer(Deployer):
                 model_data = self._model_data(record)
                 code = self._code(record, spec)
                 handler = spec.file.serve.handler or spec.train.entrypoint
+                vpc = (
+                    {
+                        "VpcConfig": {
+                            "Subnets": own.subnets,
+                            "SecurityGroupIds": own.security_group_ids,
+                        }
+                    }
+                    if own.subnets
+                    else {}
+                )
                 api.create_model(
                     ModelName=name,
                     ExecutionRoleArn=self.settings.role_arn,
                     Tags=tags,
+                    **vpc,
                     PrimaryContainer={
                         "Image": self.account.image_uri(record.model, record.commit),
                         "ModelDataUrl": model_data,
                         "Environment": {
+                            **own.environment,
                             "SAGEMAKER_PROGRAM": handler,
                             "SAGEMAKER_SUBMIT_DIRECTORY": code,
                             "SAGEMAKER_CONTAINER_LOG_LEVEL": "20",
@@ -210,15 +226,19 @@ class SageMakerDeployer(Deployer):
                     },
                 )
             if not self._exists(api.describe_endpoint_config, EndpointConfigName=name):
+                kms = {"KmsKeyId": own.kms_key_id} if own.kms_key_id else {}
                 api.create_endpoint_config(
                     EndpointConfigName=name,
                     Tags=tags,
+                    **kms,
                     ProductionVariants=[
                         {
                             "VariantName": VARIANT,
                             "ModelName": name,
-                            "InitialInstanceCount": self.settings.endpoint_instance_count,
-                            "InstanceType": self.settings.endpoint_instance_type,
+                            "InitialInstanceCount": own.endpoint_instance_count
+                            or self.settings.endpoint_instance_count,
+                            "InstanceType": own.endpoint_instance_type
+                            or self.settings.endpoint_instance_type,
                             "InitialVariantWeight": 1.0,
                         }
                     ],

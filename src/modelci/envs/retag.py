@@ -6,10 +6,14 @@ distribution API (`modelci.oci`) with the docker login's."""
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
 from modelci.errors import ArtifactNotFound, ConfigError, ModelciError
 from modelci.loader import missing_extra
 from modelci.oci import ECR_HOST
+
+if TYPE_CHECKING:
+    from modelci.workspace import Workspace
 
 DEFAULT_REGISTRY = "modelci.local"
 REGISTRY_VARIABLE = "MODELCI_IMAGE_REGISTRY"
@@ -106,10 +110,19 @@ def _retag_ecr(repository: str, tag: str, new_tag: str) -> str:
     return digest
 
 
-def follow_image_alias(model: str, commit: str, alias: str) -> str | None:
-    """On release: when images are pushed to a registry (MODELCI_IMAGE_REGISTRY set), give
-    `<registry>/<model>:<sha12>` the tag `alias` too; None when no such image was pushed."""
-    registry = os.environ.get(REGISTRY_VARIABLE, "").rstrip("/")
+def pushed_registry(workspace: Workspace) -> str | None:
+    """`[image].registry` when images are pushed there (set, and not `modelci.local`)."""
+    registry = (workspace.project.image.registry or "").rstrip("/")
+    return registry if registry and registry != DEFAULT_REGISTRY else None
+
+
+def follow_image_alias(
+    model: str, commit: str, alias: str, registry: str | None = None
+) -> str | None:
+    """On release: when images are pushed to a registry (`[image].registry`, else
+    MODELCI_IMAGE_REGISTRY), give `<registry>/<model>:<sha12>` the tag `alias` too; None when
+    no such image was pushed."""
+    registry = (registry or os.environ.get(REGISTRY_VARIABLE, "")).rstrip("/")
     if not registry or registry == DEFAULT_REGISTRY:
         return None
     return retag_image(f"{registry}/{model}", commit[:12], alias, missing_ok=True)

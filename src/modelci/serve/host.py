@@ -80,7 +80,7 @@ class Host:
         when the registry reads as lost while the host serves the endpoints `serving`."""
         workspace = Workspace(self.workspace.root)  # fresh settings and specs each time
         environments = workspace.project.environments
-        if workspace.project.deploy.backend != "local":
+        if workspace.project.deploy.backend not in ("local", "container"):  # this host's
             return {}
         # A registry that was made and is now missing or empty raises here (ConfigError);
         # one gone with its marker too, or emptied of every model, is as lost while this

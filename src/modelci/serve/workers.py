@@ -75,6 +75,9 @@ class LaunchSpec:
     batch_max_size: int
     batch_max_wait_ms: float
     log_dir: str
+    image: str | None = None  # `[deploy] backend = "container"`: served by this image
+    engine: tuple[str, ...] = ()  # the container engine's command
+    engine_env: dict[str, str] | None = None
 
 
 def launch_spec(
@@ -94,8 +97,30 @@ def launch_spec(
         raise ConfigError(f"version {version} has no artifact to serve")
     dirty = bool(record.details.get("dirty"))
     spec = spec_at(workspace, model, record.commit, dirty)
-    env = ensure_environment(workspace.root, spec)
     model_dir = version_folder(workspace, record)
+    if workspace.project.deploy.backend == "container":
+        from modelci.envs.modelimage import model_image
+
+        engine, image = model_image(workspace, model, record.commit)
+        return LaunchSpec(
+            endpoint=endpoint,
+            model=model,
+            environment=environment,
+            version=version,
+            commit=record.commit,
+            python="",
+            runtime="",
+            model_dir=str(model_dir),
+            handler=None,  # the image's serve names the handler in its code
+            workers=spec.file.serve.workers,
+            batch_max_size=spec.file.serve.batch.max_size,
+            batch_max_wait_ms=spec.file.serve.batch.max_wait_ms,
+            log_dir=str(workspace.state_dir / "serve" / "logs"),
+            image=image,
+            engine=(engine.executable,),
+            engine_env=engine.environ(),
+        )
+    env = ensure_environment(workspace.root, spec)
     handler = None
     if spec.file.serve.handler:
         code = workspace.state_dir / "serve" / "code" / version
@@ -147,6 +172,7 @@ class VersionServer:
     healthy: bool = False
     stopping: bool = False
     restarts: int = 0
+    container: str | None = None
 
     @property
     def url(self) -> str:
@@ -172,6 +198,8 @@ class VersionServer:
                 }
             )
         )
+        if spec.image:
+            return cls._launch_container(spec, port, log_path, metadata, restarts)
         command = [
             *DIE_WITH_PARENT,  # a host killed outright takes its version servers with it
             spec.python,
@@ -205,6 +233,29 @@ class VersionServer:
                 start_new_session=True,
             )
         return cls(spec, port, process, log_path, Upstream("127.0.0.1", port), restarts=restarts)
+
+    @classmethod
+    def _launch_container(
+        cls, spec: LaunchSpec, port: int, log_path: Path, metadata: Path, restarts: int
+    ) -> VersionServer:
+        from modelci.serve import containers
+
+        assert spec.image is not None
+        name = containers.container_name(spec.endpoint, spec.version)
+        command = containers.run_command(
+            list(spec.engine), spec.image, name, port, spec.model_dir, metadata
+        )
+        with log_path.open("ab") as log:
+            process = subprocess.Popen(
+                command,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=spec.engine_env,
+                start_new_session=True,
+            )
+        upstream = Upstream("127.0.0.1", port)
+        return cls(spec, port, process, log_path, upstream, restarts=restarts, container=name)
 
     def alive(self) -> bool:
         return self.process.poll() is None
@@ -243,6 +294,12 @@ class VersionServer:
         self.stopping = True
         self.healthy = False
         self.upstream.close()
+        if self.container is not None:  # the engine's client may go without its container
+            from modelci.serve import containers
+
+            containers.remove(
+                list(self.spec.engine), self.container, STOP_GRACE_S, self.spec.engine_env or {}
+            )
         stop_group(self.process, STOP_GRACE_S)
 
     def describe(self) -> dict[str, object]:

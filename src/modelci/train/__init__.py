@@ -15,6 +15,7 @@ if TYPE_CHECKING:
 
 TRAINERS = {
     "local": "modelci.train.local:LocalTrainer",
+    "container": "modelci.train.container:ContainerTrainer",
     "ray": "modelci.train.ray:RayTrainer",
     "sagemaker": "modelci.train.sagemaker:SageMakerTrainer",
 }

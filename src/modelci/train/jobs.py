@@ -194,6 +194,7 @@ def prepare_job(
         timeout=spec.train.timeout,
         metrics=dict(spec.train.metrics),
         resources=spec.train.resources.asked(),
+        sagemaker=spec.file.sagemaker,
     )
 
 

@@ -47,13 +47,21 @@ def child_environment(job: TrainingJob) -> dict[str, str]:
 class RunningJob(StartedJob):
     """A job started in the background; `wait` ends it (or its timeout does)."""
 
-    def __init__(self, job: TrainingJob, on_line: Progress | None):
+    def __init__(
+        self,
+        job: TrainingJob,
+        on_line: Progress | None,
+        command: list[str] | None = None,
+        env: dict[str, str] | None = None,
+    ):
+        """Start `command` (default: the script in the model's environment) with `env`
+        (default: the parent's plus script mode's)."""
         self.job = job
         self.tail: collections.deque[str] = collections.deque(maxlen=50)
         self.started = time.monotonic()
         job.job.log.parent.mkdir(parents=True, exist_ok=True)
         self.log: IO[str] = job.job.log.open("w", encoding="utf-8")
-        command = [
+        command = command or [
             *_DIE_WITH_PARENT,
             str(job.python),
             job.entrypoint,
@@ -62,7 +70,7 @@ class RunningJob(StartedJob):
         self.process = subprocess.Popen(
             command,
             cwd=job.job.code,
-            env=child_environment(job),
+            env=env if env is not None else child_environment(job),
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,

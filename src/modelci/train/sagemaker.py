@@ -14,7 +14,6 @@ definitions. Everything of one job lives under `<bucket prefix>/<job name>/`: `s
 from __future__ import annotations
 
 import logging
-import re
 import secrets
 import threading
 import time
@@ -22,20 +21,21 @@ from pathlib import Path
 from typing import Any
 
 from modelci.aws import SageMakerAccount, resource_name
+from modelci.envs.retag import pushed_registry
 from modelci.progress import Progress
 from modelci.runtime import tarball
 from modelci.runtime.jobdir import encode_hyperparameters
 from modelci.train.artifacts import unpack
-from modelci.train.base import JobResult, Trainer, TrainingJob
+from modelci.train.base import JOB_VERSION, JobResult, Trainer, TrainingJob
 from modelci.workspace import Workspace
 
 _log = logging.getLogger(__name__)
 
 LOG_GROUP = "/aws/sagemaker/TrainingJobs"
+VOLUME_SIZE_GB = 30  # a training job's volume unless the model says otherwise
 POLL_FIRST_S = 0.2  # a job's status is asked for often at first, then every POLL_MAX_S
 POLL_MAX_S = 15.0
 FINISHED = ("Completed", "Failed", "Stopped")
-_VERSION = re.compile(r"^(?P<model>[a-z][a-z0-9-]*?)-(?P<sha12>[0-9a-f]{12})(?:-|$)")
 
 
 def pack_source(folder: Path, destination: Path) -> Path:
@@ -63,7 +63,9 @@ class SageMakerTrainer(Trainer):
 
     def __init__(self, workspace: Workspace):
         self.settings = workspace.project.sagemaker
-        self.account = SageMakerAccount.open(self.settings)
+        self.account = SageMakerAccount.open(
+            self.settings, image_registry=pushed_registry(workspace)
+        )
         self.account.check_bucket()
 
     def run(self, job: TrainingJob, on_line: Progress | None = None) -> JobResult:
@@ -137,7 +139,7 @@ class SageMakerTrainer(Trainer):
     def _request(self, job: TrainingJob, name: str, say: Progress) -> dict[str, Any]:
         """Upload the code and channels, and the CreateTrainingJob request that uses them."""
         account = self.account
-        match = _VERSION.match(job.name)
+        match = JOB_VERSION.match(job.name)
         image = account.image_uri(
             match["model"] if match else None, match["sha12"] if match else None
         )
@@ -174,7 +176,16 @@ class SageMakerTrainer(Trainer):
                 "sagemaker_region": account.region,
             }
         )
-        return {
+        own = job.sagemaker  # the model's [sagemaker], over the project's
+        runtime = max(int(job.timeout), 1)
+        resources: dict[str, Any] = {
+            "InstanceType": own.instance_type or self.settings.instance_type,
+            "InstanceCount": own.instance_count or self.settings.instance_count,
+            "VolumeSizeInGB": own.volume_size_gb or VOLUME_SIZE_GB,
+        }
+        output: dict[str, Any] = {"S3OutputPath": account.s3_url()}
+        stopping: dict[str, Any] = {"MaxRuntimeInSeconds": runtime}
+        request: dict[str, Any] = {
             "TrainingJobName": name,
             "AlgorithmSpecification": {
                 "TrainingImage": image,
@@ -186,20 +197,34 @@ class SageMakerTrainer(Trainer):
             "RoleArn": self.settings.role_arn,
             "HyperParameters": hyperparameters,
             "InputDataConfig": inputs,
-            "OutputDataConfig": {"S3OutputPath": account.s3_url()},
-            "ResourceConfig": {
-                "InstanceType": self.settings.instance_type,
-                "InstanceCount": self.settings.instance_count,
-                "VolumeSizeInGB": 30,
-            },
-            "StoppingCondition": {"MaxRuntimeInSeconds": max(int(job.timeout), 1)},
+            "OutputDataConfig": output,
+            "ResourceConfig": resources,
+            "StoppingCondition": stopping,
             "Environment": {
+                **own.environment,
                 "MODELCI_SEED": str(job.seed),
                 "PYTHONHASHSEED": str(job.seed),
                 **job.extra_env,
             },
             "Tags": [{"Key": "modelci:job", "Value": job.name}],
         }
+        if own.kms_key_id:
+            resources["VolumeKmsKeyId"] = own.kms_key_id
+            output["KmsKeyId"] = own.kms_key_id
+        if own.spot:
+            request["EnableManagedSpotTraining"] = True
+            stopping["MaxWaitTimeInSeconds"] = own.spot_max_wait_s or 2 * runtime
+        if own.checkpoint_s3_uri:
+            request["CheckpointConfig"] = {
+                "S3Uri": own.checkpoint_s3_uri,
+                "LocalPath": "/opt/ml/checkpoints",
+            }
+        if own.subnets:
+            request["VpcConfig"] = {
+                "Subnets": own.subnets,
+                "SecurityGroupIds": own.security_group_ids,
+            }
+        return request
 
     # --- waiting ----------------------------------------------------------------------------
 

@@ -1,0 +1,95 @@
+"""Endpoints served from images (`[deploy] backend = "container"`): the endpoint host runs the
+version as a container of its image, published on 127.0.0.1; requests and AWS's SDK reach it
+through the host; an image whose `serve` crashes is rolled back; stopping the host stops its
+containers."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from modelci.envs.engine import Engine
+from tests.support.cli import CliResult
+from tests.support.hosts import JSON, ROW, Hosts, prediction, watched_hosts
+from tests.support.images import BuiltImage
+from tests.support.waiting import wait_until
+
+pytestmark = [pytest.mark.podman, pytest.mark.oci, pytest.mark.slow]
+Run = Callable[..., CliResult]
+CRASHING = "import os\nos._exit(3)  # the server dies as it loads the handler\n"
+
+
+@pytest.fixture
+def hosts(modelci: Run, monkeypatch: pytest.MonkeyPatch) -> Iterator[Hosts]:
+    yield from watched_hosts(modelci, monkeypatch)
+
+
+def containers(podman: Engine, endpoint: str) -> list[str]:
+    """The images of the containers (running or not) of an endpoint."""
+    out = podman.run(
+        ["ps", "-a", "--filter", f"name=modelci-{endpoint}-", "--format", "{{.Image}}"],
+        what="ps",
+    )
+    return out.split()
+
+
+def test_the_host_serves_the_image_and_rolls_a_crash_back(
+    podman: Engine,
+    toy_image: BuiltImage,
+    base_image: str,
+    hosts: Hosts,
+    modelci: Run,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    root = tmp_path / "toy"
+    subprocess.run(["git", "clone", "-q", str(toy_image.repo.root), str(root)], check=True)
+    subprocess.run(["git", "-C", str(root), "checkout", "-q", toy_image.commit], check=True)
+    hosts.roots.append(root)
+    monkeypatch.setenv("MODELCI_IMAGE_BASE", base_image)
+    monkeypatch.setenv("MODELCI_IMAGE_REGISTRY", toy_image.registry)
+    monkeypatch.setenv("MODELCI_DEPLOY_BACKEND", "container")
+    assert modelci("-C", root, "train", "toy").code == 0
+    deployed = modelci("-C", root, "deploy", "toy", "--env", "staging", "--skip-tests", "--json")
+    assert deployed.code == 0, deployed.stdout + deployed.stderr
+    outcome = deployed.json()
+    version = f"toy-{toy_image.commit[:12]}"
+    assert outcome["status"] == "deployed" and outcome["version"] == version
+    assert containers(podman, "toy-staging") == [toy_image.tag]
+    gateway = outcome["gateway_url"]
+    assert prediction(httpx.post(f"{gateway}/invocations", content=ROW, headers=JSON)) == 3.5
+    assert httpx.get(f"{gateway}/metadata").json()["version"] == version
+
+    boto3 = pytest.importorskip("boto3")
+    client = boto3.client(
+        "sagemaker-runtime",
+        endpoint_url=gateway.rsplit("/endpoints/", 1)[0],
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+    answer = client.invoke_endpoint(
+        EndpointName="toy-staging", Body=ROW, ContentType="application/json"
+    )
+    assert json.loads(answer["Body"].read()) == {"predictions": [3.5]}
+
+    # a version whose image's serve crashes: the deploy fails and the first keeps serving
+    (root / "models/toy/inference.py").write_text(CRASHING)
+    subprocess.run(["git", "-C", str(root), "commit", "-qam", "crashing handler"], check=True)
+    assert modelci("-C", root, "train", "toy").code == 0
+    failed = modelci("-C", root, "deploy", "toy", "--env", "staging", "--skip-tests", "--json")
+    assert failed.code == 1
+    assert failed.json()["status"] in ("failed", "rolled_back")
+    assert failed.json()["previous_version"] == version
+    assert prediction(httpx.post(f"{gateway}/invocations", content=ROW, headers=JSON)) == 3.5
+    assert hosts.endpoints(root)["toy-staging"]["version"] == version
+    assert containers(podman, "toy-staging") == [toy_image.tag]  # the crashed one is gone
+
+    hosts.stop()
+    hosts.roots.clear()
+    wait_until(lambda: not containers(podman, "toy-staging"), "the host's containers are gone")
