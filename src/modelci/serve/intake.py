@@ -15,10 +15,10 @@ CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 def refused_path(path: str, endpoint: str, action: str) -> str | None:
     """Why the host refuses to forward this request (400), or None."""
-    if CONTROL.search(path):
-        return f"the path {path!r} holds control characters"
     if not ENDPOINT_NAME.fullmatch(endpoint):
         return f"{endpoint!r} is not a valid endpoint name"
+    if CONTROL.search(path):
+        return f"the path {path!r} holds control characters"
     if not ACTION.fullmatch(action):
         return f"{action!r} is not a route of an endpoint"
     return None
