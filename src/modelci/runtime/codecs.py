@@ -144,7 +144,24 @@ def decode_csv(body: bytes) -> np.ndarray:
     try:
         return np.asarray(rows, dtype=np.float64).reshape(len(rows), -1)
     except ValueError as error:
-        raise BadRequest(f"CSV rows must hold the same number of numbers: {error}") from None
+        raise BadRequest(_csv_problem(rows) or f"CSV rows must be numbers: {error}") from None
+
+
+def _csv_problem(rows: list[list[str]]) -> str | None:
+    """What is wrong with CSV rows that are not a table of numbers: the first cell at fault."""
+    width = len(rows[0])
+    for number, row in enumerate(rows):
+        if len(row) != width:
+            return (
+                f"CSV rows must hold the same number of numbers: row {number} holds "
+                f"{len(row)}, row 0 holds {width}"
+            )
+        for column, cell in enumerate(row):
+            try:
+                float(cell)
+            except ValueError:
+                return f"CSV row {number}, column {column}: expected a number, got {cell!r}"
+    return None
 
 
 def _check_npy_header(body: bytes) -> None:
