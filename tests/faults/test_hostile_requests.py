@@ -172,8 +172,9 @@ def test_the_signature_is_published_in_metadata_and_openapi(
     document = httpx.get(f"{server.url}/openapi.json").json()
     invocations = document["paths"]["/invocations"]["post"]
     assert invocations["x-modelci-signature"] == recorded
-    rows = invocations["requestBody"]["content"]["application/json"]["schema"]["oneOf"][0]
-    row = rows["items"]
+    bare = invocations["requestBody"]["content"]["application/json"]["schema"]["oneOf"][0]
+    rows, row = bare["oneOf"]
+    assert rows["items"] == row
     assert row["minItems"] == row["maxItems"] == 20
     assert row["prefixItems"][3] == {"type": "number", "title": "f3"}
 

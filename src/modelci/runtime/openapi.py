@@ -31,7 +31,8 @@ def openapi_document(
     `signature`, its rows' schema (and the signature itself as `x-modelci-signature`)."""
     rows: dict[str, Any] = _ROWS
     if signature is not None:
-        rows = {"type": "array", "minItems": 1, "items": signature.row_schema()}
+        row = signature.row_schema()  # one flat row is one row, as without a signature
+        rows = {"oneOf": [{"type": "array", "minItems": 1, "items": row}, row]}
     predictions = {
         "type": "object",
         "properties": {"predictions": {"type": "array"}},
