@@ -15,8 +15,8 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from modelci.runtime.errors import BadRequest
-from modelci.runtime.handlers import load_handler
+from modelci.runtime.errors import BadRequest, HandlerError
+from modelci.runtime.handlers import Handler, load_handler
 from modelci.runtime.introspection import main, model_columns, read_channel, signature_of
 from modelci.runtime.signature import (
     SIGNATURE_FILE,
@@ -187,3 +187,18 @@ def test_introspection_records_what_the_server_then_checks(
     fallback = load_handler(churn_dir).signature
     assert fallback is not None and fallback.count == 20
     assert {(c.name, c.nan) for c in fallback.columns} == {(None, False)}
+
+
+def test_the_models_own_refusal_of_an_input_is_a_400_but_a_predict_fn_error_is_a_500() -> None:
+    def refuse(rows: object) -> object:
+        raise ValueError("Input X contains NaN.")
+
+    builtin = Handler(object(), name="model", default_predict=refuse)
+    with pytest.raises(BadRequest, match=r"the model refused the input: Input X contains NaN"):
+        builtin.predict(np.zeros((1, 2)))
+    user = Handler(
+        object(), name="inference.py", default_predict=None, predict_fn=lambda d, m: refuse(d)
+    )
+    with pytest.raises(HandlerError, match="predict_fn raised ValueError") as raised:
+        user.predict(np.zeros((1, 2)))
+    assert raised.value.status == 500
