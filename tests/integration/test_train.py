@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from modelci.registry import open_registry
+from modelci.runtime.signature import SIGNATURE_FILE
 from tests.support.cli import CliResult
 from tests.support.repos import GitRepo
 
@@ -353,4 +354,13 @@ def test_unchanged_sagemaker_sklearn_script(
     assert result.code == 0, result.stdout + result.stderr
     [version] = document["versions"]
     assert version["metrics"]["accuracy"] >= 0.85
-    assert (unpacked(repo, version["artifact"]["sha256"], tmp_path) / "model.joblib").exists()
+    model_dir = unpacked(repo, version["artifact"]["sha256"], tmp_path)
+    assert (model_dir / "model.joblib").exists()
+    # the input signature travels with the artifact: the model's 20 columns, named by the
+    # train channel once its key (the sample key) and label are left out, refusing NaN
+    signature = json.loads((model_dir / SIGNATURE_FILE).read_text())
+    assert [column["name"] for column in signature["columns"]] == [f"f{i}" for i in range(20)]
+    assert {(c["dtype"], c["nan"], c["infinity"]) for c in signature["columns"]} == {
+        ("number", False, False)
+    }
+    assert signature["sources"] == ["model", "channel train", "probe"]

@@ -112,7 +112,7 @@ def test_csv_in_npy_out_and_npy_in_csv_out(client: TestClient, model_dir: Path) 
         (b"garbage", {"content-type": "application/x-npy"}, 400, "not a .npy"),
         (b"a=1", {"content-type": "application/x-www-form-urlencoded"}, 415, "cannot read"),
         (b"[[1]]", {"content-type": "application/json", "accept": "text/html"}, 406, "text/html"),
-        (b"[[1, 2]]", {"content-type": "application/json"}, 500, "expecting 20 features"),
+        (b"[[1, 2]]", {"content-type": "application/json"}, 400, "expected rows of 20 columns"),
         (b"x" * (64 * 1024 + 1), {"content-type": "application/json"}, 413, "above the limit"),
     ],
 )
@@ -181,7 +181,15 @@ def test_metadata(client: TestClient) -> None:
 def test_metadata_without_a_file_names_every_key(model_dir: Path) -> None:
     with TestClient(create_app(model_dir)) as client:
         document = client.get("/metadata").json()
-    assert set(document) == {"model", "version", "commit", "environment", "handler", "loaded_at"}
+    assert set(document) == {
+        "model",
+        "version",
+        "commit",
+        "environment",
+        "handler",
+        "loaded_at",
+        "signature",
+    }
     assert document["model"] is None
 
 

@@ -68,7 +68,12 @@ def test_csv_rows() -> None:
 
 @pytest.mark.parametrize(
     ("body", "message"),
-    [(b"", "empty"), (b"1,2\n3\n", "same number"), (b"1,x\n", "same number"), (b"\xff", "UTF-8")],
+    [
+        (b"", "empty"),
+        (b"1,2\n3\n", "same number of numbers: row 1 holds 1, row 0 holds 2"),
+        (b"1,2\n3,x\n", "CSV row 1, column 1: expected a number, got 'x'"),
+        (b"\xff", "UTF-8"),
+    ],
 )
 def test_bad_csv_is_a_bad_request(body: bytes, message: str) -> None:
     with pytest.raises(BadRequest, match=message):
@@ -94,6 +99,38 @@ def test_bad_npy_is_a_bad_request() -> None:
     np.save(pickled, np.array([{"a": 1}], dtype=object), allow_pickle=True)
     with pytest.raises(BadRequest):
         codecs.decode(pickled.getvalue(), "application/x-npy")
+
+
+def test_an_npy_header_declaring_more_than_the_body_holds_is_refused_unread() -> None:
+    head = io.BytesIO()
+    # 6 GB declared: NumPy would allocate it before finding the data missing
+    np.lib.format.write_array_header_1_0(
+        head, {"descr": "<f8", "fortran_order": False, "shape": (30_000_000, 25)}
+    )
+    with pytest.raises(BadRequest, match=r"declares 6000000000 bytes .* the body holds 8"):
+        codecs.decode(head.getvalue() + bytes(8), "application/x-npy")
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"[" * 33 + b"]" * 33,
+        b'{"instances": ' + b"[" * 40 + b"1" + b"]" * 40 + b"}",
+        b"[" * 200_000,  # deeper than Python's recursion limit
+    ],
+)
+def test_json_nested_beyond_the_limit_is_refused_before_parsing(body: bytes) -> None:
+    with pytest.raises(BadRequest, match="levels deep: the limit is 32"):
+        codecs.decode(body, "application/json")
+
+
+def test_json_depth_counts_no_bracket_inside_a_string() -> None:
+    quoted = b'{"instances": [[1, 2]], "note": "' + b"[" * 100 + b'\\" ["}'
+    assert codecs.json_depth(quoted) == 3
+    assert codecs.decode(quoted, "application/json").shape == (1, 2)
+    many_rows = json.dumps({"instances": [[1, 2]] * 100}).encode()
+    assert codecs.json_depth(many_rows) == 3
+    assert codecs.json_depth(b"[[1]]") == 0  # too few brackets to be deep: not scanned
 
 
 def test_unknown_content_type_is_unsupported() -> None:

@@ -39,8 +39,8 @@ def check_serving(
 
 def smoke_request(workspace: Workspace, spec: ModelSpec) -> tuple[bytes, str] | None:
     """The first golden row, else the first row of the test channel (key and label left out)."""
+    from modelci.runtime.signature import LABEL_COLUMNS
     from modelci.testing.golden import encode_input, read_golden
-    from modelci.testing.repro import LABEL_COLUMNS
     from modelci.testing.runner import golden_path
 
     found = golden_path(spec, workspace.root)

@@ -46,3 +46,12 @@ def runtime_dir(state_dir: Path) -> Path:
     except OSError:  # another process made it first
         shutil.rmtree(temporary, ignore_errors=True)
     return target
+
+
+def runtime_environment(state_dir: Path) -> dict[str, str]:
+    """This process's variables for a process of a model's environment that runs part of the
+    runtime (the probe, the signature's recording): none of modelci's Python paths, the
+    runtime's copy on PYTHONPATH."""
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
+    env["PYTHONPATH"] = str(runtime_dir(state_dir))
+    return env

@@ -23,12 +23,14 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from modelci.runtime.batching import Batcher
-from modelci.runtime.errors import BadRequest, PayloadTooLarge, ServeError
+from modelci.runtime.bodies import read_body
+from modelci.runtime.errors import ServeError
 from modelci.runtime.handlers import Handler, load_handler
+from modelci.runtime.limits import MAX_BODY_BYTES
 from modelci.runtime.metrics import Metrics
 from modelci.runtime.openapi import openapi_document
 
-DEFAULT_MAX_BODY_BYTES = 6 * 1024 * 1024  # SageMaker's limit for real-time endpoints
+DEFAULT_MAX_BODY_BYTES = MAX_BODY_BYTES
 CONFIG_VARIABLE = "MODELCI_SERVE_CONFIG"
 JSON = "application/json"
 METADATA_KEYS = ("model", "version", "commit", "environment")
@@ -68,10 +70,14 @@ class InferenceService:
         document = dict.fromkeys(METADATA_KEYS) | dict(metadata or {})
         document["handler"] = handler.name
         document["loaded_at"] = datetime.now(UTC).isoformat(timespec="seconds")
+        signature = handler.signature
+        document["signature"] = None if signature is None else signature.to_dict()
         self.metadata = document
         self._metadata_body = _json(document)
         title = f"{document['model'] or 'model'} inference"
-        self._openapi_body = _json(openapi_document(title, str(document["version"] or "0")))
+        self._openapi_body = _json(
+            openapi_document(title, str(document["version"] or "0"), signature)
+        )
 
     async def invocations(self, request: Request) -> Response:
         """POST /invocations: decode, predict (batched when possible), encode."""
@@ -91,7 +97,7 @@ class InferenceService:
             accept = handler.accept_type(headers.get("accept"))
             self.batcher.arrive()
             try:
-                body = await self._read_body(request)
+                body = await read_body(request, self.max_body_bytes)
                 data = handler.decode(body, headers.get("content-type"))
             finally:
                 self.batcher.arrived()
@@ -108,26 +114,6 @@ class InferenceService:
             log.exception("unexpected error answering /invocations")
             return error_response(ServeError(f"internal error: {type(error).__name__}: {error}"))
         return Response(answer, media_type=content_type)
-
-    async def _read_body(self, request: Request) -> bytes:
-        limit = self.max_body_bytes
-        length = request.headers.get("content-length")
-        if length is not None:
-            try:
-                declared = int(length)
-            except ValueError:
-                raise BadRequest(f"Content-Length {length!r} is not a number") from None
-            if declared > limit:
-                raise PayloadTooLarge(f"body of {declared} bytes is above the limit of {limit}")
-            return await request.body()
-        chunks: list[bytes] = []
-        size = 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                raise PayloadTooLarge(f"body is above the limit of {limit} bytes")
-            chunks.append(chunk)
-        return b"".join(chunks)
 
     async def ping(self, request: Request) -> Response:
         """GET /ping: 200 once the model is loaded (it is loaded before the app exists)."""

@@ -13,18 +13,26 @@ import csv
 import functools
 import io
 import json
+import math
+import re
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 from modelci.runtime.errors import BadRequest, NotAcceptable, UnsupportedMediaType
+from modelci.runtime.limits import MAX_JSON_DEPTH
 
 JSON = "application/json"
 CSV = "text/csv"
 NPY = "application/x-npy"
 MEDIA_TYPES = (JSON, CSV, NPY)
 _WILDCARDS = {"*/*": JSON, "application/*": JSON, "text/*": CSV}
+# JSON strings, whose brackets do not nest; and each byte's step in nesting depth
+_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
+_DEPTH_STEP = np.zeros(256, dtype=np.int8)
+_DEPTH_STEP[[ord("["), ord("{")]] = 1
+_DEPTH_STEP[[ord("]"), ord("}")]] = -1
 
 
 @functools.lru_cache(maxsize=256)
@@ -90,12 +98,30 @@ def _mixed_rows(rows: list[Any]) -> np.ndarray:
     return array
 
 
+def json_depth(body: bytes, limit: int = MAX_JSON_DEPTH) -> int:
+    """How deep the JSON text nests arrays and objects, or any number up to `limit` when it
+    cannot be deeper (the usual case, told by counting brackets)."""
+    if body.count(b"[") + body.count(b"{") <= limit:
+        return 0
+    if b'"' in body:
+        body = _JSON_STRING.sub(b'""', body)
+    steps = _DEPTH_STEP[np.frombuffer(body, dtype=np.uint8)]
+    return int(np.cumsum(steps, dtype=np.int64).max(initial=0))
+
+
 def decode_json(body: bytes) -> np.ndarray:
     """`{"instances": rows}`, `{"inputs": rows}` or a bare list of rows (or one flat row)."""
+    depth = json_depth(body)
+    if depth > MAX_JSON_DEPTH:
+        raise BadRequest(
+            f"JSON nested {depth} levels deep: the limit is {MAX_JSON_DEPTH} (rows need 3)"
+        )
     try:
         document = json.loads(body)
     except ValueError as error:  # JSONDecodeError and UnicodeDecodeError
         raise BadRequest(f"body is not valid JSON: {error}") from None
+    except RecursionError:  # a depth the count above missed cannot crash the server
+        raise BadRequest(f"JSON nested deeper than the limit of {MAX_JSON_DEPTH}") from None
     if isinstance(document, dict):
         if "instances" in document:
             document = document["instances"]
@@ -118,11 +144,56 @@ def decode_csv(body: bytes) -> np.ndarray:
     try:
         return np.asarray(rows, dtype=np.float64).reshape(len(rows), -1)
     except ValueError as error:
-        raise BadRequest(f"CSV rows must hold the same number of numbers: {error}") from None
+        raise BadRequest(_csv_problem(rows) or f"CSV rows must be numbers: {error}") from None
+
+
+def _csv_problem(rows: list[list[str]]) -> str | None:
+    """What is wrong with CSV rows that are not a table of numbers: the first cell at fault."""
+    width = len(rows[0])
+    for number, row in enumerate(rows):
+        if len(row) != width:
+            return (
+                f"CSV rows must hold the same number of numbers: row {number} holds "
+                f"{len(row)}, row 0 holds {width}"
+            )
+        for column, cell in enumerate(row):
+            try:
+                float(cell)
+            except ValueError:
+                return f"CSV row {number}, column {column}: expected a number, got {cell!r}"
+    return None
+
+
+def _check_npy_header(body: bytes) -> None:
+    """The header's shape and type must fit in the body: NumPy allocates what the header
+    declares before it reads the data."""
+    if not body.startswith(b"\x93NUMPY"):
+        return  # not .npy (an .npz archive, garbage): np.load says what it is
+    stream = io.BytesIO(body)
+    try:
+        version = np.lib.format.read_magic(stream)
+        if version == (1, 0):
+            shape, _, dtype = np.lib.format.read_array_header_1_0(stream)
+        elif version == (2, 0):
+            shape, _, dtype = np.lib.format.read_array_header_2_0(stream)
+        else:
+            return  # np.load says what is wrong with it
+    except (ValueError, EOFError, OSError) as error:
+        raise BadRequest(f"body is not a .npy array: {error}") from None
+    if dtype.hasobject:
+        raise BadRequest("the .npy array holds Python objects: only plain numbers and strings")
+    declared = math.prod(shape) * dtype.itemsize
+    held = len(body) - stream.tell()
+    if declared > held:
+        raise BadRequest(
+            f"the .npy header declares {declared} bytes of data (shape {list(shape)}, "
+            f"{dtype}), but the body holds {held}"
+        )
 
 
 def decode_npy(body: bytes) -> np.ndarray:
     """One array in NumPy's .npy format (no pickles); a 1-D array is one row."""
+    _check_npy_header(body)
     try:
         array = np.load(io.BytesIO(body), allow_pickle=False)
     except (ValueError, EOFError, OSError) as error:

@@ -36,6 +36,8 @@ from modelci.runtime.errors import (
     HandlerNotFound,
     ServeError,
 )
+from modelci.runtime.introspection import signature_of
+from modelci.runtime.signature import Signature, read_signature
 
 HOOKS = ("model_fn", "input_fn", "predict_fn", "output_fn")
 HANDLER_FILES = ("code/inference.py", "inference.py")
@@ -198,6 +200,8 @@ class Handler:
 
     `batchable` is true when prediction is the default one (`model.predict` on rows), which can
     be called once for the rows of several requests; a user `predict_fn` is called per request.
+    Then the input `signature`, when known, is checked before the model sees a request, and a
+    ValueError of the model's (scikit-learn's refusal of an input) is the client's 400.
     """
 
     def __init__(
@@ -209,6 +213,7 @@ class Handler:
         input_fn: Callable[[bytes, str], Any] | None = None,
         predict_fn: Callable[[Any, Any], Any] | None = None,
         output_fn: Callable[[Any, str], Any] | None = None,
+        signature: Signature | None = None,
     ):
         if predict_fn is None and default_predict is None:
             raise HandlerNotFound(
@@ -222,6 +227,7 @@ class Handler:
         self.output_fn = output_fn
         self.default_predict = default_predict
         self.batchable = predict_fn is None
+        self.signature = signature if self.batchable else None
 
     def accept_type(self, accept: str | None) -> str:
         """The media type to answer in; 406 when the default output cannot produce it.
@@ -238,15 +244,19 @@ class Handler:
         """The request body as model input: `input_fn`, or the default codecs."""
         media = codecs.media_type(content_type)
         if self.input_fn is None:
-            return codecs.decode(body, media)
-        try:
-            return self.input_fn(body, media)
-        except ServeError:
-            raise
-        except _INPUT_ERRORS as error:
-            raise BadRequest(f"input_fn could not read the body: {error}") from None
-        except Exception as error:
-            raise _failed("input_fn", error) from None
+            data = codecs.decode(body, media)
+        else:
+            try:
+                data = self.input_fn(body, media)
+            except ServeError:
+                raise
+            except _INPUT_ERRORS as error:
+                raise BadRequest(f"input_fn could not read the body: {error}") from None
+            except Exception as error:
+                raise _failed("input_fn", error) from None
+        if self.signature is not None and isinstance(data, np.ndarray):
+            return self.signature.check(data)
+        return data
 
     def predict(self, data: Any) -> Any:
         """The prediction for decoded input: `predict_fn(data, model)` or `model.predict`."""
@@ -257,6 +267,10 @@ class Handler:
             return self.default_predict(data)
         except ServeError:
             raise
+        except ValueError as error:
+            if self.predict_fn is not None:
+                raise _failed("predict_fn", error) from None
+            raise BadRequest(f"the model refused the input: {error}") from None
         except Exception as error:
             raise _failed("predict_fn" if self.predict_fn else "predict", error) from None
 
@@ -297,8 +311,26 @@ class Handler:
         return self.encode(self.predict(self.decode(body, content_type)), accept_type)
 
 
-def load_handler(model_dir: str | Path, handler_path: str | Path | None = None) -> Handler:
-    """Load a model version's handler and model.
+def _signature(
+    model_dir: Path, model: Any, predict: Callable[[Any], Any] | None
+) -> Signature | None:
+    """The signature recorded with the artifact; for one trained before signatures were
+    recorded (or whose file is unreadable), what the model itself says."""
+    try:
+        recorded = read_signature(model_dir)
+    except ValueError as error:
+        log.warning("ignoring the recorded input signature: %s", error)
+        recorded = None
+    if recorded is not None or predict is None:
+        return recorded
+    return signature_of(model, predict)
+
+
+def load_handler(
+    model_dir: str | Path, handler_path: str | Path | None = None, *, signature: bool = True
+) -> Handler:
+    """Load a model version's handler and model, and its input signature (unless not
+    `signature`).
 
     The handler is `handler_path`, else `code/inference.py` or `inference.py` in the model
     folder when present (SageMaker's layout), else the built-in handler for the model file.
@@ -319,6 +351,7 @@ def load_handler(model_dir: str | Path, handler_path: str | Path | None = None) 
             builtin.model,
             name=f"{builtin.kind} ({builtin.file.name})",
             default_predict=builtin.predict,
+            signature=_signature(model_dir, builtin.model, builtin.predict) if signature else None,
         )
 
     path = Path(handler_path)
@@ -342,6 +375,7 @@ def load_handler(model_dir: str | Path, handler_path: str | Path | None = None) 
             )
         model, default_predict = builtin.model, builtin.predict
         name += f" + {builtin.kind} ({builtin.file.name})"
+    batchable = hooks["predict_fn"] is None and default_predict is not None
     return Handler(
         model,
         name=name,
@@ -349,6 +383,9 @@ def load_handler(model_dir: str | Path, handler_path: str | Path | None = None) 
         input_fn=hooks["input_fn"],
         predict_fn=hooks["predict_fn"],
         output_fn=hooks["output_fn"],
+        signature=_signature(model_dir, model, default_predict)
+        if signature and batchable
+        else None,
     )
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from modelci.runtime.signature import Signature
+
 _ERROR = {
     "description": "A message saying what was wrong",
     "content": {
@@ -22,14 +24,21 @@ _ROWS = {
 }
 
 
-def openapi_document(title: str, version: str) -> dict[str, Any]:
-    """The OpenAPI document for one model version's server."""
+def openapi_document(
+    title: str, version: str, signature: Signature | None = None
+) -> dict[str, Any]:
+    """The OpenAPI document for one model version's server; with the version's input
+    `signature`, its rows' schema (and the signature itself as `x-modelci-signature`)."""
+    rows: dict[str, Any] = _ROWS
+    if signature is not None:
+        row = signature.row_schema()  # one flat row is one row, as without a signature
+        rows = {"oneOf": [{"type": "array", "minItems": 1, "items": row}, row]}
     predictions = {
         "type": "object",
         "properties": {"predictions": {"type": "array"}},
         "required": ["predictions"],
     }
-    return {
+    document: dict[str, Any] = {
         "openapi": "3.1.0",
         "info": {"title": title, "version": version},
         "paths": {
@@ -53,15 +62,15 @@ def openapi_document(title: str, version: str) -> dict[str, Any]:
                             "application/json": {
                                 "schema": {
                                     "oneOf": [
-                                        _ROWS,
+                                        rows,
                                         {
                                             "type": "object",
-                                            "properties": {"instances": _ROWS},
+                                            "properties": {"instances": rows},
                                             "required": ["instances"],
                                         },
                                         {
                                             "type": "object",
-                                            "properties": {"inputs": _ROWS},
+                                            "properties": {"inputs": rows},
                                             "required": ["inputs"],
                                         },
                                     ]
@@ -82,7 +91,12 @@ def openapi_document(title: str, version: str) -> dict[str, Any]:
                                 },
                             },
                         },
-                        "400": _ERROR | {"description": "The body does not parse"},
+                        "400": _ERROR
+                        | {
+                            "description": "The body does not parse, or its rows do not fit "
+                            "the input signature (the message says what was expected and what "
+                            "came)"
+                        },
                         "406": _ERROR | {"description": "The Accept header asks for no known type"},
                         "413": _ERROR | {"description": "The body is above the size limit"},
                         "415": _ERROR | {"description": "Unknown Content-Type"},
@@ -92,7 +106,7 @@ def openapi_document(title: str, version: str) -> dict[str, Any]:
             },
             "/metadata": {
                 "get": {
-                    "summary": "Model, version, commit, environment, handler, loaded_at",
+                    "summary": "Model, version, commit, environment, handler, loaded_at, signature",
                     "responses": {"200": {"description": "The model version being served"}},
                 }
             },
@@ -104,3 +118,7 @@ def openapi_document(title: str, version: str) -> dict[str, Any]:
             },
         },
     }
+    if signature is not None:
+        invocations = document["paths"]["/invocations"]["post"]
+        invocations["x-modelci-signature"] = signature.to_dict()
+    return document

@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import re
 import signal
 import socket
 import time
@@ -31,8 +30,12 @@ from modelci.errors import (
     RegistryError,
 )
 from modelci.registry.base import Pointer
+from modelci.runtime.bodies import read_body
+from modelci.runtime.errors import ServeError
+from modelci.runtime.limits import MAX_BODY_BYTES
 from modelci.serve.auth import authorized
 from modelci.serve.hoststate import remove_state, write_state
+from modelci.serve.intake import refused_path
 from modelci.serve.orphans import finish_orphaned
 from modelci.serve.proxy import UpstreamError, UpstreamUnreachable
 from modelci.serve.workers import LaunchSpec, VersionServer, launch_spec, verify_launch
@@ -45,9 +48,6 @@ DRAIN_TIMEOUT_S = 30.0
 RESTART_BACKOFF_S = 5.0  # between restarts of a server whose last restart failed
 RESTART_WAIT_S = 30.0  # how long a request waits for its endpoint's crashed server to return
 FORWARDED = ("content-type", "accept", "x-amzn-sagemaker-custom-attributes")
-
-# SageMaker's endpoint names, matched whole (`$` would let a trailing newline through)
-ENDPOINT_NAME = re.compile(r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}")
 
 log = logging.getLogger("modelci.serve")
 Handler = Callable[[Request], Awaitable[Response]]
@@ -247,9 +247,13 @@ class Host:
     async def invoke(self, request: Request) -> Response:
         endpoint = request.path_params["endpoint"]
         action = request.path_params.get("action", "invocations")
-        if not ENDPOINT_NAME.fullmatch(endpoint):
-            return _json({"message": f"{endpoint!r} is not a valid endpoint name"}, 400)
-        body = await request.body() if request.method == "POST" else b""
+        refused = refused_path(request.scope["path"], endpoint, action)
+        if refused is not None:  # nothing with a CR/LF (or worse) is forwarded
+            return _json({"message": refused}, 400)
+        try:  # the version servers' limit, held as the body streams in
+            body = await read_body(request, MAX_BODY_BYTES) if request.method == "POST" else b""
+        except ServeError as error:
+            return _json({"message": error.message}, error.status)
         headers = {k: v for k in FORWARDED if (v := request.headers.get(k))}
         for attempt in (0, 1):
             server = self.routes.get(endpoint)  # looked up after the body: no await until sent

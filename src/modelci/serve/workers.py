@@ -111,6 +111,8 @@ def launch_spec(
             python="",
             runtime="",
             model_dir=str(model_dir),
+            artifact_sha256=record.artifact_sha256,
+            root=str(workspace.root),
             handler=None,  # the image's serve names the handler in its code
             workers=spec.file.serve.workers,
             batch_max_size=spec.file.serve.batch.max_size,

@@ -5,12 +5,11 @@ environment's Python with only modelci's runtime on PYTHONPATH."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 from pathlib import Path
 from typing import Any
 
-from modelci.envs.runtime_copy import runtime_dir
+from modelci.envs.runtime_copy import runtime_environment
 from modelci.errors import ModelciError
 
 
@@ -23,8 +22,7 @@ def probe(
 ) -> list[list[dict[str, Any]]]:
     """Run `requests` through each model in its environment's `python`
     (a subprocess with only modelci's runtime on PYTHONPATH); the answers, per model."""
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
-    env["PYTHONPATH"] = str(runtime_dir(Path(state_dir)))
+    env = runtime_environment(Path(state_dir))
     job = json.dumps({"models": models, "requests": requests})
     done = subprocess.run(
         [python, "-m", "modelci.runtime.probe"],

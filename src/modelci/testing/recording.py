@@ -44,10 +44,10 @@ def record_golden(
     machine). Raises ConfigError when the model has no CSV test channel in the repository or
     the handler refuses a row."""
     from modelci.envs.uv import ensure_environment
+    from modelci.runtime.signature import LABEL_COLUMNS
     from modelci.spec import find_model
     from modelci.testing.golden import decode_answer
     from modelci.testing.probe import probe
-    from modelci.testing.repro import LABEL_COLUMNS
     from modelci.testing.runner import DEFAULT_GOLDEN, choose_version, model_dir
 
     spec = find_model(workspace.models, model)

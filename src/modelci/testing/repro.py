@@ -11,12 +11,11 @@ import re
 from pathlib import Path
 from typing import Any
 
+from modelci.runtime.signature import LABEL_COLUMNS
 from modelci.spec import ModelSpec
 from modelci.testing.golden import difference
 from modelci.testing.report import CheckResult
 
-# Columns that are the answer, not an input, when the test channel is fed to the model.
-LABEL_COLUMNS = ("label", "target", "y", "class")
 MAX_ROWS = 200
 # Variables that change what a job computes, compared between the two runs.
 RELEVANT_VARIABLES = (

@@ -17,6 +17,7 @@ from modelci.train.artifacts import pack, parse_metrics
 from modelci.train.base import JobResult, StartedJob, Trainer
 from modelci.train.jobs import run_job
 from modelci.train.outcome import TrainOptions, TrainOutcome, outcome
+from modelci.train.signature import record_signature
 from modelci.workspace import Workspace
 
 if TYPE_CHECKING:
@@ -241,6 +242,11 @@ def _record_result(
             job_dir=str(job_root),
         )
 
+    problem = record_signature(
+        attempt.workspace.state_dir, attempt.environment.python, attempt.spec, JobDir(job_root)
+    )
+    if problem is not None:
+        attempt.note(f"{version}: no input signature recorded: {problem}")
     archive = pack(JobDir(job_root).model, job_root / "output" / "model.tar.gz")
     artifact = store.put_file(archive)
     metrics = {
