@@ -32,8 +32,12 @@ DESCRIPTIONS: dict[str, dict[str, str]] = {
         "train.backend": "`local` (a child process in the model's environment), `ray` (a Ray "
         "job; see `[ray]`) or `sagemaker` (a SageMaker training job; see `[sagemaker]`).",
         "deploy": "Where endpoints run.",
-        "deploy.backend": "`local` (the `modelci serve` host on this machine), `ray` (Ray Serve "
-        "applications; see `[ray]`) or `sagemaker` (SageMaker endpoints; see `[sagemaker]`).",
+        "deploy.backend": "`local` (the `modelci serve` host on this machine), `host` "
+        "(long-lived `modelci serve` hosts elsewhere that follow the registry and report "
+        "through it), `ray` (Ray Serve applications; see `[ray]`) or `sagemaker` (SageMaker "
+        "endpoints; see `[sagemaker]`).",
+        "deploy.timeout": "Seconds the `host` backend waits for a host's report that it serves "
+        "the new version (and its smoke request passed) before rolling the pointer back.",
         "ray": 'The Ray cluster of `backend = "ray"`.',
         "ray.address": "The head's `host:port`, as `ray start --address` takes it.",
         "ray.dashboard_url": "The head's dashboard, which modelci talks to; unset: "

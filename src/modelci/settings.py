@@ -26,7 +26,7 @@ OVERRIDABLE = {
     "registry": ("url",),
     "store": ("url",),
     "train": ("backend",),
-    "deploy": ("backend",),
+    "deploy": ("backend", "timeout"),
     "ray": ("address", "dashboard_url", "serve_host", "serve_port"),
     "sagemaker": (
         "role_arn",

@@ -37,6 +37,16 @@ STOP_TIMEOUT_S = 60.0
     "needed to listen beyond loopback.",
 )
 @click.option("--insecure", is_flag=True, help="Listen beyond loopback without a token (warns).")
+@click.option(
+    "--registry",
+    "registry_url",
+    help="Follow this registry (as MODELCI_REGISTRY_URL): a host with no checkout.",
+)
+@click.option("--store", "store_url", help="Read artifacts from this store (as MODELCI_STORE_URL).")
+@click.option(
+    "--name",
+    help="How this host names itself in its reports to the registry (default: machine:port).",
+)
 @click.option("--stop", is_flag=True, help="Stop the host running for this repository.")
 @click.option("--status", "show_status", is_flag=True, help="Show the running host's endpoints.")
 @json_option
@@ -47,15 +57,24 @@ def serve(
     port: int,
     token_file: Path | None,
     insecure: bool,
+    registry_url: str | None,
+    store_url: str | None,
+    name: str | None,
     stop: bool,
     show_status: bool,
     json_mode: bool,
 ) -> None:
     """Host every locally deployed endpoint at /endpoints/<endpoint>/invocations (as AWS's SDK
     calls SageMaker), following the registry and swapping versions without dropping a
-    request. A local `deploy` starts it in the background when it is not running."""
+    request. A local `deploy` starts it in the background when it is not running.
+
+    With no checkout (in any folder, or given --registry/--store) it follows the shared
+    registry and store named by --registry/--store or MODELCI_REGISTRY_URL/MODELCI_STORE_URL,
+    keeps its environments and artifacts in ./.modelci/, and reports what it serves through
+    the registry, where the `host` deploy backend waits for it."""
     from modelci.serve.hoststate import read_state, starting_pid
 
+    workspace = _following(workspace, registry_url, store_url)
     output = Output(json_mode)
     state = read_state(workspace)
     if stop:
@@ -105,8 +124,42 @@ def serve(
         output.warn(warning)
     from modelci.serve.host import run_host
 
-    output.info(f"endpoint host for {workspace.root} on http://{host}:{port} (Ctrl-C stops)")
-    run_host(workspace, host, port, token, token_file)
+    where = (
+        f"in {workspace.root} (no checkout), following the shared registry"
+        if workspace.detached
+        else f"for {workspace.root}"
+    )
+    output.info(f"endpoint host {where} on http://{host}:{port} (Ctrl-C stops)")
+    run_host(workspace, host, port, token, token_file, name)
+
+
+def _following(workspace: Workspace, registry_url: str | None, store_url: str | None) -> Workspace:
+    """The checkout's workspace, or, with --registry/--store or outside any checkout, the
+    folder of a host that follows a shared registry and store (both must be named)."""
+    from modelci import git
+    from modelci.errors import ConfigError, GitError
+    from modelci.workspace import DetachedWorkspace
+
+    if registry_url is None and store_url is None:
+        try:
+            git.find_root(workspace.start)
+            return workspace
+        except GitError:
+            pass
+    for variable, value in (
+        ("MODELCI_REGISTRY_URL", registry_url),
+        ("MODELCI_STORE_URL", store_url),
+    ):
+        if value:
+            os.environ[variable] = value  # read by the settings, never passed to a version
+        if not os.environ.get(variable):
+            option = "--" + variable.split("_")[1].lower()
+            raise ConfigError(
+                f"a host with no checkout follows a shared registry and store: set {variable} "
+                f"or pass {option}",
+                key=variable,
+            )
+    return DetachedWorkspace(workspace.start)
 
 
 def _render_status(console: Console, report: dict[str, Any], answered: object) -> None:

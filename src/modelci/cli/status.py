@@ -56,6 +56,11 @@ def _render_status(console: Console, report: dict[str, Any], workspace: Workspac
                 )
                 backend = workspace.project.deploy.backend
                 cells[-1] += f"\n[dim]{backend}: {escape(str(state))}[/]"
+                for host, said in sorted((serving.get("hosts") or {}).items()):
+                    cells[-1] += (
+                        f"\n[dim]{escape(host)}: {escape(str(said['version']))} "
+                        f"{escape(str(said['status']))} at {escape(str(said['reported_at']))}[/]"
+                    )
         latest = entry["latest"]
         cells.append(
             f"{latest['version']} ({latest['status']})\n{_results(latest)}"

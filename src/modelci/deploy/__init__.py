@@ -12,6 +12,7 @@ if TYPE_CHECKING:
 
 _DEPLOYERS = {
     "local": "modelci.deploy.local:LocalDeployer",
+    "host": "modelci.deploy.host:HostDeployer",
     "ray": "modelci.deploy.ray:RayDeployer",
     "sagemaker": "modelci.deploy.sagemaker:SageMakerDeployer",
 }

@@ -28,6 +28,7 @@ from modelci.errors import ConfigError, ModelciError, RegistryError
 from modelci.serve.auth import authorized
 from modelci.serve.hoststate import remove_state, take_lock, write_state
 from modelci.serve.proxy import UpstreamError, UpstreamUnreachable
+from modelci.serve.reports import Reporter, host_name, host_url, smoke_check
 from modelci.serve.workers import LaunchSpec, VersionServer, launch_spec
 from modelci.workspace import Workspace
 
@@ -53,9 +54,13 @@ def _json(data: Any, status: int = 200) -> JSONResponse:
 class Host:
     """The endpoints, their version servers and the reconciliation with the registry."""
 
-    def __init__(self, workspace: Workspace, token: str | None = None):
+    def __init__(
+        self, workspace: Workspace, token: str | None = None, reporter: Reporter | None = None
+    ):
         self.workspace = workspace
         self.token = token  # when set, every route but /ping needs it
+        # a host the `host` deploy backend waits on reports through the registry
+        self.reporter = reporter
         self.routes: dict[str, VersionServer] = {}
         self.failures: dict[str, dict[str, Any]] = {}
         self.lock = asyncio.Lock()
@@ -71,9 +76,9 @@ class Host:
     def desired(self, serving: tuple[str, ...] = ()) -> dict[str, tuple[str, str, str]]:
         """endpoint -> (model, environment, version), from the registry's pointers; raises
         when the registry reads as lost while the host serves the endpoints `serving`."""
-        workspace = Workspace(self.workspace.root)  # fresh settings and specs each time
+        workspace = type(self.workspace)(self.workspace.root)  # fresh settings and specs
         environments = workspace.project.environments
-        if workspace.project.deploy.backend != "local":
+        if not workspace.detached and workspace.project.deploy.backend not in ("local", "host"):
             return {}
         # A registry that was made and is now missing or empty raises here (ConfigError);
         # one gone with its marker too, or emptied of every model, is as lost while this
@@ -125,6 +130,8 @@ class Host:
                 server = self.routes.pop(endpoint)
                 await server.drain(DRAIN_TIMEOUT_S)
                 await asyncio.to_thread(server.stop)
+            if self.reporter is not None:
+                await self.reporter.report_soon(self.routes, self.failures)
 
     def registry_failed(self, reason: str) -> None:
         """Keep the last known good state; say so once in the log, always in /-/health."""
@@ -161,7 +168,7 @@ class Host:
         try:
             if spec is None:
                 spec = await asyncio.to_thread(
-                    launch_spec, self.workspace.root, endpoint, model, environment, version
+                    launch_spec, self.workspace, endpoint, model, environment, version
                 )
             # launched from the event loop's thread, not a worker thread that may end first:
             # the server is to die with the host, and the kernel's "parent" is that thread
@@ -176,6 +183,8 @@ class Host:
         self.starting.append(server)
         try:
             problem = await server.wait_ready(READY_TIMEOUT_S)
+            if problem is None and self.reporter is not None:
+                problem = await smoke_check(server, spec.smoke)  # before any client's request
         except BaseException:  # cancelled: the host is stopping
             server.stop()
             raise
@@ -371,10 +380,12 @@ def run_host(
     port: int,
     token: str | None = None,
     token_file: Path | None = None,
+    name: str | None = None,
 ) -> None:
     """Serve until stopped; one host per repository (a lock file says whether one runs).
     With a `token` (read from `token_file`, whose path local clients find in the state file),
-    every route but /ping needs it."""
+    every route but /ping needs it. A host with no checkout, or one of a project whose deploy
+    backend is `host`, reports what it serves through the registry, as `name`."""
     import uvicorn
 
     from modelci.runtime.protocol import HttpProtocol
@@ -403,8 +414,11 @@ def run_host(
             "token_file": str(token_file.resolve()) if token_file else None,
         },
     )
+    reporter = None
+    if workspace.detached or workspace.project.deploy.backend == "host":
+        reporter = Reporter(workspace, name or host_name(bound), host_url(host, bound))
     config = uvicorn.Config(
-        Host(workspace, token).app(),
+        Host(workspace, token, reporter).app(),
         log_level="warning",
         access_log=False,
         http=HttpProtocol,
