@@ -7,6 +7,7 @@ folder store, real HTTP on 127.0.0.1.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from modelci.registry import open_registry
 from modelci.registry.base import Event
 from tests.support.cli import CliResult
 from tests.support.hosts import CANNOT_LOAD, FAILS_ON_SMOKE_ROW, JSON, ROW, prediction
+from tests.support.postgres import create_database
 from tests.support.repos import GitRepo
 from tests.support.team import DEADLINE_S, TeamHost, start_host
 from tests.support.toy import INFERENCE, SERVED_SPEC, write_toy
@@ -80,7 +82,12 @@ class Team:
 
 
 @pytest.fixture
-def team_registry(tmp_path: Path) -> str:
+def team_registry(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An SQLite file apart from every checkout and host folder; or, parametrized with
+    "postgres", a new database on the session's PostgreSQL server."""
+    if getattr(request, "param", "sqlite") == "postgres":
+        server: str = request.getfixturevalue("postgres_url")
+        return create_database(server, f"team_{uuid.uuid4().hex[:12]}")
     return f"sqlite:///{tmp_path / 'shared' / 'registry.db'}"
 
 
@@ -224,6 +231,22 @@ def test_no_host_means_the_deploy_fails_in_time_and_leaves_no_pointer(
     assert "[deploy].timeout" in outcome["reason"]
     status = team.cli("status", "--json")
     assert status.json()["models"][0]["environments"]["staging"] is None
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("team_registry", ["postgres"], indirect=True)
+def test_hosts_follow_a_postgres_registry(team: Team) -> None:
+    first, second = team.host("a"), team.host("b")
+    good = team.version(0.5)
+    assert team.deploy()["status"] == "deployed"
+    for host in (first, second):
+        wait_until(serves(host, "toy-staging", good), f"{host.name} serves", deadline_s=DEADLINE_S)
+    team.version(2.0, inference=CANNOT_LOAD, test=False)
+    outcome = team.deploy("--skip-tests")
+    assert outcome["status"] == "rolled_back" and outcome["previous_version"] == good
+    assert "this version cannot load its model" in outcome["reason"]
+    for host in (first, second):
+        assert (host.metadata("toy-staging") or {})["version"] == good
 
 
 def _row_file(folder: Path) -> Path:
