@@ -227,7 +227,10 @@ def test_integer_overrides_from_the_environment_are_converted(repo: GitRepo) -> 
 
 @pytest.mark.parametrize(
     ("section", "known"),
-    [("train", "'local', 'ray' or 'sagemaker'"), ("deploy", "'local', 'ray' or 'sagemaker'")],
+    [
+        ("train", "'local', 'ray' or 'sagemaker'"),
+        ("deploy", "'local', 'host', 'ray' or 'sagemaker'"),
+    ],
 )
 def test_backend_names_come_from_the_backend_tables(
     repo: GitRepo, modelci: Run, section: str, known: str
