@@ -32,3 +32,14 @@ def test_a_host_with_no_checkout_names_what_it_lacks(
     assert "MODELCI_STORE_URL" in half.json()["error"]["message"]
     assert not (tmp_path / "registry.db").exists()  # nothing was made on the way
     assert not (folder / ".modelci").exists()
+
+
+@pytest.mark.usefixtures("no_settings")
+def test_stop_and_status_need_no_registry(
+    tmp_path: Path, modelci: Callable[..., CliResult]
+) -> None:
+    stopped = modelci("-C", tmp_path, "serve", "--stop", "--json")
+    assert stopped.code == 0, stopped.stdout + stopped.stderr
+    assert stopped.json() == {"stopped": False, "running": False}
+    status = modelci("-C", tmp_path, "serve", "--status", "--json")
+    assert status.code == 0 and status.json()["running"] is False

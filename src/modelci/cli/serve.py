@@ -74,7 +74,7 @@ def serve(
     the registry, where the `host` deploy backend waits for it."""
     from modelci.serve.hoststate import read_state, starting_pid
 
-    workspace = _following(workspace, registry_url, store_url)
+    workspace = _following(workspace, registry_url, store_url, serving=not (stop or show_status))
     output = Output(json_mode)
     state = read_state(workspace)
     if stop:
@@ -133,9 +133,12 @@ def serve(
     run_host(workspace, host, port, token, token_file, name)
 
 
-def _following(workspace: Workspace, registry_url: str | None, store_url: str | None) -> Workspace:
+def _following(
+    workspace: Workspace, registry_url: str | None, store_url: str | None, *, serving: bool
+) -> Workspace:
     """The checkout's workspace, or, with --registry/--store or outside any checkout, the
-    folder of a host that follows a shared registry and store (both must be named)."""
+    folder of a host that follows a shared registry and store (both must be named to serve;
+    --stop and --status need neither)."""
     from modelci import git
     from modelci.errors import ConfigError, GitError
     from modelci.workspace import DetachedWorkspace
@@ -152,7 +155,7 @@ def _following(workspace: Workspace, registry_url: str | None, store_url: str | 
     ):
         if value:
             os.environ[variable] = value  # read by the settings, never passed to a version
-        if not os.environ.get(variable):
+        if serving and not os.environ.get(variable):
             option = "--" + variable.split("_")[1].lower()
             raise ConfigError(
                 f"a host with no checkout follows a shared registry and store: set {variable} "
