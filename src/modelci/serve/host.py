@@ -402,6 +402,9 @@ def run_host(
     except OSError as exc:
         raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror}", key="--port") from None
     bound = listener.getsockname()[1]
+    reporter = None  # settled before the state file says the host runs
+    if workspace.detached or workspace.project.deploy.backend == "host":
+        reporter = Reporter(workspace, name or host_name(bound), host_url(host, bound))
     write_state(
         workspace,
         {
@@ -414,9 +417,6 @@ def run_host(
             "token_file": str(token_file.resolve()) if token_file else None,
         },
     )
-    reporter = None
-    if workspace.detached or workspace.project.deploy.backend == "host":
-        reporter = Reporter(workspace, name or host_name(bound), host_url(host, bound))
     config = uvicorn.Config(
         Host(workspace, token, reporter).app(),
         log_level="warning",
