@@ -131,10 +131,8 @@ _GITHUB = """\
 # Repository secrets (Settings > Secrets and variables > Actions):
 #   MODELCI_REGISTRY_URL  the shared registry, e.g. postgresql://user:password@host/modelci
 #   MODELCI_STORE_URL     the shared artifact store, e.g. s3://bucket/prefix or oci://host/repo
-#   MODELCI_DEPLOY_BACKEND  where endpoints run: host (long-lived `modelci serve` hosts following
-#                           the registry), ray or sagemaker
-# All are needed: a runner is thrown away after each run, and with it the default SQLite
-# registry, local store and local endpoints (under CI=true modelci refuses them, exit 2).
+# Both are needed: a runner is thrown away after each run, and with it the default SQLite
+# registry and local store.
 #
 # Every registry event records who acted and this run's URL: modelci reads GITHUB_ACTOR,
 # GITHUB_SERVER_URL, GITHUB_REPOSITORY and GITHUB_RUN_ID, which GitHub sets on every run.
@@ -159,7 +157,6 @@ concurrency:
 env:
   MODELCI_REGISTRY_URL: ${{ secrets.MODELCI_REGISTRY_URL }}
   MODELCI_STORE_URL: ${{ secrets.MODELCI_STORE_URL }}
-  MODELCI_DEPLOY_BACKEND: ${{ secrets.MODELCI_DEPLOY_BACKEND }}
 
 jobs:
 @JOBS@"""
@@ -220,10 +217,8 @@ _CIRCLECI = """\
 # Create a context named `modelci` (Organization Settings > Contexts) holding:
 #   MODELCI_REGISTRY_URL  the shared registry, e.g. postgresql://user:password@host/modelci
 #   MODELCI_STORE_URL     the shared artifact store, e.g. s3://bucket/prefix or oci://host/repo
-#   MODELCI_DEPLOY_BACKEND  where endpoints run: host (long-lived `modelci serve` hosts following
-#                           the registry), ray or sagemaker
-# All are needed: a job's machine is thrown away after each run, and with it the default
-# SQLite registry, local store and local endpoints (under CI=true modelci refuses them, exit 2).
+# Both are needed: a job's machine is thrown away after each run, and with it the default
+# SQLite registry and local store.
 #
 # Every registry event records who acted and this job's URL: modelci reads CIRCLE_USERNAME and
 # CIRCLE_BUILD_URL, which CircleCI sets on every job.

@@ -139,7 +139,6 @@ def test_github_workflow_passes_actionlint_and_runs_modelci(
     assert workflow["env"] == {
         "MODELCI_REGISTRY_URL": "${{ secrets.MODELCI_REGISTRY_URL }}",
         "MODELCI_STORE_URL": "${{ secrets.MODELCI_STORE_URL }}",
-        "MODELCI_DEPLOY_BACKEND": "${{ secrets.MODELCI_DEPLOY_BACKEND }}",
     }
     jobs = workflow["jobs"]
     assert set(jobs) == {"merge", "release"}
