@@ -235,7 +235,10 @@ def main(argv: list[str] | None = None) -> int:
     how = "cached" if generated is None else f"generated in {generated:.2f} s"
     commits = git(repo, "rev-list", "--count", "HEAD").strip()
     print(f"repository: {repo} ({how}; {commits} commits)")
-    env = {**os.environ, "NO_COLOR": "1"}
+    # as on a user's machine: Python keeps bytecode caches (a CI image or sandbox that sets
+    # PYTHONDONTWRITEBYTECODE would otherwise time the compiling of every module, every run)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    env["NO_COLOR"] = "1"
     head = git(repo, "rev-parse", "HEAD").strip()
     models, shared = load_models(repo, head)
     print(f"models at HEAD: {len(models)}; python: {sys.executable}; runs: 1 cold + {args.runs}")

@@ -1,12 +1,14 @@
 """CI configurations that run modelci: a GitHub Actions workflow and a CircleCI config.
 
-Each is a pure function of the main branch and the Python version that returns the file's text.
-Both run `modelci run` on every push to the main branch and `modelci release TAG` on every tag,
-check out the full history (change detection compares with the commit last deployed), cache
-`.modelci/envs` and uv's cache keyed on every requirements file, and take the registry and store
-URLs from the CI's secrets. Neither sets the variables modelci reads to record who acted and the
-CI run's URL (GITHUB_ACTOR, GITHUB_SERVER_URL, GITHUB_REPOSITORY, GITHUB_RUN_ID; CIRCLE_USERNAME,
-CIRCLE_BUILD_URL): the CI sets them on every run.
+Each is a pure function of the main branch, the Python version, modelci's extras and whether AWS
+is used, that returns the file's text. Both install exactly the modelci version that wrote them,
+run `modelci run` on every push to the main branch and `modelci release TAG` on every tag, check
+out the full history (change detection compares with the commit last deployed), cache
+`.modelci/envs` and uv's cache keyed on every requirements file, take the registry and store URLs
+and the deploy backend from the CI's secrets and, where AWS is used, get credentials through the
+CI's OIDC token (no stored keys). Neither sets the variables modelci reads to record who acted
+and the CI run's URL (GITHUB_ACTOR, GITHUB_SERVER_URL, GITHUB_REPOSITORY, GITHUB_RUN_ID;
+CIRCLE_USERNAME, CIRCLE_BUILD_URL): the CI sets them on every run.
 """
 
 from __future__ import annotations
@@ -24,11 +26,15 @@ BRANCH = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]*$")
 PYTHON = re.compile(r"^3\.[0-9]{1,2}$")
 # The files whose content decides the models' environments: the caches are keyed on them.
 REQUIREMENTS = ("**/requirements*.txt", "**/requirements.lock")
+# modelci's optional dependencies (pyproject.toml), in the order an install line names them
+EXTRAS = ("postgres", "s3", "sagemaker", "ray", "parquet")
 
 
-def github_workflow(*, main: str = "main", python: str = "3.11") -> str:
+def github_workflow(
+    *, main: str = "main", python: str = "3.11", extras: tuple[str, ...] = (), aws: bool = False
+) -> str:
     """The GitHub Actions workflow, `.github/workflows/modelci.yml` by default."""
-    _check(main, python)
+    _check(main, python, extras)
     patterns = ", ".join(f"'{p}'" for p in REQUIREMENTS)
     cache_prefix = f"modelci-${{{{ runner.os }}}}-py{python}-"
     values = {
@@ -38,7 +44,12 @@ def github_workflow(*, main: str = "main", python: str = "3.11") -> str:
         "PYTHON": json.dumps(python),
         "CACHE_KEY": f"{cache_prefix}${{{{ hashFiles({patterns}) }}}}",
         "CACHE_PREFIX": cache_prefix,
-        "VERSION": __version__,
+        "INSTALL": install_command(extras),
+        "PERMISSIONS": "contents: read\n  id-token: write  # the OIDC token AWS trades for a role"
+        if aws
+        else "contents: read",
+        "AWS_STEP": _GITHUB_AWS_STEP if aws else "",
+        "AWS_SECRETS": _GITHUB_AWS_SECRETS if aws else "",
     }
     merge = _fill(
         _GITHUB_JOB,
@@ -59,9 +70,11 @@ def github_workflow(*, main: str = "main", python: str = "3.11") -> str:
     return _fill(_GITHUB, values, JOBS=merge + "\n" + release)
 
 
-def circleci_config(*, main: str = "main", python: str = "3.11") -> str:
+def circleci_config(
+    *, main: str = "main", python: str = "3.11", extras: tuple[str, ...] = (), aws: bool = False
+) -> str:
     """The CircleCI configuration, `.circleci/config.yml` by default."""
-    _check(main, python)
+    _check(main, python, extras)
     cache_prefix = f"modelci-v1-{{{{ arch }}}}-py{python}-"
     values = {
         "MAIN": json.dumps(main),
@@ -69,10 +82,31 @@ def circleci_config(*, main: str = "main", python: str = "3.11") -> str:
         "PYTHON": python,
         "CACHE_KEY": f'{cache_prefix}{{{{ checksum "/tmp/modelci-requirements.sha256" }}}}',
         "CACHE_PREFIX": cache_prefix,
-        "VERSION": __version__,
         "REQUIREMENTS": " and ".join(f"`{p}`" for p in REQUIREMENTS),
+        "INSTALL": install_command(extras),
+        "ORBS": _CIRCLECI_ORBS if aws else "",
+        "AWS_STEP": _CIRCLECI_AWS_STEP if aws else "",
+        "AWS_SECRETS": _CIRCLECI_AWS_SECRETS if aws else "",
     }
     return _fill(_CIRCLECI, values)
+
+
+def install_command(extras: tuple[str, ...]) -> str:
+    """`pip install` of exactly this modelci, with `extras`: the CI runs what generated it."""
+    wanted = f"[{','.join(extras)}]" if extras else ""
+    return f'pip install "modelci{wanted}=={__version__}"'
+
+
+def extras_for(*, registry_url: str, store_url: str, backends: tuple[str, ...]) -> tuple[str, ...]:
+    """The extras a project's settings need: its registry's and store's schemes, its train and
+    deploy backends."""
+    needed = set()
+    if registry_url.startswith(("postgresql:", "postgres:", "postgresql+")):
+        needed.add("postgres")
+    if store_url.startswith("s3:"):
+        needed.add("s3")
+    needed |= {b for b in backends if b in ("sagemaker", "ray")}
+    return tuple(e for e in EXTRAS if e in needed)
 
 
 # provider -> (default path from the repository's root, generator)
@@ -82,13 +116,20 @@ PROVIDERS: dict[str, tuple[str, Callable[..., str]]] = {
 }
 
 
-def render(provider: str, *, main: str = "main", python: str = "3.11") -> str:
+def render(
+    provider: str,
+    *,
+    main: str = "main",
+    python: str = "3.11",
+    extras: tuple[str, ...] = (),
+    aws: bool = False,
+) -> str:
     """The configuration text for `provider` (a key of PROVIDERS)."""
     if provider not in PROVIDERS:
         raise ConfigError(
             f"unknown CI provider {provider!r}; known providers: {', '.join(PROVIDERS)}"
         )
-    return PROVIDERS[provider][1](main=main, python=python)
+    return PROVIDERS[provider][1](main=main, python=python, extras=extras, aws=aws)
 
 
 def default_path(provider: str) -> str:
@@ -96,7 +137,12 @@ def default_path(provider: str) -> str:
     return PROVIDERS[provider][0]
 
 
-def _check(main: str, python: str) -> None:
+def _check(main: str, python: str, extras: tuple[str, ...]) -> None:
+    unknown = [e for e in extras if e not in EXTRAS]
+    if unknown:
+        raise ConfigError(
+            f"unknown extra {unknown[0]!r}; modelci's extras: {', '.join(EXTRAS)}", key="--extras"
+        )
     if not BRANCH.fullmatch(main) or ".." in main or main.endswith((".", "/", ".lock")):
         raise ConfigError(
             f"{main!r} is not a branch name this generator can write (letters, digits, "
@@ -129,10 +175,12 @@ _GITHUB = """\
 #     from the tagged commit to production.
 #
 # Repository secrets (Settings > Secrets and variables > Actions):
-#   MODELCI_REGISTRY_URL  the shared registry, e.g. postgresql://user:password@host/modelci
-#   MODELCI_STORE_URL     the shared artifact store, e.g. s3://bucket/prefix or oci://host/repo
-# Both are needed: a runner is thrown away after each run, and with it the default SQLite
-# registry and local store.
+#   MODELCI_REGISTRY_URL    the shared registry, e.g. postgresql://user:password@host/modelci
+#   MODELCI_STORE_URL       the shared artifact store, e.g. s3://bucket/prefix or oci://host/repo
+#   MODELCI_DEPLOY_BACKEND  where endpoints run: host (a host following the registry), ray or
+#                           sagemaker; never local, whose endpoints die with the runner
+@AWS_SECRETS@# All are needed: a runner is thrown away after each run, and with it the default
+# SQLite registry, local store and any endpoint it started.
 #
 # Every registry event records who acted and this run's URL: modelci reads GITHUB_ACTOR,
 # GITHUB_SERVER_URL, GITHUB_REPOSITORY and GITHUB_RUN_ID, which GitHub sets on every run.
@@ -144,7 +192,7 @@ on:
     tags: ['*']
 
 permissions:
-  contents: read
+  @PERMISSIONS@
 
 # One run per branch or tag at a time; the next one waits. modelci itself is race-safe (every
 # registry update is a compare-and-set), but two runs training the same models waste a runner and
@@ -157,6 +205,7 @@ concurrency:
 env:
   MODELCI_REGISTRY_URL: ${{ secrets.MODELCI_REGISTRY_URL }}
   MODELCI_STORE_URL: ${{ secrets.MODELCI_STORE_URL }}
+  MODELCI_DEPLOY_BACKEND: ${{ secrets.MODELCI_DEPLOY_BACKEND }}
 
 jobs:
 @JOBS@"""
@@ -172,13 +221,12 @@ _GITHUB_JOB = """\
       - uses: actions/setup-python@v5
         with:
           python-version: @PYTHON@
-      # To pin modelci (and add the extras your backends need), write for instance
-      #   pip install "modelci[postgres]==@VERSION@"
+      # Exactly the modelci that wrote this file, with the extras the project's settings need.
       - name: Install uv and modelci
         run: |
           pip install uv
-          pip install modelci
-      # The models' environments and uv's cache, keyed on every requirements file.
+          @INSTALL@
+@AWS_STEP@      # The models' environments and uv's cache, keyed on every requirements file.
       - uses: actions/cache@v4
         with:
           path: |
@@ -193,6 +241,19 @@ _GITHUB_JOB = """\
         run: uv cache prune --ci
 """
 
+_GITHUB_AWS_SECRETS = """\
+#   AWS_ROLE_ARN            the IAM role the job assumes through GitHub's OIDC provider (no
+#                           access keys stored); its trust policy names this repository
+#   AWS_REGION              the region of the bucket and SageMaker, e.g. eu-west-1
+"""
+
+_GITHUB_AWS_STEP = """\
+      - uses: aws-actions/configure-aws-credentials@v4
+        with:
+          role-to-assume: ${{ secrets.AWS_ROLE_ARN }}
+          aws-region: ${{ secrets.AWS_REGION }}
+"""
+
 _GITHUB_MERGE_STEP = """\
       - name: Merge pipeline
         run: modelci run --json"""
@@ -205,6 +266,23 @@ _GITHUB_RELEASE_STEP = """\
         env:
           TAG: ${{ github.ref_name }}"""
 
+_CIRCLECI_AWS_SECRETS = """\
+#   AWS_ROLE_ARN            the IAM role assumed with this job's OIDC token (no access keys
+#                           stored); its trust policy names your CircleCI organization
+#   AWS_REGION              the region of the bucket and SageMaker, e.g. eu-west-1
+"""
+
+_CIRCLECI_ORBS = """
+orbs:
+  aws-cli: circleci/aws-cli@5.1
+"""
+
+_CIRCLECI_AWS_STEP = """\
+      - aws-cli/setup:
+          role_arn: ${AWS_ROLE_ARN}
+          region: ${AWS_REGION}
+"""
+
 _CIRCLECI = """\
 # modelci: continuous integration and delivery of this repository's models.
 # Written by `modelci ci-config circleci`; edit it freely, modelci does not rewrite it.
@@ -215,15 +293,17 @@ _CIRCLECI = """\
 #     built from the tagged commit to production.
 #
 # Create a context named `modelci` (Organization Settings > Contexts) holding:
-#   MODELCI_REGISTRY_URL  the shared registry, e.g. postgresql://user:password@host/modelci
-#   MODELCI_STORE_URL     the shared artifact store, e.g. s3://bucket/prefix or oci://host/repo
-# Both are needed: a job's machine is thrown away after each run, and with it the default
-# SQLite registry and local store.
+#   MODELCI_REGISTRY_URL    the shared registry, e.g. postgresql://user:password@host/modelci
+#   MODELCI_STORE_URL       the shared artifact store, e.g. s3://bucket/prefix or oci://host/repo
+#   MODELCI_DEPLOY_BACKEND  where endpoints run: host (a host following the registry), ray or
+#                           sagemaker; never local, whose endpoints die with the job's machine
+@AWS_SECRETS@# All are needed: a job's machine is thrown away after each run, and with it the
+# default SQLite registry, local store and any endpoint it started.
 #
 # Every registry event records who acted and this job's URL: modelci reads CIRCLE_USERNAME and
 # CIRCLE_BUILD_URL, which CircleCI sets on every job.
 version: 2.1
-
+@ORBS@
 executors:
   python:
     docker:
@@ -237,14 +317,13 @@ commands:
       # checks that the tagged commit is on @MAIN_NAME@
       - checkout:
           method: full
-      # To pin modelci (and add the extras your backends need), write for instance
-      #   pip install "modelci[postgres]==@VERSION@"
+      # Exactly the modelci that wrote this file, with the extras the project's settings need.
       - run:
           name: Install uv and modelci
           command: |
             pip install uv
-            pip install modelci
-      # The caches are keyed on every @REQUIREMENTS@.
+            @INSTALL@
+@AWS_STEP@      # The caches are keyed on every @REQUIREMENTS@.
       - run:
           name: Hash the requirements files
           command: |

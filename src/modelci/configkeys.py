@@ -22,6 +22,9 @@ DESCRIPTIONS: dict[str, dict[str, str]] = {
         "environments.<name>.suffix": "Appended to a model's name to name its endpoint in this "
         "environment (`churn-staging`); lower-case letters, digits and `-`; no two "
         "environments share one.",
+        "environments.<name>.approval": "`true`: a version goes to this environment (`release`, "
+        "`promote`, `deploy`) only once someone other than its author ran `modelci approve "
+        "VERSION --env <name>`; `--force` does not skip it. A rollback needs none.",
         "registry": "The registry: versions, what each environment wants, the event log.",
         "registry.url": "`sqlite:///path` (relative to the repository root) or "
         "`postgresql://user@host/database` (install the `postgres` extra).",

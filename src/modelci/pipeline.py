@@ -81,7 +81,8 @@ def run_model(
         with workspace.registry() as registry:
             step = "train"
             state.steps["train"] = "running"
-            options = TrainOptions(break_lease=break_lease)
+            # reproducibility compares this training with a second run started beside it
+            options = TrainOptions(break_lease=break_lease, rerun=True)
 
             def on_line(line: str) -> None:  # CI logs show each job's log, prefixed
                 note(f"{name} | {line}")
@@ -103,6 +104,7 @@ def run_model(
                 outcome = train_model(
                     workspace, registry, name, options, note=note, on_line=on_line
                 )
+            rerun = outcome.rerun
             state.version = outcome.version
             if outcome.status != "ready":
                 state.steps["train"] = "failed"
@@ -118,7 +120,11 @@ def run_model(
             if tests_passed(record) is True:
                 state.steps["test"] = "cached"
             else:
-                report = test_version(workspace, registry, spec, record, note=note)
+                try:
+                    report = test_version(workspace, registry, spec, record, note=note, rerun=rerun)
+                finally:
+                    if rerun is not None:
+                        rerun.discard()  # ended already, unless the test step failed first
                 if not report.passed:
                     state.steps["test"] = "failed"
                     failed = failure_causes([c.to_json() for c in report.checks])

@@ -186,6 +186,7 @@ class ProjectSection(Strict):
 
 class EnvironmentSection(Strict):
     suffix: str = Field(default="", pattern=r"^[a-z0-9-]*$")
+    approval: bool = False
 
 
 def _known(backend: str, table: Mapping[str, str], what: str) -> str:

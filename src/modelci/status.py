@@ -73,10 +73,13 @@ def status_report(workspace: Workspace) -> dict[str, Any]:
                     "actor": pointer.actor,
                     **_results(in_force),
                 }
-                # what the backend says (Ray Serve's application state, SageMaker's endpoint)
-                serving = _describe(deployer, workspace.endpoint(name, environment)) or unknown
+                # what the backend says (the endpoint host with a quick probe, Ray Serve's
+                # application state, SageMaker's endpoint)
+                endpoint = workspace.endpoint(name, environment)
+                serving = _describe(deployer, endpoint) or unknown
                 if serving is not None:
                     per_environment[environment]["serving"] = serving
+                per_environment[environment]["endpoint"] = endpoint_view(endpoint, serving)
             latest = newest.get(name)
             # its folder is gone and a retire took its endpoints down
             retired = (
@@ -107,6 +110,24 @@ def _results(record: VersionRecord | None) -> dict[str, Any]:
     if record is None:
         return {"tests": "not tested", "metrics": {}}
     return {"tests": test_result(record.details), "metrics": dict(record.metrics)}
+
+
+def endpoint_view(name: str, serving: dict[str, object] | None) -> dict[str, object]:
+    """An endpoint as `status` shows it whatever the backend: its name, the URL requests go
+    to, its health (healthy, unhealthy, not serving, unknown) and the version it serves."""
+    if serving is None or serving.get("status") in ("NOT_SERVING", "NOT_DEPLOYED"):
+        health = "not serving"
+    elif serving.get("status") == "UNKNOWN":
+        health = "unknown"
+    else:
+        health = "healthy" if serving.get("healthy") else "unhealthy"
+    serving = serving or {}
+    return {
+        "name": name,
+        "url": serving.get("url") if health != "not serving" else None,
+        "health": health,
+        "version": serving.get("version") if health != "not serving" else None,
+    }
 
 
 def _describe(deployer: Deployer | None, endpoint: str) -> dict[str, object] | None:

@@ -90,7 +90,7 @@ class Workspace:
 
         models, errors = self.readable_models
         for error in errors:
-            if error.file and _named(self.root, error.file) == name:
+            if error.file and loose_name(self.root, error.file) == name:
                 raise error
         return find_model(models, name)
 
@@ -171,7 +171,7 @@ class DetachedWorkspace(Workspace):
         return f"host {socket.gethostname()}"
 
 
-def _named(root: Path, spec_file: str) -> str:
+def loose_name(root: Path, spec_file: str) -> str:
     """The name a model.toml gives its model, read loosely (the spec may be bad): its
     `[model].name`, else its folder's name."""
     import tomllib

@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from modelci import __version__
 from modelci.ciconfig import PROVIDERS, render
 from modelci.errors import ConfigError
 from tests.support.cli import CliResult
@@ -139,6 +140,7 @@ def test_github_workflow_passes_actionlint_and_runs_modelci(
     assert workflow["env"] == {
         "MODELCI_REGISTRY_URL": "${{ secrets.MODELCI_REGISTRY_URL }}",
         "MODELCI_STORE_URL": "${{ secrets.MODELCI_STORE_URL }}",
+        "MODELCI_DEPLOY_BACKEND": "${{ secrets.MODELCI_DEPLOY_BACKEND }}",
     }
     jobs = workflow["jobs"]
     assert set(jobs) == {"merge", "release"}
@@ -148,10 +150,12 @@ def test_github_workflow_passes_actionlint_and_runs_modelci(
         steps = job["steps"]
         assert _step(steps, uses="actions/checkout@v4")["with"]["fetch-depth"] == 0
         assert _step(steps, uses="actions/setup-python@v5")["with"]["python-version"] == "3.11"
+        # exactly the modelci that wrote it; the example project needs no extra
         assert _step(steps, name="Install uv")["run"].split("\n")[:2] == [
             "pip install uv",
-            "pip install modelci",
+            f'pip install "modelci=={__version__}"',
         ]
+        assert not [s for s in steps if "aws" in str(s.get("uses", ""))]
         cache = _step(steps, uses="actions/cache@v4")["with"]
         assert cache["path"].split() == [".modelci/envs", "~/.cache/uv"]
         assert "hashFiles('**/requirements*.txt', '**/requirements.lock')" in cache["key"]
@@ -188,7 +192,8 @@ def test_circleci_config_passes_the_schema_and_runs_modelci(
     assert config["executors"]["python"]["docker"] == [{"image": "cimg/python:3.11"}]
     prepare = config["commands"]["prepare"]["steps"]
     assert prepare[0] == {"checkout": {"method": "full"}}
-    assert "pip install uv\npip install modelci" in prepare[1]["run"]["command"]
+    assert f'pip install uv\npip install "modelci=={__version__}"' in prepare[1]["run"]["command"]
+    assert "orbs" not in config
     hashing = prepare[2]["run"]["command"]
     assert "requirements*.txt" in hashing and "requirements.lock" in hashing
     key = 'modelci-v1-{{ arch }}-py3.11-{{ checksum "/tmp/modelci-requirements.sha256" }}'
@@ -352,3 +357,59 @@ def test_python_version_reaches_both_files(load_yaml: Callable[[str], Any]) -> N
     assert setup["with"]["python-version"] == "3.12"
     config = load_yaml(render("circleci", python="3.12"))
     assert config["executors"]["python"]["docker"] == [{"image": "cimg/python:3.12"}]
+
+
+def test_extras_and_aws_follow_the_project_and_pass_the_linters(
+    repo: GitRepo,
+    modelci: Run,
+    actionlint: Callable[[Path], list[dict[str, Any]]],
+    circleci_schema: Callable[[Path], subprocess.CompletedProcess[str]],
+    load_yaml: Callable[[str], Any],
+) -> None:
+    # a PostgreSQL registry, an S3 store, SageMaker training: three extras and AWS credentials
+    repo.write(
+        "modelci.toml",
+        '[registry]\nurl = "postgresql://ci@db.example/modelci"\n\n'
+        '[store]\nurl = "s3://models/artifacts"\n\n'
+        '[train]\nbackend = "sagemaker"\n\n'
+        '[sagemaker]\nrole_arn = "arn:aws:iam::123456789012:role/modelci"\n',
+    )
+    install = f'pip install "modelci[postgres,s3,sagemaker]=={__version__}"'
+    github = modelci("-C", repo.root, "ci-config", "github", "--json")
+    assert github.code == 0, github.stdout + github.stderr
+    path = repo.root / ".github/workflows/modelci.yml"
+    assert actionlint(path) == []
+    workflow = load_yaml(path.read_text())
+    # OIDC: the job may ask GitHub for a token, and trades it for the role; no stored keys
+    assert workflow["permissions"] == {"contents": "read", "id-token": "write"}
+    for job in workflow["jobs"].values():
+        steps = job["steps"]
+        assert _step(steps, name="Install uv")["run"].split("\n")[1] == install
+        credentials = _step(steps, uses="aws-actions/configure-aws-credentials@v4")["with"]
+        assert credentials == {
+            "role-to-assume": "${{ secrets.AWS_ROLE_ARN }}",
+            "aws-region": "${{ secrets.AWS_REGION }}",
+        }
+    assert "AWS_SECRET_ACCESS_KEY" not in path.read_text()
+
+    circleci = modelci("-C", repo.root, "ci-config", "circleci", "--json")
+    assert circleci.code == 0, circleci.stdout + circleci.stderr
+    path = repo.root / ".circleci/config.yml"
+    checked = circleci_schema(path)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    config = load_yaml(path.read_text())
+    assert config["orbs"] == {"aws-cli": "circleci/aws-cli@5.1"}
+    prepare = config["commands"]["prepare"]["steps"]
+    assert install in prepare[1]["run"]["command"]
+    assert {"aws-cli/setup": {"role_arn": "${AWS_ROLE_ARN}", "region": "${AWS_REGION}"}} in prepare
+
+    # chosen by hand: the option wins over the project, and --no-aws drops the credentials
+    chosen = modelci(
+        "-C", repo.root, "ci-config", "github", "-o", "-", "--extras", "ray", "--no-aws"
+    )
+    assert chosen.code == 0, chosen.stderr
+    assert f'pip install "modelci[ray]=={__version__}"' in chosen.stdout
+    assert "configure-aws-credentials" not in chosen.stdout and "id-token" not in chosen.stdout
+    unknown = modelci("-C", repo.root, "ci-config", "github", "--extras", "gpu", "--json")
+    assert unknown.code == 2 and unknown.json()["error"]["key"] == "--extras"
+    assert "postgres, s3, sagemaker, ray, parquet" in unknown.json()["error"]["message"]

@@ -26,6 +26,7 @@ DESIGN_COMMANDS = (
     "promote",
     "rollback",
     "alias",
+    "approve",
     "status",
     "history",
     "run",

@@ -182,14 +182,26 @@ def test_status_asks_every_backend_and_the_default_says_nothing(
     staging = {m["model"]: m for m in report["models"]}["churn"]["environments"]["staging"]
     assert quiet.asked == ["churn-staging"]  # asked whatever the backend's name
     assert staging["version"] == f"churn-{first[:12]}" and "serving" not in staging
+    assert staging["endpoint"] == {
+        "name": "churn-staging",
+        "url": None,
+        "health": "not serving",
+        "version": None,
+    }
 
     talking = fake_deployer({"healthy": True, "status": "RUNNING", "version": "v"})
     monkeypatch.setattr("modelci.deploy.open_deployer", lambda workspace: talking)
     report = status_report(Workspace(repo.root))
     staging = {m["model"]: m for m in report["models"]}["churn"]["environments"]["staging"]
     assert staging["serving"] == {"healthy": True, "status": "RUNNING", "version": "v"}
+    assert staging["endpoint"] == {
+        "name": "churn-staging",
+        "url": None,
+        "health": "healthy",
+        "version": "v",
+    }
     human = modelci("-C", repo.root, "status")
-    assert "local: RUNNING" in human.stdout
+    assert "local: healthy (RUNNING) serves v" in human.stdout
 
 
 def test_status_says_what_the_registry_holds_when_the_backend_cannot_be_asked(
@@ -206,6 +218,7 @@ def test_status_says_what_the_registry_holds_when_the_backend_cannot_be_asked(
     assert staging["version"] == f"churn-{first[:12]}"
     assert staging["serving"]["status"] == "UNKNOWN" and not staging["serving"]["healthy"]
     assert "ray.address" in staging["serving"]["message"]
+    assert staging["endpoint"]["health"] == "unknown"
 
 
 def test_read_only_commands_survive_a_broken_model_toml(

@@ -34,8 +34,8 @@ def test_valid_repository(repo: GitRepo, modelci: Run) -> None:
     assert result.json() == {
         "ok": True,
         "models": [
-            {"model": "churn", "path": "models/churn"},
-            {"model": "price", "path": "models/price"},
+            {"model": "churn", "path": "models/churn", "status": "valid", "error": None},
+            {"model": "price", "path": "models/price", "status": "valid", "error": None},
         ],
         "warnings": [],
     }
@@ -50,15 +50,28 @@ def test_example_repository_is_valid(git_repo: Callable[..., GitRepo], modelci: 
 
 
 def bad(repo: GitRepo, modelci: Run, text: str, file: str = "models/churn/model.toml") -> str:
-    """Write `text` into `file`, validate, and return the one error message (exit 2)."""
+    """Write `text` into `file`, validate, and return the one error message: a bad
+    modelci.toml is exit 2; a bad model.toml fails that model's row only (exit 1), the other
+    model's row stays valid, as `run` and `release` fail that model only."""
     repo.write(file, text)
     result = modelci("-C", repo.root, "validate", "--json")
-    assert result.code == 2, result.stdout
-    error = result.json()["error"]
-    assert error["file"] == file
     human = modelci("-C", repo.root, "validate")
-    assert human.code == 2
     assert human.stderr.startswith("error: ") and file in human.stderr
+    if file == "modelci.toml":
+        assert result.code == 2, result.stdout
+        error = result.json()["error"]
+        assert human.code == 2
+    else:
+        assert result.code == 1, result.stdout
+        document = result.json()
+        assert document["ok"] is False
+        rows = {row["path"]: row for row in document["models"]}
+        folder = file.rpartition("/")[0]
+        assert rows[folder]["status"] == "failed"
+        assert [r["status"] for p, r in rows.items() if p != folder] == ["valid"]
+        error = rows[folder]["error"]
+        assert human.code == 1 and f"failed: {rows[folder]['model']} ({folder})" in human.stdout
+    assert error["file"] == file
     return str(error["message"])
 
 
@@ -109,8 +122,10 @@ def test_bad_model_name(repo: GitRepo, modelci: Run) -> None:
 def test_bad_folder_name_asks_for_an_explicit_name(repo: GitRepo, modelci: Run) -> None:
     add_model(repo, "models/Price_Model")
     result = modelci("-C", repo.root, "validate", "--json")
-    assert result.code == 2
-    assert "the folder's name" in result.json()["error"]["message"]
+    assert result.code == 1
+    rows = {row["path"]: row for row in result.json()["models"]}
+    assert [rows[p]["status"] for p in sorted(rows)] == ["failed", "valid", "valid"]
+    assert "the folder's name" in rows["models/Price_Model"]["error"]["message"]
 
 
 def test_two_models_with_one_name(repo: GitRepo, modelci: Run) -> None:
@@ -158,9 +173,43 @@ def test_every_bad_file_is_reported(repo: GitRepo, modelci: Run) -> None:
     repo.write("models/churn/model.toml", "[train\n")
     repo.write("models/price/model.toml", "[train]\nseed = 1\n")
     result = modelci("-C", repo.root, "validate")
-    assert result.code == 2
+    assert result.code == 1  # every model failed, and each is still a model's failure
     assert "models/churn/model.toml" in result.stderr
     assert "models/price/model.toml" in result.stderr
+    rows = modelci("-C", repo.root, "validate", "--json").json()["models"]
+    assert [(r["model"], r["status"]) for r in rows] == [("churn", "failed"), ("price", "failed")]
+    assert "train.entrypoint" in rows[1]["error"]["message"]
+
+
+def test_one_bad_model_fails_its_row_as_run_and_release_do(repo: GitRepo, modelci: Run) -> None:
+    """A missing entry point and an invalid model.toml, each beside a good model: validate
+    fails that model's row (exit 1, file and key named) and says the other is valid; a bad
+    modelci.toml is still a project's error (exit 2)."""
+    (repo.root / "models/price/train.py").unlink()
+    result = modelci("-C", repo.root, "validate", "--json")
+    assert result.code == 1, result.stdout
+    churn, price = result.json()["models"]
+    assert (churn["model"], churn["status"], churn["error"]) == ("churn", "valid", None)
+    assert (price["model"], price["path"], price["status"]) == ("price", "models/price", "failed")
+    assert price["error"]["key"] == "train.entrypoint"
+    assert "'train.py' does not exist" in price["error"]["message"]
+    human = modelci("-C", repo.root, "validate")
+    assert human.code == 1
+    assert "valid: 1 of 2 model(s): churn" in human.stdout
+    assert "failed: price (models/price)" in human.stdout
+    assert "error: models/price/model.toml: train.entrypoint" in human.stderr
+
+    repo.write("models/price/train.py", "print('score=1')\n")
+    repo.write("models/churn/model.toml", '[model]\nname = "churn"\n[train\n')
+    result = modelci("-C", repo.root, "validate", "--json")
+    assert result.code == 1, result.stdout
+    churn, price = result.json()["models"]
+    assert (churn["model"], churn["status"]) == ("churn", "failed")
+    assert "invalid TOML" in churn["error"]["message"] and price["status"] == "valid"
+
+    repo.write("modelci.toml", "[project\n")  # the project's own file: exit 2 for all
+    result = modelci("-C", repo.root, "validate", "--json")
+    assert result.code == 2 and result.json()["error"]["file"] == "modelci.toml"
 
 
 def test_environment_overrides_project_file(repo: GitRepo) -> None:
@@ -272,8 +321,8 @@ DECLARES_ACCURACY = (
 def test_a_gate_on_an_undeclared_metric(repo: GitRepo, modelci: Run, gates: str, key: str) -> None:
     repo.write("models/churn/model.toml", f"{DECLARES_ACCURACY}[gates]\n{gates}\n")
     result = modelci("-C", repo.root, "validate", "--json")
-    assert result.code == 2, result.stdout
-    error = result.json()["error"]
+    assert result.code == 1, result.stdout  # churn's failure; price is valid
+    error = result.json()["models"][0]["error"]
     assert (error["file"], error["key"]) == ("models/churn/model.toml", key)
     assert "'f1' is not declared" in error["message"] and "train.metrics.f1" in error["message"]
     assert "accuracy" in error["message"]  # what is declared

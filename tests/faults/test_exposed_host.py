@@ -218,8 +218,9 @@ def test_model_names_are_matched_whole(
     )
     repo.commit("a name with a newline")
     result = modelci("-C", repo.root, "validate", "--json")
-    assert result.code == 2, result.stdout
-    assert "not a valid model name" in result.json()["error"]["message"]
+    assert result.code == 1, result.stdout  # that model's failure
+    [row] = result.json()["models"]
+    assert row["status"] == "failed" and "not a valid model name" in row["error"]["message"]
     made = modelci("init", repo.root / "new", "--model", "churn\n", "--json")
     assert made.code == 2 and "not a valid model name" in made.json()["error"]["message"]
 

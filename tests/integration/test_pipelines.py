@@ -685,6 +685,73 @@ def test_promote_and_rollback_skip_failed_deploys_and_latest_follows_production(
     assert trained.snapshot() == before
 
 
+def test_an_environment_that_requires_approval_takes_a_version_approved_by_someone_else(
+    trained: Repo, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    trained.write(
+        "modelci.toml",
+        '[environments.staging]\nsuffix = "-staging"\n\n'
+        "[environments.production]\napproval = true\n",
+    )
+    version = trained.version("alpha")
+    # the author (the run recorded the git identity of the test environment) and no CI run
+    monkeypatch.setenv("GIT_COMMITTER_NAME", "Test Author")
+    monkeypatch.setenv("GIT_COMMITTER_EMAIL", "author@example.com")
+    for name in ("GITHUB_ACTOR", "CIRCLE_USERNAME", "GITLAB_USER_LOGIN", "CIRCLE_BUILD_URL"):
+        monkeypatch.delenv(name, raising=False)
+    promote = ("promote", "alpha", "--from", "staging", "--to", "production", "--json")
+
+    # unapproved: refused, --force or not, and nothing moves
+    for extra in ((), ("--force",)):
+        refused = trained.cli(*promote, *extra)
+        message = refused.json()["error"]["message"]
+        assert refused.code == 1 and "production requires approval" in message, message
+        assert f"modelci approve {version} --env production" in message
+        assert "--force to deploy anyway" not in message
+        assert trained.pointer("alpha", "production") is None
+    assert (
+        trained.events("alpha", "deploy_refused")[0]
+        .details["reasons"][0]
+        .startswith("production requires approval")
+    )
+
+    # the author may not approve their own version
+    own = trained.cli("approve", version, "--env", "production", "--json")
+    assert own.code == 2 and "must come from someone else" in own.json()["error"]["message"]
+    assert trained.events("alpha", "approved") == []
+    assert trained.cli("approve", "alpha-000000000000", "--env", "production").code == 2
+    assert trained.cli("approve", version, "--env", "qa").code == 2
+
+    # someone else, in a CI run: recorded with who and where
+    monkeypatch.setenv("GITHUB_ACTOR", "reviewer")
+    monkeypatch.setenv("GITHUB_SERVER_URL", "https://github.example")
+    monkeypatch.setenv("GITHUB_REPOSITORY", "team/models")
+    monkeypatch.setenv("GITHUB_RUN_ID", "77")
+    approved = trained.ok("approve", version, "--env", "production", "--note", "looks right")
+    assert approved == {
+        "version": version,
+        "environment": "production",
+        "actor": "reviewer",
+        "ci_url": "https://github.example/team/models/actions/runs/77",
+        "approvers": ["reviewer"],
+        "required": True,
+    }
+    event = trained.events("alpha", "approved")[0]
+    assert (event.actor, event.environment, event.details) == (
+        "reviewer",
+        "production",
+        {"note": "looks right"},
+    )
+    # an approval for one environment is not one for another version or environment
+    assert trained.ok(*promote[:-1])["version"] == version
+    assert trained.pointer("alpha", "production") == version
+    trained.git("tag", "v1")
+    released = _released(trained.cli("release", "v1", "--json").json())
+    assert released["alpha"]["status"] in ("deployed", "unchanged")
+    assert released["beta"]["status"] != "deployed"
+    assert trained.pointer("beta", "production") is None
+
+
 def test_bad_moves_exit_2_with_the_reason_and_change_nothing(trained: Repo) -> None:
     version = trained.version("alpha")
     before = trained.snapshot()

@@ -262,7 +262,7 @@ def test_endpoints_on_ray_serve(
     serving = status.json()["models"][0]["environments"]["staging"]["serving"]
     assert serving["status"] == "RUNNING" and serving["version"] == first
     assert serving["replicas"] and {r["state"] for r in serving["replicas"]} == {"RUNNING"}
-    assert "ray: RUNNING" in modelci("-C", repo.root, "status").stdout
+    assert "ray: healthy (RUNNING)" in modelci("-C", repo.root, "status").stdout
 
     # a second version rolls over the replicas under load: no request fails
     repo.write("models/toy/model.toml", SPEC.format(bias=1.5, resources="num_cpus = 0.5"))

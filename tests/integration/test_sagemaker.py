@@ -531,8 +531,19 @@ def test_endpoint_create_update_invoke_rollback(
     assert set(entry) == {"model", "environments", "latest", "retired"}
     staging = entry["environments"]["staging"]
     assert staging["version"] == second
-    assert set(staging) == {"version", "commit", "time", "actor", "serving", "tests", "metrics"}
+    assert set(staging) == {
+        "version",
+        "commit",
+        "time",
+        "actor",
+        "serving",
+        "endpoint",
+        "tests",
+        "metrics",
+    }
     assert staging["serving"]["version"] == second and staging["serving"]["healthy"] is True
+    assert staging["endpoint"]["health"] == "healthy"
+    assert staging["endpoint"]["url"] == staging["serving"]["url"]
     events = modelci("-C", toy.root, "history", toy.name, "--json").json()["events"]
     assert [e["kind"] for e in events][:4] == ["deploy", "train", "deploy", "train"]
     assert all(

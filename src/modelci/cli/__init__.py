@@ -32,6 +32,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "undeploy": ("modelci.cli.undeploy:undeploy", "Stop serving a model in an environment."),
     "promote": ("modelci.cli.moves:promote", "Promote a version to the next environment."),
     "rollback": ("modelci.cli.moves:rollback", "Return an environment to an earlier version."),
+    "approve": ("modelci.cli.approve:approve", "Approve a version for an environment."),
     "alias": ("modelci.cli.moves:alias", "Set or show an alias such as `latest`."),
     "status": ("modelci.cli.status:status", "Show what each environment runs."),
     "history": ("modelci.cli.status:history", "Show a model's events, newest first."),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import click
@@ -29,7 +30,6 @@ if TYPE_CHECKING:
 def changed(workspace: Workspace, base: str | None, head: str, json_mode: bool) -> None:
     """List the models that the commits from BASE to HEAD touch, with the reasons."""
     from modelci.changes import detect
-    from modelci.pipeline import deployed_commits
 
     output = Output(json_mode)
     report = detect(
@@ -38,12 +38,18 @@ def changed(workspace: Workspace, base: str | None, head: str, json_mode: bool) 
         head=head,
         # nothing deployed anywhere yet: the question is what the commit touched
         deployed=(
-            (lambda _head: deployed_commits(workspace))
-            if base is None and workspace.registry_exists()
-            else None
+            _deployed_commits(workspace) if base is None and workspace.registry_exists() else None
         ),
     )
     output.result(report.to_json(), lambda console: _render(console, report))
+
+
+def _deployed_commits(workspace: Workspace) -> Callable[[str], dict[str, str]]:
+    """Each model's base: the commit of its version in the first environment (the pipeline,
+    and the registry with it, imported only when asked)."""
+    from modelci.pipeline import deployed_commits
+
+    return lambda _head: deployed_commits(workspace)
 
 
 def _render(console: Console, report: ChangeReport) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from modelci.ciconfig import PROVIDERS, default_path, render
+from modelci.ciconfig import PROVIDERS, default_path, extras_for, render
 from modelci.cli import json_option
 from modelci.console import Output
 from modelci.errors import ConfigError
@@ -41,6 +41,19 @@ from modelci.workspace import Workspace
     show_default=True,
     help="The Python version the CI runs modelci with.",
 )
+@click.option(
+    "--extras",
+    default=None,
+    metavar="NAMES",
+    help="modelci's extras the CI installs, comma-separated (postgres, s3, sagemaker, ray, "
+    "parquet; default: what the project's registry, store and backends need; '' for none).",
+)
+@click.option(
+    "--aws/--no-aws",
+    default=None,
+    help="Get AWS credentials through the CI's OIDC token (default: when the s3 or "
+    "sagemaker extra is installed).",
+)
 @json_option
 @click.pass_obj
 def ci_config(
@@ -50,18 +63,33 @@ def ci_config(
     force: bool,
     main_branch: str | None,
     python_version: str,
+    extras: str | None,
+    aws: bool | None,
     json_mode: bool,
 ) -> None:
     """Write a CI configuration for PROVIDER that runs `modelci run` on every push to the main
     branch and `modelci release TAG` on every tag, caches the models' environments and uv's
-    cache, and reads MODELCI_REGISTRY_URL and MODELCI_STORE_URL from the CI's secrets.
+    cache, installs exactly this modelci with the extras the project needs, reads
+    MODELCI_REGISTRY_URL, MODELCI_STORE_URL and MODELCI_DEPLOY_BACKEND from the CI's secrets and,
+    where AWS is used, gets credentials through the CI's OIDC token.
 
     An existing file is never overwritten without --force.
     """
     output = Output(json_mode)
-    main = main_branch if main_branch is not None else workspace.project.project.main
+    project = workspace.project
+    main = main_branch if main_branch is not None else project.project.main
+    chosen = (
+        tuple(e.strip() for e in extras.split(",") if e.strip())
+        if extras is not None
+        else extras_for(
+            registry_url=project.registry.url,
+            store_url=project.store.url,
+            backends=(project.train.backend, project.deploy.backend),
+        )
+    )
+    uses_aws = aws if aws is not None else bool({"s3", "sagemaker"} & set(chosen))
     try:
-        text = render(provider, main=main, python=python_version)
+        text = render(provider, main=main, python=python_version, extras=chosen, aws=uses_aws)
     except ConfigError as error:
         if error.key == "--main" and main_branch is None:
             # the branch came from modelci.toml: name that file and key instead
@@ -101,13 +129,17 @@ def ci_config(
     output.result({"provider": provider, "path": shown, "written": True}, render_result)
     if provider == "github":
         output.info(
-            "next: add the repository secrets MODELCI_REGISTRY_URL and "
-            "MODELCI_STORE_URL, then commit the file"
+            "next: add the repository secrets MODELCI_REGISTRY_URL, MODELCI_STORE_URL and "
+            "MODELCI_DEPLOY_BACKEND"
+            + (" (and AWS_ROLE_ARN, AWS_REGION)" if uses_aws else "")
+            + ", then commit the file"
         )
     else:
         output.info(
-            "next: create a CircleCI context named `modelci` holding "
-            "MODELCI_REGISTRY_URL and MODELCI_STORE_URL, then commit the file"
+            "next: create a CircleCI context named `modelci` holding MODELCI_REGISTRY_URL, "
+            "MODELCI_STORE_URL and MODELCI_DEPLOY_BACKEND"
+            + (" (and AWS_ROLE_ARN, AWS_REGION)" if uses_aws else "")
+            + ", then commit the file"
         )
 
 

@@ -36,7 +36,7 @@ def _render_status(console: Console, report: dict[str, Any], workspace: Workspac
     table = Table(box=None, pad_edge=False)
     table.add_column("model")
     for environment in workspace.environments:
-        table.add_column(environment)
+        table.add_column(environment, overflow="fold")  # a URL is never cut short
     table.add_column("newest built")
     for entry in report["models"]:
         cells = []
@@ -49,13 +49,9 @@ def _render_status(console: Console, report: dict[str, Any], workspace: Workspac
                 if where
                 else "[dim]-[/]"
             )
-            serving = (where or {}).get("serving")
-            if serving:  # what the backend says; `deploy.backend` only labels it
-                state = serving.get("status") or (
-                    "healthy" if serving.get("healthy") else "unhealthy"
-                )
-                backend = workspace.project.deploy.backend
-                cells[-1] += f"\n[dim]{backend}: {escape(str(state))}[/]"
+            if where:  # what the backend says; `deploy.backend` only labels it
+                cells[-1] += "\n" + _endpoint(where, workspace.project.deploy.backend)
+                serving = where.get("serving") or {}
                 for host, said in sorted((serving.get("hosts") or {}).items()):
                     cells[-1] += (
                         f"\n[dim]{escape(host)}: {escape(str(said['version']))} "
@@ -73,6 +69,27 @@ def _render_status(console: Console, report: dict[str, Any], workspace: Workspac
         console.print(table)
     else:
         console.print("no models: add a folder with a model.toml (see `modelci init`)")
+
+
+_HEALTH = {"healthy": "green", "unhealthy": "red", "unknown": "yellow"}
+
+
+def _endpoint(where: dict[str, Any], backend: str) -> str:
+    """`local: healthy (RUNNING)`, the version served when it is not the pointer's, and the
+    URL requests go to: an endpoint's state, for people."""
+    endpoint, serving = where["endpoint"], where.get("serving") or {}
+    health = endpoint["health"]
+    text = f"{backend}: [{_HEALTH.get(health, 'dim')}]{health}[/]"
+    status = serving.get("status")
+    if status and health not in ("not serving", "unknown"):
+        text += f" [dim]({escape(str(status))})[/]"
+    if endpoint["version"] and endpoint["version"] != where["version"]:
+        text += f" [yellow]serves {escape(str(endpoint['version']))}[/]"
+    if health == "unknown" and serving.get("message"):
+        text += f"\n[dim]{escape(str(serving['message']))}[/]"
+    if endpoint["url"]:
+        text += f"\n[dim]{escape(str(endpoint['url']))}[/]"
+    return text
 
 
 def _results(entry: dict[str, Any]) -> str:

@@ -104,13 +104,15 @@ class HostDeployer(Deployer):
         return found
 
     def describe(self, endpoint: str) -> dict[str, object] | None:
+        """The hosts' newest reports (`hosts`), and the newest serving one's version and URL."""
         hosts = self.hosts(endpoint)
-        if not hosts:
-            return {"healthy": False, "status": "NO REPORT", "hosts": {}}
-        serving = {h["version"] for h in hosts.values() if h["status"] == SERVING}
+        serving = [h for h in hosts.values() if h["status"] == SERVING]
+        newest = max(serving, key=lambda h: str(h["reported_at"])) if serving else None
         return {
-            "healthy": bool(serving),
-            "status": "SERVING" if serving else "FAILED",
+            "healthy": newest is not None,
+            "status": "SERVING" if newest else "FAILED" if hosts else "NOT_SERVING",
+            "version": newest["version"] if newest else None,
+            "url": f"{newest['url']}/endpoints/{endpoint}" if newest else None,
             "hosts": hosts,
         }
 

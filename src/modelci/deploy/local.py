@@ -18,6 +18,7 @@ from modelci.workspace import Workspace
 
 START_TIMEOUT_S = 60.0
 DEFAULT_PORT = 8080
+PROBE_TIMEOUT_S = 2.0  # `status`'s look at a host and its endpoints
 
 
 class LocalDeployer(Deployer):
@@ -184,11 +185,51 @@ class LocalDeployer(Deployer):
         return Answer(status, answer, answer_type)
 
     def describe(self, endpoint: str) -> dict[str, object] | None:
+        """What the host says of the endpoint, checked by a quick `/ping` through the host:
+        its gateway URL (`url`; `server_url` is the version server's own), `healthy` and
+        `status` (SERVING, UNHEALTHY, NOT_SERVING when its version could not start,
+        UNREACHABLE when the host does not answer). None when no host runs or it does not
+        know the endpoint: nothing serves it."""
         url = self.running_url()
         if url is None:
             return None
-        status = self._get(url, "/-/endpoints", timeout=5)
-        return None if status is None else status["endpoints"].get(endpoint)
+        status = self._get(url, "/-/endpoints", timeout=PROBE_TIMEOUT_S)
+        if status is None:
+            return {
+                "healthy": False,
+                "status": "UNREACHABLE",
+                "url": None,
+                "message": f"the endpoint host at {url} does not answer",
+            }
+        served: dict[str, Any] | None = status["endpoints"].get(endpoint)
+        if served is None:
+            return None
+        failure = served.get("last_error") or {}
+        if served.get("version") is None:  # only a failed start: no version runs
+            return {
+                "healthy": False,
+                "status": "NOT_SERVING",
+                "url": None,
+                "message": str(failure.get("error") or ""),
+                "last_error": failure or None,
+            }
+        gateway = f"{url}/endpoints/{endpoint}"
+        healthy = bool(served.get("healthy")) and self._answers(f"{gateway}/ping")
+        return {
+            **served,
+            "healthy": healthy,
+            "status": "SERVING" if healthy else "UNHEALTHY",
+            "url": f"{gateway}/invocations",
+            "server_url": served.get("url"),
+        }
+
+    def _answers(self, url: str) -> bool:
+        """Whether a GET of `url` answers 200 within PROBE_TIMEOUT_S."""
+        try:
+            code, _, _ = _request("GET", url, headers=self._auth(), timeout=PROBE_TIMEOUT_S)
+        except OSError:
+            return False
+        return code == 200
 
 
 def _request(

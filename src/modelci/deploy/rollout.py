@@ -8,6 +8,7 @@ import contextlib
 from dataclasses import dataclass
 from typing import Any
 
+from modelci.approvals import missing_approval
 from modelci.deploy.base import Deployer
 from modelci.deploy.smoke import smoke_request
 from modelci.errors import ConfigError, DeployFailed, DeploySuperseded, ModelciError
@@ -169,7 +170,14 @@ def deploy(
             tested=tests_passed(record),
         )
     )
-    if problems and not force:
+    unapproved = (
+        missing_approval(registry, record, environment)
+        if kind != "rollback" and workspace.project.environments[environment].approval
+        else None
+    )
+    if unapproved:  # not a rule --force overrides: the approval is someone else's call
+        problems = [unapproved, *problems]
+    if problems and (not force or unapproved):
         registry.append_event(
             Event(
                 kind="deploy_refused",
@@ -184,13 +192,17 @@ def deploy(
         )
         raise DeployFailed(
             "; ".join(problems)
-            + " (--force to deploy anyway"
             + (
-                ", --skip-tests to skip the test gate"
-                if any("tests" in p for p in problems)
-                else ""
+                ""
+                if unapproved
+                else " (--force to deploy anyway"
+                + (
+                    ", --skip-tests to skip the test gate"
+                    if any("tests" in p for p in problems)
+                    else ""
+                )
+                + ")"
             )
-            + ")"
         )
 
     event = Event(

@@ -7,7 +7,7 @@ import shutil
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from modelci.errors import ConfigError
 from modelci.fingerprint import DEFAULT_GOLDEN as DEFAULT_GOLDEN
@@ -19,6 +19,9 @@ from modelci.testing.golden import decode_answer, difference, read_golden, reque
 from modelci.testing.probe import probe
 from modelci.testing.report import CheckResult, TestReport, failure_causes
 from modelci.workspace import Workspace
+
+if TYPE_CHECKING:
+    from modelci.train.outcome import Rerun
 
 CHECKS = ("reproducibility", "golden", "gates")
 
@@ -102,11 +105,7 @@ def train_twice(
     """The reproducibility check's two trainings (on the sample, side by side, in fresh job
     folders) and the test rows to compare their predictions on; a CheckResult when a run
     failed."""
-    from modelci.runtime.jobdir import JobDir
-    from modelci.testing.repro import test_rows
-    from modelci.train.base import TrainingJob
     from modelci.train.jobs import run_job
-    from modelci.train.local import child_environment
 
     base = workspace.state_dir / "tests" / f"{record.version}-{time.strftime('%H%M%S')}"
     shutil.rmtree(base, ignore_errors=True)
@@ -131,7 +130,6 @@ def train_twice(
     # the two runs are independent: side by side they take the time of one on two cores
     with ThreadPoolExecutor(max_workers=2) as pool:
         results = list(pool.map(one, (1, 2)))
-    runs: list[dict[str, Any]] = []
     for index, result in zip((1, 2), results, strict=True):
         if not result.succeeded:
             return CheckResult(
@@ -140,23 +138,64 @@ def train_twice(
                 False,
                 message=f"run {index} failed: {result.reason}",
             )
-        job = JobDir(base / f"run-{index}")
-        env = child_environment(
-            TrainingJob(
-                name="",
-                job=job,
-                python=python,
-                entrypoint=spec.train.entrypoint,
-                hyperparameters=dict(spec.train.hyperparameters),
-                channels=list(spec.train.channels),
-                seed=spec.train.seed,
-                timeout=0,
-            )
+    runs = [_run(spec, base / f"run-{index}", python) for index in (1, 2)]
+    return runs, _test_body(spec, base / "run-1")
+
+
+def train_again(
+    workspace: Workspace, spec: ModelSpec, record: VersionRecord, python: Path, rerun: Rerun
+) -> tuple[list[dict[str, Any]], bytes | None] | CheckResult:
+    """The reproducibility check's two trainings when the version's own training is one of
+    them: `rerun`, the same job started beside it (`run` starts it), is the other; the version's
+    model is its recorded artifact. A CheckResult when the second run failed."""
+    result = rerun.job.wait()
+    if not result.succeeded:
+        return CheckResult(
+            "reproducibility",
+            "reproducibility",
+            False,
+            message=f"the second run failed: {result.reason}",
         )
-        runs.append({"model_dir": str(job.model), "code_dir": str(job.code), "env": env})
+    runs = [
+        _run(spec, rerun.trained_root, python, model_dir(workspace, record)),
+        _run(spec, rerun.job_root, python),
+    ]
+    return runs, _test_body(spec, rerun.job_root)
+
+
+def _run(
+    spec: ModelSpec, job_root: Path, python: Path, model: Path | None = None
+) -> dict[str, Any]:
+    """One finished training as the check compares it: its model folder (`model`, else the
+    job's), its code and the variables it ran with."""
+    from modelci.runtime.jobdir import JobDir
+    from modelci.train.base import TrainingJob
+    from modelci.train.local import child_environment
+
+    job = JobDir(job_root)
+    env = child_environment(
+        TrainingJob(
+            name="",
+            job=job,
+            python=python,
+            entrypoint=spec.train.entrypoint,
+            hyperparameters=dict(spec.train.hyperparameters),
+            channels=list(spec.train.channels),
+            seed=spec.train.seed,
+            timeout=0,
+        )
+    )
+    return {"model_dir": str(model or job.model), "code_dir": str(job.code), "env": env}
+
+
+def _test_body(spec: ModelSpec, job_root: Path) -> bytes | None:
+    """The rows both models predict: up to MAX_ROWS of a job's test (else validation, else
+    train) channel."""
+    from modelci.runtime.jobdir import JobDir
+    from modelci.testing.repro import test_rows
+
     channel = next((c for c in ("test", "validation", "train") if c in spec.train.channels), None)
-    body = test_rows(spec, JobDir(base / "run-1").channel(channel)) if channel else None
-    return runs, body
+    return test_rows(spec, JobDir(job_root).channel(channel)) if channel else None
 
 
 def test_version(
@@ -167,18 +206,22 @@ def test_version(
     *,
     skip: tuple[str, ...] = (),
     note: Progress,
+    rerun: Rerun | None = None,
 ) -> TestReport:
-    """Run every check of one version and record the report with it.
+    """Run every check of one version and record the report with it. With `rerun` (the
+    version's own job run again beside it), reproducibility compares the version's training
+    with that run instead of training twice more.
 
     The golden rows and the reproducibility runs' predictions go through the real handler in
-    one probe process: the model's libraries load once."""
+    one probe process: the model's libraries load once; two byte-identical models need no
+    prediction to agree."""
     import tempfile
 
     from modelci.fingerprint import checks_digest
     from modelci.train.jobs import export, spec_at
 
     if record.details.get("dirty"):  # a --dirty version: the work tree is what it was made of
-        return _test_tree(workspace, registry, spec, record, workspace.root, skip, note)
+        return _test_tree(workspace, registry, spec, record, workspace.root, skip, note, rerun)
     # a committed version is judged by its commit alone (spec, gates, golden file, handler):
     # nothing uncommitted changes what is recorded with it
     spec = spec_at(workspace, spec.name, record.commit, dirty=False)
@@ -190,7 +233,7 @@ def test_version(
         checks = checks_digest(
             spec.file.model_dump(mode="json"), golden.read_bytes() if golden.is_file() else None
         )
-        return _test_tree(workspace, registry, spec, record, tree, skip, note, checks)
+        return _test_tree(workspace, registry, spec, record, tree, skip, note, rerun, checks)
     finally:
         shutil.rmtree(tree, ignore_errors=True)
 
@@ -203,12 +246,13 @@ def _test_tree(
     tree: Path,
     skip: tuple[str, ...],
     note: Progress,
+    rerun: Rerun | None = None,
     checks: str | None = None,
 ) -> TestReport:
     """test_version's checks, the model's files (handler, golden file) read from `tree`;
     `checks` (the digest of what judged it) is recorded with the results."""
     from modelci.envs.uv import ensure_environment
-    from modelci.testing.repro import compare_runs
+    from modelci.testing.repro import compare_runs, digests
 
     report = TestReport(spec.name, record.version)
     environment = ensure_environment(workspace.root, spec, progress=note)
@@ -216,7 +260,10 @@ def _test_tree(
     started = time.monotonic()
 
     repro: tuple[list[dict[str, Any]], bytes | None] | CheckResult | None = None
-    if "reproducibility" not in skip:
+    if "reproducibility" not in skip and rerun is not None:
+        note(f"{record.version}: reproducibility: its training against a second run beside it")
+        repro = train_again(workspace, spec, record, environment.python, rerun)
+    elif "reproducibility" not in skip:
         repro = train_twice(workspace, spec, record, environment.python, note)
     golden: tuple[list[Any], str] | None = None
     if "golden" not in skip:
@@ -228,7 +275,11 @@ def _test_tree(
     if golden and golden[0]:
         models.append({"model_dir": str(model_dir(workspace, record)), "handler": handler})
         requests += [request(row) for row in golden[0]]
-    compare = isinstance(repro, tuple) and repro[1] is not None
+    compare = (
+        isinstance(repro, tuple)
+        and repro[1] is not None
+        and len({frozenset(digests(Path(run["model_dir"])).items()) for run in repro[0]}) > 1
+    )
     if isinstance(repro, tuple) and compare:
         models += [{"model_dir": run["model_dir"], "handler": handler} for run in repro[0]]
         requests.append(

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from modelci.registry.base import VersionRecord
+from modelci.train.base import StartedJob
 
 
 @dataclass(frozen=True)
@@ -15,6 +17,23 @@ class TrainOptions:
     force: bool = False
     sample: bool = False
     break_lease: bool = False
+    # start the same job a second time beside the version's own (`run` does): the
+    # reproducibility check then compares the two instead of training twice more
+    rerun: bool = False
+
+
+@dataclass(frozen=True)
+class Rerun:
+    """A second run of a version's own job, started beside it (`TrainOptions.rerun`)."""
+
+    job: StartedJob
+    job_root: Path  # the second run's folder
+    trained_root: Path  # the version's own job's folder
+
+    def discard(self) -> None:
+        """Stop the second run if it still runs, and release what it holds."""
+        self.job.stop()
+        self.job.wait()
 
 
 @dataclass
@@ -33,6 +52,8 @@ class TrainOutcome:
     reason: str | None = None
     recorded: bool = True
     job_dir: str | None = None
+    # the second run for the reproducibility check, when one was started (never printed)
+    rerun: Rerun | None = field(default=None, repr=False, compare=False)
 
     def to_json(self) -> dict[str, Any]:
         return {

@@ -18,7 +18,7 @@ from modelci.train.artifacts import parse_metrics
 from modelci.train.base import StartedJob
 from modelci.train.fastpath import cache_hit, must_train
 from modelci.train.jobs import check_inputs, job_root_for, prepare_job, run_job, spec_at
-from modelci.train.outcome import TrainOptions, TrainOutcome, version_name
+from modelci.train.outcome import Rerun, TrainOptions, TrainOutcome, version_name
 from modelci.train.record import Attempt, train_recorded
 from modelci.workspace import Workspace
 
@@ -96,17 +96,50 @@ def train_model(
         on_line=on_line,
     )
     running: StartedJob | None = None
-    if trainer.starts_in_background and must_train(
-        workspace, spec.name, version, print_, options.force
-    ):
-        # the job starts now; the registry (and SQLAlchemy's import) is dealt with meanwhile
-        note(f"{version}: training in {attempt.job_root.relative_to(workspace.root)}")
-        job = prepare_job(
-            workspace, spec, exported, environment.python, attempt.job_root, sample=False
-        )
-        running = trainer.start(job, on_line)
+    rerun: Rerun | None = None
     try:
-        return train_recorded(attempt, registry, running)
+        if trainer.starts_in_background and (
+            must_train(workspace, spec.name, version, print_, options.force)
+            or (options.rerun and _untrained(registry, spec.name, version, print_, options.force))
+        ):
+            # the job starts now; the registry (and SQLAlchemy's import) is dealt with meanwhile
+            note(f"{version}: training in {attempt.job_root.relative_to(workspace.root)}")
+            job = prepare_job(
+                workspace, spec, exported, environment.python, attempt.job_root, sample=False
+            )
+            running = trainer.start(job, on_line)
+            if options.rerun:  # the same job again, beside it, for the reproducibility check
+                again = job_root_for(workspace, version + "-rerun")
+                rerun = Rerun(
+                    trainer.start(
+                        prepare_job(
+                            workspace, spec, exported, environment.python, again, sample=False
+                        )
+                    ),
+                    again,
+                    attempt.job_root,
+                )
+        trained = train_recorded(attempt, registry, running)
+        made = trained.status == "ready" and not trained.cached and not trained.reused_from
+        if rerun is not None and made:  # this version's own job made it: the pair is valid
+            trained.rerun, rerun = rerun, None
+        return trained
     finally:  # the registry decided otherwise (another pipeline won a race), or an error
         if running is not None:
             running.stop()
+        if rerun is not None:
+            rerun.discard()
+
+
+def _untrained(registry: Registry, model: str, version: str, print_: str, force: bool) -> bool:
+    """Whether the registry (read in full: `must_train` was in doubt, e.g. on a registry not
+    made yet) says this version's job must run: no ready record, no training one (another
+    pipeline's lease decides that), no other version with its fingerprint."""
+    existing = registry.get_version(version)
+    status = existing.status if existing is not None else None
+    if status == "training" or (status not in (None, "failed") and not force):
+        return False
+    if force:
+        return True
+    match = registry.find_by_fingerprint(model, print_)
+    return match is None or match.version == version
