@@ -36,6 +36,9 @@ def isolated_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
             "GIT_COMMITTER_EMAIL": "author@example.com",
             "NO_COLOR": "1",
             "UV_CACHE_DIR": uv_cache,
+            # the suite's own runs on local settings stay allowed when it runs under CI=true;
+            # tests of the refusal remove it (modelci.throwaway)
+            "MODELCI_ALLOW_LOCAL": "1",
         }
     )
     (home / ".gitconfig").write_text("[init]\n\tdefaultBranch = main\n")

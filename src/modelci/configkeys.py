@@ -38,8 +38,12 @@ DESCRIPTIONS: dict[str, dict[str, str]] = {
         "job; see `[ray]`) or `sagemaker` (a SageMaker training job; see `[sagemaker]`).",
         "deploy": "Where endpoints run.",
         "deploy.backend": "`local` (the `modelci serve` host on this machine), `container` (that "
-        "host running each version as a container of its image; see `[image]`), `ray` (Ray Serve "
-        "applications; see `[ray]`) or `sagemaker` (SageMaker endpoints; see `[sagemaker]`).",
+        "host running each version as a container of its image; see `[image]`), `host` "
+        "(long-lived `modelci serve` hosts elsewhere that follow the registry and report "
+        "through it), `ray` (Ray Serve applications; see `[ray]`) or `sagemaker` (SageMaker "
+        "endpoints; see `[sagemaker]`).",
+        "deploy.timeout": "Seconds the `host` backend waits for a host's report that it serves "
+        "the new version (and its smoke request passed) before rolling the pointer back.",
         "image": "Container images: `modelci build --image`, `modelci base-image` and the "
         "`container` backends.",
         "image.base": "The image a model's image is built from. Unset: the official slim Python "

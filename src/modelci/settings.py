@@ -26,7 +26,7 @@ OVERRIDABLE = {
     "registry": ("url",),
     "store": ("url",),
     "train": ("backend",),
-    "deploy": ("backend",),
+    "deploy": ("backend", "timeout"),
     "image": ("base", "registry", "engine", "ca_bundle"),
     "ray": ("address", "dashboard_url", "serve_host", "serve_port"),
     "sagemaker": (

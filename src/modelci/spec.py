@@ -221,9 +221,11 @@ class TrainBackendSection(Strict):
 
 
 class DeployBackendSection(Strict):
-    """`[deploy].backend`: a name of the deployer table (`modelci.deploy`)."""
+    """`[deploy].backend`: a name of the deployer table (`modelci.deploy`); `timeout`: how
+    long the `host` backend waits for a host's report."""
 
     backend: NonEmpty = "local"
+    timeout: int = Field(default=180, gt=0)
 
     @field_validator("backend")
     @classmethod

@@ -4,6 +4,7 @@ each loaded when first asked for."""
 from __future__ import annotations
 
 import os
+import socket
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
@@ -20,6 +21,8 @@ if TYPE_CHECKING:
 
 class Workspace:
     """A model repository and what modelci keeps beside it in `.modelci/`."""
+
+    detached = False  # True for a host's folder with no checkout (DetachedWorkspace)
 
     def __init__(self, start: Path | None = None):
         self.start = (start or Path.cwd()).resolve()
@@ -148,6 +151,24 @@ class Workspace:
         if server and repo and run:
             return f"{server}/{repo}/actions/runs/{run}"
         return None
+
+
+class DetachedWorkspace(Workspace):
+    """A folder with no checkout, where a host following a shared registry keeps its
+    `.modelci/` (environments, artifacts, logs): settings come from MODELCI_* (and a
+    modelci.toml there, if any), and no model is read from a work tree."""
+
+    detached = True
+
+    @cached_property
+    def root(self) -> Path:
+        return self.start
+
+    def files(self) -> list[str]:
+        return []
+
+    def actor(self) -> str:
+        return f"host {socket.gethostname()}"
 
 
 def loose_name(root: Path, spec_file: str) -> str:

@@ -278,7 +278,7 @@ def test_integer_overrides_from_the_environment_are_converted(repo: GitRepo) -> 
     ("section", "known"),
     [
         ("train", "'local', 'container', 'ray' or 'sagemaker'"),
-        ("deploy", "'local', 'container', 'ray' or 'sagemaker'"),
+        ("deploy", "'local', 'container', 'host', 'ray' or 'sagemaker'"),
     ],
 )
 def test_backend_names_come_from_the_backend_tables(

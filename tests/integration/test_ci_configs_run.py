@@ -2,8 +2,9 @@
 ci_runner.py) executes their `run:` steps in order on fresh clones, each with a new virtualenv
 and nothing restored, installing the project's wheel as a package index would offer it, with
 the secrets pointing at a real PostgreSQL registry and a real S3 API (the emulator, the one
-stand-in: AWS itself cannot run here). A merge to main, then a tag: staging and then production
-serve the version built from the merged commit.
+stand-in: AWS itself cannot run here) and the deploy backend `host`. A merge to main, then a
+tag: a `modelci serve` host started apart, in a folder that is no checkout, serves staging and
+then production the version built from the merged commit; neither runner starts a host.
 
 pip's download cache is shared with the machine (the same bytes a runner would download); uv's
 cache (which the jobs prune) and everything of modelci's own are not: each job starts from a
@@ -25,9 +26,9 @@ from modelci.ciconfig import render
 from modelci.registry import open_registry
 from tests.support.ci_runner import JobRun, circleci_job, github_job, new_runner, run_job
 from tests.support.package import build
-from tests.support.ports import free_port
 from tests.support.postgres import create_database
 from tests.support.repos import GitRepo
+from tests.support.team import start_host
 from tests.support.toy import make_toy
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.aws]
@@ -70,9 +71,9 @@ def _runner_environ(wheel_dir: Path, moto_server: str, tmp_path: Path) -> dict[s
     return environ
 
 
-def _invoke(port: int, endpoint: str) -> dict[str, object]:
+def _invoke(url: str, endpoint: str) -> dict[str, object]:
     answer = httpx.post(
-        f"http://127.0.0.1:{port}/endpoints/{endpoint}/invocations",
+        f"{url}/endpoints/{endpoint}/invocations",
         content=b"[[1, 2]]",
         headers={"Content-Type": "application/json"},
         timeout=30,
@@ -99,16 +100,20 @@ def test_a_merge_then_a_tag_run_as_written_on_fresh_runners(
     secrets = {
         "MODELCI_REGISTRY_URL": registry_url,
         "MODELCI_STORE_URL": f"s3://{s3_bucket}/artifacts",
-        "MODELCI_DEPLOY_BACKEND": "local",
+        "MODELCI_DEPLOY_BACKEND": "host",
     }
+    # the long-lived host, apart from both runners: it shares only the registry and store
+    host = start_host(
+        tmp_path / "host", f"host-{provider}", registry_url, secrets["MODELCI_STORE_URL"]
+    )
     # what the project's settings say they need: here the secrets' registry and store
     text = render(provider, extras=("postgres", "s3"), aws=True)
     assert f'pip install "modelci[postgres,s3]=={__version__}"' in text
     base = _runner_environ(wheel_dir, moto_server, tmp_path)
     stops: list[tuple[Path, dict[str, str]]] = []
 
-    def job(name: str, ref: str, runner: Path, port: int) -> JobRun:
-        environ = {**new_runner(runner, origin.root, ref, base), "MODELCI_SERVE_PORT": str(port)}
+    def job(name: str, ref: str, runner: Path) -> JobRun:
+        environ = new_runner(runner, origin.root, ref, base)
         if provider == "github":
             expressions = {f"secrets.{k}": v for k, v in secrets.items()}
             expressions["github.ref_name"] = ref
@@ -123,8 +128,7 @@ def test_a_merge_then_a_tag_run_as_written_on_fresh_runners(
         return run_job(steps, runner / "work", environ)
 
     try:
-        merge_port = free_port()
-        merge = job("merge", "main", tmp_path / "runner-merge", merge_port)
+        merge = job("merge", "main", tmp_path / "runner-merge")
         assert merge.ok, merge.log()
         names = [name for name, _, _, _ in merge.results]
         assert names[0] == "Install uv and modelci" and "Merge pipeline" in names
@@ -136,19 +140,22 @@ def test_a_merge_then_a_tag_run_as_written_on_fresh_runners(
             record = registry.get_version(version)
             assert record is not None and record.actor == "ci-bot"
             assert record.artifact_uri and record.artifact_uri.startswith(f"s3://{s3_bucket}/")
-        assert _invoke(merge_port, "toy-staging")["predictions"] == [3.5]
+        assert _invoke(host.url, "toy-staging")["predictions"] == [3.5]
 
         origin.git("tag", "v1")
-        release_port = free_port()
-        release = job("release", "v1", tmp_path / "runner-release", release_port)
+        release = job("release", "v1", tmp_path / "runner-release")
         assert release.ok, release.log()
         with open_registry(registry_url, tmp_path) as registry:
             production = registry.get_pointer("toy", "production")
             assert production is not None and production.version == version
             assert [e.tag for e in registry.events("toy", kind="release")] == ["v1"]
-        assert _invoke(release_port, "toy")["predictions"] == [3.5]
+        assert _invoke(host.url, "toy")["predictions"] == [3.5]
+        # neither runner started an endpoint host of its own
+        for work, _ in stops:
+            assert not (work / ".modelci" / "serve" / "serve.json").exists()
         print(merge.log(), release.log(), sep="\n")  # with -s: each step's time
     finally:
+        host.stop()
         for work, environ in stops:
             modelci = Path(environ["VIRTUAL_ENV"]) / "bin" / "modelci"
             if modelci.exists():

@@ -39,6 +39,7 @@ def clean_environ(home: Path, port: int) -> dict[str, str]:
             "GIT_COMMITTER_EMAIL": "author@example.com",
             "UV_CACHE_DIR": uv_cache,
             "MODELCI_SERVE_PORT": str(port),
+            "MODELCI_ALLOW_LOCAL": "1",  # local settings, also when the suite runs under CI
         }
     )
     return environ

@@ -17,6 +17,7 @@ BACKENDS = {
     "modelci.registry.engine",
     "modelci.registry.rows",
     "modelci.deploy.local",
+    "modelci.deploy.host",
     "modelci.deploy.ray",
     "modelci.deploy.sagemaker",
     "modelci.train.local",

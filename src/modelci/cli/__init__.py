@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import functools
 import os
 import sys
 import threading
@@ -145,6 +146,26 @@ def leave(code: int) -> NoReturn:
         with contextlib.suppress(OSError, ValueError):  # a closed pipe: nothing more to say
             stream.flush()
     os._exit(code)
+
+
+def allow_local_option(function: Any) -> Any:
+    """`--allow-local` (or MODELCI_ALLOW_LOCAL=1) for a command that records or deploys
+    versions: under CI=true it refuses settings that end with the runner unless given
+    (`modelci.throwaway`). Put it under `@click.pass_obj`: it checks the workspace first."""
+
+    @functools.wraps(function)
+    def checked(workspace: Any, *args: Any, allow_local: bool, **kwargs: Any) -> Any:
+        from modelci.throwaway import refuse_throwaway
+
+        refuse_throwaway(workspace, allow_local)
+        return function(workspace, *args, **kwargs)
+
+    return click.option(
+        "--allow-local",
+        is_flag=True,
+        envvar="MODELCI_ALLOW_LOCAL",
+        help="Under CI=true, use a registry, store or endpoints on this runner anyway.",
+    )(checked)
 
 
 def json_option(function: Any) -> Any:

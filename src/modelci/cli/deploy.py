@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from modelci.cli import json_option
+from modelci.cli import allow_local_option, json_option
 from modelci.console import Output, escape
 from modelci.workspace import Workspace
 
@@ -25,6 +25,7 @@ from modelci.workspace import Workspace
 )
 @json_option
 @click.pass_obj
+@allow_local_option
 def deploy(
     workspace: Workspace,
     model: str,

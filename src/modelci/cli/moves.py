@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from modelci.cli import json_option
+from modelci.cli import allow_local_option, json_option
 from modelci.console import Output, escape
 from modelci.workspace import Workspace
 
@@ -42,6 +42,7 @@ def _finish(output: Output, outcome: object) -> None:
 )
 @json_option
 @click.pass_obj
+@allow_local_option
 def rollback(
     workspace: Workspace, model: str, environment: str, to: str | None, json_mode: bool
 ) -> None:
@@ -76,6 +77,7 @@ def rollback(
 @click.option("--force", is_flag=True, help="Promote although a rule refuses it (recorded).")
 @json_option
 @click.pass_obj
+@allow_local_option
 def promote(
     workspace: Workspace,
     model: str,

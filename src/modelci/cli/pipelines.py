@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from modelci.cli import json_option
+from modelci.cli import allow_local_option, json_option
 from modelci.console import Output, escape
 from modelci.workspace import Workspace
 
@@ -68,6 +68,7 @@ def _table(runs: list[ModelRun]) -> Table:
 )
 @json_option
 @click.pass_obj
+@allow_local_option
 def run(
     workspace: Workspace, base: str | None, jobs: int, break_lease: bool, json_mode: bool
 ) -> None:
@@ -142,6 +143,7 @@ def _print_tracebacks(runs: list[ModelRun]) -> None:
 @click.argument("tag")
 @json_option
 @click.pass_obj
+@allow_local_option
 def release(workspace: Workspace, tag: str, json_mode: bool) -> None:
     """The tag pipeline: deploy to production, for every model, the version in force at the
     tagged main commit, and move the alias `latest` to it. Exit 1 when a model has none."""

@@ -37,9 +37,25 @@ STOP_TIMEOUT_S = 60.0
     "needed to listen beyond loopback.",
 )
 @click.option("--insecure", is_flag=True, help="Listen beyond loopback without a token (warns).")
+@click.option(
+    "--registry",
+    "registry_url",
+    help="Follow this registry (as MODELCI_REGISTRY_URL): a host with no checkout.",
+)
+@click.option("--store", "store_url", help="Read artifacts from this store (as MODELCI_STORE_URL).")
+@click.option(
+    "--name",
+    help="How this host names itself in its reports to the registry (default: machine:port).",
+)
 @click.option("--stop", is_flag=True, help="Stop the host running for this repository.")
 @click.option("--status", "show_status", is_flag=True, help="Show the running host's endpoints.")
 @click.option("--listen-fd", type=int, hidden=True, help="The supervisor's socket (internal).")
+@click.option(
+    "--follow-registry",
+    is_flag=True,
+    hidden=True,
+    help="Follow the registry and store of the environment, checkout or not (internal).",
+)
 @json_option
 @click.pass_obj
 def serve(
@@ -48,17 +64,33 @@ def serve(
     port: int,
     token_file: Path | None,
     insecure: bool,
+    registry_url: str | None,
+    store_url: str | None,
+    name: str | None,
     stop: bool,
     show_status: bool,
     listen_fd: int | None,
+    follow_registry: bool,
     json_mode: bool,
 ) -> None:
     """Host every locally deployed endpoint at /endpoints/<endpoint>/invocations (as AWS's SDK
     calls SageMaker), following the registry and swapping versions without dropping a
     request. A local `deploy` starts it in the background when it is not running. A small
-    supervisor runs the host and starts it again if it dies."""
+    supervisor runs the host and starts it again if it dies.
+
+    With no checkout (in any folder, or given --registry/--store) it follows the shared
+    registry and store named by --registry/--store or MODELCI_REGISTRY_URL/MODELCI_STORE_URL,
+    keeps its environments and artifacts in ./.modelci/, and reports what it serves through
+    the registry, where the `host` deploy backend waits for it."""
     from modelci.serve.hoststate import read_state, starting_pid
 
+    workspace = _following(
+        workspace,
+        registry_url,
+        store_url,
+        serving=not (stop or show_status),
+        follow=follow_registry,
+    )
     output = Output(json_mode)
     state = read_state(workspace)
     if stop:
@@ -113,15 +145,61 @@ def serve(
 
         from modelci.serve.host import run_host
 
-        run_host(workspace, socket.socket(fileno=listen_fd), host, token, token_file)
+        run_host(workspace, socket.socket(fileno=listen_fd), host, token, token_file, name)
         return
     from modelci.serve.supervisor import supervise
 
-    output.info(f"endpoint host for {workspace.root} on http://{host}:{port} (Ctrl-C stops)")
+    where = (
+        f"in {workspace.root} (no checkout), following the shared registry"
+        if workspace.detached
+        else f"for {workspace.root}"
+    )
+    output.info(f"endpoint host {where} on http://{host}:{port} (Ctrl-C stops)")
     options = [*(["--token-file", str(token_file)] if token_file else [])]
-    code = supervise(workspace, host, port, [*options, *(["--insecure"] if insecure else [])])
+    options += [*(["--insecure"] if insecure else []), *(["--name", name] if name else [])]
+    # the registry and store reach the host through the environment (never argv, which any
+    # user of the machine can read): the flag only says to follow them, checkout or not
+    options += ["--follow-registry"] if workspace.detached else []
+    code = supervise(workspace, host, port, options)
     if code:
         raise click.exceptions.Exit(code)
+
+
+def _following(
+    workspace: Workspace,
+    registry_url: str | None,
+    store_url: str | None,
+    *,
+    serving: bool,
+    follow: bool = False,
+) -> Workspace:
+    """The checkout's workspace, or, with --registry/--store or outside any checkout, the
+    folder of a host that follows a shared registry and store (both must be named to serve;
+    --stop and --status need neither)."""
+    from modelci import git
+    from modelci.errors import ConfigError, GitError
+    from modelci.workspace import DetachedWorkspace
+
+    if registry_url is None and store_url is None and not follow:
+        try:
+            git.find_root(workspace.start)
+            return workspace
+        except GitError:
+            pass
+    for variable, value in (
+        ("MODELCI_REGISTRY_URL", registry_url),
+        ("MODELCI_STORE_URL", store_url),
+    ):
+        if value:
+            os.environ[variable] = value  # read by the settings, never passed to a version
+        if serving and not os.environ.get(variable):
+            option = "--" + variable.split("_")[1].lower()
+            raise ConfigError(
+                f"a host with no checkout follows a shared registry and store: set {variable} "
+                f"or pass {option}",
+                key=variable,
+            )
+    return DetachedWorkspace(workspace.start)
 
 
 def _render_status(console: Console, report: dict[str, Any], answered: object) -> None:

@@ -51,6 +51,12 @@ def _render_status(console: Console, report: dict[str, Any], workspace: Workspac
             )
             if where:  # what the backend says; `deploy.backend` only labels it
                 cells[-1] += "\n" + _endpoint(where, workspace.project.deploy.backend)
+                serving = where.get("serving") or {}
+                for host, said in sorted((serving.get("hosts") or {}).items()):
+                    cells[-1] += (
+                        f"\n[dim]{escape(host)}: {escape(str(said['version']))} "
+                        f"{escape(str(said['status']))} at {escape(str(said['reported_at']))}[/]"
+                    )
         latest = entry["latest"]
         cells.append(
             f"{latest['version']} ({latest['status']})\n{_results(latest)}"

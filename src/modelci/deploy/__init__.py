@@ -13,6 +13,7 @@ if TYPE_CHECKING:
 _DEPLOYERS = {
     "local": "modelci.deploy.local:LocalDeployer",
     "container": "modelci.deploy.container:ContainerDeployer",
+    "host": "modelci.deploy.host:HostDeployer",
     "ray": "modelci.deploy.ray:RayDeployer",
     "sagemaker": "modelci.deploy.sagemaker:SageMakerDeployer",
 }

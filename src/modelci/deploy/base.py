@@ -33,7 +33,11 @@ class Answer:
 
 
 class Deployer(abc.ABC):
-    """Where endpoints run: this machine, Ray Serve, SageMaker."""
+    """Where endpoints run: this machine, Ray Serve, SageMaker, hosts following the registry."""
+
+    # True when `apply` returns only once the version's smoke request passed (a host sends it
+    # before routing to the version), so a deploy sends none of its own.
+    smoke_tested = False
 
     @abc.abstractmethod
     def apply(

@@ -22,7 +22,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from modelci.envs import lockfile
-from modelci.envs.locks import Lock, ModelRef, known_lock, resolve_lock, run_uv, sha256, shown
+from modelci.envs.locks import (
+    Lock,
+    ModelRef,
+    known_lock,
+    resolve_lock,
+    run_uv,
+    sha256,
+    shown,
+    write_atomic,
+)
 from modelci.envs.serving import extra_serving_pins, serving_pins
 from modelci.errors import EnvironmentFailed
 from modelci.progress import Progress
@@ -38,6 +47,7 @@ __all__ = [
     "ensure_environment",
     "environment_hash",
     "is_complete",
+    "locked_environment",
 ]
 
 MARKER = ".modelci-env.json"
@@ -91,6 +101,24 @@ def ensure_environment(
     """
     model = ModelRef.of(model)
     lock = resolve_lock(root, model, write_lock=write_lock, progress=progress)
+    return _ensure(root, model, lock, progress)
+
+
+def locked_environment(
+    root: Path, name: str, lock_text: str, *, progress: Progress | None = None
+) -> Environment:
+    """The environment of a lock given as text (a version's stored lock: no model folder,
+    no checkout), built under `root/.modelci/envs/` as `ensure_environment` builds it, and
+    cached by the same hash."""
+    lock_path = root / ".modelci" / "locks" / f"{sha256(lock_text)}.txt"
+    if not lock_path.is_file():
+        write_atomic(lock_path, lock_text)
+    lock = Lock(lock_text, sha256(lock_text), lock_path, lock_path)
+    return _ensure(root, ModelRef(name, ".", None), lock, progress)
+
+
+def _ensure(root: Path, model: ModelRef, lock: Lock, progress: Progress | None) -> Environment:
+    """`lock`'s environment, built unless complete (see `ensure_environment`)."""
     pins = serving_pins()
     env_hash = environment_hash(lock.text, pins)
     envs = root / ".modelci" / "envs"

@@ -49,8 +49,7 @@ def check_registry_file(database: Path) -> bool:
             file=database,
         )
     try:
-        with database.open("rb") as handle:
-            header = handle.read(len(_HEADER))
+        header = _read_header(database)
     except OSError as error:
         raise ConfigError(f"cannot read the registry: {error.strerror}", file=database) from None
     if header != _HEADER:
@@ -65,6 +64,24 @@ def check_registry_file(database: Path) -> bool:
         )
     mark_created(database)
     return True
+
+
+# SQLite's locks are POSIX locks, which closing *any* descriptor of the file drops for the whole
+# process ("How To Corrupt An SQLite Database File", 2.2): a registry this process already has
+# open would lose its locks, and another process closing its last connection would then
+# checkpoint and reset the WAL under it (its reads stale, its next write over another's). So
+# the header is read through a descriptor kept open for the process's life, one per file.
+_READERS: dict[tuple[int, int], int] = {}
+
+
+def _read_header(database: Path) -> bytes:
+    found = os.stat(database)
+    key = (found.st_dev, found.st_ino)
+    descriptor = _READERS.get(key)
+    if descriptor is None:
+        descriptor = os.open(database, os.O_RDONLY | os.O_CLOEXEC)
+        _READERS[key] = descriptor  # never closed: see above
+    return os.pread(descriptor, len(_HEADER), 0)
 
 
 def mark_created(database: Path) -> None:

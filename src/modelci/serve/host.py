@@ -38,6 +38,7 @@ from modelci.serve.hoststate import remove_state, write_state
 from modelci.serve.intake import refused_path
 from modelci.serve.orphans import finish_orphaned
 from modelci.serve.proxy import UpstreamError, UpstreamUnreachable
+from modelci.serve.reports import Reporter, host_name, host_url, smoke_check
 from modelci.serve.workers import LaunchSpec, VersionServer, launch_spec, verify_launch
 from modelci.workspace import Workspace
 
@@ -60,9 +61,13 @@ def _json(data: Any, status: int = 200) -> JSONResponse:
 class Host:
     """The endpoints, their version servers and the reconciliation with the registry."""
 
-    def __init__(self, workspace: Workspace, token: str | None = None):
+    def __init__(
+        self, workspace: Workspace, token: str | None = None, reporter: Reporter | None = None
+    ):
         self.workspace = workspace
         self.token = token  # when set, every route but /ping needs it
+        # a host the `host` deploy backend waits on reports through the registry
+        self.reporter = reporter
         self.routes: dict[str, VersionServer] = {}
         self.failures: dict[str, dict[str, Any]] = {}
         self.lock = asyncio.Lock()
@@ -78,9 +83,13 @@ class Host:
     def desired(self, serving: tuple[str, ...] = ()) -> dict[str, Pointer]:
         """endpoint -> its pointer in the registry (model, environment, version); raises
         when the registry reads as lost while the host serves the endpoints `serving`."""
-        workspace = Workspace(self.workspace.root)  # fresh settings and specs each time
+        workspace = type(self.workspace)(self.workspace.root)  # fresh settings and specs
         environments = workspace.project.environments
-        if workspace.project.deploy.backend not in ("local", "container"):  # this host's
+        if not workspace.detached and workspace.project.deploy.backend not in (
+            "local",
+            "container",
+            "host",
+        ):  # this host's
             return {}
         # A registry that was made and is now missing or empty raises here (ConfigError);
         # one gone with its marker too, or emptied of every model, is as lost while this
@@ -135,6 +144,8 @@ class Host:
                 await asyncio.to_thread(server.stop)
             # a deploy killed before its health check: finished here, by what this host serves
             await finish_orphaned(self.workspace.root, wanted, self.routes, self.failures)
+            if self.reporter is not None:
+                await self.reporter.report_soon(self.routes, self.failures)
 
     def registry_failed(self, reason: str) -> None:
         """Keep the last known good state; say so once in the log, always in /-/health."""
@@ -171,10 +182,10 @@ class Host:
         try:
             if spec is None:
                 spec = await asyncio.to_thread(
-                    launch_spec, self.workspace.root, endpoint, model, environment, version
+                    launch_spec, self.workspace, endpoint, model, environment, version
                 )
             else:  # a restart serves the same copy again: verified again first
-                await asyncio.to_thread(verify_launch, spec)
+                await asyncio.to_thread(verify_launch, self.workspace, spec)
             # launched from the event loop's thread, not a worker thread that may end first:
             # the server is to die with the host, and the kernel's "parent" is that thread
             server = VersionServer.launch(spec, restarts)
@@ -191,6 +202,8 @@ class Host:
         self.starting.append(server)
         try:
             problem = await server.wait_ready(READY_TIMEOUT_S)
+            if problem is None and self.reporter is not None:
+                problem = await smoke_check(server, spec.smoke)  # before any client's request
         except BaseException:  # cancelled: the host is stopping
             server.stop()
             raise
@@ -390,11 +403,14 @@ def run_host(
     host: str,
     token: str | None = None,
     token_file: Path | None = None,
+    name: str | None = None,
 ) -> None:
     """Serve on `listener` until stopped. The supervisor (modelci.serve.supervisor, this
     process's parent) holds the repository's host lock and the socket, and starts this host
     again if it dies. With a `token` (read from `token_file`, whose path local clients find in
-    the state file), every route but /ping needs it."""
+    the state file), every route but /ping needs it. A host with no checkout, or one of a
+    project whose deploy backend is `host`, reports what it serves through the registry, as
+    `name`."""
     import uvicorn
 
     from modelci.runtime.protocol import HttpProtocol
@@ -404,6 +420,9 @@ def run_host(
     # (or a deploy) would then wait on a stale file whose pid may still look alive.
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     bound = listener.getsockname()[1]
+    reporter = None  # settled before the state file says the host runs
+    if workspace.detached or workspace.project.deploy.backend == "host":
+        reporter = Reporter(workspace, name or host_name(bound), host_url(host, bound))
     write_state(
         workspace,
         {
@@ -418,7 +437,7 @@ def run_host(
         },
     )
     config = uvicorn.Config(
-        Host(workspace, token).app(),
+        Host(workspace, token, reporter).app(),
         log_level="warning",
         access_log=False,
         http=HttpProtocol,

@@ -11,10 +11,15 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from modelci.errors import ConfigError
 from modelci.processes import DIE_WITH_PARENT, stop_group
 from modelci.serve.proxy import Upstream, UpstreamError
+
+if TYPE_CHECKING:
+    from modelci.registry.base import VersionRecord
+    from modelci.workspace import Workspace
 
 STOP_GRACE_S = 10.0
 # What a version server gets of the host's environment: what a process needs to run, find its
@@ -78,23 +83,27 @@ class LaunchSpec:
     image: str | None = None  # `[deploy] backend = "container"`: served by this image
     engine: tuple[str, ...] = ()  # the container engine's command
     engine_env: dict[str, str] | None = None
+    smoke: tuple[bytes, str] | None = None  # sent by a reporting host before routing to it
 
 
 def launch_spec(
-    root: Path, endpoint: str, model: str, environment: str, version: str
+    following: Workspace, endpoint: str, model: str, environment: str, version: str
 ) -> LaunchSpec:
-    """Everything needed to start a version: its environment, model folder and handler."""
+    """Everything needed to start a version: its environment, model folder and handler, from
+    the checkout, or from the version's stored bundle for a host with none."""
+    from modelci.deploy.smoke import smoke_request
     from modelci.envs.runtime_copy import runtime_dir
     from modelci.envs.uv import ensure_environment
     from modelci.train.jobs import export, spec_at
     from modelci.train.unpacked import version_folder
-    from modelci.workspace import Workspace
 
-    workspace = Workspace(root)  # fresh settings and specs each time
+    workspace = type(following)(following.root)  # fresh settings and specs each time
     with workspace.registry() as registry:
         record = registry.get_version(version)
     if record is None or not record.artifact_sha256:
         raise ConfigError(f"version {version} has no artifact to serve")
+    if workspace.detached:
+        return _from_bundle(workspace, record, endpoint, environment)
     dirty = bool(record.details.get("dirty"))
     spec = spec_at(workspace, model, record.commit, dirty)
     model_dir = version_folder(workspace, record)
@@ -121,6 +130,7 @@ def launch_spec(
             image=image,
             engine=(engine.executable,),
             engine_env=engine.environ(),
+            smoke=smoke_request(workspace, spec),
         )
     env = ensure_environment(workspace.root, spec)
     handler = None
@@ -145,16 +155,48 @@ def launch_spec(
         batch_max_size=spec.file.serve.batch.max_size,
         batch_max_wait_ms=spec.file.serve.batch.max_wait_ms,
         log_dir=str(workspace.state_dir / "serve" / "logs"),
+        smoke=smoke_request(workspace, spec),
     )
 
 
-def verify_launch(spec: LaunchSpec) -> None:
+def _from_bundle(
+    workspace: Workspace, record: VersionRecord, endpoint: str, environment: str
+) -> LaunchSpec:
+    """A version's launch from what the registry and store hold: its bundle (code, settings,
+    smoke request), its lock (the environment, built once per hash) and its artifact."""
+    from modelci.bundle import load_bundle
+    from modelci.envs.runtime_copy import runtime_dir
+    from modelci.envs.uv import locked_environment
+    from modelci.train.unpacked import version_folder
+
+    bundle = load_bundle(workspace.store(), record, workspace.state_dir / "serve" / "bundles")
+    env = locked_environment(workspace.root, record.model, bundle.lock_text)
+    assert record.artifact_sha256 is not None
+    return LaunchSpec(
+        endpoint=endpoint,
+        model=record.model,
+        environment=environment,
+        version=record.version,
+        commit=record.commit,
+        python=str(env.python),
+        runtime=str(runtime_dir(workspace.state_dir)),
+        model_dir=str(version_folder(workspace, record)),
+        artifact_sha256=record.artifact_sha256,
+        root=str(workspace.root),
+        handler=bundle.handler,
+        workers=bundle.workers,
+        batch_max_size=bundle.batch_max_size,
+        batch_max_wait_ms=bundle.batch_max_wait_ms,
+        log_dir=str(workspace.state_dir / "serve" / "logs"),
+        smoke=bundle.smoke,
+    )
+
+
+def verify_launch(workspace: Workspace, spec: LaunchSpec) -> None:
     """Verify again the artifact and the unpacked copy a spec serves, before a restart serves
     them (ArtifactCorrupted naming the version and the file)."""
     from modelci.train.unpacked import materialize
-    from modelci.workspace import Workspace
 
-    workspace = Workspace(Path(spec.root))
     materialize(
         workspace.store(), spec.artifact_sha256, Path(spec.model_dir).parent, version=spec.version
     )

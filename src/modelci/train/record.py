@@ -92,7 +92,12 @@ def reuse_record(
         lock_hash=lock_hash,
         actor=actor,
         ci_url=ci_url,
-        details={"reused_from": match.version, "dirty": dirty},
+        details={
+            "reused_from": match.version,
+            "dirty": dirty,
+            # the same fingerprint: the same model folder and lock, so the same bundle
+            **({"serving": match.details["serving"]} if "serving" in match.details else {}),
+        },
     )
     event = Event(
         kind="train",
@@ -247,6 +252,14 @@ def _record_result(
     )
     if problem is not None:
         attempt.note(f"{version}: no input signature recorded: {problem}")
+    from modelci.bundle import store_bundle
+
+    details["serving"] = store_bundle(
+        attempt.workspace,
+        attempt.spec,
+        None if attempt.options.dirty else attempt.commit,
+        attempt.environment.lock_path,
+    )
     archive = pack(JobDir(job_root).model, job_root / "output" / "model.tar.gz")
     artifact = store.put_file(archive)
     metrics = {
