@@ -45,7 +45,9 @@ def kill_when(
 
 class Gate:
     """A folder through which a test holds a version server in its model_fn: `inference()`
-    is the toy's handler that says it is loading, then waits for `release()`."""
+    is the toy's handler that says it is loading, then waits for `release()`. Only a version
+    server (`python -m modelci.runtime.server`) is held: training loads the model too, to
+    record its input signature, and must not wait."""
 
     def __init__(self, folder: Path):
         self.folder = folder
@@ -55,11 +57,13 @@ class Gate:
         return (
             INFERENCE.replace("def model_fn(model_dir):", "def _model_fn(model_dir):")
             + f"""
-import pathlib, time
+import pathlib, sys, time
 
 GATE = pathlib.Path({str(self.folder)!r})
 
 def model_fn(model_dir):
+    if not sys.argv[0].endswith("server.py"):  # training's signature introspection: not held
+        return _model_fn(model_dir)
     (GATE / "loading").touch()
     while not (GATE / "go").exists():  # held until the test releases it
         time.sleep(0.05)

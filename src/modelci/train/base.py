@@ -6,11 +6,13 @@ import abc
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from modelci.progress import Progress
 from modelci.runtime.jobdir import JobDir
-from modelci.sections import ModelSageMakerSection
+
+if TYPE_CHECKING:  # pydantic stays off the cache-hit paths that import this module
+    from modelci.sections import ModelSageMakerSection
 
 # A job's name: the version `<model>-<sha12>`, then the time it was laid out.
 JOB_VERSION = re.compile(r"^(?P<model>[a-z][a-z0-9-]*?)-(?P<sha12>[0-9a-f]{12})(?:-|$)")
@@ -32,7 +34,7 @@ class TrainingJob:
     extra_env: dict[str, str] = field(default_factory=dict)
     metrics: dict[str, str] = field(default_factory=dict)  # name -> regex, from the spec
     resources: dict[str, float] = field(default_factory=dict)  # [train].resources, as set
-    sagemaker: ModelSageMakerSection = field(default_factory=ModelSageMakerSection)  # model's
+    sagemaker: ModelSageMakerSection | None = None  # the model's own [sagemaker], if any
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ from modelci.envs.retag import pushed_registry
 from modelci.progress import Progress
 from modelci.runtime import tarball
 from modelci.runtime.jobdir import encode_hyperparameters
+from modelci.sections import ModelSageMakerSection
 from modelci.train.artifacts import unpack
 from modelci.train.base import JOB_VERSION, JobResult, Trainer, TrainingJob
 from modelci.workspace import Workspace
@@ -176,7 +177,7 @@ class SageMakerTrainer(Trainer):
                 "sagemaker_region": account.region,
             }
         )
-        own = job.sagemaker  # the model's [sagemaker], over the project's
+        own = job.sagemaker or ModelSageMakerSection()  # the model's, over the project's
         runtime = max(int(job.timeout), 1)
         resources: dict[str, Any] = {
             "InstanceType": own.instance_type or self.settings.instance_type,
