@@ -143,7 +143,7 @@ def serve(
     if listen_fd is not None:  # the host itself, started by the supervisor
         import socket
 
-        from modelci.serve.host import run_host
+        from modelci.serve.running import run_host
 
         run_host(workspace, socket.socket(fileno=listen_fd), host, token, token_file, name)
         return

@@ -1,5 +1,6 @@
-"""The SQL registry's reads for overviews (the dashboard, reports): one query each where the
-base class's defaults would load every version or every event. Mixed into SqlRegistry."""
+"""The SQL registry's aggregating reads (what each environment last deployed, overviews for the
+dashboard and reports): one query each where a scan would load every version or every event.
+Mixed into SqlRegistry."""
 
 from __future__ import annotations
 
@@ -20,6 +21,35 @@ class SqlReads:
 
     def _reading(self) -> AbstractContextManager[Connection]:
         raise NotImplementedError  # SqlRegistry's
+
+    def last_deployed_commit(self, environment: str, model: str | None = None) -> str | None:
+        """The commit of the newest deploy event to `environment` (of one model, or of any)
+        that names a commit; None when there is none."""
+        e = tables.events
+        query = (
+            select(e.c.commit)
+            .where(e.c.kind == "deploy", e.c.environment == environment, e.c.commit.is_not(None))
+            .order_by(e.c.id.desc())
+            .limit(1)
+        )
+        if model is not None:
+            query = query.where(e.c.model == model)
+        with self._reading() as connection:
+            commit: str | None = connection.execute(query).scalar()
+        return commit
+
+    def deployed_commits(self, environment: str) -> dict[str, str]:
+        """Each model's commit of its newest deploy event to `environment` that names one:
+        one grouped query, however many models."""
+        e = tables.events
+        newest = (
+            select(func.max(e.c.id))
+            .where(e.c.kind == "deploy", e.c.environment == environment, e.c.commit.is_not(None))
+            .group_by(e.c.model)
+        )
+        query = select(e.c.model, e.c.commit).where(e.c.id.in_(newest))
+        with self._reading() as connection:
+            return {row.model: row.commit for row in connection.execute(query)}
 
     def newest_versions(self) -> dict[str, VersionRecord]:
         """Each model's newest version, by model."""

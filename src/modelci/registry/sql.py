@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, Row, Table, func, select, update
+from sqlalchemy import Connection, Row, Table, select, update
 
 from modelci.errors import ConfigError, VersionExists
 from modelci.registry import tables
@@ -386,35 +386,6 @@ class SqlRegistry(SqlReads, Registry):
             query = query.limit(limit)
         with self._reading() as connection:
             return [event_of(row) for row in connection.execute(query)]
-
-    def last_deployed_commit(self, environment: str, model: str | None = None) -> str | None:
-        """The commit of the newest deploy event to `environment` (of one model, or of any)
-        that names a commit; None when there is none."""
-        e = tables.events
-        query = (
-            select(e.c.commit)
-            .where(e.c.kind == "deploy", e.c.environment == environment, e.c.commit.is_not(None))
-            .order_by(e.c.id.desc())
-            .limit(1)
-        )
-        if model is not None:
-            query = query.where(e.c.model == model)
-        with self._reading() as connection:
-            commit: str | None = connection.execute(query).scalar()
-        return commit
-
-    def deployed_commits(self, environment: str) -> dict[str, str]:
-        """Each model's commit of its newest deploy event to `environment` that names one:
-        one grouped query, however many models."""
-        e = tables.events
-        newest = (
-            select(func.max(e.c.id))
-            .where(e.c.kind == "deploy", e.c.environment == environment, e.c.commit.is_not(None))
-            .group_by(e.c.model)
-        )
-        query = select(e.c.model, e.c.commit).where(e.c.id.in_(newest))
-        with self._reading() as connection:
-            return {row.model: row.commit for row in connection.execute(query)}
 
     def close(self) -> None:
         """Release connections."""

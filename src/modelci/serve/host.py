@@ -11,11 +11,8 @@ import asyncio
 import contextlib
 import logging
 import os
-import signal
-import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
 from typing import Any
 
 from starlette.applications import Starlette
@@ -34,11 +31,10 @@ from modelci.runtime.bodies import read_body
 from modelci.runtime.errors import ServeError
 from modelci.runtime.limits import MAX_BODY_BYTES
 from modelci.serve.auth import authorized
-from modelci.serve.hoststate import remove_state, write_state
 from modelci.serve.intake import refused_path
 from modelci.serve.orphans import finish_orphaned
 from modelci.serve.proxy import UpstreamError, UpstreamUnreachable
-from modelci.serve.reports import Reporter, host_name, host_url, smoke_check
+from modelci.serve.reports import Reporter, smoke_check
 from modelci.serve.workers import LaunchSpec, VersionServer, launch_spec, verify_launch
 from modelci.workspace import Workspace
 
@@ -395,64 +391,3 @@ class Host:
             ],
             lifespan=lifespan,
         )
-
-
-def run_host(
-    workspace: Workspace,
-    listener: socket.socket,
-    host: str,
-    token: str | None = None,
-    token_file: Path | None = None,
-    name: str | None = None,
-) -> None:
-    """Serve on `listener` until stopped. The supervisor (modelci.serve.supervisor, this
-    process's parent) holds the repository's host lock and the socket, and starts this host
-    again if it dies. With a `token` (read from `token_file`, whose path local clients find in
-    the state file), every route but /ping needs it. A host with no checkout, or one of a
-    project whose deploy backend is `host`, reports what it serves through the registry, as
-    `name`."""
-    import uvicorn
-
-    from modelci.runtime.protocol import HttpProtocol
-
-    # uvicorn re-raises the SIGTERM it shut down on once it is done; with the default action
-    # that would end the process before `finally` removes the state file, and `serve --stop`
-    # (or a deploy) would then wait on a stale file whose pid may still look alive.
-    signal.signal(signal.SIGTERM, _exit_on_sigterm)
-    bound = listener.getsockname()[1]
-    reporter = None  # settled before the state file says the host runs
-    if workspace.detached or workspace.project.deploy.backend == "host":
-        reporter = Reporter(workspace, name or host_name(bound), host_url(host, bound))
-    write_state(
-        workspace,
-        {
-            "pid": os.getpid(),
-            "supervisor": os.getppid(),
-            "url": f"http://{host}:{bound}",
-            "host": host,
-            "port": bound,
-            "started": time.time(),
-            "token": token is not None,
-            "token_file": str(token_file.resolve()) if token_file else None,
-        },
-    )
-    config = uvicorn.Config(
-        Host(workspace, token, reporter).app(),
-        log_level="warning",
-        access_log=False,
-        http=HttpProtocol,
-        lifespan="on",
-        # a request still waiting on a version's start must not hold the host's stop for long
-        timeout_graceful_shutdown=int(DRAIN_TIMEOUT_S),
-    )
-    logging.basicConfig(
-        level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    try:
-        uvicorn.Server(config).run(sockets=[listener])
-    finally:
-        remove_state(workspace)
-
-
-def _exit_on_sigterm(signum: int, frame: object) -> None:
-    raise SystemExit(0)
