@@ -33,8 +33,9 @@ from modelci.runtime.limits import MAX_BODY_BYTES
 from modelci.serve.auth import authorized
 from modelci.serve.intake import refused_path
 from modelci.serve.orphans import finish_orphaned
-from modelci.serve.proxy import UpstreamError, UpstreamUnreachable
+from modelci.serve.proxy import Answer, UpstreamError, UpstreamUnreachable
 from modelci.serve.reports import Reporter, smoke_check
+from modelci.serve.traffic import Traffic
 from modelci.serve.workers import LaunchSpec, VersionServer, launch_spec, verify_launch
 from modelci.workspace import Workspace
 
@@ -73,6 +74,7 @@ class Host:
         # serving what it last knew to be wanted, and says so in /-/health.
         self.registry_problem: dict[str, Any] | None = None
         self.registry_read_at: float | None = None
+        self.traffic = Traffic(READY_TIMEOUT_S, DRAIN_TIMEOUT_S)  # gradual rollouts' candidates
 
     # --- the desired state ---------------------------------------------------------------
 
@@ -118,7 +120,10 @@ class Host:
                 self.registry_failed(reason)
                 return
             self.registry_read()
+            rolling = await self.traffic.follow(self, wanted)
             for endpoint, pointer in wanted.items():
+                if endpoint in rolling:
+                    continue
                 model, environment, version = pointer.model, pointer.environment, pointer.version
                 current = self.routes.get(endpoint)
                 if current is not None and current.spec.version == version:
@@ -142,6 +147,7 @@ class Host:
             await finish_orphaned(self.workspace.root, wanted, self.routes, self.failures)
             if self.reporter is not None:
                 await self.reporter.report_soon(self.routes, self.failures)
+            await self.traffic.report(self.reporter)
 
     def registry_failed(self, reason: str) -> None:
         """Keep the last known good state; say so once in the log, always in /-/health."""
@@ -278,7 +284,10 @@ class Host:
                 if restarted is None:
                     return _json({"message": f"endpoint {endpoint!r} is restarting"}, 503)
                 server = restarted
+            server = self.traffic.pick(endpoint, server)  # a rollout's candidate takes its share
             server.inflight += 1
+            answer: Answer | None = None
+            started = time.perf_counter()
             try:
                 answer = await server.upstream.request(request.method, f"/{action}", body, headers)
             except UpstreamUnreachable:
@@ -291,6 +300,7 @@ class Host:
                 return _json({"message": f"endpoint {endpoint!r} failed: {error}"}, 502)
             finally:
                 server.inflight -= 1
+                self.traffic.count(endpoint, server, answer, started)
             return Response(answer.body, status_code=answer.status, media_type=answer.content_type)
         return _json({"message": "unreachable"}, 500)  # pragma: no cover
 
@@ -311,6 +321,7 @@ class Host:
         endpoints = {name: server.describe() for name, server in self.routes.items()}
         for name, failure in self.failures.items():
             endpoints.setdefault(name, {"healthy": False})["last_error"] = failure
+        self.traffic.annotate(endpoints)
         return {"endpoints": endpoints, "pid": os.getpid(), "registry": self.registry_health()}
 
     def registry_health(self) -> dict[str, Any]:
@@ -372,7 +383,7 @@ class Host:
                 for task in self.tasks:
                     task.cancel()
                 await asyncio.gather(*self.tasks, return_exceptions=True)
-                for server in [*self.starting, *self.routes.values()]:
+                for server in [*self.starting, *self.routes.values(), *self.traffic.servers()]:
                     await asyncio.to_thread(server.stop)
                 self.routes.clear()
 
