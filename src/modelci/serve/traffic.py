@@ -155,7 +155,7 @@ class Traffic:
         if server is None:
             return
         settled = pointer is not None and pointer.pending is None
-        if settled and pointer.version == server.spec.version and server.alive():
+        if settled and pointer and pointer.version == server.spec.version and server.alive():
             old = host.routes.get(endpoint)
             host.routes[endpoint] = server
             if old is not None and old is not server:
