@@ -179,3 +179,43 @@ def test_healthy_candidate_goes_through_every_linear_step(toy: Toy) -> None:
     assert toy.pointer() == second
     [endpoint] = toy.endpoints().values()
     assert endpoint["version"] == second and "rollout" not in endpoint
+
+
+def test_a_rollout_whose_deploy_is_killed_goes_back_to_the_old_version(toy: Toy) -> None:
+    """No one is left to watch the canary's alarms: the host (or the next command) puts the
+    previous version back rather than finish the rollout."""
+    toy.repo.write("modelci.toml", rollout_table("canary", canary_percent=50, bake_seconds=BAKE_S))
+    first = toy.version()
+    gateway = toy.deployed("--version", first)["gateway_url"]
+    second = toy.version(bias=1.5)
+    with Recorder(f"{gateway}/invocations") as load:
+        deploy = subprocess.Popen(
+            [*MODELCI, str(toy.root), "deploy", "toy", "--env", "staging", "--version", second],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        wait_until(
+            lambda: (_rollout_seen(toy) or {}).get("candidate_percent") == 50,
+            "the canary takes its share",
+            deadline_s=DEADLINE_S,
+        )
+        deploy.kill()
+        deploy.wait(timeout=30)
+        killed = time.monotonic()
+        wait_until(lambda: toy.pointer() == first, "the old version is back", deadline_s=60)
+        wait_until(
+            lambda: (
+                [(e["version"], "rollout" in e) for e in toy.endpoints().values()]
+                == [(first, False)]
+            ),
+            "the host stopped the candidate",
+        )
+        stopped = time.monotonic()
+        done = load.count()
+        wait_until(lambda: load.count() >= done + 50, "answers after it")
+    assert {a.status for a in load.answers} == {200}
+    assert {a.value for a in load.between(0, killed)} == {3.5, 4.5}
+    assert {a.value for a in load.answers if a.at > stopped} == {3.5}
+    [failure] = toy.events("deploy_failed")
+    assert "left unfinished" in failure.details["reason"]
+    assert toy.events("rollback")[0].to_version == first

@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from modelci.deploy.intent import orphaned
+from modelci.deploy.intent import interrupted, orphaned, put_back
 from modelci.errors import ModelciError
 from modelci.serve.split import TRAFFIC, Window, current_step, gradual, takes_candidate
 
@@ -85,14 +85,18 @@ class Traffic:
             for endpoint, pointer in wanted.items()
             if gradual(pointer)
             and pointer.pending is not None
-            and not orphaned(pointer)  # its deploy is gone: the host finishes it (orphans)
             and (serving := host.routes.get(endpoint)) is not None
             and serving.spec.version == pointer.pending.previous
         }
+        # a rollout whose deploy is gone has no one watching its alarms: the old version back
+        left = {e: p for e, p in rolling.items() if orphaned(p)}
+        if left:
+            await asyncio.to_thread(_put_back, host, list(left.values()))
+            rolling = {e: p for e, p in rolling.items() if e not in left}
         for endpoint in [e for e in self.splits if e not in rolling]:
             await self._end(host, endpoint, wanted.get(endpoint))
         if not rolling:
-            return set()
+            return set(left)
         steps = await asyncio.to_thread(self._steps, host, rolling)
         for endpoint, pointer in rolling.items():
             split = self.splits.get(endpoint)
@@ -104,7 +108,7 @@ class Traffic:
             step, percent = steps[endpoint]
             if step != split.window.step:  # a new step: a new window
                 split.window, split.sent = Window(step, percent), 0
-        return set(rolling)
+        return {*rolling, *left}
 
     @staticmethod
     def _steps(host: Host, rolling: dict[str, Pointer]) -> dict[str, tuple[int, int]]:
@@ -219,3 +223,22 @@ def _write(reporter: Reporter, due: list[tuple[str, Split, dict[str, Any]]]) -> 
                     },
                 )
             )
+
+
+def _put_back(host: Host, pointers: list[Pointer]) -> None:
+    """Put the previous version back for each rollout whose deploy process is gone."""
+    actor = f"{host.workspace.actor()} (endpoint host)"
+    with host.workspace.registry() as registry:
+        for pointer in pointers:
+            assert pointer.pending is not None
+            reason = f"{interrupted(pointer)}: its rollout was left unfinished"
+            if put_back(
+                registry,
+                pointer,
+                pointer.pending.previous,
+                reason,
+                commit=None,
+                actor=actor,
+                ci_url=host.workspace.ci_url(),
+            ):
+                log.warning("%s; back to %s", reason, pointer.pending.previous)
