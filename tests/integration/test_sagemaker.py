@@ -745,6 +745,14 @@ def test_rollout_settings_become_the_deployment_config_and_alarms(
         "InvocationModelErrors",
         0.05,
     )
+    # a rollback returns all at once, whatever the rollout of deploys
+    rolled = modelci("-C", toy.root, "rollback", toy.name, "--env", "staging", "--json")
+    assert rolled.code == 0, rolled.stdout + rolled.stderr
+    back = world.sent("UpdateEndpoint")[-1]["DeploymentConfig"]["BlueGreenUpdatePolicy"]
+    assert back["TrafficRoutingConfiguration"] == {
+        "Type": "ALL_AT_ONCE",
+        "WaitIntervalInSeconds": 0,
+    }
     latency = alarms[names["max-p99-ms"]]
     assert (latency["MetricName"], latency["ExtendedStatistic"], latency["Threshold"]) == (
         "ModelLatency",

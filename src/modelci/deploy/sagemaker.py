@@ -11,6 +11,7 @@ as `SAGEMAKER_PROGRAM`), as the SDK's framework models do.
 
 from __future__ import annotations
 
+import dataclasses
 import tempfile
 import threading
 import time
@@ -169,8 +170,13 @@ class SageMakerDeployer(Deployer):
         traffic; auto-rollback on the alarms the settings name."""
         from modelci.deploy import sagemaker_rollout
 
-        rollout = rollout_for(self.workspace.project, spec, self._environment(endpoint, spec))
+        environment = self._environment(endpoint, spec)
+        rollout = rollout_for(self.workspace.project, spec, environment)
         if rollout.configured:
+            with self.workspace.registry() as registry:
+                pointer = registry.get_pointer(spec.name, environment)
+            if pointer and pointer.pending and pointer.pending.kind == "rollback":
+                rollout = dataclasses.replace(rollout, strategy="all_at_once")  # back at once
             alarms = sagemaker_rollout.ensure_alarms(self.account, endpoint, rollout)
             return sagemaker_rollout.deployment_config(self.settings, rollout, alarms)
         canary = self.settings.canary
