@@ -31,6 +31,7 @@ from modelci.runtime.bodies import read_body
 from modelci.runtime.errors import ServeError
 from modelci.runtime.limits import MAX_BODY_BYTES
 from modelci.serve.auth import authorized
+from modelci.serve.containers import sweep_for
 from modelci.serve.intake import refused_path
 from modelci.serve.orphans import finish_orphaned
 from modelci.serve.proxy import UpstreamError, UpstreamUnreachable
@@ -365,6 +366,9 @@ class Host:
     def app(self) -> Starlette:
         @contextlib.asynccontextmanager
         async def lifespan(app: Starlette) -> AsyncIterator[None]:
+            swept = await asyncio.to_thread(sweep_for, self.workspace)
+            if swept:
+                log.warning("removed containers a killed host left running: %s", ", ".join(swept))
             self.tasks = [asyncio.create_task(self.poll()), asyncio.create_task(self.monitor())]
             try:
                 yield
