@@ -18,8 +18,9 @@ itself at the cap):
 Targets: shadow throughput >= 0.5x plain (every request costs the machine two predictions
 on the same cores), shadow p99 <= 2x plain, no failed live request in either run, and every
 mirrored request accounted for: pairs read back by `modelci shadow` plus the drops the host
-announced equal the requests sent while the shadow ran. Everything started is stopped at the
-end (`serve --stop`). Exits 0 whatever the figures.
+announced equal the requests sent while the shadow ran (wrk does not count those in flight
+when it stops: up to one per connection and run more are allowed). Everything started is
+stopped at the end (`serve --stop`). Exits 0 whatever the figures.
 """
 
 from __future__ import annotations
@@ -210,6 +211,8 @@ def main() -> None:
     throughput = shadowed["rps"] / plain["rps"] if plain["rps"] else 0.0
     p99 = shadowed["p99_ms"] / plain["p99_ms"] if plain["p99_ms"] else float("inf")
     failed = plain["failed"] + shadowed["failed"]
+    # wrk counts no request still in flight when it stops: one per connection and run at most
+    slack = 2 * args.connections
     sockets = bool(plain["socket_errors"] or shadowed["socket_errors"])
     print()
     print(f"{'figure':<44}{'value':>16}  target")
@@ -230,7 +233,7 @@ def main() -> None:
             "mirrored requests recorded + dropped",
             f"{pairs + dropped:,}/{sent:,}",
             "all",
-            pairs + dropped == sent,
+            sent <= pairs + dropped <= sent + slack,
         ),
         ("dropped under pressure", f"{dropped:,}", "counted", None),
     ]

@@ -188,7 +188,21 @@ class Shadows:
         latency_s: float,
     ) -> None:
         """Send this request to the endpoint's candidate too when its share says so, in the
-        background; returns at once."""
+        background; returns at once, and never raises into the live request."""
+        try:
+            self._mirror(endpoint, live, body, headers, answer, latency_s)
+        except Exception:  # a shadow's trouble is never the client's
+            log.exception("could not mirror a request of %s", endpoint)
+
+    def _mirror(
+        self,
+        endpoint: str,
+        live: VersionServer,
+        body: bytes,
+        headers: dict[str, str],
+        answer: Answer,
+        latency_s: float,
+    ) -> None:
         mirror = self.mirrors.get(endpoint)
         if mirror is None:
             return
