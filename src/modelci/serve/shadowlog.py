@@ -17,8 +17,8 @@ from modelci.shadow.pairs import batch_event, encode
 if TYPE_CHECKING:
     from modelci.workspace import Workspace
 
-BATCH = 1000  # pairs per batch, at most
-FLUSH_S = 1.0  # a batch is written at least this often while pairs come
+BATCH = 2000  # pairs per batch, at most
+FLUSH_S = 2.0  # a batch is written at least this often while pairs come
 MAX_BUFFERED = 20_000  # pairs waiting to be written; more are dropped and counted
 
 log = logging.getLogger("modelci.serve")
