@@ -182,7 +182,8 @@ def test_shadow_of_a_changed_model_reports_the_true_rate(toy: Toy) -> None:
     message = refused.json()["error"]["message"]
     assert "shadow_disagreement" in message and changed in message
     assert toy.pointer("production") == live
-    assert toy.events()[0].kind == "deploy_refused"
+    [refusal] = toy.events("deploy_refused")
+    assert any("shadow_disagreement" in reason for reason in refusal.details["reasons"])
 
 
 def test_shadow_needs_a_live_version_and_a_known_percent(toy: Toy) -> None:
