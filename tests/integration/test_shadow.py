@@ -126,6 +126,9 @@ def test_shadow_of_an_identical_model_reports_zero_disagreement(toy: Toy) -> Non
     [served] = [e for name, e in toy.endpoints().items() if name == "toy"]
     assert served["version"] == live and served["shadow"]["version"] == same
     assert served["shadow"]["healthy"] is True and served["shadow"]["url"] != served["url"]
+    status = toy.modelci("-C", toy.root, "status", "--json").json()
+    production = status["models"][0]["environments"]["production"]
+    assert production["shadow"] == {"version": same, "percent": 100, "event": outcome["event"]}
 
     assert send(f"{host_url(toy.root)}/endpoints/toy/invocations", 20) == truth(20)
     result, report = reported(toy, 20, "--env", "production")
