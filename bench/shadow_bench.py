@@ -7,13 +7,14 @@ blink), two versions are trained (the second answers the same from another commi
 first deployed to staging, which starts the host on a free loopback port. wrk (Debian's `wrk`,
 one thread, keep-alive, 127.0.0.1) posts one row per request to the host's gateway, after a
 warm-up, each run bounded by `--duration` seconds and `--cap` requests (the script stops
-itself at the cap):
+itself at the cap), in `--rounds` alternated rounds (means reported: the machine's other
+load weighs on both):
 
 - plain: the endpoint alone: requests/s and p99, the baseline;
 - shadow: `modelci deploy toy --env staging --shadow --percent 100 --version <second>`, the
-  same load: every request is also sent to the candidate's server, its answer recorded with
-  the live one off the request path, and dropped (counted) past the host's limit of mirrored
-  requests in flight.
+  same load, then `--shadow --stop`: every request is also sent to the candidate's server,
+  its answer recorded with the live one off the request path, and dropped (counted) past the
+  host's limit of mirrored requests in flight.
 
 Targets: shadow throughput >= 0.5x plain (every request costs the machine two predictions
 on the same cores), shadow p99 <= 2x plain, no failed live request in either run, and every
@@ -30,6 +31,7 @@ import json
 import os
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import time
@@ -164,6 +166,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=3.0)
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--cap", type=int, default=200_000, help="requests per wrk run, at most")
+    parser.add_argument("--rounds", type=int, default=2, help="plain and shadow runs, alternated")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk is needed (Debian: apt-get install wrk)")
@@ -176,30 +179,12 @@ def main() -> None:
         )
         url = f"{outcome['gateway_url']}/invocations"
         print(f"-- setup {time.perf_counter() - started:.1f} s: {live} live at {url}", flush=True)
-        plain, _ = load(url, args, "plain")
-        shadow = modelci(
-            env,
-            *("deploy", "toy", "--env", "staging", "--shadow", "--percent", "100"),
-            *("--version", candidate, "--json"),
-        )
-        print(f"-- shadow {shadow['event']}: {candidate} at 100%", flush=True)
-        shadowed, sent = load(url, args, "shadow 100%")
-        deadline = time.monotonic() + RECORD_WAIT_S
-        while True:  # the pairs are written in batches, off the request path
-            report = modelci(
-                env, "shadow", "toy", "--env", "staging", "--json", "--limit", str(sent + 1)
-            )
-            pairs, dropped = int(report["pairs"]), int(report["dropped"])
-            if pairs + dropped >= sent or time.monotonic() > deadline:
-                break
-            time.sleep(0.5)
-        print(
-            f"-- recorded: {pairs:,} pairs, {dropped:,} dropped, of {sent:,} requests sent "
-            f"while shadowing; disagreement {report['disagreement']}, p50 live "
-            f"{report['latency_ms']['live']['p50']:.2f} ms, candidate "
-            f"{report['latency_ms']['candidate']['p50']:.2f} ms (server to server)",
-            flush=True,
-        )
+        plains, shadows, accounted = [], [], []
+        for round_ in range(1, args.rounds + 1):  # alternated: a busy machine weighs on both
+            plains.append(load(url, args, f"round {round_} plain")[0])
+            shadowed, sent = shadow_round(env, url, candidate, args, round_)
+            shadows.append(shadowed)
+            accounted.append(sent)
     finally:
         subprocess.run(
             [sys.executable, "-m", "modelci", "-C", str(REPO), "serve", "--stop"],
@@ -208,13 +193,63 @@ def main() -> None:
             timeout=120,
             check=False,
         )
+    summary(plains, shadows, accounted, args)
+
+
+def shadow_round(
+    env: dict[str, str], url: str, candidate: str, args: argparse.Namespace, round_: int
+) -> tuple[dict[str, Any], tuple[int, int, int]]:
+    """Start a shadow at 100 %, load, wait for its pairs, end it; the figures, and the
+    requests sent, pairs recorded and drops announced."""
+    shadow = modelci(
+        env,
+        *("deploy", "toy", "--env", "staging", "--shadow", "--percent", "100"),
+        *("--version", candidate, "--json"),
+    )
+    shadowed, sent = load(url, args, f"round {round_} shadow 100%")
+    deadline = time.monotonic() + RECORD_WAIT_S
+    while True:  # the pairs are written in batches, off the request path
+        report = modelci(
+            *(env, "shadow", "toy", "--env", "staging", "--json"),
+            *("--session", str(shadow["event"]), "--limit", str(sent + 1)),
+        )
+        pairs, dropped = int(report["pairs"]), int(report["dropped"])
+        if pairs + dropped >= sent or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    modelci(env, "deploy", "toy", "--env", "staging", "--shadow", "--stop", "--json")
+    latency = report["latency_ms"]
+    print(
+        f"   shadow {shadow['event']}: {pairs:,} pairs, {dropped:,} dropped, of {sent:,} "
+        f"requests sent; disagreement {report['disagreement']}, p50 server to server: live "
+        f"{latency['live']['p50']:.2f} ms, candidate {latency['candidate']['p50']:.2f} ms",
+        flush=True,
+    )
+    return shadowed, (sent, pairs, dropped)
+
+
+def summary(
+    plains: list[dict[str, Any]],
+    shadows: list[dict[str, Any]],
+    accounted: list[tuple[int, int, int]],
+    args: argparse.Namespace,
+) -> None:
+    plain = {k: statistics.mean(r[k] for r in plains) for k in ("rps", "p99_ms")}
+    shadowed = {k: statistics.mean(r[k] for r in shadows) for k in ("rps", "p99_ms")}
+    plain["failed"], shadowed["failed"] = (sum(r["failed"] for r in rs) for rs in (plains, shadows))
+    plain["socket_errors"] = "".join(r["socket_errors"] for r in plains)
+    shadowed["socket_errors"] = "".join(r["socket_errors"] for r in shadows)
+    sent = sum(a[0] for a in accounted)
+    pairs = sum(a[1] for a in accounted)
+    dropped = sum(a[2] for a in accounted)
     throughput = shadowed["rps"] / plain["rps"] if plain["rps"] else 0.0
     p99 = shadowed["p99_ms"] / plain["p99_ms"] if plain["p99_ms"] else float("inf")
     failed = plain["failed"] + shadowed["failed"]
     # wrk counts no request still in flight when it stops: one per connection and run at most
-    slack = 2 * args.connections
+    slack = 2 * args.connections * args.rounds
     sockets = bool(plain["socket_errors"] or shadowed["socket_errors"])
     print()
+    print(f"means over {args.rounds} alternated rounds")
     print(f"{'figure':<44}{'value':>16}  target")
     rows = [
         ("plain requests/s", f"{plain['rps']:,.0f}", "baseline", None),
