@@ -188,6 +188,10 @@ def deploy(
             tested=tests_passed(record),
         )
     )
+    if kind != "rollback" and index > 0 and previous is not None:
+        from modelci.shadow.summary import shadow_refusal  # the `shadow_disagreement` gate
+
+        problems += filter(None, [shadow_refusal(workspace, registry, record.version, environment)])
     unapproved = (
         missing_approval(registry, record, environment)
         if kind != "rollback" and workspace.project.environments[environment].approval

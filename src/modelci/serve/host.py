@@ -36,6 +36,7 @@ from modelci.serve.intake import refused_path
 from modelci.serve.orphans import finish_orphaned
 from modelci.serve.proxy import UpstreamError, UpstreamUnreachable
 from modelci.serve.reports import Reporter, smoke_check
+from modelci.serve.shadow import Shadows
 from modelci.serve.workers import LaunchSpec, VersionServer, launch_spec, verify_launch
 from modelci.workspace import Workspace
 
@@ -74,6 +75,7 @@ class Host:
         # serving what it last knew to be wanted, and says so in /-/health.
         self.registry_problem: dict[str, Any] | None = None
         self.registry_read_at: float | None = None
+        self.shadows = Shadows(workspace, reporter)  # candidates mirrored to, never answering
 
     # --- the desired state ---------------------------------------------------------------
 
@@ -141,6 +143,7 @@ class Host:
                 await asyncio.to_thread(server.stop)
             # a deploy killed before its health check: finished here, by what this host serves
             await finish_orphaned(self.workspace.root, wanted, self.routes, self.failures)
+            await self.shadows.reconcile(wanted)
             if self.reporter is not None:
                 await self.reporter.report_soon(self.routes, self.failures)
 
@@ -280,6 +283,7 @@ class Host:
                     return _json({"message": f"endpoint {endpoint!r} is restarting"}, 503)
                 server = restarted
             server.inflight += 1
+            started = time.perf_counter()
             try:
                 answer = await server.upstream.request(request.method, f"/{action}", body, headers)
             except UpstreamUnreachable:
@@ -292,6 +296,10 @@ class Host:
                 return _json({"message": f"endpoint {endpoint!r} failed: {error}"}, 502)
             finally:
                 server.inflight -= 1
+            if self.shadows.mirrors and action == "invocations":
+                self.shadows.mirror(
+                    endpoint, server, body, headers, answer, time.perf_counter() - started
+                )
             return Response(answer.body, status_code=answer.status, media_type=answer.content_type)
         return _json({"message": "unreachable"}, 500)  # pragma: no cover
 
@@ -312,6 +320,9 @@ class Host:
         endpoints = {name: server.describe() for name, server in self.routes.items()}
         for name, failure in self.failures.items():
             endpoints.setdefault(name, {"healthy": False})["last_error"] = failure
+        for name in endpoints:
+            if (shadow := self.shadows.describe(name)) is not None:
+                endpoints[name]["shadow"] = shadow
         return {"endpoints": endpoints, "pid": os.getpid(), "registry": self.registry_health()}
 
     def registry_health(self) -> dict[str, Any]:
@@ -376,6 +387,7 @@ class Host:
                 for task in self.tasks:
                     task.cancel()
                 await asyncio.gather(*self.tasks, return_exceptions=True)
+                await self.shadows.close()
                 for server in [*self.starting, *self.routes.values()]:
                     await asyncio.to_thread(server.stop)
                 self.routes.clear()
