@@ -130,7 +130,10 @@ DESCRIPTIONS: dict[str, dict[str, str]] = {
         "serve.workers": "Server processes (or Ray Serve replicas) per endpoint.",
         "gates": "Must all hold before a version is deployed; a change re-tests, not retrains.",
         "gates.<metric>": 'A metric\'s bound, such as `">= 0.85"`, `"< 0.3"` or '
-        '`"between 0.1 0.2"`; the key `no_regression` takes a table instead.',
+        '`"between 0.1 0.2"`; the key `no_regression` takes a table instead, and '
+        '`shadow_disagreement` (such as `"<= 0.01"`) bounds the share of predictions a '
+        "shadow of the version (`modelci deploy --shadow`) disagreed on, judged when it is "
+        "deployed to an environment after the first that serves another version.",
         "gates.no_regression": "The version may not be worse than the production version.",
         "gates.no_regression.metric": "The metric compared with the production version's.",
         "gates.no_regression.max_drop": "How far (absolutely) the metric may fall below "

@@ -41,6 +41,7 @@ DESIGN_COMMANDS = (
     "init",
     "ui",
     "report",
+    "shadow",
 )
 
 

@@ -5,7 +5,7 @@ previous version back. `deploy`, `promote`, `rollback` and `release` all go thro
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from modelci.approvals import missing_approval
@@ -41,19 +41,10 @@ class DeployOutcome:
     url: str | None = None
     gateway_url: str | None = None
     reason: str | None = None
+    moved: bool = True  # this deploy moved the pointer (False: it lost the race, or none was due)
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "model": self.model,
-            "environment": self.environment,
-            "endpoint": self.endpoint,
-            "version": self.version,
-            "previous_version": self.previous_version,
-            "status": self.status,
-            "url": self.url,
-            "gateway_url": self.gateway_url,
-            "reason": self.reason,
-        }
+        return asdict(self)  # every field, in order
 
 
 def check_environment(workspace: Workspace, environment: str) -> None:
@@ -145,12 +136,21 @@ def deploy(
         return None if now and now.version == record.version else now.version if now else ""
 
     def ended(
-        status: str, served: Served | None = None, reason: str | None = None
+        status: str, served: Served | None = None, reason: str | None = None, moved: bool = True
     ) -> DeployOutcome:
         """This deploy's outcome, `status`."""
         url, gateway = (served.url, served.gateway_url) if served else (None, None)
         return DeployOutcome(
-            model, environment, endpoint, record.version, previous, status, url, gateway, reason
+            model,
+            environment,
+            endpoint,
+            record.version,
+            previous,
+            status,
+            url,
+            gateway,
+            reason,
+            moved,
         )
 
     def unchanged() -> DeployOutcome:
@@ -158,8 +158,8 @@ def deploy(
         try:
             served = deployer.apply(endpoint, record.version, HEALTH_TIMEOUT_S, superseded)
         except DeploySuperseded as error:
-            return ended("superseded", reason=error.render())
-        return ended("unchanged", served)
+            return ended("superseded", reason=error.render(), moved=False)
+        return ended("unchanged", served, moved=False)
 
     if previous == record.version:
         return unchanged()
@@ -180,6 +180,10 @@ def deploy(
             tested=tests_passed(record),
         )
     )
+    if kind != "rollback" and index > 0 and previous is not None:
+        from modelci.shadow.summary import shadow_refusal  # the `shadow_disagreement` gate
+
+        problems += filter(None, [shadow_refusal(workspace, registry, record.version, environment)])
     unapproved = (
         missing_approval(registry, record, environment)
         if kind != "rollback" and workspace.project.environments[environment].approval
@@ -245,7 +249,7 @@ def deploy(
             endpoint, record.version, now.version if now else None, "was about to move it"
         )
         note(f"{endpoint}: {record.version} superseded by {lost.by or 'an undeploy'}")
-        return ended("superseded", reason=lost.render())
+        return ended("superseded", reason=lost.render(), moved=False)
     note(f"{endpoint}: {previous or 'nothing'} -> {record.version}, waiting until healthy")
     try:
         served = (
@@ -270,8 +274,7 @@ def deploy(
         )
         return ended(status, reason=error.render())
     settle(registry, moved, actor=actor, ci_url=ci_url, recovered=False)
-    if plan:  # the hosts now give the candidate all traffic and stop the old version
-        served = finish_rollout(deployer, served, HEALTH_TIMEOUT_S)
+    served = finish_rollout(deployer, served, HEALTH_TIMEOUT_S) if plan else served  # all to it
     if environment == order[-1]:
         follow_production(workspace, registry, model, record, tag=tag)
     return ended("deployed", served)

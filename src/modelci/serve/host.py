@@ -31,10 +31,12 @@ from modelci.runtime.bodies import read_body
 from modelci.runtime.errors import ServeError
 from modelci.runtime.limits import MAX_BODY_BYTES
 from modelci.serve.auth import authorized
+from modelci.serve.containers import sweep_for
 from modelci.serve.intake import refused_path
 from modelci.serve.orphans import finish_orphaned
 from modelci.serve.proxy import Answer, UpstreamError, UpstreamUnreachable
 from modelci.serve.reports import Reporter, smoke_check
+from modelci.serve.shadow import Shadows
 from modelci.serve.traffic import Traffic
 from modelci.serve.workers import LaunchSpec, VersionServer, launch_spec, verify_launch
 from modelci.workspace import Workspace
@@ -75,6 +77,7 @@ class Host:
         self.registry_problem: dict[str, Any] | None = None
         self.registry_read_at: float | None = None
         self.traffic = Traffic(READY_TIMEOUT_S, DRAIN_TIMEOUT_S)  # gradual rollouts' candidates
+        self.shadows = Shadows(workspace, reporter)  # candidates mirrored to, never answering
 
     # --- the desired state ---------------------------------------------------------------
 
@@ -145,6 +148,7 @@ class Host:
                 await asyncio.to_thread(server.stop)
             # a deploy killed before its health check: finished here, by what this host serves
             await finish_orphaned(self.workspace.root, wanted, self.routes, self.failures)
+            await self.shadows.reconcile(wanted)
             if self.reporter is not None:
                 await self.reporter.report_soon(self.routes, self.failures)
             await self.traffic.report(self.reporter)
@@ -301,6 +305,10 @@ class Host:
             finally:
                 server.inflight -= 1
                 self.traffic.count(endpoint, server, answer, started)
+            if self.shadows.mirrors and action == "invocations":
+                self.shadows.mirror(
+                    endpoint, server, body, headers, answer, time.perf_counter() - started
+                )
             return Response(answer.body, status_code=answer.status, media_type=answer.content_type)
         return _json({"message": "unreachable"}, 500)  # pragma: no cover
 
@@ -322,6 +330,9 @@ class Host:
         for name, failure in self.failures.items():
             endpoints.setdefault(name, {"healthy": False})["last_error"] = failure
         self.traffic.annotate(endpoints)
+        for name in endpoints:
+            if (shadow := self.shadows.describe(name)) is not None:
+                endpoints[name]["shadow"] = shadow
         return {"endpoints": endpoints, "pid": os.getpid(), "registry": self.registry_health()}
 
     def registry_health(self) -> dict[str, Any]:
@@ -376,6 +387,9 @@ class Host:
     def app(self) -> Starlette:
         @contextlib.asynccontextmanager
         async def lifespan(app: Starlette) -> AsyncIterator[None]:
+            swept = await asyncio.to_thread(sweep_for, self.workspace)
+            if swept:
+                log.warning("removed containers a killed host left running: %s", ", ".join(swept))
             self.tasks = [asyncio.create_task(self.poll()), asyncio.create_task(self.monitor())]
             try:
                 yield
@@ -383,6 +397,7 @@ class Host:
                 for task in self.tasks:
                     task.cancel()
                 await asyncio.gather(*self.tasks, return_exceptions=True)
+                await self.shadows.close()
                 for server in [*self.starting, *self.routes.values(), *self.traffic.servers()]:
                     await asyncio.to_thread(server.stop)
                 self.routes.clear()
