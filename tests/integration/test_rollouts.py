@@ -199,6 +199,11 @@ def test_a_rollout_whose_deploy_is_killed_goes_back_to_the_old_version(toy: Toy)
             "the canary takes its share",
             deadline_s=DEADLINE_S,
         )
+        wait_until(
+            lambda: any(a.value == 4.5 for a in load.between(0, time.monotonic())),
+            "the candidate answers",
+            deadline_s=DEADLINE_S,
+        )
         deploy.kill()
         deploy.wait(timeout=30)
         killed = time.monotonic()
