@@ -35,6 +35,7 @@ from modelci.serve.intake import refused_path
 from modelci.serve.orphans import finish_orphaned
 from modelci.serve.proxy import UpstreamError, UpstreamUnreachable
 from modelci.serve.reports import Reporter, smoke_check
+from modelci.serve.shared import SharedProcesses
 from modelci.serve.workers import LaunchSpec, VersionServer, launch_spec, verify_launch
 from modelci.workspace import Workspace
 
@@ -69,6 +70,7 @@ class Host:
         self.lock = asyncio.Lock()
         self.tasks: list[asyncio.Task[None]] = []
         self.starting: list[VersionServer] = []  # launched, not routed yet: stopped on exit
+        self.processes = SharedProcesses()  # versions sharing their environment's process
         # Set while the registry cannot be read (or reads as lost): the host then keeps
         # serving what it last knew to be wanted, and says so in /-/health.
         self.registry_problem: dict[str, Any] | None = None
@@ -184,7 +186,7 @@ class Host:
                 await asyncio.to_thread(verify_launch, self.workspace, spec)
             # launched from the event loop's thread, not a worker thread that may end first:
             # the server is to die with the host, and the kernel's "parent" is that thread
-            server = VersionServer.launch(spec, restarts)
+            server = self.processes.launch(spec, restarts)
         except ModelciError as error:
             self.failures[endpoint] = {
                 "version": version,
@@ -311,7 +313,12 @@ class Host:
         endpoints = {name: server.describe() for name, server in self.routes.items()}
         for name, failure in self.failures.items():
             endpoints.setdefault(name, {"healthy": False})["last_error"] = failure
-        return {"endpoints": endpoints, "pid": os.getpid(), "registry": self.registry_health()}
+        return {
+            "endpoints": endpoints,
+            "pid": os.getpid(),
+            "registry": self.registry_health(),
+            "processes": self.processes.describe(self.routes),
+        }
 
     def registry_health(self) -> dict[str, Any]:
         return {
@@ -324,6 +331,7 @@ class Host:
         """The host's own health: `degraded` while the registry cannot be read (the endpoints
         keep their last known versions) or an endpoint is not healthy."""
         endpoints = {name: bool(s.healthy and s.alive()) for name, s in self.routes.items()}
+        await self.processes.refresh()
         registry = self.registry_health()
         ok = registry["ok"] and all(endpoints.values())
         return _json(
@@ -332,10 +340,12 @@ class Host:
                 "registry": registry,
                 "endpoints": endpoints,
                 "pid": os.getpid(),
+                "processes": self.processes.describe(self.routes),
             }
         )
 
     async def endpoints(self, request: Request) -> Response:
+        await self.processes.refresh()
         return _json(self.status())
 
     async def sync(self, request: Request) -> Response:
@@ -375,6 +385,7 @@ class Host:
                 for server in [*self.starting, *self.routes.values()]:
                     await asyncio.to_thread(server.stop)
                 self.routes.clear()
+                await asyncio.to_thread(self.processes.stop_all)
 
         return Starlette(
             routes=[

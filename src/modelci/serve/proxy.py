@@ -31,11 +31,13 @@ class Answer:
 
 
 class Upstream:
-    """Keep-alive connections to one server at 127.0.0.1:port."""
+    """Keep-alive connections to one server at 127.0.0.1:port; every path is sent under
+    `prefix` (a version's own routes in a shared version server)."""
 
-    def __init__(self, host: str, port: int):
+    def __init__(self, host: str, port: int, prefix: str = ""):
         self.host = host
         self.port = port
+        self.prefix = prefix
         self.idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
         self.closed = False
 
@@ -56,7 +58,7 @@ class Upstream:
     ) -> Answer:
         """Send one request; a reused connection the server closed is retried on a new one."""
         head = [
-            f"{method} {path} HTTP/1.1",
+            f"{method} {self.prefix}{path} HTTP/1.1",
             f"host: {self.host}:{self.port}",
             f"content-length: {len(body)}",
         ]
