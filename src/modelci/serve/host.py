@@ -382,10 +382,10 @@ class Host:
                 for task in self.tasks:
                     task.cancel()
                 await asyncio.gather(*self.tasks, return_exceptions=True)
+                await asyncio.to_thread(self.processes.stop_all)  # not one version at a time
                 for server in [*self.starting, *self.routes.values()]:
                     await asyncio.to_thread(server.stop)
                 self.routes.clear()
-                await asyncio.to_thread(self.processes.stop_all)
 
         return Starlette(
             routes=[
