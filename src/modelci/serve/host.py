@@ -309,16 +309,15 @@ class Host:
             await asyncio.sleep(0.02)
         return None
 
-    def status(self) -> dict[str, Any]:
+    def status(self, processes: bool = True) -> dict[str, Any]:
+        """The endpoints, and (unless not `processes`) the server processes and their memory."""
         endpoints = {name: server.describe() for name, server in self.routes.items()}
         for name, failure in self.failures.items():
             endpoints.setdefault(name, {"healthy": False})["last_error"] = failure
-        return {
-            "endpoints": endpoints,
-            "pid": os.getpid(),
-            "registry": self.registry_health(),
-            "processes": self.processes.describe(self.routes),
-        }
+        report = {"endpoints": endpoints, "pid": os.getpid(), "registry": self.registry_health()}
+        if processes:
+            report["processes"] = self.processes.describe(self.routes)
+        return report
 
     def registry_health(self) -> dict[str, Any]:
         return {
@@ -350,7 +349,7 @@ class Host:
 
     async def sync(self, request: Request) -> Response:
         await self.reconcile()
-        return _json(self.status())
+        return _json(self.status(processes=False))  # a deploy polls it: no /proc reads
 
     async def ping(self, request: Request) -> Response:
         return _json({"status": "ok", "endpoints": len(self.routes)})

@@ -31,13 +31,11 @@ class Answer:
 
 
 class Upstream:
-    """Keep-alive connections to one server at 127.0.0.1:port; every path is sent under
-    `prefix` (a version's own routes in a shared version server)."""
+    """Keep-alive connections to one server at 127.0.0.1:port."""
 
-    def __init__(self, host: str, port: int, prefix: str = ""):
+    def __init__(self, host: str, port: int):
         self.host = host
         self.port = port
-        self.prefix = prefix
         self.idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
         self.closed = False
 
@@ -58,7 +56,7 @@ class Upstream:
     ) -> Answer:
         """Send one request; a reused connection the server closed is retried on a new one."""
         head = [
-            f"{method} {self.prefix}{path} HTTP/1.1",
+            f"{method} {path} HTTP/1.1",
             f"host: {self.host}:{self.port}",
             f"content-length: {len(body)}",
         ]

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from modelci.processes import DIE_WITH_PARENT, stop_group
-from modelci.serve.proxy import Upstream, UpstreamError
+from modelci.serve.proxy import Answer, Upstream, UpstreamError
 from modelci.serve.workers import (
     STOP_GRACE_S,
     LaunchSpec,
@@ -56,6 +56,30 @@ def pool_key(spec: LaunchSpec) -> str:
     """The versions that may share a process: one environment, one set of unload settings."""
     identity = f"{spec.python}\0{spec.runtime}\0{spec.idle_unload_s}\0{spec.max_loaded}"
     return hashlib.sha256(identity.encode()).hexdigest()[:12]
+
+
+class RoutedUpstream(Upstream):
+    """One version's routes in a shared process, through the process's keep-alive connections
+    (one pool per process, not one per version: a process serving hundreds of versions must
+    not hold hundreds of idle sockets)."""
+
+    def __init__(self, shared: Upstream, prefix: str):
+        super().__init__(shared.host, shared.port)
+        self.shared = shared
+        self.prefix = prefix
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        body: bytes = b"",
+        headers: dict[str, str] | None = None,
+        timeout: float = 60.0,
+    ) -> Answer:
+        return await self.shared.request(method, self.prefix + path, body, headers, timeout)
+
+    def close(self) -> None:
+        self.closed = True  # the connections are the process's, still used by its other versions
 
 
 class SharedProcess:
@@ -159,7 +183,7 @@ class SharedVersion(VersionServer):
 
     def __init__(self, spec: LaunchSpec, pool: SharedProcess, restarts: int = 0):
         self.key = f"{spec.endpoint}/{spec.version}"
-        upstream = Upstream("127.0.0.1", pool.port, prefix=f"/models/{self.key}")
+        upstream = RoutedUpstream(pool.upstream, f"/models/{self.key}")
         super().__init__(spec, pool.port, pool.process, pool.log_path, upstream, restarts=restarts)
         self.pool = pool
         pool.members[self.key] += 1
