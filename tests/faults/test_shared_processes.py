@@ -98,6 +98,8 @@ def test_two_models_share_one_process_and_answer_each(toy: Toy) -> None:
     status = toy.modelci("-C", toy.root, "serve", "--status", "--json")
     assert status.code == 0
     assert [p["pid"] for p in status.json()["processes"]] == [mine["pid"]]
+    shown = toy.modelci("-C", toy.root, "serve", "--status")
+    assert f"process {mine['pid']} (shared): 2 endpoint(s), 2 loaded" in shown.stdout
 
     # a new version of toy swaps in the same process under load, no request lost
     with Load(f"{url}/endpoints/toy-staging/invocations", threads=4, cap=3000) as load:

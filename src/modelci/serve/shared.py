@@ -12,6 +12,7 @@ the others register again in the new process, and load on their next request.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import http.client
@@ -126,8 +127,6 @@ class SharedProcess:
 
     async def wait_process(self, deadline: float) -> str | None:
         """None once the process answers /ping, else why not."""
-        import asyncio
-
         while not self.ready:
             if not self.alive():
                 return f"the shared server exited with code {self.process.returncode}"
