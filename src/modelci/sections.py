@@ -249,5 +249,5 @@ class HostServeSection(Strict):
     """`modelci.toml`'s `[serve]`: how the endpoint host packs versions into processes."""
 
     isolation: Isolation = "process"
-    idle_unload: float = Field(default=900, ge=0)
+    idle_unload: int = Field(default=900, ge=0)
     max_loaded: int = Field(default=0, ge=0)

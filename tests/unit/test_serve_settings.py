@@ -39,6 +39,15 @@ def test_bad_project_serve_settings_name_their_key(tmp_path: Path, text: str, ke
     assert key in raised.value.render()
 
 
+def test_a_host_with_no_checkout_sets_them_through_the_environment(tmp_path: Path) -> None:
+    variables = {"MODELCI_SERVE_ISOLATION": "shared", "MODELCI_SERVE_IDLE_UNLOAD": "30"}
+    serve = load_project(tmp_path, variables).serve
+    assert (serve.isolation, serve.idle_unload) == ("shared", 30)
+    with pytest.raises(ConfigError) as raised:
+        load_project(tmp_path, {"MODELCI_SERVE_MAX_LOADED": "many"})
+    assert "serve.max_loaded" in raised.value.render()
+
+
 def test_a_model_may_ask_for_its_own_process() -> None:
     spec = validate_model({**TRAIN, "serve": {"isolation": "process"}}, "models/a/model.toml")
     assert spec.serve.isolation == "process"
