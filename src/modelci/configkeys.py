@@ -85,6 +85,20 @@ DESCRIPTIONS: dict[str, dict[str, str]] = {
         "traffic first.",
         "sagemaker.canary.wait_s": "Seconds the canary serves before the rest of the traffic "
         "shifts.",
+        "serve": "How the endpoint host (`modelci serve`, the `local` and `host` backends) packs "
+        "versions into processes.",
+        "serve.isolation": '`"process"`: every endpoint version runs its own server process '
+        '(about 165 MiB idle each). `"shared"`: versions whose environments are the same (one '
+        "lock, one virtualenv) share one server process, as SageMaker's multi-model endpoints "
+        "do, each loaded on its first request and unloaded when idle; a model's `model_fn` "
+        "that raises fails only its own endpoint, but a crash of the process (a segfault, "
+        "running out of memory) restarts every version it serves. A model's own "
+        "`[serve] isolation` wins; `workers > 1` and container endpoints always run their "
+        "own process.",
+        "serve.idle_unload": "Seconds without a request after which a version in a shared "
+        "process is unloaded (its model freed; the next request loads it again); 0: never.",
+        "serve.max_loaded": "The most versions one shared process keeps loaded; the least "
+        "recently used idle one is unloaded to load another. 0: no limit.",
     },
     MODEL_FILE: {
         "model": "The model itself.",
@@ -128,6 +142,9 @@ DESCRIPTIONS: dict[str, dict[str, str]] = {
         "serve.batch.max_size": "The most rows in one predict call.",
         "serve.batch.max_wait_ms": "Milliseconds a batch may wait for a request still being read.",
         "serve.workers": "Server processes (or Ray Serve replicas) per endpoint.",
+        "serve.isolation": '`"process"`: this model\'s endpoints always get their own server '
+        'process; `"shared"`: they may share one with the versions of the same environment '
+        "(see `modelci.toml`'s `[serve] isolation`); unset: the project's setting.",
         "gates": "Must all hold before a version is deployed; a change re-tests, not retrains.",
         "gates.<metric>": 'A metric\'s bound, such as `">= 0.85"`, `"< 0.3"` or '
         '`"between 0.1 0.2"`; the key `no_regression` takes a table instead, and '

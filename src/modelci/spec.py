@@ -22,9 +22,9 @@ from pydantic import (
 )
 
 from modelci.errors import ConfigError
+from modelci.sections import HostServeSection, NonEmpty, Scalar, ServeSection, Strict
 from modelci.sections import ImageSection as ImageSection
 from modelci.sections import ModelSageMakerSection as ModelSageMakerSection
-from modelci.sections import NonEmpty, Scalar, Strict
 from modelci.sections import RaySection as RaySection
 from modelci.sections import RegistrySection as RegistrySection
 from modelci.sections import ResourcesSection as ResourcesSection
@@ -97,17 +97,6 @@ class TrainSection(Strict):
             if compiled.groups < 1:
                 raise ValueError(f"{name}: the regex needs one capturing group for the value")
         return metrics
-
-
-class BatchSection(Strict):
-    max_size: int = Field(default=64, ge=1)
-    max_wait_ms: float = Field(default=2, ge=0)
-
-
-class ServeSection(Strict):
-    handler: str | None = None
-    batch: BatchSection = BatchSection()
-    workers: int = Field(default=1, ge=1)
 
 
 class NoRegression(Strict):
@@ -252,6 +241,7 @@ class ProjectFile(Strict):
     image: ImageSection = ImageSection()
     ray: RaySection = RaySection()
     sagemaker: SageMakerSection = SageMakerSection()
+    serve: HostServeSection = HostServeSection()
 
     @field_validator("environments")
     @classmethod

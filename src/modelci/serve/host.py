@@ -37,6 +37,7 @@ from modelci.serve.orphans import finish_orphaned
 from modelci.serve.proxy import UpstreamError, UpstreamUnreachable
 from modelci.serve.reports import Reporter, smoke_check
 from modelci.serve.shadow import Shadows
+from modelci.serve.shared import SharedProcesses
 from modelci.serve.workers import LaunchSpec, VersionServer, launch_spec, verify_launch
 from modelci.workspace import Workspace
 
@@ -71,6 +72,7 @@ class Host:
         self.lock = asyncio.Lock()
         self.tasks: list[asyncio.Task[None]] = []
         self.starting: list[VersionServer] = []  # launched, not routed yet: stopped on exit
+        self.processes = SharedProcesses()  # versions sharing their environment's process
         # Set while the registry cannot be read (or reads as lost): the host then keeps
         # serving what it last knew to be wanted, and says so in /-/health.
         self.registry_problem: dict[str, Any] | None = None
@@ -188,7 +190,7 @@ class Host:
                 await asyncio.to_thread(verify_launch, self.workspace, spec)
             # launched from the event loop's thread, not a worker thread that may end first:
             # the server is to die with the host, and the kernel's "parent" is that thread
-            server = VersionServer.launch(spec, restarts)
+            server = self.processes.launch(spec, restarts)
         except ModelciError as error:
             self.failures[endpoint] = {
                 "version": version,
@@ -316,14 +318,18 @@ class Host:
             await asyncio.sleep(0.02)
         return None
 
-    def status(self) -> dict[str, Any]:
+    def status(self, processes: bool = True) -> dict[str, Any]:
+        """The endpoints, and (unless not `processes`) the server processes and their memory."""
         endpoints = {name: server.describe() for name, server in self.routes.items()}
         for name, failure in self.failures.items():
             endpoints.setdefault(name, {"healthy": False})["last_error"] = failure
         for name in endpoints:
             if (shadow := self.shadows.describe(name)) is not None:
                 endpoints[name]["shadow"] = shadow
-        return {"endpoints": endpoints, "pid": os.getpid(), "registry": self.registry_health()}
+        report = {"endpoints": endpoints, "pid": os.getpid(), "registry": self.registry_health()}
+        if processes:
+            report["processes"] = self.processes.describe(self.routes)
+        return report
 
     def registry_health(self) -> dict[str, Any]:
         return {
@@ -336,6 +342,7 @@ class Host:
         """The host's own health: `degraded` while the registry cannot be read (the endpoints
         keep their last known versions) or an endpoint is not healthy."""
         endpoints = {name: bool(s.healthy and s.alive()) for name, s in self.routes.items()}
+        await self.processes.refresh()
         registry = self.registry_health()
         ok = registry["ok"] and all(endpoints.values())
         return _json(
@@ -344,15 +351,17 @@ class Host:
                 "registry": registry,
                 "endpoints": endpoints,
                 "pid": os.getpid(),
+                "processes": self.processes.describe(self.routes),
             }
         )
 
     async def endpoints(self, request: Request) -> Response:
+        await self.processes.refresh()
         return _json(self.status())
 
     async def sync(self, request: Request) -> Response:
         await self.reconcile()
-        return _json(self.status())
+        return _json(self.status(processes=False))  # a deploy polls it: no /proc reads
 
     async def ping(self, request: Request) -> Response:
         return _json({"status": "ok", "endpoints": len(self.routes)})
@@ -388,6 +397,7 @@ class Host:
                     task.cancel()
                 await asyncio.gather(*self.tasks, return_exceptions=True)
                 await self.shadows.close()
+                await asyncio.to_thread(self.processes.stop_all)  # not one version at a time
                 for server in [*self.starting, *self.routes.values()]:
                     await asyncio.to_thread(server.stop)
                 self.routes.clear()
