@@ -42,6 +42,8 @@ class Bundle:
     batch_max_wait_ms: float
     smoke: tuple[bytes, str] | None  # body and content type
     lock_text: str
+    capture_percent: float = 0.0  # `[serve.capture] percent`
+    capture_columns: tuple[str, ...] = ()
 
 
 def store_bundle(
@@ -64,6 +66,7 @@ def store_bundle(
         "workers": spec.file.serve.workers,
         "batch_max_size": spec.file.serve.batch.max_size,
         "batch_max_wait_ms": spec.file.serve.batch.max_wait_ms,
+        "capture": spec.file.serve.capture.model_dump(mode="json"),
         "smoke": None
         if smoke is None
         else {"body": base64.b64encode(smoke[0]).decode(), "content_type": smoke[1]},
@@ -111,4 +114,6 @@ def load_bundle(store: Store, record: VersionRecord, cache: Path) -> Bundle:
         batch_max_wait_ms=float(config["batch_max_wait_ms"]),
         smoke=None if not smoke else (base64.b64decode(smoke["body"]), str(smoke["content_type"])),
         lock_text=store.get_bytes(lock_sha).decode("utf-8"),
+        capture_percent=float((config.get("capture") or {}).get("percent", 0)),
+        capture_columns=tuple((config.get("capture") or {}).get("columns", ())),
     )

@@ -128,6 +128,12 @@ DESCRIPTIONS: dict[str, dict[str, str]] = {
         "serve.batch.max_size": "The most rows in one predict call.",
         "serve.batch.max_wait_ms": "Milliseconds a batch may wait for a request still being read.",
         "serve.workers": "Server processes (or Ray Serve replicas) per endpoint.",
+        "serve.capture": "Data capture: sampled requests and answers recorded in SageMaker's "
+        "data-capture format, in batched files in the store (`modelci capture`, `modelci drift`).",
+        "serve.capture.percent": "The share of requests recorded, 0 to 100; 0 records none. A "
+        "record that cannot keep up is dropped and counted, never a request slowed.",
+        "serve.capture.columns": "The training columns a request's row carries, in order, for "
+        "`modelci drift` (default: the version's input signature, else every training column).",
         "gates": "Must all hold before a version is deployed; a change re-tests, not retrains.",
         "gates.<metric>": 'A metric\'s bound, such as `">= 0.85"`, `"< 0.3"` or '
         '`"between 0.1 0.2"`; the key `no_regression` takes a table instead.',

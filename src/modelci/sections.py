@@ -226,3 +226,11 @@ class RaySection(Strict):
         if url is not None and not url.startswith(("http://", "https://")):
             raise ValueError(f"expected an http:// or https:// URL, got {url!r}")
         return url
+
+
+class CaptureSection(Strict):
+    """`[serve.capture]`: a share of an endpoint's requests and answers recorded in
+    SageMaker's data-capture format (`modelci capture`, `modelci drift`)."""
+
+    percent: float = Field(default=0, ge=0, le=100)
+    columns: list[Annotated[str, StringConstraints(min_length=1)]] = Field(default_factory=list)

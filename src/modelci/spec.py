@@ -12,16 +12,10 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    ValidationError,
-    field_validator,
-    model_validator,
-)
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from modelci.errors import ConfigError
+from modelci.sections import CaptureSection as CaptureSection
 from modelci.sections import ImageSection as ImageSection
 from modelci.sections import ModelSageMakerSection as ModelSageMakerSection
 from modelci.sections import NonEmpty, Scalar, Strict
@@ -108,6 +102,7 @@ class ServeSection(Strict):
     handler: str | None = None
     batch: BatchSection = BatchSection()
     workers: int = Field(default=1, ge=1)
+    capture: CaptureSection = CaptureSection()
 
 
 class NoRegression(Strict):

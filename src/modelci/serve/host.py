@@ -31,6 +31,7 @@ from modelci.runtime.bodies import read_body
 from modelci.runtime.errors import ServeError
 from modelci.runtime.limits import MAX_BODY_BYTES
 from modelci.serve.auth import authorized
+from modelci.serve.capture import Capture
 from modelci.serve.intake import refused_path
 from modelci.serve.orphans import finish_orphaned
 from modelci.serve.proxy import UpstreamError, UpstreamUnreachable
@@ -73,6 +74,7 @@ class Host:
         # serving what it last knew to be wanted, and says so in /-/health.
         self.registry_problem: dict[str, Any] | None = None
         self.registry_read_at: float | None = None
+        self.capture = Capture(workspace.store)  # `[serve.capture]`: sampled, written in batches
 
     # --- the desired state ---------------------------------------------------------------
 
@@ -291,6 +293,8 @@ class Host:
                 return _json({"message": f"endpoint {endpoint!r} failed: {error}"}, 502)
             finally:
                 server.inflight -= 1
+            if action == "invocations":
+                self.capture.offer(server.spec, body, headers.get("content-type"), answer)
             return Response(answer.body, status_code=answer.status, media_type=answer.content_type)
         return _json({"message": "unreachable"}, 500)  # pragma: no cover
 
@@ -311,7 +315,12 @@ class Host:
         endpoints = {name: server.describe() for name, server in self.routes.items()}
         for name, failure in self.failures.items():
             endpoints.setdefault(name, {"healthy": False})["last_error"] = failure
-        return {"endpoints": endpoints, "pid": os.getpid(), "registry": self.registry_health()}
+        return {
+            "endpoints": endpoints,
+            "pid": os.getpid(),
+            "registry": self.registry_health(),
+            "capture": self.capture.describe(),
+        }
 
     def registry_health(self) -> dict[str, Any]:
         return {
@@ -365,13 +374,18 @@ class Host:
     def app(self) -> Starlette:
         @contextlib.asynccontextmanager
         async def lifespan(app: Starlette) -> AsyncIterator[None]:
-            self.tasks = [asyncio.create_task(self.poll()), asyncio.create_task(self.monitor())]
+            self.tasks = [
+                asyncio.create_task(self.poll()),
+                asyncio.create_task(self.monitor()),
+                asyncio.create_task(self.capture.run()),
+            ]
             try:
                 yield
             finally:
                 for task in self.tasks:
                     task.cancel()
                 await asyncio.gather(*self.tasks, return_exceptions=True)
+                await self.capture.flush()  # what was sampled is written before the host ends
                 for server in [*self.starting, *self.routes.values()]:
                     await asyncio.to_thread(server.stop)
                 self.routes.clear()

@@ -84,6 +84,7 @@ class LaunchSpec:
     engine: tuple[str, ...] = ()  # the container engine's command
     engine_env: dict[str, str] | None = None
     smoke: tuple[bytes, str] | None = None  # sent by a reporting host before routing to it
+    capture_percent: float = 0.0  # `[serve.capture] percent`: the share the host records
 
 
 def launch_spec(
@@ -131,6 +132,7 @@ def launch_spec(
             engine=(engine.executable,),
             engine_env=engine.environ(),
             smoke=smoke_request(workspace, spec),
+            capture_percent=spec.file.serve.capture.percent,
         )
     env = ensure_environment(workspace.root, spec)
     handler = None
@@ -156,6 +158,7 @@ def launch_spec(
         batch_max_wait_ms=spec.file.serve.batch.max_wait_ms,
         log_dir=str(workspace.state_dir / "serve" / "logs"),
         smoke=smoke_request(workspace, spec),
+        capture_percent=spec.file.serve.capture.percent,
     )
 
 
@@ -189,6 +192,7 @@ def _from_bundle(
         batch_max_wait_ms=bundle.batch_max_wait_ms,
         log_dir=str(workspace.state_dir / "serve" / "logs"),
         smoke=bundle.smoke,
+        capture_percent=bundle.capture_percent,
     )
 
 
