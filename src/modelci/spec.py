@@ -147,6 +147,8 @@ class ModelFile(Strict):
     def _gates_name_declared_metrics(self) -> ModelFile:
         declared = self.train.metrics
         for key, gate in self.gates.items():
+            if key == "drift":  # captured requests against the training data, not a metric
+                continue
             metric, where = (
                 (gate.metric, "gates.no_regression.metric")
                 if isinstance(gate, NoRegression)

@@ -139,6 +139,14 @@ def store_statistics(store: Store, spec: ModelSpec, input_data: Path) -> dict[st
     document = data_statistics(channels, list(spec.file.serve.capture.columns))
     if not document["channels"]:
         return None
+    if not document["request_columns"]:  # as the smoke request: key and label left out
+        from modelci.runtime.signature import LABEL_COLUMNS
+
+        found = document["channels"]
+        reference = found["train"] if "train" in found else found[sorted(found)[0]]
+        key = spec.train.sample.key if spec.train.sample else None
+        left_out = {*LABEL_COLUMNS, key}
+        document["request_columns"] = [c for c in reference["order"] if c not in left_out]
     text = json.dumps(document, sort_keys=True, allow_nan=False)
     stored = store.put_bytes(text.encode("utf-8"))
     return {"sha256": stored.sha256, "channels": sorted(document["channels"])}

@@ -165,21 +165,11 @@ def compare(channel: dict[str, Any], names: list[str], rows: list[list[Any]]) ->
     return verdicts
 
 
-def request_columns(document: dict[str, Any], channel: dict[str, Any], width: int) -> list[str]:
-    """The training columns a request's row carries: `[serve.capture] columns` as the version
-    was trained, else every column when the rows are that wide."""
-    named = list(document.get("request_columns") or [])
-    if named:
-        return named
-    order = list(channel["order"])
-    if width == len(order) or width == 0:
-        return order
-    raise ConfigError(
-        f"the captured rows have {width} values and the training data {len(order)} columns "
-        f"({', '.join(order)}): name the columns a request carries, in order, in "
-        "[serve.capture] columns",
-        key="serve.capture.columns",
-    )
+def request_columns(document: dict[str, Any], channel: dict[str, Any]) -> list[str]:
+    """The training columns a request's row carries, in order, as recorded at training time
+    (`[serve.capture] columns`, else the columns but the label and the sample key); rows of
+    another width show as missing or extra columns."""
+    return list(document.get("request_columns") or channel["order"])
 
 
 def drift_report(
@@ -222,6 +212,6 @@ def drift_report(
     report.records, report.rows = len(records), len(rows)
     if rows:
         channel = channels[channel_name]
-        names = request_columns(document, channel, max(len(row) for row in rows))
+        names = request_columns(document, channel)
         report.columns = compare(channel, names, rows)
     return report
