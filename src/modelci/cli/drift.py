@@ -43,7 +43,7 @@ def drift(
     json_mode: bool,
 ) -> None:
     """Compare the requests MODEL's endpoint in ENV captured with the training data of the
-    version it serves, column by column (KS / chi-squared under 1,000 reference rows,
+    version it serves, column by column (KS / chi-squared up to 1,000 reference rows,
     Wasserstein / Jensen-Shannon above; missing, extra and mistyped columns). Exits 1 when
     the share of drifted columns reaches the threshold, or nothing was captured."""
     from modelci.monitor.captured import parse_since

@@ -93,7 +93,7 @@ def read_records(
 ) -> list[dict[str, Any]]:
     """The records of `files` from `since` on, in order; a line that is not a capture record
     is a ConfigError naming the file."""
-    records = []
+    records: list[tuple[float, dict[str, Any]]] = []
     for capture in files:
         for number, line in enumerate(store.get_named(capture.name).splitlines(), 1):
             if not line.strip():
@@ -106,8 +106,9 @@ def read_records(
                     f"{capture.name}:{number}: not a data-capture record: {error}"
                 ) from None
             if since is None or at >= since:
-                records.append(record)
-    return records
+                records.append((at, record))
+    records.sort(key=lambda pair: pair[0])  # files of one hour hold interleaved times
+    return [record for _, record in records]
 
 
 def payload(part: dict[str, Any]) -> bytes:

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from modelci.spec import ModelSpec
     from modelci.store.base import Store
 
-SMALL = 1000  # under this many rows, a reference keeps its values (KS, chi-squared)
+SMALL = 1000  # up to this many rows, a reference keeps its values (KS, chi-squared)
 QUANTILES = 201
 MAX_CATEGORIES = 100
 CATEGORICAL_UNIQUE = 5  # a numeric column with this few distinct values is categorical
@@ -62,7 +62,7 @@ def column_statistics(values: list[Any]) -> dict[str, Any]:
             "distinct": len(distinct),
             "quantiles": np.quantile(numbers, np.linspace(0, 1, QUANTILES)).tolist(),
         }
-        if len(numbers) < SMALL:
+        if len(numbers) <= SMALL:
             stats["values"] = numbers.tolist()
     categorical = numbers is None or len(np.unique(numbers)) <= CATEGORICAL_UNIQUE
     stats["kind"] = "categorical" if categorical else "numerical"

@@ -1,7 +1,7 @@
 """Drift (`modelci drift`): the requests an endpoint captured, compared column by column with
 the training data's statistics of the version it serves.
 
-Each column gets the test Evidently picks: on a reference under 1,000 rows, Kolmogorov-Smirnov
+Each column gets the test Evidently picks: on a reference of up to 1,000 rows, Kolmogorov-Smirnov
 for a numerical column and chi-squared for a categorical one (drift at p < 0.05); above, the
 Wasserstein distance normed by the reference's deviation and the Jensen-Shannon distance (drift
 at >= 0.1). As SageMaker's Model Monitor does, a column the requests lack, an extra one, or
