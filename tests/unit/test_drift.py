@@ -49,7 +49,7 @@ def test_the_tests_agree_with_scipy() -> None:
 
 def training(tmp_path: Path, rows: int) -> Path:
     folder = tmp_path / "train"
-    folder.mkdir()
+    folder.mkdir(parents=True)
     lines = "".join(f"{i},{i % 3},{(i * 37) % 101 / 10},{i % 2}\n" for i in range(rows))
     (folder / "train.csv").write_text("id,a,b,label\n" + lines)
     return folder

@@ -31,7 +31,7 @@ def kolmogorov_survival(x: float) -> float:
     if x < 0.2:
         return 1.0
     total = sum((-1) ** (k - 1) * math.exp(-2 * k * k * x * x) for k in range(1, 101))
-    return min(1.0, max(0.0, 2 * total))
+    return float(min(1.0, max(0.0, 2 * total)))
 
 
 def chi_squared_test(reference: Mapping[str, float], current: Mapping[str, float]) -> float:
