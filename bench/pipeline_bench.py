@@ -194,9 +194,10 @@ def racer(
                 counts["conflicts"] += 1
                 continue
             # unchanged: another racer set it first, no update; superseded: an update that
-            # another racer's replaced before it served, or (the pointer named the version
-            # already) no update at all
-            if outcome.status == "superseded" and outcome.previous_version == outcome.version:
+            # another racer's replaced before it served, or no update at all (the pointer
+            # named the version already, or another racer moved it between this one's read
+            # and its compare-and-set): the outcome says whether it moved the pointer
+            if not outcome.moved:
                 counts["unchanged"] += 1
             else:
                 counts[outcome.status] += 1

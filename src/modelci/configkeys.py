@@ -137,9 +137,12 @@ DESCRIPTIONS: dict[str, dict[str, str]] = {
         "smoke request).",
         "gates": "Must all hold before a version is deployed; a change re-tests, not retrains.",
         "gates.<metric>": 'A metric\'s bound, such as `">= 0.85"`, `"< 0.3"` or '
-        '`"between 0.1 0.2"`; the key `no_regression` takes a table instead, and the key '
-        "`drift` bounds, at promotion, the share of columns whose requests captured in the "
-        "source environment drifted from the training data (`modelci drift`).",
+        '`"between 0.1 0.2"`; the key `no_regression` takes a table instead, '
+        '`shadow_disagreement` (such as `"<= 0.01"`) bounds the share of predictions a '
+        "shadow of the version (`modelci deploy --shadow`) disagreed on, judged when it is "
+        "deployed to an environment after the first that serves another version, and `drift` "
+        "bounds, at promotion, the share of columns whose requests captured in the source "
+        "environment drifted from the training data (`modelci drift`).",
         "gates.no_regression": "The version may not be worse than the production version.",
         "gates.no_regression.metric": "The metric compared with the production version's.",
         "gates.no_regression.max_drop": "How far (absolutely) the metric may fall below "

@@ -39,7 +39,7 @@ from modelci.settings import (
     read_bytes,
     read_toml,
 )
-from modelci.testing.gates import parse_gate
+from modelci.testing.gates import SHADOW_GATE, parse_gate
 from modelci.validation import explain
 
 if TYPE_CHECKING:
@@ -154,7 +154,7 @@ class ModelFile(Strict):
                 if isinstance(gate, NoRegression)
                 else (key, f"gates.{key}")
             )
-            if metric not in declared:
+            if metric not in declared and key != SHADOW_GATE:  # judged on a shadow's record
                 known = ", ".join(declared) or "none"
                 raise ValueError(
                     f"{where}: metric {metric!r} is not declared: add train.metrics.{metric} "

@@ -57,6 +57,7 @@ def status_report(workspace: Workspace) -> dict[str, Any]:
         _finish_interrupted(workspace, registry, warnings, deploys=deployer is not None)
         names.update(registry.models())
         pointers = {(p.model, p.environment): p for p in registry.pointers()}
+        shadows = {(s.model, s.environment): s for s in registry.shadows()}
         newest: dict[str, Any] = {}
         for record in registry.list_versions():
             newest.setdefault(record.model, record)  # newest first
@@ -80,6 +81,12 @@ def status_report(workspace: Workspace) -> dict[str, Any]:
                         "previous_version": pointer.pending.previous,
                         "kind": pointer.pending.kind,
                         "by": owner_name(pointer.pending),
+                    }
+                if (shadow := shadows.get((name, environment))) is not None:  # deploy --shadow
+                    per_environment[environment]["shadow"] = {
+                        "version": shadow.version,
+                        "percent": shadow.percent,
+                        "event": shadow.event,
                     }
                 # what the backend says (the endpoint host with a quick probe, Ray Serve's
                 # application state, SageMaker's endpoint)

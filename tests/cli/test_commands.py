@@ -43,6 +43,7 @@ DESIGN_COMMANDS = (
     "report",
     "capture",
     "drift",
+    "shadow",
 )
 
 

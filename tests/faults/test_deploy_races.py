@@ -58,7 +58,7 @@ class OvertakenRegistry(SqlRegistry):
         )
 
 
-def _deploy_overtaken(toy: Toy, version: str, winner: str) -> tuple[str, str | None]:
+def _deploy_overtaken(toy: Toy, version: str, winner: str) -> tuple[str, str | None, bool]:
     workspace = Workspace(toy.root)
     with OvertakenRegistry(toy.root, winner) as registry:
         outcome = deploy(
@@ -72,7 +72,7 @@ def _deploy_overtaken(toy: Toy, version: str, winner: str) -> tuple[str, str | N
             force=True,
             note=lambda message: None,
         )
-    return outcome.status, outcome.reason
+    return outcome.status, outcome.reason, outcome.moved
 
 
 def test_a_deploy_that_loses_the_pointer_race_ends_superseded(toy: Toy) -> None:
@@ -82,9 +82,10 @@ def test_a_deploy_that_loses_the_pointer_race_ends_superseded(toy: Toy) -> None:
     winner = toy.version(bias=2.5, test=False)
     before = len(toy.events())
 
-    status, reason = _deploy_overtaken(toy, loser, winner)
+    status, reason, moved = _deploy_overtaken(toy, loser, winner)
 
     assert status == "superseded", reason
+    assert not moved  # what counts updates (the pointer race bench) must not count this one
     assert reason is not None
     assert reason.startswith(f"toy-staging: {loser} was superseded by {winner}: "), reason
     assert "another deploy moved the pointer" in reason
@@ -101,9 +102,10 @@ def test_a_deploy_overtaken_by_the_same_version_waits_for_it(toy: Toy) -> None:
     toy.deployed("--version", first, "--skip-tests")
     second = toy.version(bias=1.5, test=False)
 
-    status, reason = _deploy_overtaken(toy, second, second)
+    status, reason, moved = _deploy_overtaken(toy, second, second)
 
     assert status == "unchanged", reason
+    assert not moved
     assert toy.pointer() == second
     [endpoint] = toy.endpoints().values()
     assert endpoint["version"] == second and endpoint["healthy"]

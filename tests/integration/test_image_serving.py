@@ -6,6 +6,8 @@ containers."""
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -93,3 +95,51 @@ def test_the_host_serves_the_image_and_rolls_a_crash_back(
     hosts.stop()
     hosts.roots.clear()
     wait_until(lambda: not containers(podman, "toy-staging"), "the host's containers are gone")
+
+
+def _names(podman: Engine, endpoint: str) -> list[str]:
+    out = podman.run(
+        ["ps", "-a", "--filter", f"name=modelci-{endpoint}-", "--format", "{{.Names}}"],
+        what="ps",
+    )
+    return out.split()
+
+
+def test_a_killed_host_leaves_its_container_to_the_next_host(
+    podman: Engine,
+    toy_image: BuiltImage,
+    base_image: str,
+    hosts: Hosts,
+    modelci: Run,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """SIGKILL of `modelci serve` takes the host with it but not the engine's container; the
+    next host of the same folder removes it before it starts its own."""
+    root = tmp_path / "toy"
+    subprocess.run(["git", "clone", "-q", str(toy_image.repo.root), str(root)], check=True)
+    subprocess.run(["git", "-C", str(root), "checkout", "-q", toy_image.commit], check=True)
+    hosts.roots.append(root)
+    monkeypatch.setenv("MODELCI_IMAGE_BASE", base_image)
+    monkeypatch.setenv("MODELCI_IMAGE_REGISTRY", toy_image.registry)
+    monkeypatch.setenv("MODELCI_DEPLOY_BACKEND", "container")
+    assert modelci("-C", root, "train", "toy").code == 0
+    deploy = ("-C", root, "deploy", "toy", "--env", "staging", "--skip-tests", "--json")
+    first = modelci(*deploy)
+    assert first.code == 0, first.stdout + first.stderr
+    [left] = _names(podman, "toy-staging")
+    state = json.loads((root / ".modelci/serve/serve.json").read_text())
+    host, supervisor = int(state["pid"]), int(state["supervisor"])
+
+    os.kill(supervisor, signal.SIGKILL)
+    wait_until(lambda: not Path(f"/proc/{host}").exists(), "the host exits with its supervisor")
+    assert _names(podman, "toy-staging") == [left]  # the fault: nothing stopped the container
+
+    again = modelci(*deploy)  # starts a new host, which sweeps before it serves
+    assert again.code == 0, again.stdout + again.stderr
+    [serving] = _names(podman, "toy-staging")
+    assert serving != left
+    gateway = again.json()["gateway_url"]
+    assert prediction(httpx.post(f"{gateway}/invocations", content=ROW, headers=JSON)) == 3.5
+    log = (root / ".modelci/serve/host.log").read_text()
+    assert f"removed containers a killed host left running: {left}" in log

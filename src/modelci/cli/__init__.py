@@ -53,6 +53,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "report": ("modelci.cli.report:report", "What a pull request changes, for a PR comment."),
     "capture": ("modelci.cli.capture:capture", "List or fetch an endpoint's captured requests."),
     "drift": ("modelci.cli.drift:drift", "Compare captured requests with the training data."),
+    "shadow": (
+        "modelci.cli.shadow:shadow",
+        "How a shadow's candidate compares with the live version.",
+    ),
 }
 
 

@@ -5,8 +5,12 @@ from __future__ import annotations
 import abc
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from modelci.errors import DeploySuperseded
+from modelci.errors import ConfigError, DeploySuperseded
+
+if TYPE_CHECKING:
+    from modelci.registry.base import Shadow
 
 # Asked while a deploy waits: the version that replaced the deploy's own in the pointer ("" when
 # the pointer was cleared), or None while the pointer still names it.
@@ -62,6 +66,13 @@ class Deployer(abc.ABC):
         """What the backend says of the endpoint now (version, health, status), or None when
         it has nothing to say (a backend that keeps no state of its own answers None)."""
         return None
+
+    def await_shadow(self, endpoint: str, shadow: Shadow | None, timeout: float) -> str | None:
+        """Make the backend follow the registry for `endpoint`'s shadow, just started,
+        replaced or ended (`shadow` None), and wait until it mirrors to it (or no longer
+        does); where the candidate runs, when the backend says. Raises DeployFailed. The
+        default: the backend has no shadow traffic (ConfigError)."""
+        raise ConfigError(f"this deploy backend has no shadow traffic (endpoint {endpoint})")
 
     def remove(self, endpoint: str, timeout: float) -> None:
         """Make the backend follow the registry for `endpoint`, whose pointer was just cleared,

@@ -14,7 +14,7 @@ from modelci.errors import ConfigError, DeployFailed
 from modelci.serve.reports import FAILED, KIND, SERVING
 
 if TYPE_CHECKING:
-    from modelci.registry.base import Event, Registry
+    from modelci.registry.base import Event, Registry, Shadow
     from modelci.workspace import Workspace
 
 POLL_S = 0.2
@@ -61,6 +61,36 @@ class HostDeployer(Deployer):
                         f"{endpoint}: no host reported serving {version} within {wait:g} s "
                         "([deploy].timeout): is a `modelci serve` host following this "
                         "registry (MODELCI_REGISTRY_URL, MODELCI_STORE_URL)?"
+                    )
+                time.sleep(POLL_S)
+
+    def await_shadow(self, endpoint: str, shadow: Shadow | None, timeout: float) -> str | None:
+        """Wait until a host following the registry reports mirroring to the shadow (its
+        URL), or that it could not; an ended shadow is not waited for (each host stops its
+        candidate at its next look)."""
+        if shadow is None:
+            return None
+        from modelci.shadow.pairs import REPORT_KIND
+
+        wait = float(self.workspace.project.deploy.timeout)
+        deadline = time.monotonic() + wait
+        with self.workspace.registry() as registry:
+            while True:
+                for report in registry.events(
+                    shadow.model, kind=REPORT_KIND, environment=shadow.environment, limit=50
+                ):
+                    if report.details.get("shadow") != shadow.event:
+                        continue
+                    if report.details.get("status") == SERVING:
+                        return f"{report.details.get('url')}/endpoints/{endpoint}"
+                    raise DeployFailed(
+                        f"{endpoint}: host {report.details.get('host')} could not start the "
+                        f"shadow {shadow.version}: {report.details.get('reason')}"
+                    )
+                if time.monotonic() > deadline:
+                    raise DeployFailed(
+                        f"{endpoint}: no host reported mirroring to {shadow.version} within "
+                        f"{wait:g} s ([deploy].timeout)"
                     )
                 time.sleep(POLL_S)
 

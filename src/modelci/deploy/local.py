@@ -10,11 +10,14 @@ import subprocess
 import sys
 import threading
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from modelci.deploy.base import Answer, Deployer, Served, Superseded, stop_if_superseded
 from modelci.errors import ConfigError, DeployFailed
 from modelci.workspace import Workspace
+
+if TYPE_CHECKING:
+    from modelci.registry.base import Shadow
 
 START_TIMEOUT_S = 60.0
 DEFAULT_PORT = 8080
@@ -146,6 +149,40 @@ class LocalDeployer(Deployer):
             stop_if_superseded(superseded, endpoint, version)
             if time.monotonic() > deadline:
                 raise DeployFailed(f"{endpoint} did not serve {version} within {timeout:g} s")
+            time.sleep(0.1)
+
+    def await_shadow(self, endpoint: str, shadow: Shadow | None, timeout: float) -> str | None:
+        """Ask the host to catch up, and wait until it mirrors to the shadow's candidate (or,
+        for None, to none); the candidate server's URL."""
+        url = self.running_url() if shadow is None else self.ensure_host()
+        if url is None:
+            return None  # no host runs: nothing mirrors
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                _, body, _ = _request(
+                    "POST",
+                    f"{url}/-/sync",
+                    headers=self._auth(),
+                    timeout=max(deadline - time.monotonic(), 1),
+                )
+                served = json.loads(body)["endpoints"].get(endpoint) or {}
+            except (OSError, ValueError, KeyError) as error:
+                raise DeployFailed(f"the endpoint host at {url} did not answer: {error}") from None
+            state = served.get("shadow") or {}
+            if shadow is None and not state.get("version"):
+                return None
+            if shadow is not None:
+                if state.get("event") == shadow.event and state.get("healthy"):
+                    return str(state.get("url"))
+                failure = state.get("last_error") or {}
+                if failure.get("event") == shadow.event:
+                    raise DeployFailed(
+                        f"{endpoint}: the shadow {shadow.version} could not start: "
+                        f"{failure.get('error')}"
+                    )
+            if time.monotonic() > deadline:
+                raise DeployFailed(f"{endpoint}: no shadow change within {timeout:g} s")
             time.sleep(0.1)
 
     def remove(self, endpoint: str, timeout: float) -> None:

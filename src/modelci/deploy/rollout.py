@@ -39,6 +39,7 @@ class DeployOutcome:
     url: str | None = None
     gateway_url: str | None = None
     reason: str | None = None
+    moved: bool = True  # this deploy moved the pointer (False: it lost the race, or none was due)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -51,6 +52,7 @@ class DeployOutcome:
             "url": self.url,
             "gateway_url": self.gateway_url,
             "reason": self.reason,
+            "moved": self.moved,
         }
 
 
@@ -143,12 +145,21 @@ def deploy(
         return None if now and now.version == record.version else now.version if now else ""
 
     def ended(
-        status: str, served: Served | None = None, reason: str | None = None
+        status: str, served: Served | None = None, reason: str | None = None, moved: bool = True
     ) -> DeployOutcome:
         """This deploy's outcome, `status`."""
         url, gateway = (served.url, served.gateway_url) if served else (None, None)
         return DeployOutcome(
-            model, environment, endpoint, record.version, previous, status, url, gateway, reason
+            model,
+            environment,
+            endpoint,
+            record.version,
+            previous,
+            status,
+            url,
+            gateway,
+            reason,
+            moved,
         )
 
     def unchanged() -> DeployOutcome:
@@ -156,8 +167,8 @@ def deploy(
         try:
             served = deployer.apply(endpoint, record.version, HEALTH_TIMEOUT_S, superseded)
         except DeploySuperseded as error:
-            return ended("superseded", reason=error.render())
-        return ended("unchanged", served)
+            return ended("superseded", reason=error.render(), moved=False)
+        return ended("unchanged", served, moved=False)
 
     if previous == record.version:
         return unchanged()
@@ -177,6 +188,10 @@ def deploy(
             tested=tests_passed(record),
         )
     )
+    if kind != "rollback" and index > 0 and previous is not None:
+        from modelci.shadow.summary import shadow_refusal  # the `shadow_disagreement` gate
+
+        problems += filter(None, [shadow_refusal(workspace, registry, record.version, environment)])
     unapproved = (
         missing_approval(registry, record, environment)
         if kind != "rollback" and workspace.project.environments[environment].approval
@@ -242,7 +257,7 @@ def deploy(
             endpoint, record.version, now.version if now else None, "was about to move it"
         )
         note(f"{endpoint}: {record.version} superseded by {lost.by or 'an undeploy'}")
-        return ended("superseded", reason=lost.render())
+        return ended("superseded", reason=lost.render(), moved=False)
     note(f"{endpoint}: {previous or 'nothing'} -> {record.version}, waiting until healthy")
     try:
         served = check_serving(

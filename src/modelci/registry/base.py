@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
+from modelci.errors import ConfigError
+
 VersionStatus = Literal["training", "ready", "failed"]
 
 
@@ -106,6 +108,20 @@ class Pointer:
     updated_at: datetime
     actor: str | None = None
     pending: PendingDeploy | None = None
+
+
+@dataclass(frozen=True)
+class Shadow:
+    """The candidate version an environment's endpoint mirrors `percent` % of its requests to,
+    whose answers are never returned; `event` is the id of the event that started it."""
+
+    model: str
+    environment: str
+    version: str
+    percent: int
+    event: int
+    updated_at: datetime
+    actor: str | None = None
 
 
 @dataclass(frozen=True)
@@ -260,6 +276,22 @@ class Registry(abc.ABC):
             if event.environment is not None:
                 served.setdefault((event.model, event.environment), event.to_version)
         return served
+
+    def shadows(self, model: str | None = None) -> list[Shadow]:
+        """Every shadow, of one model or of all (a registry that keeps none: none)."""
+        return []
+
+    def set_shadow(
+        self, model: str, environment: str, version: str, percent: int, *, event: Event
+    ) -> Shadow:
+        """Start (or replace) the environment's shadow, appending `event` in the same
+        transaction; the shadow names that event's id."""
+        raise ConfigError(f"the registry {self!r} keeps no shadows")
+
+    def clear_shadow(self, model: str, environment: str, *, event: Event) -> Shadow | None:
+        """End the environment's shadow, appending `event` in the same transaction; the
+        shadow ended, or None (and nothing written) when there was none."""
+        return None
 
     @abc.abstractmethod
     def close(self) -> None:

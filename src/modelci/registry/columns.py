@@ -66,6 +66,18 @@ POINTERS = (
     # The intent of the deploy that moved it, until that deploy ends (registry.base.PendingDeploy)
     Col("pending", "json"),
 )
+# A shadow: the candidate version an environment's endpoint mirrors a share of its requests
+# to, never answering with it (modelci.serve.shadow); `event` is the id of the event that
+# started it, which every pair of outputs recorded for it names.
+SHADOWS = (
+    Col("model", "string", 64, primary_key=True, references="models.name"),
+    Col("environment", "string", 64, primary_key=True),
+    Col("version", "string", 128, nullable=False, references="versions.version"),
+    Col("percent", "integer", nullable=False),
+    Col("event", "integer", nullable=False),
+    Col("updated_at", "time", nullable=False),
+    Col("actor", "text"),
+)
 EVENTS = (
     Col("id", "integer", primary_key=True, autoincrement=True),
     Col("time", "time", nullable=False),

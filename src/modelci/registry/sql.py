@@ -49,13 +49,14 @@ from modelci.registry.rows import (
     read_pointer,
     version_of,
 )
+from modelci.registry.shadows import SqlShadows
 from modelci.registry.writes import check_status, insert_event, json_field
 
 if TYPE_CHECKING:
     _Row = Row[*tuple[Any, ...]]  # a row of any columns (Row is variadic in SQLAlchemy 2.1)
 
 
-class SqlRegistry(SqlReads, Registry):
+class SqlRegistry(SqlReads, SqlShadows, Registry):
     """The registry in a SQL database: `sqlite:///path` or `postgresql://user@host/db`."""
 
     def __init__(self, url: str, *, root: Path) -> None:

@@ -1,4 +1,5 @@
-"""The registry's tables: models, versions, environment pointers and the append-only event log.
+"""The registry's tables: models, versions, environment pointers, shadows and the append-only
+event log.
 
 Built from the plain column lists of `columns.py` (which quick.py reads too). The migrations in
 `migrations/versions/` create exactly this schema; a test compares the two.
@@ -134,6 +135,7 @@ versions = _table(
     Index(None, "model", "fingerprint"),
 )
 pointers = _table("pointers", columns.POINTERS)
+shadows = _table("shadows", columns.SHADOWS)
 events = _table(
     "events",
     columns.EVENTS,

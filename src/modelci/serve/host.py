@@ -32,10 +32,12 @@ from modelci.runtime.errors import ServeError
 from modelci.runtime.limits import MAX_BODY_BYTES
 from modelci.serve.auth import authorized
 from modelci.serve.capture import Capture
+from modelci.serve.containers import sweep_for
 from modelci.serve.intake import refused_path
 from modelci.serve.orphans import finish_orphaned
 from modelci.serve.proxy import UpstreamError, UpstreamUnreachable
 from modelci.serve.reports import Reporter, smoke_check
+from modelci.serve.shadow import Shadows
 from modelci.serve.workers import LaunchSpec, VersionServer, launch_spec, verify_launch
 from modelci.workspace import Workspace
 
@@ -74,6 +76,7 @@ class Host:
         # serving what it last knew to be wanted, and says so in /-/health.
         self.registry_problem: dict[str, Any] | None = None
         self.registry_read_at: float | None = None
+        self.shadows = Shadows(workspace, reporter)  # candidates mirrored to, never answering
         self.capture = Capture(workspace.store)  # `[serve.capture]`: sampled, written in batches
 
     # --- the desired state ---------------------------------------------------------------
@@ -142,6 +145,7 @@ class Host:
                 await asyncio.to_thread(server.stop)
             # a deploy killed before its health check: finished here, by what this host serves
             await finish_orphaned(self.workspace.root, wanted, self.routes, self.failures)
+            await self.shadows.reconcile(wanted)
             if self.reporter is not None:
                 await self.reporter.report_soon(self.routes, self.failures)
 
@@ -281,6 +285,7 @@ class Host:
                     return _json({"message": f"endpoint {endpoint!r} is restarting"}, 503)
                 server = restarted
             server.inflight += 1
+            started = time.perf_counter()
             try:
                 answer = await server.upstream.request(request.method, f"/{action}", body, headers)
             except UpstreamUnreachable:
@@ -295,6 +300,10 @@ class Host:
                 server.inflight -= 1
             if action == "invocations":
                 self.capture.offer(server.spec, body, headers.get("content-type"), answer)
+                if self.shadows.mirrors:
+                    self.shadows.mirror(
+                        endpoint, server, body, headers, answer, time.perf_counter() - started
+                    )
             return Response(answer.body, status_code=answer.status, media_type=answer.content_type)
         return _json({"message": "unreachable"}, 500)  # pragma: no cover
 
@@ -315,6 +324,9 @@ class Host:
         endpoints = {name: server.describe() for name, server in self.routes.items()}
         for name, failure in self.failures.items():
             endpoints.setdefault(name, {"healthy": False})["last_error"] = failure
+        for name in endpoints:
+            if (shadow := self.shadows.describe(name)) is not None:
+                endpoints[name]["shadow"] = shadow
         return {
             "endpoints": endpoints,
             "pid": os.getpid(),
@@ -374,6 +386,9 @@ class Host:
     def app(self) -> Starlette:
         @contextlib.asynccontextmanager
         async def lifespan(app: Starlette) -> AsyncIterator[None]:
+            swept = await asyncio.to_thread(sweep_for, self.workspace)
+            if swept:
+                log.warning("removed containers a killed host left running: %s", ", ".join(swept))
             self.tasks = [
                 asyncio.create_task(self.poll()),
                 asyncio.create_task(self.monitor()),
@@ -385,6 +400,7 @@ class Host:
                 for task in self.tasks:
                     task.cancel()
                 await asyncio.gather(*self.tasks, return_exceptions=True)
+                await self.shadows.close()
                 await self.capture.flush()  # what was sampled is written before the host ends
                 for server in [*self.starting, *self.routes.values()]:
                     await asyncio.to_thread(server.stop)

@@ -291,7 +291,7 @@ class VersionServer:
         assert spec.image is not None
         name = containers.container_name(spec.endpoint, spec.version)
         command = containers.run_command(
-            list(spec.engine), spec.image, name, port, spec.model_dir, metadata
+            list(spec.engine), spec.image, name, port, spec.model_dir, metadata, spec.log_dir
         )
         with log_path.open("ab") as log:
             process = subprocess.Popen(

@@ -19,6 +19,10 @@ _OPERATORS: dict[str, Callable[[float, float], bool]] = {
 }
 
 
+# Judged at promotion on a shadow's record (modelci.shadow.summary), not on training metrics.
+SHADOW_GATE = "shadow_disagreement"
+
+
 @dataclass(frozen=True)
 class Gate:
     """One parsed gate: `op` is a comparison or `between` (inclusive on both ends)."""
@@ -92,7 +96,7 @@ def check_gates(
     with the production version's metric, and is skipped with a note when there is none."""
     results: list[CheckResult] = []
     for metric, expression in gates.items():
-        if metric in ("no_regression", "drift"):  # drift: judged at promotion (driftgate)
+        if metric in ("no_regression", SHADOW_GATE, "drift"):  # drift: at promotion
             continue
         gate = parse_gate(str(expression), metric=metric)
         if metric not in metrics:

@@ -4,4 +4,4 @@
 alembic; a test checks that it names the newest script in `versions/`.
 """
 
-HEAD = "0002"
+HEAD = "0003"
