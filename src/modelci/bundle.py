@@ -43,6 +43,8 @@ class Bundle:
     smoke: tuple[bytes, str] | None  # body and content type
     lock_text: str
     isolation: str | None = None  # the model's own `[serve] isolation`, when it sets one
+    capture_percent: float = 0.0  # `[serve.capture] percent`
+    capture_columns: tuple[str, ...] = ()
 
 
 def store_bundle(
@@ -65,6 +67,7 @@ def store_bundle(
         "workers": spec.file.serve.workers,
         "batch_max_size": spec.file.serve.batch.max_size,
         "batch_max_wait_ms": spec.file.serve.batch.max_wait_ms,
+        "capture": spec.file.serve.capture.model_dump(mode="json"),
         "smoke": None
         if smoke is None
         else {"body": base64.b64encode(smoke[0]).decode(), "content_type": smoke[1]},
@@ -115,4 +118,6 @@ def load_bundle(store: Store, record: VersionRecord, cache: Path) -> Bundle:
         smoke=None if not smoke else (base64.b64decode(smoke["body"]), str(smoke["content_type"])),
         lock_text=store.get_bytes(lock_sha).decode("utf-8"),
         isolation=config.get("isolation"),
+        capture_percent=float((config.get("capture") or {}).get("percent", 0)),
+        capture_columns=tuple((config.get("capture") or {}).get("columns", ())),
     )

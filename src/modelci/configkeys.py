@@ -145,12 +145,21 @@ DESCRIPTIONS: dict[str, dict[str, str]] = {
         "serve.isolation": '`"process"`: this model\'s endpoints always get their own server '
         'process; `"shared"`: they may share one with the versions of the same environment '
         "(see `modelci.toml`'s `[serve] isolation`); unset: the project's setting.",
+        "serve.capture": "Data capture: sampled requests and answers recorded in SageMaker's "
+        "data-capture format, in batched files in the store (`modelci capture`, `modelci drift`).",
+        "serve.capture.percent": "The share of requests recorded, 0 to 100; 0 records none. A "
+        "record that cannot keep up is dropped and counted, never a request slowed.",
+        "serve.capture.columns": "The training columns a request's row carries, in order, for "
+        "`modelci drift` (default: the training columns but the label and the sample key, as the "
+        "smoke request).",
         "gates": "Must all hold before a version is deployed; a change re-tests, not retrains.",
         "gates.<metric>": 'A metric\'s bound, such as `">= 0.85"`, `"< 0.3"` or '
-        '`"between 0.1 0.2"`; the key `no_regression` takes a table instead, and '
+        '`"between 0.1 0.2"`; the key `no_regression` takes a table instead, '
         '`shadow_disagreement` (such as `"<= 0.01"`) bounds the share of predictions a '
         "shadow of the version (`modelci deploy --shadow`) disagreed on, judged when it is "
-        "deployed to an environment after the first that serves another version.",
+        "deployed to an environment after the first that serves another version, and `drift` "
+        "bounds, at promotion, the share of columns whose requests captured in the source "
+        "environment drifted from the training data (`modelci drift`).",
         "gates.no_regression": "The version may not be worse than the production version.",
         "gates.no_regression.metric": "The metric compared with the production version's.",
         "gates.no_regression.max_drop": "How far (absolutely) the metric may fall below "

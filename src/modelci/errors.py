@@ -10,6 +10,7 @@
     ├── RegistryError       exit 1: the registry failed (connection, migration)
     ├── EnvironmentFailed   exit 1: uv could not resolve or install a model's environment
     ├── DeployFailed        exit 1: a deploy's health check or smoke request failed
+    ├── GateFailed          exit 1: a gate held at promotion (drift) refused the version
     └── DeploySuperseded    exit 1: another deploy moved the pointer while this one waited
 
 A missing optional package (boto3, ray, psycopg, pyarrow) is a ConfigError naming the extra to
@@ -91,6 +92,10 @@ class EnvironmentFailed(ModelciError):
 class DeployFailed(ModelciError):
     """A deploy did not become healthy or its smoke request failed (the previous version is
     back in place)."""
+
+
+class GateFailed(ModelciError):
+    """A gate judged at promotion (`[gates] drift`) refused the version; nothing moved."""
 
 
 class DeploySuperseded(ModelciError):

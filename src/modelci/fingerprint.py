@@ -64,6 +64,10 @@ class FingerprintInputs:
     def of_dump(cls, folder: str, dump: Mapping[str, Any]) -> FingerprintInputs:
         """From a validated `model.toml`'s JSON dump (spec.py's, or the spec cache's)."""
         made = {k: v for k, v in dump.items() if k not in _CHECKS}
+        serve = made.get("serve")
+        if isinstance(serve, dict) and not (serve.get("capture") or {}).get("percent"):
+            # capture unset: the digest is the one made before the key existed
+            made["serve"] = {k: v for k, v in serve.items() if k != "capture"}
         train = dump["train"]
         return cls(
             folder,

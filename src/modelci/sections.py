@@ -228,6 +228,14 @@ class RaySection(Strict):
         return url
 
 
+class CaptureSection(Strict):
+    """`[serve.capture]`: a share of an endpoint's requests and answers recorded in
+    SageMaker's data-capture format (`modelci capture`, `modelci drift`)."""
+
+    percent: float = Field(default=0, ge=0, le=100)
+    columns: list[NonEmpty] = Field(default_factory=list)
+
+
 class BatchSection(Strict):
     max_size: int = Field(default=64, ge=1)
     max_wait_ms: float = Field(default=2, ge=0)
@@ -243,6 +251,7 @@ class ServeSection(Strict):
     batch: BatchSection = BatchSection()
     workers: int = Field(default=1, ge=1)
     isolation: Isolation | None = None  # None: the project's `[serve] isolation`
+    capture: CaptureSection = CaptureSection()
 
 
 class HostServeSection(Strict):

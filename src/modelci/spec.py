@@ -12,14 +12,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    ValidationError,
-    field_validator,
-    model_validator,
-)
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from modelci.errors import ConfigError
 from modelci.sections import HostServeSection, NonEmpty, Scalar, ServeSection, Strict
@@ -141,6 +134,8 @@ class ModelFile(Strict):
     def _gates_name_declared_metrics(self) -> ModelFile:
         declared = self.train.metrics
         for key, gate in self.gates.items():
+            if key == "drift":  # captured requests against the training data, not a metric
+                continue
             metric, where = (
                 (gate.metric, "gates.no_regression.metric")
                 if isinstance(gate, NoRegression)

@@ -31,6 +31,7 @@ from modelci.runtime.bodies import read_body
 from modelci.runtime.errors import ServeError
 from modelci.runtime.limits import MAX_BODY_BYTES
 from modelci.serve.auth import authorized
+from modelci.serve.capture import Capture
 from modelci.serve.containers import sweep_for
 from modelci.serve.intake import refused_path
 from modelci.serve.orphans import finish_orphaned
@@ -78,6 +79,7 @@ class Host:
         self.registry_problem: dict[str, Any] | None = None
         self.registry_read_at: float | None = None
         self.shadows = Shadows(workspace, reporter)  # candidates mirrored to, never answering
+        self.capture = Capture(workspace.store)  # `[serve.capture]`: sampled, written in batches
 
     # --- the desired state ---------------------------------------------------------------
 
@@ -298,10 +300,12 @@ class Host:
                 return _json({"message": f"endpoint {endpoint!r} failed: {error}"}, 502)
             finally:
                 server.inflight -= 1
-            if self.shadows.mirrors and action == "invocations":
-                self.shadows.mirror(
-                    endpoint, server, body, headers, answer, time.perf_counter() - started
-                )
+            if action == "invocations":
+                self.capture.offer(server.spec, body, headers.get("content-type"), answer)
+                if self.shadows.mirrors:
+                    self.shadows.mirror(
+                        endpoint, server, body, headers, answer, time.perf_counter() - started
+                    )
             return Response(answer.body, status_code=answer.status, media_type=answer.content_type)
         return _json({"message": "unreachable"}, 500)  # pragma: no cover
 
@@ -326,7 +330,12 @@ class Host:
         for name in endpoints:
             if (shadow := self.shadows.describe(name)) is not None:
                 endpoints[name]["shadow"] = shadow
-        report = {"endpoints": endpoints, "pid": os.getpid(), "registry": self.registry_health()}
+        report = {
+            "endpoints": endpoints,
+            "pid": os.getpid(),
+            "registry": self.registry_health(),
+            "capture": self.capture.describe(),
+        }
         if processes:
             report["processes"] = self.processes.describe(self.routes)
         return report
@@ -389,7 +398,11 @@ class Host:
             swept = await asyncio.to_thread(sweep_for, self.workspace)
             if swept:
                 log.warning("removed containers a killed host left running: %s", ", ".join(swept))
-            self.tasks = [asyncio.create_task(self.poll()), asyncio.create_task(self.monitor())]
+            self.tasks = [
+                asyncio.create_task(self.poll()),
+                asyncio.create_task(self.monitor()),
+                asyncio.create_task(self.capture.run()),
+            ]
             try:
                 yield
             finally:
@@ -397,6 +410,7 @@ class Host:
                     task.cancel()
                 await asyncio.gather(*self.tasks, return_exceptions=True)
                 await self.shadows.close()
+                await self.capture.flush()  # what was sampled is written before the host ends
                 await asyncio.to_thread(self.processes.stop_all)  # not one version at a time
                 for server in [*self.starting, *self.routes.values()]:
                     await asyncio.to_thread(server.stop)

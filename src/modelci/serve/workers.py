@@ -87,6 +87,7 @@ class LaunchSpec:
     isolation: str = "process"  # "shared": served by its environment's shared server
     idle_unload_s: float = 0.0  # shared: unloaded after this long without a request
     max_loaded: int = 0  # shared: the most versions its server keeps loaded (0: any)
+    capture_percent: float = 0.0  # `[serve.capture] percent`: the share the host records
 
 
 def packing(workspace: Workspace, chosen: str | None, workers: int) -> dict[str, Any]:
@@ -146,6 +147,7 @@ def launch_spec(
             engine=(engine.executable,),
             engine_env=engine.environ(),
             smoke=smoke_request(workspace, spec),
+            capture_percent=spec.file.serve.capture.percent,
         )
     env = ensure_environment(workspace.root, spec)
     handler = None
@@ -172,6 +174,7 @@ def launch_spec(
         log_dir=str(workspace.state_dir / "serve" / "logs"),
         smoke=smoke_request(workspace, spec),
         **packing(workspace, spec.file.serve.isolation, spec.file.serve.workers),
+        capture_percent=spec.file.serve.capture.percent,
     )
 
 
@@ -206,6 +209,7 @@ def _from_bundle(
         log_dir=str(workspace.state_dir / "serve" / "logs"),
         smoke=bundle.smoke,
         **packing(workspace, bundle.isolation, bundle.workers),
+        capture_percent=bundle.capture_percent,
     )
 
 
