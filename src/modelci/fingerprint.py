@@ -65,9 +65,14 @@ class FingerprintInputs:
         """From a validated `model.toml`'s JSON dump (spec.py's, or the spec cache's)."""
         made = {k: v for k, v in dump.items() if k not in _CHECKS}
         serve = made.get("serve")
-        if isinstance(serve, dict) and not (serve.get("capture") or {}).get("percent"):
-            # capture unset: the digest is the one made before the key existed
-            made["serve"] = {k: v for k, v in serve.items() if k != "capture"}
+        if isinstance(serve, dict):
+            # [serve] keys added later, when unset, leave the digest as it was made before they
+            # existed: an upgrade retrains nothing
+            unset = {
+                "capture": not (serve.get("capture") or {}).get("percent"),
+                "isolation": serve.get("isolation") is None,
+            }
+            made["serve"] = {k: v for k, v in serve.items() if not unset.get(k, False)}
         train = dump["train"]
         return cls(
             folder,
