@@ -42,6 +42,9 @@ class Bundle:
     batch_max_wait_ms: float
     smoke: tuple[bytes, str] | None  # body and content type
     lock_text: str
+    isolation: str | None = None  # the model's own `[serve] isolation`, when it sets one
+    capture_percent: float = 0.0  # `[serve.capture] percent`
+    capture_columns: tuple[str, ...] = ()
 
 
 def store_bundle(
@@ -64,10 +67,13 @@ def store_bundle(
         "workers": spec.file.serve.workers,
         "batch_max_size": spec.file.serve.batch.max_size,
         "batch_max_wait_ms": spec.file.serve.batch.max_wait_ms,
+        "capture": spec.file.serve.capture.model_dump(mode="json"),
         "smoke": None
         if smoke is None
         else {"body": base64.b64encode(smoke[0]).decode(), "content_type": smoke[1]},
     }
+    if spec.file.serve.isolation is not None:  # bundles of models without it stay as they were
+        config["isolation"] = spec.file.serve.isolation
     with tempfile.TemporaryDirectory(prefix="modelci-bundle-") as scratch:
         folder = Path(scratch) / "bundle"
         export(workspace.root, commit, [spec.folder], folder / CODE)
@@ -111,4 +117,7 @@ def load_bundle(store: Store, record: VersionRecord, cache: Path) -> Bundle:
         batch_max_wait_ms=float(config["batch_max_wait_ms"]),
         smoke=None if not smoke else (base64.b64decode(smoke["body"]), str(smoke["content_type"])),
         lock_text=store.get_bytes(lock_sha).decode("utf-8"),
+        isolation=config.get("isolation"),
+        capture_percent=float((config.get("capture") or {}).get("percent", 0)),
+        capture_columns=tuple((config.get("capture") or {}).get("columns", ())),
     )

@@ -85,6 +85,20 @@ DESCRIPTIONS: dict[str, dict[str, str]] = {
         "traffic first.",
         "sagemaker.canary.wait_s": "Seconds the canary serves before the rest of the traffic "
         "shifts.",
+        "serve": "How the endpoint host (`modelci serve`, the `local` and `host` backends) packs "
+        "versions into processes.",
+        "serve.isolation": '`"process"`: every endpoint version runs its own server process '
+        '(about 165 MiB idle each). `"shared"`: versions whose environments are the same (one '
+        "lock, one virtualenv) share one server process, as SageMaker's multi-model endpoints "
+        "do, each loaded on its first request and unloaded when idle; a model's `model_fn` "
+        "that raises fails only its own endpoint, but a crash of the process (a segfault, "
+        "running out of memory) restarts every version it serves. A model's own "
+        "`[serve] isolation` wins; `workers > 1` and container endpoints always run their "
+        "own process.",
+        "serve.idle_unload": "Seconds without a request after which a version in a shared "
+        "process is unloaded (its model freed; the next request loads it again); 0: never.",
+        "serve.max_loaded": "The most versions one shared process keeps loaded; the least "
+        "recently used idle one is unloaded to load another. 0: no limit.",
     },
     MODEL_FILE: {
         "model": "The model itself.",
@@ -128,12 +142,24 @@ DESCRIPTIONS: dict[str, dict[str, str]] = {
         "serve.batch.max_size": "The most rows in one predict call.",
         "serve.batch.max_wait_ms": "Milliseconds a batch may wait for a request still being read.",
         "serve.workers": "Server processes (or Ray Serve replicas) per endpoint.",
+        "serve.isolation": '`"process"`: this model\'s endpoints always get their own server '
+        'process; `"shared"`: they may share one with the versions of the same environment '
+        "(see `modelci.toml`'s `[serve] isolation`); unset: the project's setting.",
+        "serve.capture": "Data capture: sampled requests and answers recorded in SageMaker's "
+        "data-capture format, in batched files in the store (`modelci capture`, `modelci drift`).",
+        "serve.capture.percent": "The share of requests recorded, 0 to 100; 0 records none. A "
+        "record that cannot keep up is dropped and counted, never a request slowed.",
+        "serve.capture.columns": "The training columns a request's row carries, in order, for "
+        "`modelci drift` (default: the training columns but the label and the sample key, as the "
+        "smoke request).",
         "gates": "Must all hold before a version is deployed; a change re-tests, not retrains.",
         "gates.<metric>": 'A metric\'s bound, such as `">= 0.85"`, `"< 0.3"` or '
-        '`"between 0.1 0.2"`; the key `no_regression` takes a table instead, and '
+        '`"between 0.1 0.2"`; the key `no_regression` takes a table instead, '
         '`shadow_disagreement` (such as `"<= 0.01"`) bounds the share of predictions a '
         "shadow of the version (`modelci deploy --shadow`) disagreed on, judged when it is "
-        "deployed to an environment after the first that serves another version.",
+        "deployed to an environment after the first that serves another version, and `drift` "
+        "bounds, at promotion, the share of columns whose requests captured in the source "
+        "environment drifted from the training data (`modelci drift`).",
         "gates.no_regression": "The version may not be worse than the production version.",
         "gates.no_regression.metric": "The metric compared with the production version's.",
         "gates.no_regression.max_drop": "How far (absolutely) the metric may fall below "

@@ -65,6 +65,15 @@ class FingerprintInputs:
     def of_dump(cls, folder: str, dump: Mapping[str, Any]) -> FingerprintInputs:
         """From a validated `model.toml`'s JSON dump (spec.py's, or the spec cache's)."""
         made = {k: v for k, v in dump.items() if k not in (*_CHECKS, *_SHIPPING)}
+        serve = made.get("serve")
+        if isinstance(serve, dict):
+            # [serve] keys added later, when unset, leave the digest as it was made before they
+            # existed: an upgrade retrains nothing
+            unset = {
+                "capture": not (serve.get("capture") or {}).get("percent"),
+                "isolation": serve.get("isolation") is None,
+            }
+            made["serve"] = {k: v for k, v in serve.items() if not unset.get(k, False)}
         train = dump["train"]
         return cls(
             folder,

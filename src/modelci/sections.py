@@ -5,7 +5,7 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import (
     BaseModel,
@@ -226,3 +226,37 @@ class RaySection(Strict):
         if url is not None and not url.startswith(("http://", "https://")):
             raise ValueError(f"expected an http:// or https:// URL, got {url!r}")
         return url
+
+
+class CaptureSection(Strict):
+    """`[serve.capture]`: a share of an endpoint's requests and answers recorded in
+    SageMaker's data-capture format (`modelci capture`, `modelci drift`)."""
+
+    percent: float = Field(default=0, ge=0, le=100)
+    columns: list[NonEmpty] = Field(default_factory=list)
+
+
+class BatchSection(Strict):
+    max_size: int = Field(default=64, ge=1)
+    max_wait_ms: float = Field(default=2, ge=0)
+
+
+Isolation = Literal["shared", "process"]
+
+
+class ServeSection(Strict):
+    """A model's `[serve]`."""
+
+    handler: str | None = None
+    batch: BatchSection = BatchSection()
+    workers: int = Field(default=1, ge=1)
+    isolation: Isolation | None = None  # None: the project's `[serve] isolation`
+    capture: CaptureSection = CaptureSection()
+
+
+class HostServeSection(Strict):
+    """`modelci.toml`'s `[serve]`: how the endpoint host packs versions into processes."""
+
+    isolation: Isolation = "process"
+    idle_unload: int = Field(default=900, ge=0)
+    max_loaded: int = Field(default=0, ge=0)

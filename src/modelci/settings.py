@@ -42,6 +42,7 @@ OVERRIDABLE = {
         "endpoint_instance_count",
         "alarms",
     ),
+    "serve": ("isolation", "idle_unload", "max_loaded"),
 }
 LIST_KEYS = {("project", "models"), ("project", "shared"), ("sagemaker", "alarms")}
 

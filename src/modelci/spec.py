@@ -14,9 +14,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from modelci.errors import ConfigError
 from modelci.rolloutspec import ModelDeploySection, RolloutSection
+from modelci.sections import HostServeSection, NonEmpty, Scalar, ServeSection, Strict
 from modelci.sections import ImageSection as ImageSection
 from modelci.sections import ModelSageMakerSection as ModelSageMakerSection
-from modelci.sections import NonEmpty, Scalar, Strict
 from modelci.sections import RaySection as RaySection
 from modelci.sections import RegistrySection as RegistrySection
 from modelci.sections import ResourcesSection as ResourcesSection
@@ -91,17 +91,6 @@ class TrainSection(Strict):
         return metrics
 
 
-class BatchSection(Strict):
-    max_size: int = Field(default=64, ge=1)
-    max_wait_ms: float = Field(default=2, ge=0)
-
-
-class ServeSection(Strict):
-    handler: str | None = None
-    batch: BatchSection = BatchSection()
-    workers: int = Field(default=1, ge=1)
-
-
 class NoRegression(Strict):
     metric: NonEmpty
     max_drop: float = Field(default=0.0, ge=0)
@@ -145,6 +134,8 @@ class ModelFile(Strict):
     def _gates_name_declared_metrics(self) -> ModelFile:
         declared = self.train.metrics
         for key, gate in self.gates.items():
+            if key == "drift":  # captured requests against the training data, not a metric
+                continue
             metric, where = (
                 (gate.metric, "gates.no_regression.metric")
                 if isinstance(gate, NoRegression)
@@ -247,6 +238,7 @@ class ProjectFile(Strict):
     image: ImageSection = ImageSection()
     ray: RaySection = RaySection()
     sagemaker: SageMakerSection = SageMakerSection()
+    serve: HostServeSection = HostServeSection()
 
     @field_validator("environments")
     @classmethod

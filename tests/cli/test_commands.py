@@ -41,6 +41,8 @@ DESIGN_COMMANDS = (
     "init",
     "ui",
     "report",
+    "capture",
+    "drift",
     "shadow",
 )
 

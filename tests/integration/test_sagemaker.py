@@ -617,7 +617,8 @@ environment = { FEATURE_FLAG = "on" }
 def test_per_model_settings_reach_every_request(
     world: SageMakerWorld, toy: Toy, modelci: Run
 ) -> None:
-    toy.repo.write(f"models/{toy.name}/model.toml", SPEC + PER_MODEL)
+    capture = "\n[serve.capture]\npercent = 20\n"
+    toy.repo.write(f"models/{toy.name}/model.toml", SPEC + PER_MODEL + capture)
     toy.repo.commit("per-model sagemaker settings")
     trained = modelci("-C", toy.root, "train", toy.name, "--json")
     assert trained.code == 0, trained.stdout + trained.stderr
@@ -643,6 +644,12 @@ def test_per_model_settings_reach_every_request(
     assert model["PrimaryContainer"]["Environment"]["FEATURE_FLAG"] == "on"
     [config] = world.sent("CreateEndpointConfig")
     assert config["KmsKeyId"] == "alias/modelci"
+    # [serve.capture] as SageMaker's own data capture
+    data_capture = config["DataCaptureConfig"]
+    assert (data_capture["EnableCapture"], data_capture["InitialSamplingPercentage"]) == (True, 20)
+    assert data_capture["DestinationS3Uri"].endswith("/capture")
+    assert data_capture["DestinationS3Uri"].startswith("s3://")
+    assert data_capture["CaptureOptions"] == [{"CaptureMode": "Input"}, {"CaptureMode": "Output"}]
     [variant] = config["ProductionVariants"]
     assert (variant["InstanceType"], variant["InitialInstanceCount"]) == ("ml.c5.large", 3)
     assert variant["ModelName"] == version

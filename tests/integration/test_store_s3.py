@@ -238,3 +238,23 @@ def test_bad_urls() -> None:
         assert caught.value.key == "store.url"
     with pytest.raises(ConfigError):
         S3Store("s3://bucket/p").uri_for("not-a-digest")
+
+
+def test_named_files_for_data_capture(s3_bucket: str, tmp_path: Path) -> None:
+    store = open_store(f"s3://{s3_bucket}/team", tmp_path)
+    names = [
+        "capture/churn/churn-abc/2026/12/03/01/a.jsonl",
+        "capture/churn/churn-abc/2026/12/03/02/b.jsonl",
+        "capture/churn-staging/churn-abc/2026/12/03/01/c.jsonl",
+    ]
+    for index, name in enumerate(names):
+        uri = store.put_named(name, f"line {index}\n".encode())
+        assert uri == f"s3://{s3_bucket}/team/{name}"
+    # one endpoint's folder, not its namesake's with a longer name
+    assert store.list_named("capture/churn") == names[:2]
+    assert store.get_named(names[1]) == b"line 1\n"
+    assert s3().get_object(Bucket=s3_bucket, Key=f"team/{names[2]}")["Body"].read() == b"line 2\n"
+    with pytest.raises(ArtifactNotFound):
+        store.get_named("capture/churn/none.jsonl")
+    with pytest.raises(ConfigError):
+        store.put_named("../outside", b"x")

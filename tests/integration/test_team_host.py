@@ -50,9 +50,11 @@ class Team:
         self.modelci = modelci
         self.hosts: list[TeamHost] = []
 
-    def host(self, name: str) -> TeamHost:
+    def host(self, name: str, settings: str = "") -> TeamHost:
         folder = self.tmp / f"host-{name}"
         (folder / ".modelci").mkdir(parents=True)
+        if settings:  # the host folder's own modelci.toml
+            (folder / "modelci.toml").write_text(settings)
         (folder / ".modelci" / "envs").symlink_to(self.envs, target_is_directory=True)
         started = start_host(folder, name, self.registry, self.store)
         self.hosts.append(started)
@@ -193,6 +195,19 @@ def test_a_failed_smoke_request_on_the_host_rolls_back(team: Team) -> None:
     assert "smoke request got 500" in outcome["reason"]
     # the host never routed a client to it
     assert (host.metadata("toy-staging") or {})["version"] == good
+
+
+def test_a_host_with_shared_processes_smoke_checks_each_version(team: Team) -> None:
+    host = team.host("a", settings='[serve]\nisolation = "shared"\n')
+    good = team.version(0.5)
+    assert team.deploy()["status"] == "deployed"  # its smoke request went to its own routes
+    team.version(1.5, inference=FAILS_ON_SMOKE_ROW, test=False)
+    outcome = team.deploy("--skip-tests")
+    assert outcome["status"] == "rolled_back" and "smoke request got 500" in outcome["reason"]
+    [served] = httpx.get(f"{host.url}/-/endpoints", timeout=10).json()["endpoints"].values()
+    assert served["version"] == good and served["isolation"] == "shared"
+    answer = httpx.post(f"{host.url}/endpoints/toy-staging/invocations", content=ROW, headers=JSON)
+    assert prediction(answer) == 3.5
 
 
 def test_two_hosts_both_serve_and_status_names_them(team: Team) -> None:

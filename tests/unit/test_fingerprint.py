@@ -48,3 +48,20 @@ def test_the_spec_caches_dump_gives_the_same_inputs() -> None:
     spec = parse_model("models/a", tomllib.loads(text), "models/a/model.toml")
     dump = validate_model_text(text.encode(), "models/a/model.toml")
     assert FingerprintInputs.of_dump("models/a", dump) == FingerprintInputs.of(spec)
+
+
+def test_serve_keys_added_later_leave_the_fingerprint_as_it_was_while_unset() -> None:
+    text = SPEC.format(lr=0.1, gates="", tests="")
+    dump = validate_model_text(text.encode(), "models/a/model.toml")
+    assert "capture" in dump["serve"] and "isolation" in dump["serve"]
+    before = {**dump, "serve": dict(dump["serve"])}
+    del before["serve"]["capture"], before["serve"]["isolation"]  # a dump made before them
+    assert FingerprintInputs.of_dump("models/a", dump) == FingerprintInputs.of_dump(
+        "models/a", before
+    )
+    # set, they are part of the version (its serving bundle carries them)
+    for extra in ('[serve]\nisolation = "shared"\n', "[serve.capture]\npercent = 20\n"):
+        changed = validate_model_text((text + extra).encode(), "models/a/model.toml")
+        assert FingerprintInputs.of_dump("models/a", changed) != FingerprintInputs.of_dump(
+            "models/a", dump
+        )

@@ -51,6 +51,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "init": ("modelci.cli.init:init", "Write a starter model repository."),
     "ui": ("modelci.cli.ui:ui", "Serve the dashboard over the registry."),
     "report": ("modelci.cli.report:report", "What a pull request changes, for a PR comment."),
+    "capture": ("modelci.cli.capture:capture", "List or fetch an endpoint's captured requests."),
+    "drift": ("modelci.cli.drift:drift", "Compare captured requests with the training data."),
     "shadow": (
         "modelci.cli.shadow:shadow",
         "How a shadow's candidate compares with the live version.",

@@ -106,6 +106,10 @@ def promote(
                 f"{version} has never been deployed to {source}: nothing to "
                 "promote from there (--force to deploy it anyway)"
             )
+        if not force:
+            from modelci.testing.driftgate import hold_drift_gate
+
+            hold_drift_gate(workspace, model, source, version)
         outcome = deploy(
             workspace,
             registry,

@@ -131,6 +131,7 @@ def serve(
             "running": bool(state),
             "url": state.get("url"),
             "endpoints": (status or {}).get("endpoints", {}),
+            "processes": (status or {}).get("processes", []),
         }
         output.result(report, lambda console: _render_status(console, report, status))
         return
@@ -218,18 +219,29 @@ def _render_status(console: Console, report: dict[str, Any], answered: object) -
     if not endpoints:
         return
     table = Table(box=None, pad_edge=False)
-    for column in ("endpoint", "version", "healthy", "restarts", "url"):
+    for column in ("endpoint", "version", "healthy", "restarts", "pid", "loaded", "url"):
         table.add_column(column)
     for name, endpoint in sorted(endpoints.items()):
         healthy = endpoint.get("healthy")
+        loaded = endpoint.get("loaded", healthy)  # a version with its own process: when healthy
         table.add_row(
             name,
             str(endpoint.get("version") or "-"),
             "[green]yes[/]" if healthy else "[red]no[/]",
             str(endpoint.get("restarts", "-")),
+            str(endpoint.get("pid") or "-"),
+            "-" if loaded is None else "yes" if loaded else "no",
             str(endpoint.get("url") or "-"),
         )
     console.print(table)
+    for process in report.get("processes", []):
+        size = process.get("pss_bytes") or process.get("rss_bytes")
+        console.print(
+            f"process {process.get('pid')} ({process.get('isolation')}): "
+            f"{len(process.get('endpoints') or {})} endpoint(s), "
+            f"{len(process.get('loaded') or [])} loaded"
+            + (f", {size / 2**20:.0f} MiB" if size else "")
+        )
     for name, endpoint in sorted(endpoints.items()):
         failure = endpoint.get("last_error")
         if failure:

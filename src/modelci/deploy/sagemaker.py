@@ -247,6 +247,7 @@ class SageMakerDeployer(Deployer):
                     EndpointConfigName=name,
                     Tags=tags,
                     **kms,
+                    **self._data_capture(spec),
                     ProductionVariants=[
                         {
                             "VariantName": VARIANT,
@@ -267,6 +268,26 @@ class SageMakerDeployer(Deployer):
             if spec.name + environment.suffix == endpoint:
                 return name
         raise ConfigError(f"{endpoint!r} is no environment's endpoint of {spec.name!r}")
+
+    def _data_capture(self, spec: ModelSpec) -> dict[str, Any]:
+        """`[serve.capture]` as SageMaker's DataCaptureConfig: the same share (a whole percent,
+        at least 1), requests and answers, JSON and CSV kept as text, under
+        `s3://<bucket>/<prefix>/capture/` (SageMaker adds `<endpoint>/<variant>/yyyy/mm/dd/hh/`)."""
+        percent = spec.file.serve.capture.percent
+        if percent <= 0:
+            return {}
+        return {
+            "DataCaptureConfig": {
+                "EnableCapture": True,
+                "InitialSamplingPercentage": max(1, round(percent)),
+                "DestinationS3Uri": self.account.s3_url("capture"),
+                "CaptureOptions": [{"CaptureMode": "Input"}, {"CaptureMode": "Output"}],
+                "CaptureContentTypeHeader": {
+                    "CsvContentTypes": ["text/csv"],
+                    "JsonContentTypes": ["application/json"],
+                },
+            }
+        }
 
     def _version(self, version: str) -> tuple[VersionRecord, ModelSpec]:
         from modelci.spec import find_model

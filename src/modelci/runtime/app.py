@@ -57,9 +57,10 @@ class InferenceService:
         batch_max_size: int = 64,
         batch_max_wait_ms: float = 2.0,
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+        metrics: Metrics | None = None,
     ):
         self.handler = handler
-        self.metrics = Metrics()
+        self.metrics = Metrics() if metrics is None else metrics
         self.max_body_bytes = max_body_bytes
         self.batcher = Batcher(
             handler.predict,

@@ -27,7 +27,12 @@ from modelci.runtime.metrics import MULTIPROCESS_VARIABLE
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """The command line; defaults bind 127.0.0.1:8080 with one worker."""
     parser = argparse.ArgumentParser(prog="python -m modelci.runtime.server", description=__doc__)
-    parser.add_argument("--model-dir", required=True, help="the unpacked model.tar.gz")
+    parser.add_argument("--model-dir", help="the unpacked model.tar.gz (not with --shared)")
+    parser.add_argument(
+        "--shared", action="store_true", help="serve the versions the host registers"
+    )
+    parser.add_argument("--idle-unload-s", type=float, default=0.0, help="--shared: 0 = never")
+    parser.add_argument("--max-loaded", type=int, default=0, help="--shared: 0 = no cap")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8080)
     parser.add_argument("--workers", type=int, default=1, help="server processes")
@@ -38,6 +43,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--max-body-bytes", type=int, default=DEFAULT_MAX_BODY_BYTES)
     parser.add_argument("--log-level", default="warning")
     args = parser.parse_args(argv)
+    if not args.shared and not args.model_dir:
+        parser.error("--model-dir is required (or --shared)")
     if args.workers < 1:
         parser.error("--workers must be at least 1")
     if args.batch_max_size < 1:
@@ -69,7 +76,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.metadata_file:
         metadata = json.loads(Path(args.metadata_file).read_text())
     config = {
-        "model_dir": str(Path(args.model_dir).resolve()),
+        "model_dir": str(Path(args.model_dir or ".").resolve()),
         "handler_path": str(Path(args.handler).resolve()) if args.handler else None,
         "metadata": metadata,
         "batch_max_size": args.batch_max_size,
@@ -84,6 +91,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         "server_header": False,
         "http": HttpProtocol,
     }
+    if args.shared:  # several versions of one environment, loaded on first use
+        from modelci.runtime.shared import create_shared_app
+
+        uvicorn.run(create_shared_app(args.idle_unload_s, args.max_loaded), **options)
+        return 0
     try:
         if args.workers == 1:
             app = create_app(config.pop("model_dir"), **config)

@@ -31,12 +31,14 @@ from modelci.runtime.bodies import read_body
 from modelci.runtime.errors import ServeError
 from modelci.runtime.limits import MAX_BODY_BYTES
 from modelci.serve.auth import authorized
+from modelci.serve.capture import Capture
 from modelci.serve.containers import sweep_for
 from modelci.serve.intake import refused_path
 from modelci.serve.orphans import finish_orphaned
 from modelci.serve.proxy import Answer, UpstreamError, UpstreamUnreachable
 from modelci.serve.reports import Reporter, smoke_check
 from modelci.serve.shadow import Shadows
+from modelci.serve.shared import SharedProcesses
 from modelci.serve.traffic import Traffic
 from modelci.serve.workers import LaunchSpec, VersionServer, launch_spec, verify_launch
 from modelci.workspace import Workspace
@@ -72,12 +74,14 @@ class Host:
         self.lock = asyncio.Lock()
         self.tasks: list[asyncio.Task[None]] = []
         self.starting: list[VersionServer] = []  # launched, not routed yet: stopped on exit
+        self.processes = SharedProcesses()  # versions sharing their environment's process
         # Set while the registry cannot be read (or reads as lost): the host then keeps
         # serving what it last knew to be wanted, and says so in /-/health.
         self.registry_problem: dict[str, Any] | None = None
         self.registry_read_at: float | None = None
         self.traffic = Traffic(READY_TIMEOUT_S, DRAIN_TIMEOUT_S)  # gradual rollouts' candidates
         self.shadows = Shadows(workspace, reporter)  # candidates mirrored to, never answering
+        self.capture = Capture(workspace.store)  # `[serve.capture]`: sampled, written in batches
 
     # --- the desired state ---------------------------------------------------------------
 
@@ -194,7 +198,7 @@ class Host:
                 await asyncio.to_thread(verify_launch, self.workspace, spec)
             # launched from the event loop's thread, not a worker thread that may end first:
             # the server is to die with the host, and the kernel's "parent" is that thread
-            server = VersionServer.launch(spec, restarts)
+            server = self.processes.launch(spec, restarts)
         except ModelciError as error:
             self.failures[endpoint] = {
                 "version": version,
@@ -305,10 +309,12 @@ class Host:
             finally:
                 server.inflight -= 1
                 self.traffic.count(endpoint, server, answer, started)
-            if self.shadows.mirrors and action == "invocations":
-                self.shadows.mirror(
-                    endpoint, server, body, headers, answer, time.perf_counter() - started
-                )
+            if action == "invocations":
+                self.capture.offer(server.spec, body, headers.get("content-type"), answer)
+                if self.shadows.mirrors:
+                    self.shadows.mirror(
+                        endpoint, server, body, headers, answer, time.perf_counter() - started
+                    )
             return Response(answer.body, status_code=answer.status, media_type=answer.content_type)
         return _json({"message": "unreachable"}, 500)  # pragma: no cover
 
@@ -325,7 +331,8 @@ class Host:
             await asyncio.sleep(0.02)
         return None
 
-    def status(self) -> dict[str, Any]:
+    def status(self, processes: bool = True) -> dict[str, Any]:
+        """The endpoints, and (unless not `processes`) the server processes and their memory."""
         endpoints = {name: server.describe() for name, server in self.routes.items()}
         for name, failure in self.failures.items():
             endpoints.setdefault(name, {"healthy": False})["last_error"] = failure
@@ -333,7 +340,15 @@ class Host:
         for name in endpoints:
             if (shadow := self.shadows.describe(name)) is not None:
                 endpoints[name]["shadow"] = shadow
-        return {"endpoints": endpoints, "pid": os.getpid(), "registry": self.registry_health()}
+        report = {
+            "endpoints": endpoints,
+            "pid": os.getpid(),
+            "registry": self.registry_health(),
+            "capture": self.capture.describe(),
+        }
+        if processes:
+            report["processes"] = self.processes.describe(self.routes)
+        return report
 
     def registry_health(self) -> dict[str, Any]:
         return {
@@ -346,6 +361,7 @@ class Host:
         """The host's own health: `degraded` while the registry cannot be read (the endpoints
         keep their last known versions) or an endpoint is not healthy."""
         endpoints = {name: bool(s.healthy and s.alive()) for name, s in self.routes.items()}
+        await self.processes.refresh()
         registry = self.registry_health()
         ok = registry["ok"] and all(endpoints.values())
         return _json(
@@ -354,15 +370,17 @@ class Host:
                 "registry": registry,
                 "endpoints": endpoints,
                 "pid": os.getpid(),
+                "processes": self.processes.describe(self.routes),
             }
         )
 
     async def endpoints(self, request: Request) -> Response:
+        await self.processes.refresh()
         return _json(self.status())
 
     async def sync(self, request: Request) -> Response:
         await self.reconcile()
-        return _json(self.status())
+        return _json(self.status(processes=False))  # a deploy polls it: no /proc reads
 
     async def ping(self, request: Request) -> Response:
         return _json({"status": "ok", "endpoints": len(self.routes)})
@@ -390,7 +408,11 @@ class Host:
             swept = await asyncio.to_thread(sweep_for, self.workspace)
             if swept:
                 log.warning("removed containers a killed host left running: %s", ", ".join(swept))
-            self.tasks = [asyncio.create_task(self.poll()), asyncio.create_task(self.monitor())]
+            self.tasks = [
+                asyncio.create_task(self.poll()),
+                asyncio.create_task(self.monitor()),
+                asyncio.create_task(self.capture.run()),
+            ]
             try:
                 yield
             finally:
@@ -398,6 +420,8 @@ class Host:
                     task.cancel()
                 await asyncio.gather(*self.tasks, return_exceptions=True)
                 await self.shadows.close()
+                await self.capture.flush()  # what was sampled is written before the host ends
+                await asyncio.to_thread(self.processes.stop_all)  # not one version at a time
                 for server in [*self.starting, *self.routes.values(), *self.traffic.servers()]:
                     await asyncio.to_thread(server.stop)
                 self.routes.clear()

@@ -118,7 +118,7 @@ class Traffic:
     async def _start(self, host: Host, endpoint: str, split: Split) -> None:
         """Start the candidate, wait until it is healthy and its smoke request passes."""
         from modelci.serve.reports import smoke_check
-        from modelci.serve.workers import VersionServer, launch_spec
+        from modelci.serve.workers import launch_spec
 
         pointer = split.pointer
         try:
@@ -130,7 +130,7 @@ class Traffic:
                 pointer.environment,
                 pointer.version,
             )
-            server = VersionServer.launch(spec)
+            server = host.processes.launch(spec)  # alone, or in its environment's process
         except ModelciError as error:
             split.failed = error.render()
             return

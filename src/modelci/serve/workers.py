@@ -11,7 +11,7 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from modelci.errors import ConfigError
 from modelci.processes import DIE_WITH_PARENT, stop_group
@@ -84,6 +84,22 @@ class LaunchSpec:
     engine: tuple[str, ...] = ()  # the container engine's command
     engine_env: dict[str, str] | None = None
     smoke: tuple[bytes, str] | None = None  # sent by a reporting host before routing to it
+    isolation: str = "process"  # "shared": served by its environment's shared server
+    idle_unload_s: float = 0.0  # shared: unloaded after this long without a request
+    max_loaded: int = 0  # shared: the most versions its server keeps loaded (0: any)
+    capture_percent: float = 0.0  # `[serve.capture] percent`: the share the host records
+
+
+def packing(workspace: Workspace, chosen: str | None, workers: int) -> dict[str, Any]:
+    """The LaunchSpec fields saying whether a version shares its environment's server: the
+    model's `[serve] isolation`, else the project's; several workers need their own."""
+    serve = workspace.project.serve
+    isolation = chosen or serve.isolation
+    return {
+        "isolation": "shared" if isolation == "shared" and workers == 1 else "process",
+        "idle_unload_s": float(serve.idle_unload),
+        "max_loaded": serve.max_loaded,
+    }
 
 
 def launch_spec(
@@ -131,6 +147,7 @@ def launch_spec(
             engine=(engine.executable,),
             engine_env=engine.environ(),
             smoke=smoke_request(workspace, spec),
+            capture_percent=spec.file.serve.capture.percent,
         )
     env = ensure_environment(workspace.root, spec)
     handler = None
@@ -156,6 +173,8 @@ def launch_spec(
         batch_max_wait_ms=spec.file.serve.batch.max_wait_ms,
         log_dir=str(workspace.state_dir / "serve" / "logs"),
         smoke=smoke_request(workspace, spec),
+        **packing(workspace, spec.file.serve.isolation, spec.file.serve.workers),
+        capture_percent=spec.file.serve.capture.percent,
     )
 
 
@@ -189,6 +208,8 @@ def _from_bundle(
         batch_max_wait_ms=bundle.batch_max_wait_ms,
         log_dir=str(workspace.state_dir / "serve" / "logs"),
         smoke=bundle.smoke,
+        **packing(workspace, bundle.isolation, bundle.workers),
+        capture_percent=bundle.capture_percent,
     )
 
 
@@ -353,6 +374,7 @@ class VersionServer:
             "environment": self.spec.environment,
             "url": self.url,
             "pid": self.process.pid,
+            "isolation": "process",
             "healthy": self.healthy and self.alive(),
             "restarts": self.restarts,
             "inflight": self.inflight,

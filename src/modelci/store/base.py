@@ -4,9 +4,22 @@ from __future__ import annotations
 
 import abc
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+
+from modelci.errors import ArtifactNotFound, ConfigError
+
+# a named file's path: segments of letters, digits, `.`, `_`, `-`, none of them `.` or `..`
+_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*(/[A-Za-z0-9_-][A-Za-z0-9._-]*)*")
+
+
+def check_name(name: str) -> str:
+    """Return `name` if it is a relative path of plain segments, else raise ConfigError."""
+    if not _NAME.fullmatch(name):
+        raise ConfigError(f"not a stored file name (plain segments joined by /): {name!r}")
+    return name
 
 
 @dataclass(frozen=True)
@@ -53,6 +66,24 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def uri_for(self, sha256: str) -> str:
         """The URI recorded with a version for this digest."""
+
+    def put_named(self, name: str, data: bytes) -> str:
+        """Write `data` once under the path `name` (such as a capture file,
+        `capture/<endpoint>/<version>/yyyy/mm/dd/hh/<uuid>.jsonl`); its URI. Stores that keep
+        only digests refuse, naming `store.url`."""
+        raise ConfigError(
+            f"{self!r} keeps only content-addressed artifacts, not named files such as data "
+            "capture's: use a file or s3:// store",
+            key="store.url",
+        )
+
+    def list_named(self, prefix: str) -> list[str]:
+        """The names written under `prefix` (a folder of names), sorted."""
+        return []
+
+    def get_named(self, name: str) -> bytes:
+        """The content written under `name`; ArtifactNotFound when there is none."""
+        raise ArtifactNotFound(f"{self!r} holds no file named {name!r}")
 
     def tag_version(self, sha256: str, version: str, annotations: dict[str, str]) -> None:
         """Name an artifact after a version (stores that name versions, such as OCI); others do

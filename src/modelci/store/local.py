@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from modelci.errors import ArtifactCorrupted, ArtifactNotFound, ConfigError
-from modelci.store.base import Store, StoredArtifact
+from modelci.store.base import Store, StoredArtifact, check_name
 
 # Big enough that hashing, not system calls, dominates; small enough that a multi-gigabyte
 # model never sits in memory whole.
@@ -244,3 +244,39 @@ class LocalStore(Store):
     def uri_for(self, sha256: str) -> str:
         """The `file://` URI of the object's path."""
         return self.path_for(sha256).as_uri()
+
+    # -- named files ---------------------------------------------------------------------------
+
+    def put_named(self, name: str, data: bytes) -> str:
+        """Write `data` at `<root>/<name>` whole or not at all (a temporary file renamed)."""
+        final = self.root / check_name(name)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(dir=final.parent, prefix=f".{final.name}.", suffix=".part")
+        try:
+            with os.fdopen(fd, "wb") as out:
+                out.write(data)
+                _chmod(out.fileno(), 0o644)
+            os.replace(tmp_name, final)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp_name)
+            raise
+        return final.as_uri()
+
+    def list_named(self, prefix: str) -> list[str]:
+        """Every file under `<root>/<prefix>`, as names relative to the root."""
+        folder = self.root / check_name(prefix.strip("/"))
+        if not folder.is_dir():
+            return []
+        return sorted(
+            path.relative_to(self.root).as_posix()
+            for path in folder.rglob("*")
+            if path.is_file() and not path.name.startswith(".")
+        )
+
+    def get_named(self, name: str) -> bytes:
+        """The file at `<root>/<name>`."""
+        try:
+            return (self.root / check_name(name)).read_bytes()
+        except FileNotFoundError:
+            raise ArtifactNotFound(f"no file {name!r} in the store at {self.root}") from None

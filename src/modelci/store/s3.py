@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 
 from modelci.errors import ArtifactCorrupted, ArtifactNotFound, ConfigError, ModelciError
 from modelci.loader import missing_extra, require
-from modelci.store.base import Store, StoredArtifact
+from modelci.store.base import Store, StoredArtifact, check_name
 from modelci.store.local import check_digest, verified_download
 
 if TYPE_CHECKING:
@@ -283,6 +283,49 @@ class S3Store(Store):
     def exists(self, sha256: str) -> bool:
         """Whether the bucket holds that digest (present, not verified)."""
         return self._head(sha256, "reading from") is not None
+
+    # -- named files -----------------------------------------------------------------------------
+
+    def _named_key(self, name: str) -> str:
+        check_name(name.strip("/"))
+        return f"{self.prefix}/{name.strip('/')}" if self.prefix else name.strip("/")
+
+    def put_named(self, name: str, data: bytes) -> str:
+        """Put the object `<prefix>/<name>`."""
+        key = self._named_key(name)
+        try:
+            self.client.put_object(Bucket=self.bucket, Key=key, Body=data)
+        except Exception as error:
+            raise self._translate(error, "writing to") from None
+        return f"s3://{self.bucket}/{key}"
+
+    def list_named(self, prefix: str) -> list[str]:
+        """The objects under `<prefix>/<prefix>/`, as names without the store's prefix."""
+        folder = self._named_key(prefix) + "/"
+        cut = len(self.prefix) + 1 if self.prefix else 0
+        names: list[str] = []
+        try:
+            pages = self.client.get_paginator("list_objects_v2")
+            for page in pages.paginate(Bucket=self.bucket, Prefix=folder):
+                names += [entry["Key"][cut:] for entry in page.get("Contents", [])]
+        except Exception as error:
+            raise self._translate(error, "reading from") from None
+        return sorted(names)
+
+    def get_named(self, name: str) -> bytes:
+        """The object `<prefix>/<name>`."""
+        from botocore.exceptions import ClientError
+
+        key = self._named_key(name)
+        try:
+            data: bytes = self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+        except ClientError as error:
+            if _is_missing(error):
+                raise ArtifactNotFound(f"no object s3://{self.bucket}/{key}") from None
+            raise self._translate(error, "reading from") from None
+        except Exception as error:
+            raise self._translate(error, "reading from") from None
+        return data
 
 
 def _is_missing(error: Any) -> bool:

@@ -4,6 +4,7 @@ names versions tags the artifact first."""
 
 from __future__ import annotations
 
+import csv
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -96,7 +97,7 @@ def reuse_record(
             "reused_from": match.version,
             "dirty": dirty,
             # the same fingerprint: the same model folder and lock, so the same bundle
-            **({"serving": match.details["serving"]} if "serving" in match.details else {}),
+            **{k: match.details[k] for k in ("serving", "data_statistics") if k in match.details},
         },
     )
     event = Event(
@@ -252,6 +253,7 @@ def _record_result(
     )
     if problem is not None:
         attempt.note(f"{version}: no input signature recorded: {problem}")
+    _record_statistics(attempt, store, details)
     from modelci.bundle import store_bundle
 
     details["serving"] = store_bundle(
@@ -283,6 +285,20 @@ def _record_result(
     )
     registry.append_event(attempt.event("train", {"artifact_sha256": artifact.sha256}))
     return outcome(record, job_dir=str(job_root))
+
+
+def _record_statistics(attempt: Attempt, store: Store, details: dict[str, Any]) -> None:
+    """The training data's statistics, for `modelci drift`; a channel that cannot be read as
+    a table leaves none, and says why, without failing the version."""
+    from modelci.monitor.datastats import store_statistics
+
+    try:
+        entry = store_statistics(store, attempt.spec, JobDir(attempt.job_root).input_data)
+    except (OSError, ValueError, csv.Error) as error:
+        attempt.note(f"{attempt.version}: no training-data statistics recorded: {error}")
+        return
+    if entry is not None:
+        details["data_statistics"] = entry
 
 
 def tag_in_store(
