@@ -13,7 +13,8 @@ import httpx
 from tests.support.hosts import JSON, ROW
 from tests.support.toy import INFERENCE
 
-# A version whose handler fails every third call of predict_fn (the smoke request is the first)
+# A version whose handler fails every third call of predict_fn, the smoke request (the all-zero
+# row of the test channel) left out: it always passes, however long the process has lived
 FAILS_ONE_IN_THREE = (
     INFERENCE
     + """
@@ -21,6 +22,8 @@ _predict = predict_fn
 _calls = [0]
 
 def predict_fn(data, model):
+    if all(float(sum(row)) == 0 for row in data):
+        return _predict(data, model)
     _calls[0] += 1
     if _calls[0] % 3 == 0:
         raise RuntimeError("every third request fails")
