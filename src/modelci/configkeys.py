@@ -189,3 +189,31 @@ DESCRIPTIONS: dict[str, dict[str, str]] = {
         "sagemaker.environment": "Variables set in its training jobs and serving containers.",
     },
 }
+
+# `[deploy.rollout]`'s keys, the same wherever the table stands (project, environment, model).
+ROLLOUT: dict[str, str] = {
+    "rollout": "How a deploy moves traffic to the new version and when it sends it all back "
+    "(`modelci.rolloutspec`); a later table overrides the keys it sets: project, environment, "
+    "model.",
+    "rollout.strategy": "`all_at_once` (the health-checked switch), `canary` (`canary_percent` "
+    "of the traffic for one bake, then all) or `linear` (`linear_step_percent` more at each "
+    "bake). The old version serves the rest until the new one takes all.",
+    "rollout.canary_percent": "The new version's share of the requests, in percent, during a "
+    "canary's bake.",
+    "rollout.linear_step_percent": "How many percent of the requests each linear step adds.",
+    "rollout.bake_seconds": "How long each step serves before the next, its alarms watched.",
+    "rollout.termination_wait_seconds": "How long the new version takes all traffic, alarms "
+    "still watched and the old version still running, before the deploy ends.",
+    "rollout.max_error_rate": "Alarm: the share of the new version's requests in a bake that "
+    "failed (any 5xx, from the handler or the host). Unset: none.",
+    "rollout.max_p99_ms": "Alarm: the 99th percentile of the new version's latency in a bake, "
+    "in milliseconds. Unset: none.",
+    "rollout.max_model_error_rate": "Alarm: the share of the new version's requests in a bake "
+    "that its handler answered with a 5xx. Unset: none.",
+    "rollout.min_requests": "The new version's requests in a bake before its alarms are judged "
+    "before the bake ends (at its end they are judged on whatever came).",
+}
+DESCRIPTIONS[PROJECT_FILE].update({f"deploy.{k}": v for k, v in ROLLOUT.items()})
+DESCRIPTIONS[PROJECT_FILE].update({f"environments.<name>.{k}": v for k, v in ROLLOUT.items()})
+DESCRIPTIONS[MODEL_FILE].update({f"deploy.{k}": v for k, v in ROLLOUT.items()})
+DESCRIPTIONS[MODEL_FILE]["deploy"] = "This model's own deploy settings."

@@ -10,6 +10,7 @@
     ├── RegistryError       exit 1: the registry failed (connection, migration)
     ├── EnvironmentFailed   exit 1: uv could not resolve or install a model's environment
     ├── DeployFailed        exit 1: a deploy's health check or smoke request failed
+    │   └── RolloutAlarm    exit 1: an alarm of a canary or linear rollout went off
     ├── GateFailed          exit 1: a gate held at promotion (drift) refused the version
     └── DeploySuperseded    exit 1: another deploy moved the pointer while this one waited
 
@@ -92,6 +93,15 @@ class EnvironmentFailed(ModelciError):
 class DeployFailed(ModelciError):
     """A deploy did not become healthy or its smoke request failed (the previous version is
     back in place)."""
+
+
+class RolloutAlarm(DeployFailed):
+    """An alarm of `[deploy.rollout]` went off during a bake: all traffic goes back to the old
+    version. `details`: the alarm, the measured value, its threshold, the step's share."""
+
+    def __init__(self, message: str, *, details: dict[str, object]):
+        self.details = details
+        super().__init__(message)
 
 
 class GateFailed(ModelciError):

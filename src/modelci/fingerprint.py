@@ -6,9 +6,9 @@ one fingerprint train the same model, so the second reuses the first one's artif
 File contents enter as digests: git's blob ids for a commit, sha256 for a dirty work tree.
 
 What decides whether a version may ship, not what training makes, stays out: `model.toml`
-enters as its validated spec without `[gates]` and `[tests]`, and the golden file not at all,
-so that a commit changing only those tests the existing artifact again (as a new version on
-it) instead of training again.
+enters as its validated spec without `[gates]`, `[tests]` and `[deploy]` (its rollout), and
+the golden file not at all, so that a commit changing only those tests the existing artifact
+again (as a new version on it) instead of training again.
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ def file_digests(root: Path, files: list[str]) -> dict[str, str]:
 
 DEFAULT_GOLDEN = "tests/golden.jsonl"  # the golden file when `[tests].golden` names none
 _CHECKS = ("gates", "tests")  # the spec's sections that judge a version, not make it
+_SHIPPING = ("deploy",)  # how a version is rolled out: neither makes nor judges it
 
 
 @dataclass(frozen=True)
@@ -63,7 +64,7 @@ class FingerprintInputs:
     @classmethod
     def of_dump(cls, folder: str, dump: Mapping[str, Any]) -> FingerprintInputs:
         """From a validated `model.toml`'s JSON dump (spec.py's, or the spec cache's)."""
-        made = {k: v for k, v in dump.items() if k not in _CHECKS}
+        made = {k: v for k, v in dump.items() if k not in (*_CHECKS, *_SHIPPING)}
         serve = made.get("serve")
         if isinstance(serve, dict):
             # [serve] keys added later, when unset, leave the digest as it was made before they

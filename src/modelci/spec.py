@@ -1,7 +1,5 @@
-"""`modelci.toml` and `model.toml` -> typed settings, with MODELCI_* environment overrides.
-
-Every problem becomes a ConfigError naming the file and the dotted key at fault.
-"""
+"""`modelci.toml` and `model.toml` -> typed settings, with MODELCI_* environment overrides;
+every problem becomes a ConfigError naming the file and the dotted key at fault."""
 
 from __future__ import annotations
 
@@ -15,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from modelci.errors import ConfigError
+from modelci.rolloutspec import ModelDeploySection, RolloutSection
 from modelci.sections import HostServeSection, NonEmpty, Scalar, ServeSection, Strict
 from modelci.sections import ImageSection as ImageSection
 from modelci.sections import ModelSageMakerSection as ModelSageMakerSection
@@ -109,6 +108,7 @@ class ModelFile(Strict):
     gates: dict[str, str | NoRegression] = Field(default_factory=dict)
     tests: TestsSection = TestsSection()
     sagemaker: ModelSageMakerSection = ModelSageMakerSection()
+    deploy: ModelDeploySection = ModelDeploySection()
 
     @field_validator("gates")
     @classmethod
@@ -181,6 +181,7 @@ class ProjectSection(Strict):
 class EnvironmentSection(Strict):
     suffix: str = Field(default="", pattern=r"^[a-z0-9-]*$")
     approval: bool = False
+    rollout: RolloutSection | None = None
 
 
 def _known(backend: str, table: Mapping[str, str], what: str) -> str:
@@ -210,6 +211,7 @@ class DeployBackendSection(Strict):
 
     backend: NonEmpty = "local"
     timeout: int = Field(default=180, gt=0)
+    rollout: RolloutSection = RolloutSection()
 
     @field_validator("backend")
     @classmethod

@@ -22,7 +22,7 @@ from typing import Any
 from modelci.errors import ConfigError
 from modelci.settings import OVERRIDABLE, PROJECT_FILE
 
-SCHEMA = 7  # bump when spec.py's validated shape changes: older entries are then ignored
+SCHEMA = 8  # bump when spec.py's validated shape changes: older entries are then ignored
 CACHE_FILE = Path(".modelci") / "cache" / "model-specs.json"
 PROJECT_CACHE_FILE = Path(".modelci") / "cache" / "project-specs.json"
 _KEEP_PROJECTS = 32

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from modelci.deploy.intent import owner_name
 from modelci.errors import ModelciError
+from modelci.serve.split import split_view
 from modelci.testing.report import test_result
 from modelci.workspace import Workspace
 
@@ -82,6 +83,8 @@ def status_report(workspace: Workspace) -> dict[str, Any]:
                         "kind": pointer.pending.kind,
                         "by": owner_name(pointer.pending),
                     }
+                    if (split := split_view(registry, pointer)) is not None:  # canary, linear
+                        per_environment[environment]["pending"]["rollout"] = split
                 if (shadow := shadows.get((name, environment))) is not None:  # deploy --shadow
                     per_environment[environment]["shadow"] = {
                         "version": shadow.version,

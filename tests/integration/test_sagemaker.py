@@ -667,3 +667,102 @@ def test_per_model_settings_are_checked(toy: Toy, modelci: Run) -> None:
         [row] = result.json()["models"]
         assert row["error"]["key"] == key, (bad, result.stdout)
         assert row["error"]["file"] == f"models/{toy.name}/model.toml"
+
+
+ROLLOUT_ENVIRONMENTS = """
+[environments.staging]
+suffix = "-staging"
+rollout = { termination_wait_seconds = 30, bake_seconds = 45 }
+
+[environments.production]
+suffix = ""
+"""
+ROLLOUT_MODEL = """
+[deploy.rollout]
+strategy = "linear"
+linear_step_percent = 20
+bake_seconds = 120
+max_error_rate = 0.02
+max_model_error_rate = 0.05
+max_p99_ms = 250
+"""
+
+
+def test_rollout_settings_become_the_deployment_config_and_alarms(
+    world: SageMakerWorld, toy: Toy, modelci: Run
+) -> None:
+    """`[deploy.rollout]` (the environment's keys under the model's) maps onto UpdateEndpoint's
+    blue/green DeploymentConfig, each alarm a CloudWatch alarm that auto-rollback watches."""
+    toy.repo.write("modelci.toml", PROJECT + ROLLOUT_ENVIRONMENTS)
+    endpoint = f"{toy.name}-staging"
+    _train_new_version(toy, modelci, "0.5")
+    world.queue_answers('{"predictions": [1.5]}')
+    assert _deploy(toy, modelci)["status"] == "deployed"
+    toy.repo.write(
+        f"models/{toy.name}/model.toml",
+        SPEC.replace("bias = 0.5", "bias = 1.5") + ROLLOUT_MODEL,
+    )
+    toy.repo.commit("bias 1.5, linear rollouts")
+    trained = modelci("-C", toy.root, "train", toy.name, "--json")
+    assert trained.code == 0, trained.stdout + trained.stderr
+    second = trained.json()["versions"][0]["version"]
+    outcome = _deploy(toy, modelci)
+    assert outcome["status"] == "deployed" and outcome["version"] == second, outcome
+    names = {
+        key: f"modelci-{endpoint}-{key}"
+        for key in ("max-error-rate", "max-model-error-rate", "max-p99-ms")
+    }
+    [update] = world.sent("UpdateEndpoint")
+    assert update["DeploymentConfig"] == {
+        "BlueGreenUpdatePolicy": {
+            "TrafficRoutingConfiguration": {
+                "Type": "LINEAR",
+                "LinearStepSize": {"Type": "CAPACITY_PERCENT", "Value": 20},
+                "WaitIntervalInSeconds": 120,
+            },
+            "TerminationWaitInSeconds": 30,
+            "MaximumExecutionTimeoutInSeconds": 600,
+        },
+        "AutoRollbackConfiguration": {
+            "Alarms": [
+                {"AlarmName": "toy-5xx"},
+                {"AlarmName": "toy-latency"},
+                *({"AlarmName": names[k]} for k in names),
+            ]
+        },
+    }
+    cloudwatch = world.admin.client("cloudwatch")
+    alarms = {
+        a["AlarmName"]: a
+        for a in cloudwatch.describe_alarms(AlarmNames=list(names.values()))["MetricAlarms"]
+    }
+    assert set(alarms) == set(names.values())
+    errors = alarms[names["max-error-rate"]]
+    assert (errors["MetricName"], errors["Statistic"], errors["Threshold"]) == (
+        "Invocation5XXErrors",
+        "Average",
+        0.02,
+    )
+    assert {d["Name"]: d["Value"] for d in errors["Dimensions"]} == {
+        "EndpointName": endpoint,
+        "VariantName": "AllTraffic",
+    }
+    model_errors = alarms[names["max-model-error-rate"]]
+    assert (model_errors["MetricName"], model_errors["Threshold"]) == (
+        "InvocationModelErrors",
+        0.05,
+    )
+    # a rollback returns all at once, whatever the rollout of deploys
+    rolled = modelci("-C", toy.root, "rollback", toy.name, "--env", "staging", "--json")
+    assert rolled.code == 0, rolled.stdout + rolled.stderr
+    back = world.sent("UpdateEndpoint")[-1]["DeploymentConfig"]["BlueGreenUpdatePolicy"]
+    assert back["TrafficRoutingConfiguration"] == {
+        "Type": "ALL_AT_ONCE",
+        "WaitIntervalInSeconds": 0,
+    }
+    latency = alarms[names["max-p99-ms"]]
+    assert (latency["MetricName"], latency["ExtendedStatistic"], latency["Threshold"]) == (
+        "ModelLatency",
+        "p99",
+        250_000.0,
+    )

@@ -7,6 +7,7 @@ folder store, real HTTP on 127.0.0.1.
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -21,6 +22,7 @@ from tests.support.cli import CliResult
 from tests.support.hosts import CANNOT_LOAD, FAILS_ON_SMOKE_ROW, JSON, ROW, prediction
 from tests.support.postgres import create_database
 from tests.support.repos import GitRepo
+from tests.support.rolling import FAILS_ONE_IN_THREE, Recorder, rollout_table
 from tests.support.team import DEADLINE_S, TeamHost, start_host
 from tests.support.toy import INFERENCE, SERVED_SPEC, write_toy
 from tests.support.waiting import wait_until
@@ -268,3 +270,70 @@ def _row_file(folder: Path) -> Path:
     path = folder / "row.json"
     path.write_bytes(ROW)
     return path
+
+
+# --- canary and linear rollouts through the hosts (modelci.serve.traffic) ------------------------
+
+
+def test_a_failing_canary_on_the_host_is_rolled_back_by_its_alarm(team: Team) -> None:
+    """The candidate runs beside the old version on the host, takes its share, and the deploy
+    reads its counters from the host's reports in the registry; the alarm puts the old back."""
+    host = team.host("a")
+    team.repo.write(
+        "modelci.toml",
+        rollout_table(
+            "canary", canary_percent=20, bake_seconds=120.0, max_error_rate=0.1, min_requests=6
+        ),
+    )
+    good = team.version(0.5)
+    assert team.deploy()["status"] == "deployed"
+    failing = team.version(1.5, inference=FAILS_ONE_IN_THREE, test=False)
+    with Recorder(f"{host.url}/endpoints/toy-staging/invocations") as load:
+        wait_until(lambda: load.count() >= 20, "the load is running", deadline_s=DEADLINE_S)
+        began = time.monotonic()
+        outcome = team.deploy("--skip-tests")
+        ended = time.monotonic()
+        done = load.count()
+        wait_until(lambda: load.count() >= done + 50, "answers after the rollback")
+    assert outcome["status"] == "rolled_back" and outcome["version"] == failing, outcome
+    assert "alarm max_error_rate" in outcome["reason"]
+    during = load.between(began, ended)
+    failed = [a for a in during if a.status != 200]
+    assert failed and len(failed) < 0.20 * (1 / 3) * len(during), (len(failed), len(during))
+    after = [a for a in load.answers if a.at > ended]
+    assert after and {(a.status, a.value) for a in after} == {(200, 3.5)}
+    reports = team.events("rollout_traffic")
+    assert reports and {r.details["host"] for r in reports} == {"a"}
+    assert max(r.details["errors"] for r in reports) >= 1
+    [failure] = team.events("deploy_failed")
+    assert failure.details["alarm"] == "max_error_rate" and failure.details["measured"] > 0.1
+    assert (host.metadata("toy-staging") or {})["version"] == good
+
+
+def test_a_healthy_linear_rollout_on_the_host_goes_through_every_step(team: Team) -> None:
+    host = team.host("a")
+    team.repo.write(
+        "modelci.toml",
+        rollout_table("linear", linear_step_percent=50, bake_seconds=1.0, max_error_rate=0.05),
+    )
+    first = team.version(0.5)
+    assert team.deploy()["status"] == "deployed"
+    second = team.version(1.5)
+    with Recorder(f"{host.url}/endpoints/toy-staging/invocations") as load:
+        wait_until(lambda: load.count() >= 20, "the load is running", deadline_s=DEADLINE_S)
+        outcome = team.deploy()
+        ended = time.monotonic()
+        done = load.count()
+        wait_until(lambda: load.count() >= done + 50, "answers after the rollout")
+    assert outcome["status"] == "deployed" and outcome["previous_version"] == first, outcome
+    steps = [e.details["percent"] for e in team.events("rollout_step") if e.version == second]
+    assert sorted(steps) == [50]
+    assert {a.status for a in load.answers} == {200}
+    assert {a.value for a in load.answers} == {3.5, 4.5}
+    wait_until(serves(host, "toy-staging", second), "the host serves the new version alone")
+    # the host's reports named each step's own window
+    windows = {r.details["step"] for r in team.events("rollout_traffic") if r.details["ready"]}
+    assert windows >= {0, *(e.id for e in team.events("rollout_step"))}
+    # the deploy ended once the host reported serving the new version alone
+    after = [a for a in load.answers if a.at > ended]
+    assert after and {a.value for a in after} == {4.5}

@@ -40,6 +40,7 @@ OUTCOME_KEYS = {
     "url",
     "gateway_url",
     "reason",
+    "moved",
 }
 
 TRAIN = train_script()

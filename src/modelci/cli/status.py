@@ -51,6 +51,13 @@ def _render_status(console: Console, report: dict[str, Any], workspace: Workspac
             )
             if where:  # what the backend says; `deploy.backend` only labels it
                 cells[-1] += "\n" + _endpoint(where, workspace.project.deploy.backend)
+                split = (where.get("pending") or {}).get("rollout")
+                if split:  # a canary or linear rollout under way
+                    cells[-1] += (
+                        f"\n[yellow]rollout: {split['candidate_percent']}% "
+                        f"{escape(split['candidate'])}, {split['previous_percent']}% "
+                        f"{escape(str(split['previous']))}[/]"
+                    )
                 serving = where.get("serving") or {}
                 for host, said in sorted((serving.get("hosts") or {}).items()):
                     cells[-1] += (

@@ -5,7 +5,7 @@ from __future__ import annotations
 import abc
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from modelci.errors import ConfigError, DeploySuperseded
 
@@ -42,6 +42,12 @@ class Deployer(abc.ABC):
     # True when `apply` returns only once the version's smoke request passed (a host sends it
     # before routing to the version), so a deploy sends none of its own.
     smoke_tested = False
+    # True when the backend can route a share of an endpoint's requests to a candidate version
+    # beside the serving one (`rollout_state`, modelci.serve.split): canary and linear rollouts
+    weighted = False
+    # True when the backend runs canary and linear rollouts itself, from `[deploy.rollout]`
+    # (SageMaker's blue/green update): `apply` is all a deploy does
+    native_rollout = False
 
     @abc.abstractmethod
     def apply(
@@ -66,6 +72,13 @@ class Deployer(abc.ABC):
         """What the backend says of the endpoint now (version, health, status), or None when
         it has nothing to say (a backend that keeps no state of its own answers None)."""
         return None
+
+    def rollout_state(self, endpoint: str, follow: bool = False) -> list[dict[str, Any]]:
+        """Each host's view of the endpoint's gradual rollout (`Split.describe` of
+        modelci.serve.traffic, with `host` and `url`): the candidate, whether it is ready, the
+        step and share it routes and the step's counters. `follow`: have the hosts read the
+        registry first, where the backend can. A backend that is not `weighted` has none."""
+        return []
 
     def await_shadow(self, endpoint: str, shadow: Shadow | None, timeout: float) -> str | None:
         """Make the backend follow the registry for `endpoint`'s shadow, just started,

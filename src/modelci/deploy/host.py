@@ -25,6 +25,7 @@ class HostDeployer(Deployer):
     """Waits on the registry for the hosts' reports; sends requests to a reporting host."""
 
     smoke_tested = True  # the host sends the smoke request before routing to the version
+    weighted = True  # hosts route a rollout's share to its candidate and report its traffic
 
     def __init__(self, workspace: Workspace):
         self.workspace = workspace
@@ -112,6 +113,23 @@ class HostDeployer(Deployer):
             for event in registry.events(model, kind=KIND, limit=REPORTS_READ)
             if event.environment == environment and event.details.get("endpoint") == endpoint
         ]
+
+    def rollout_state(self, endpoint: str, follow: bool = False) -> list[dict[str, Any]]:
+        """Each host's newest `rollout_traffic` report of the endpoint (hosts read the
+        registry every few seconds by themselves: `follow` changes nothing)."""
+        from modelci.serve.split import TRAFFIC
+
+        with self.workspace.registry() as registry:
+            try:
+                model, environment = self._locate(registry, endpoint)
+            except ConfigError:
+                return []
+            found: dict[str, dict[str, Any]] = {}
+            for event in registry.events(model, kind=TRAFFIC, limit=REPORTS_READ):
+                details = event.details
+                if event.environment == environment and details.get("endpoint") == endpoint:
+                    found.setdefault(str(details.get("host")), details)
+        return list(found.values())
 
     def hosts(self, endpoint: str) -> dict[str, dict[str, Any]]:
         """Each host's newest report of the endpoint: version, status, reason, time, URL."""

@@ -23,11 +23,15 @@ from modelci.registry.base import Event, PendingDeploy, Pointer, Registry
 INTENT_S = 900.0
 
 
-def new_intent(previous: str | None, kind: str) -> PendingDeploy:
+def new_intent(previous: str | None, kind: str, *, gradual: bool = False) -> PendingDeploy:
     """The intent of a deploy this process is about to make: finished by it, or put back to
-    `previous`."""
+    `previous`; `gradual`: the traffic moves in steps (modelci.serve.split)."""
     return PendingDeploy(
-        previous=previous, kind=kind, owner=owner(), expires=time.time() + INTENT_S
+        previous=previous,
+        kind=kind,
+        owner=owner(),
+        expires=time.time() + INTENT_S,
+        gradual=gradual,
     )
 
 
@@ -123,11 +127,12 @@ def put_back(
     commit: str | None,
     actor: str | None,
     ci_url: str | None,
+    **details: Any,
 ) -> bool:
     """Undo the deploy that moved `pointer` to its version: in one transaction, record its
-    `deploy_failed` with `reason` and point the environment back at `previous` (clear it when
-    None) with an automatic `rollback` event. False, with nothing written, when the pointer
-    moved since `pointer` was read."""
+    `deploy_failed` with `reason` (and `details`: an alarm's) and point the environment back
+    at `previous` (clear it when None) with an automatic `rollback` event. False, with
+    nothing written, when the pointer moved since `pointer` was read."""
     failed = ended_event(
         "deploy_failed",
         pointer.model,
@@ -138,13 +143,14 @@ def put_back(
         actor=actor,
         ci_url=ci_url,
         reason=reason,
+        **details,
     )
     back = Event(
         kind="rollback",
         model=pointer.model,
         actor=actor,
         ci_url=ci_url,
-        details={"automatic": True, "reason": reason},
+        details={"automatic": True, "reason": reason, **details},
     )
     try:
         if previous is None:

@@ -27,6 +27,8 @@ PROBE_TIMEOUT_S = 2.0  # `status`'s look at a host and its endpoints
 class LocalDeployer(Deployer):
     """Talks to the repository's endpoint host over loopback HTTP."""
 
+    weighted = True  # the host routes a rollout's share to its candidate (modelci.serve.traffic)
+
     def __init__(self, workspace: Workspace):
         self.workspace = workspace
         self._url: str | None = None
@@ -150,6 +152,23 @@ class LocalDeployer(Deployer):
             if time.monotonic() > deadline:
                 raise DeployFailed(f"{endpoint} did not serve {version} within {timeout:g} s")
             time.sleep(0.1)
+
+    def rollout_state(self, endpoint: str, follow: bool = False) -> list[dict[str, Any]]:
+        """The host's view of the endpoint's rollout; `follow`: after it read the registry."""
+        url = self.ensure_host()
+        try:
+            code, body, _ = _request(
+                "POST" if follow else "GET",
+                f"{url}/-/sync" if follow else f"{url}/-/endpoints",
+                headers=self._auth(),
+                timeout=300 if follow else 30,  # a sync starts the candidate before answering
+            )
+            state = json.loads(body)["endpoints"].get(endpoint, {}).get("rollout")
+        except (OSError, ValueError, KeyError) as error:
+            raise DeployFailed(f"the endpoint host at {url} did not answer: {error!r}") from None
+        if code != 200 or state is None:
+            return []
+        return [{**state, "host": "local", "url": f"{url}/endpoints/{endpoint}"}]
 
     def await_shadow(self, endpoint: str, shadow: Shadow | None, timeout: float) -> str | None:
         """Ask the host to catch up, and wait until it mirrors to the shadow's candidate (or,

@@ -45,6 +45,8 @@ def finish_interrupted(
 
     actor, ci_url = workspace.actor(), workspace.ci_url()
     try:
+        if pointer.pending.gradual:  # a canary's alarms have no one left to watch them
+            raise DeployFailed("its canary or linear rollout was left unfinished")
         check_serving(
             workspace, deployer, spec, endpoint, pointer.version, HEALTH_TIMEOUT_S, superseded
         )

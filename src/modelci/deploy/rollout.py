@@ -5,12 +5,13 @@ previous version back. `deploy`, `promote`, `rollback` and `release` all go thro
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from modelci.approvals import missing_approval
 from modelci.deploy.base import Deployer, Served, superseded_error
 from modelci.deploy.checked import check_artifact
+from modelci.deploy.guardrails import finish_rollout, gradual_plan, roll_out
 from modelci.deploy.intent import ended_event, new_intent, put_back, settle
 from modelci.deploy.recovery import finish_interrupted
 from modelci.deploy.smoke import HEALTH_TIMEOUT_S, check_serving
@@ -20,6 +21,7 @@ from modelci.errors import (
     DeploySuperseded,
     ModelciError,
     PointerConflict,
+    RolloutAlarm,
 )
 from modelci.progress import Progress
 from modelci.registry.base import Event, Pointer, Registry, VersionRecord
@@ -42,18 +44,7 @@ class DeployOutcome:
     moved: bool = True  # this deploy moved the pointer (False: it lost the race, or none was due)
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "model": self.model,
-            "environment": self.environment,
-            "endpoint": self.endpoint,
-            "version": self.version,
-            "previous_version": self.previous_version,
-            "status": self.status,
-            "url": self.url,
-            "gateway_url": self.gateway_url,
-            "reason": self.reason,
-            "moved": self.moved,
-        }
+        return asdict(self)  # every field, in order
 
 
 def check_environment(workspace: Workspace, environment: str) -> None:
@@ -174,6 +165,7 @@ def deploy(
         return unchanged()
 
     actor, ci_url = workspace.actor(), workspace.ci_url()
+    plan = gradual_plan(workspace, deployer, spec, environment, previous, kind)  # None: at once
     # a rollback returns to a version the environment served: no rule stands in its way
     problems = (
         []
@@ -244,7 +236,7 @@ def deploy(
             record.version,
             expected_generation=pointer.generation if pointer else None,
             event=event,
-            pending=new_intent(previous, kind),
+            pending=new_intent(previous, kind, gradual=plan is not None),
         )
     except PointerConflict:
         # another deploy moved the pointer since it was read: this one lost the race, and
@@ -260,8 +252,12 @@ def deploy(
         return ended("superseded", reason=lost.render(), moved=False)
     note(f"{endpoint}: {previous or 'nothing'} -> {record.version}, waiting until healthy")
     try:
-        served = check_serving(
-            workspace, deployer, spec, endpoint, record.version, HEALTH_TIMEOUT_S, superseded
+        served = (
+            roll_out(registry, deployer, moved, endpoint, plan, HEALTH_TIMEOUT_S, superseded, note)
+            if plan
+            else check_serving(
+                workspace, deployer, spec, endpoint, record.version, HEALTH_TIMEOUT_S, superseded
+            )
         )
     except DeploySuperseded as error:
         # the pointer is the winner's: nothing to put back, and ours did not fail
@@ -278,6 +274,7 @@ def deploy(
         )
         return ended(status, reason=error.render())
     settle(registry, moved, actor=actor, ci_url=ci_url, recovered=False)
+    served = finish_rollout(deployer, served, HEALTH_TIMEOUT_S) if plan else served  # all to it
     if environment == order[-1]:
         follow_production(workspace, registry, model, record, tag=tag)
     return ended("deployed", served)
@@ -429,6 +426,7 @@ def _put_back(
         commit=record.commit,
         actor=workspace.actor(),
         ci_url=workspace.ci_url(),
+        **(error.details if isinstance(error, RolloutAlarm) else {}),
     )
     if not restored:  # someone else moved the pointer since: leave theirs, record our failure
         registry.append_event(

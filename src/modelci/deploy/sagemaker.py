@@ -11,6 +11,7 @@ as `SAGEMAKER_PROGRAM`), as the SDK's framework models do.
 
 from __future__ import annotations
 
+import dataclasses
 import tempfile
 import threading
 import time
@@ -22,6 +23,7 @@ from modelci.deploy.base import Answer, Deployer, Served, Superseded
 from modelci.envs.retag import pushed_registry
 from modelci.errors import ConfigError, DeployFailed
 from modelci.registry.base import VersionRecord
+from modelci.rolloutspec import rollout_for
 from modelci.spec import ModelSpec
 from modelci.workspace import Workspace
 
@@ -38,6 +40,8 @@ class SageMakerDeployer(Deployer):
     Opening one checks the role, the bucket (that it exists), the region and the credentials,
     so that bad configuration stops with exit 2 before an environment's pointer moves.
     """
+
+    native_rollout = True  # [deploy.rollout] becomes the update's DeploymentConfig
 
     def __init__(self, workspace: Workspace):
         self.workspace = workspace
@@ -84,7 +88,7 @@ class SageMakerDeployer(Deployer):
                 api.update_endpoint(
                     EndpointName=endpoint,
                     EndpointConfigName=config,
-                    DeploymentConfig=self.deployment_config(),
+                    DeploymentConfig=self.deployment_config(endpoint, spec),
                 )
         state = self._wait(endpoint, deadline)
         if state["EndpointStatus"] != "InService":
@@ -160,9 +164,21 @@ class SageMakerDeployer(Deployer):
         base = str(self.account.client("sagemaker-runtime").meta.endpoint_url).rstrip("/")
         return f"{base}/endpoints/{endpoint}/invocations"
 
-    def deployment_config(self) -> dict[str, Any]:
-        """UpdateEndpoint's blue/green policy: a canary, then all traffic; auto-rollback on the
-        alarms the settings name."""
+    def deployment_config(self, endpoint: str, spec: ModelSpec) -> dict[str, Any]:
+        """UpdateEndpoint's blue/green policy: `[deploy.rollout]` where a strategy is set
+        (modelci.deploy.sagemaker_rollout), else a canary of `[sagemaker.canary]`, then all
+        traffic; auto-rollback on the alarms the settings name."""
+        from modelci.deploy import sagemaker_rollout
+
+        environment = self._environment(endpoint, spec)
+        rollout = rollout_for(self.workspace.project, spec, environment)
+        if rollout.configured:
+            with self.workspace.registry() as registry:
+                pointer = registry.get_pointer(spec.name, environment)
+            if pointer and pointer.pending and pointer.pending.kind == "rollback":
+                rollout = dataclasses.replace(rollout, strategy="all_at_once")  # back at once
+            alarms = sagemaker_rollout.ensure_alarms(self.account, endpoint, rollout)
+            return sagemaker_rollout.deployment_config(self.settings, rollout, alarms)
         canary = self.settings.canary
         config: dict[str, Any] = {
             "BlueGreenUpdatePolicy": {
@@ -245,6 +261,13 @@ class SageMakerDeployer(Deployer):
                     ],
                 )
         return name
+
+    def _environment(self, endpoint: str, spec: ModelSpec) -> str:
+        """The environment whose endpoint of `spec`'s model this is."""
+        for name, environment in self.workspace.project.environments.items():
+            if spec.name + environment.suffix == endpoint:
+                return name
+        raise ConfigError(f"{endpoint!r} is no environment's endpoint of {spec.name!r}")
 
     def _data_capture(self, spec: ModelSpec) -> dict[str, Any]:
         """`[serve.capture]` as SageMaker's DataCaptureConfig: the same share (a whole percent,

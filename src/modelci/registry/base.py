@@ -71,6 +71,7 @@ class PendingDeploy:
     kind: str
     owner: dict[str, Any]
     expires: float  # seconds since the epoch
+    gradual: bool = False  # traffic moves in steps (modelci.serve.split), the old kept meanwhile
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -78,6 +79,7 @@ class PendingDeploy:
             "kind": self.kind,
             "owner": dict(self.owner),
             "expires": self.expires,
+            **({"gradual": True} if self.gradual else {}),
         }
 
     @classmethod
@@ -91,6 +93,7 @@ class PendingDeploy:
                 kind=str(document.get("kind") or "deploy"),
                 owner=dict(document["owner"]),
                 expires=float(document.get("expires") or 0),
+                gradual=document.get("gradual") is True,
             )
         except (TypeError, ValueError):
             return None

@@ -35,10 +35,11 @@ from modelci.serve.capture import Capture
 from modelci.serve.containers import sweep_for
 from modelci.serve.intake import refused_path
 from modelci.serve.orphans import finish_orphaned
-from modelci.serve.proxy import UpstreamError, UpstreamUnreachable
+from modelci.serve.proxy import Answer, UpstreamError, UpstreamUnreachable
 from modelci.serve.reports import Reporter, smoke_check
 from modelci.serve.shadow import Shadows
 from modelci.serve.shared import SharedProcesses
+from modelci.serve.traffic import Traffic
 from modelci.serve.workers import LaunchSpec, VersionServer, launch_spec, verify_launch
 from modelci.workspace import Workspace
 
@@ -78,6 +79,7 @@ class Host:
         # serving what it last knew to be wanted, and says so in /-/health.
         self.registry_problem: dict[str, Any] | None = None
         self.registry_read_at: float | None = None
+        self.traffic = Traffic(READY_TIMEOUT_S, DRAIN_TIMEOUT_S)  # gradual rollouts' candidates
         self.shadows = Shadows(workspace, reporter)  # candidates mirrored to, never answering
         self.capture = Capture(workspace.store)  # `[serve.capture]`: sampled, written in batches
 
@@ -125,7 +127,10 @@ class Host:
                 self.registry_failed(reason)
                 return
             self.registry_read()
+            rolling = await self.traffic.follow(self, wanted)
             for endpoint, pointer in wanted.items():
+                if endpoint in rolling:
+                    continue
                 model, environment, version = pointer.model, pointer.environment, pointer.version
                 current = self.routes.get(endpoint)
                 if current is not None and current.spec.version == version:
@@ -150,6 +155,7 @@ class Host:
             await self.shadows.reconcile(wanted)
             if self.reporter is not None:
                 await self.reporter.report_soon(self.routes, self.failures)
+            await self.traffic.report(self.reporter)
 
     def registry_failed(self, reason: str) -> None:
         """Keep the last known good state; say so once in the log, always in /-/health."""
@@ -286,7 +292,9 @@ class Host:
                 if restarted is None:
                     return _json({"message": f"endpoint {endpoint!r} is restarting"}, 503)
                 server = restarted
+            server = self.traffic.pick(endpoint, server)  # a rollout's candidate takes its share
             server.inflight += 1
+            answer: Answer | None = None
             started = time.perf_counter()
             try:
                 answer = await server.upstream.request(request.method, f"/{action}", body, headers)
@@ -300,6 +308,7 @@ class Host:
                 return _json({"message": f"endpoint {endpoint!r} failed: {error}"}, 502)
             finally:
                 server.inflight -= 1
+                self.traffic.count(endpoint, server, answer, started)
             if action == "invocations":
                 self.capture.offer(server.spec, body, headers.get("content-type"), answer)
                 if self.shadows.mirrors:
@@ -327,6 +336,7 @@ class Host:
         endpoints = {name: server.describe() for name, server in self.routes.items()}
         for name, failure in self.failures.items():
             endpoints.setdefault(name, {"healthy": False})["last_error"] = failure
+        self.traffic.annotate(endpoints)
         for name in endpoints:
             if (shadow := self.shadows.describe(name)) is not None:
                 endpoints[name]["shadow"] = shadow
@@ -412,7 +422,7 @@ class Host:
                 await self.shadows.close()
                 await self.capture.flush()  # what was sampled is written before the host ends
                 await asyncio.to_thread(self.processes.stop_all)  # not one version at a time
-                for server in [*self.starting, *self.routes.values()]:
+                for server in [*self.starting, *self.routes.values(), *self.traffic.servers()]:
                     await asyncio.to_thread(server.stop)
                 self.routes.clear()
 

@@ -1,0 +1,226 @@
+"""Canary and linear rollouts through the local endpoint host (`[deploy.rollout]`), with real
+traffic on loopback: the candidate runs beside the version that serves, takes its share of
+the requests, and an alarm over its own requests sends them all back at once."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support.hosts import DEADLINE_S, TRAIN, Hosts, Run, Toy, watched_hosts
+from tests.support.repos import GitRepo
+from tests.support.rolling import FAILS_ONE_IN_THREE, Recorder, rollout_table
+from tests.support.toy import write_toy
+from tests.support.waiting import wait_until
+
+pytestmark = pytest.mark.slow
+
+BAKE_S = 120.0  # far longer than the alarm takes: a rollback before it is the alarm's
+CANARY_PERCENT = 20
+MODELCI = [sys.executable, "-m", "modelci", "-C"]
+
+
+@pytest.fixture(scope="module")
+def shared_envs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("envs")
+
+
+@pytest.fixture
+def hosts(modelci: Run, monkeypatch: pytest.MonkeyPatch) -> Iterator[Hosts]:
+    yield from watched_hosts(modelci, monkeypatch)
+
+
+@pytest.fixture
+def toy(git_repo: Callable[..., GitRepo], modelci: Run, hosts: Hosts, shared_envs: Path) -> Toy:
+    repo = git_repo()
+    write_toy(repo, "", train=TRAIN, inference=None)  # each version writes its spec and handler
+    (repo.root / ".modelci").mkdir()
+    (repo.root / ".modelci" / "envs").symlink_to(shared_envs, target_is_directory=True)
+    hosts.roots.append(repo.root)
+    return Toy(repo, modelci, hosts)
+
+
+def test_failing_canary_is_rolled_back_by_its_alarm_within_one_bake(toy: Toy) -> None:
+    toy.repo.write(
+        "modelci.toml",
+        rollout_table(
+            "canary",
+            canary_percent=CANARY_PERCENT,
+            bake_seconds=BAKE_S,
+            max_error_rate=0.1,
+            min_requests=6,
+        ),
+    )
+    first = toy.version()
+    gateway = toy.deployed("--version", first)["gateway_url"]  # nothing served: all at once
+    assert toy.events("rollout_step") == []
+    second = toy.version(bias=1.5, inference=FAILS_ONE_IN_THREE, test=False)
+    with Recorder(f"{gateway}/invocations") as load:
+        wait_until(lambda: load.count() >= 20, "the load is running", deadline_s=DEADLINE_S)
+        began = time.monotonic()
+        result = toy.deploy("--version", second, "--skip-tests")
+        ended = time.monotonic()
+        done = load.count()
+        wait_until(lambda: load.count() >= done + 50, "answers after the rollback")
+    assert result.code == 1, result.stdout + result.stderr
+    outcome = result.json()
+    assert outcome["status"] == "rolled_back" and outcome["version"] == second, outcome
+    assert "alarm max_error_rate went off at 20%" in outcome["reason"]
+
+    # the candidate took its share, failed one in three of it, and was cut off by its alarm:
+    # fewer than canary_percent x its error rate of all requests failed during the rollout
+    during = load.between(began, ended)
+    failed = [a for a in during if a.status != 200]
+    assert {a.value for a in during if a.status == 200} == {3.5, 4.5}
+    assert failed and {a.status for a in failed} == {500}
+    assert len(failed) < CANARY_PERCENT / 100 * (1 / 3) * len(during), (len(failed), len(during))
+    # all traffic is back on the old version at once
+    after = [a for a in load.answers if a.at > ended]
+    assert after and {(a.status, a.value) for a in after} == {(200, 3.5)}
+
+    # recorded: one step, baked less than its bake, ended by the alarm with its measure
+    [step] = toy.events("rollout_step")
+    assert step.version == second and step.details["percent"] == CANARY_PERCENT
+    [failure] = toy.events("deploy_failed")
+    assert failure.details["alarm"] == "max_error_rate"
+    assert failure.details["threshold"] == 0.1 and failure.details["measured"] > 0.1
+    assert failure.details["percent"] == CANARY_PERCENT and failure.details["requests"] >= 6
+    rollback = toy.events("rollback")[0]
+    assert rollback.to_version == first and rollback.details["automatic"] is True
+    assert rollback.details["alarm"] == "max_error_rate"
+    assert rollback.time is not None and step.time is not None
+    assert rollback.time - step.time < timedelta(seconds=BAKE_S)
+    assert toy.pointer() == first
+    [endpoint] = toy.endpoints().values()
+    assert endpoint["version"] == first and "rollout" not in endpoint
+
+
+def _rollout_seen(toy: Toy) -> dict[str, Any] | None:
+    """The rollout `status --json` shows under way in staging, if any."""
+    status = toy.modelci("-C", toy.root, "status", "--json")
+    assert status.code == 0, status.stdout + status.stderr
+    [model] = status.json()["models"]
+    staging = model["environments"]["staging"] or {}
+    split: dict[str, Any] | None = (staging.get("pending") or {}).get("rollout")
+    return split
+
+
+def test_healthy_candidate_goes_through_every_linear_step(toy: Toy) -> None:
+    toy.repo.write(
+        "modelci.toml",
+        rollout_table(
+            "linear",
+            linear_step_percent=25,
+            bake_seconds=2.0,
+            max_error_rate=0.05,
+            max_model_error_rate=0.05,
+            min_requests=5,
+        ),
+    )
+    first = toy.version()
+    gateway = toy.deployed("--version", first)["gateway_url"]
+    second = toy.version(bias=1.5)
+    seen: list[dict[str, Any]] = []
+    with Recorder(f"{gateway}/invocations") as load:
+        wait_until(lambda: load.count() >= 20, "the load is running", deadline_s=DEADLINE_S)
+        began = time.monotonic()
+        deploy = subprocess.Popen(
+            [
+                *MODELCI,
+                str(toy.root),
+                "deploy",
+                "toy",
+                "--env",
+                "staging",
+                "--json",
+                "--version",
+                second,
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+
+        def ended() -> bool:
+            split = _rollout_seen(toy)
+            if split is not None and split not in seen:
+                seen.append(split)
+            return deploy.poll() is not None
+
+        wait_until(ended, "the linear rollout ends", deadline_s=DEADLINE_S * 2)
+        finished = time.monotonic()
+        out, err = deploy.communicate(timeout=30)
+        done = load.count()
+        wait_until(lambda: load.count() >= done + 50, "answers after the rollout")
+    assert deploy.returncode == 0, out.decode() + err.decode()
+    assert b'"status": "deployed"' in out
+
+    steps = [e for e in toy.events("rollout_step") if e.version == second]
+    assert sorted(e.details["percent"] for e in steps) == [25, 50, 75]
+    assert toy.events("deploy_failed") == []
+    # `status` showed the split while it was under way
+    assert seen, "status never showed the rollout"
+    for split in seen:
+        assert split["candidate"] == second and split["previous"] == first
+        assert split["candidate_percent"] + split["previous_percent"] == 100
+    assert {s["candidate_percent"] for s in seen} <= {0, 25, 50, 75}
+    # no request failed; both versions answered during it, the new one alone after it
+    during = load.between(began, finished)
+    assert {a.status for a in during} == {200}
+    assert {a.value for a in during} == {3.5, 4.5}
+    after = [a for a in load.answers if a.at > finished]
+    assert after and {(a.status, a.value) for a in after} == {(200, 4.5)}
+    assert toy.pointer() == second
+    [endpoint] = toy.endpoints().values()
+    assert endpoint["version"] == second and "rollout" not in endpoint
+
+
+def test_a_rollout_whose_deploy_is_killed_goes_back_to_the_old_version(toy: Toy) -> None:
+    """No one is left to watch the canary's alarms: the host (or the next command) puts the
+    previous version back rather than finish the rollout."""
+    toy.repo.write("modelci.toml", rollout_table("canary", canary_percent=50, bake_seconds=BAKE_S))
+    first = toy.version()
+    gateway = toy.deployed("--version", first)["gateway_url"]
+    second = toy.version(bias=1.5)
+    with Recorder(f"{gateway}/invocations") as load:
+        deploy = subprocess.Popen(
+            [*MODELCI, str(toy.root), "deploy", "toy", "--env", "staging", "--version", second],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        wait_until(
+            lambda: (_rollout_seen(toy) or {}).get("candidate_percent") == 50,
+            "the canary takes its share",
+            deadline_s=DEADLINE_S,
+        )
+        wait_until(
+            lambda: any(a.value == 4.5 for a in load.between(0, time.monotonic())),
+            "the candidate answers",
+            deadline_s=DEADLINE_S,
+        )
+        deploy.kill()
+        deploy.wait(timeout=30)
+        killed = time.monotonic()
+        wait_until(lambda: toy.pointer() == first, "the old version is back", deadline_s=60)
+        wait_until(
+            lambda: (
+                [(e["version"], "rollout" in e) for e in toy.endpoints().values()]
+                == [(first, False)]
+            ),
+            "the host stopped the candidate",
+        )
+        stopped = time.monotonic()
+        done = load.count()
+        wait_until(lambda: load.count() >= done + 50, "answers after it")
+    assert {a.status for a in load.answers} == {200}
+    assert {a.value for a in load.between(0, killed)} == {3.5, 4.5}
+    assert {a.value for a in load.answers if a.at > stopped} == {3.5}
+    [failure] = toy.events("deploy_failed")
+    assert "left unfinished" in failure.details["reason"]
+    assert toy.events("rollback")[0].to_version == first
