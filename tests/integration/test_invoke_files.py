@@ -99,12 +99,22 @@ def test_serve_status_is_a_table_for_people_and_json_for_scripts(
     assert human.code == 0, human.stderr
     lines = human.stdout.splitlines()
     assert lines[0] == f"endpoint host at {report['url']}: 1 endpoint(s)"
-    assert lines[1].split() == ["endpoint", "version", "healthy", "restarts", "url"]
+    assert lines[1].split() == [
+        "endpoint",
+        "version",
+        "healthy",
+        "restarts",
+        "pid",
+        "loaded",
+        "url",
+    ]
     assert lines[2].split() == [
         "toy-staging",
         endpoint["version"],
         "yes",
         str(endpoint["restarts"]),
+        str(endpoint["pid"]),
+        "yes",  # its own process: loaded while healthy
         endpoint["url"],
     ]
     assert "{" not in human.stdout  # not the JSON document
