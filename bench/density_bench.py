@@ -23,6 +23,12 @@ by staging and production: 2 x models endpoints, all in one environment. m0000 s
    version in the shared process and on m0000 in its own process (target: ratio >= 0.8).
    The target for memory: 200 x 2 versions projected to fit in 24 GiB, loaded, with the
    host's other processes.
+3. Convergence, on the same shared host: a second version of some models is registered (an
+   empty commit, the same artifact and lock); 3 production pointers are moved one at a time
+   (compare-and-set through the registry, as deploy/rollout.py does), then 50 staging
+   pointers back to back without waiting; /-/endpoints is polled until each endpoint serves
+   its new version healthily. Time to converge for one change (median) and for the 50
+   (target: <= 60 s).
 
 Everything started is stopped at the end. Exits 0 whatever the figures.
 """
@@ -61,6 +67,11 @@ LATENCY_TARGET_S = 1.0
 THROUGHPUT_TARGET = 0.8
 WRK_SECONDS = 10
 STEP_TIMEOUT_S = 900.0
+CONVERGE_CHANGES = 50  # pointers moved at once
+CONVERGE_SINGLES = 3  # single pointer changes timed one after another, the baseline
+CONVERGE_TARGET_S = 60.0
+CONVERGE_BUDGET_S = 180.0
+CONVERGE_POLL_S = 0.25
 MIB = 2**20
 
 
@@ -182,6 +193,56 @@ def point(names: list[str]) -> None:
                 )
 
 
+def add_versions(env: dict[str, str], names: list[str]) -> dict[str, str]:
+    """A second version of each model, on an empty commit with the same artifact and lock
+    (nothing trained): {model: version}."""
+    git(env, "commit", "-q", "--allow-empty", "-m", "second versions")
+    commit = git(env, "rev-parse", "HEAD")
+    added = {}
+    with open_registry(REGISTRY, REPO) as registry:
+        for name in names:
+            [first] = registry.list_versions(name)
+            record = VersionRecord(
+                version=f"{name}-{commit[:12]}",
+                model=name,
+                commit=commit,
+                status="ready",
+                fingerprint=first.fingerprint,
+                artifact_uri=first.artifact_uri,
+                artifact_sha256=first.artifact_sha256,
+                metrics=first.metrics,
+                lock_hash=first.lock_hash,
+                actor="bench",
+                details=first.details,
+            )
+            registry.add_version(record)
+            added[name] = record.version
+    return added
+
+
+def move(moves: dict[str, str], environment_name: str) -> None:
+    """Compare-and-set each model's pointer in `environment_name` to its new version, one
+    transaction each, back to back (as deploy/rollout.py moves one, without waiting)."""
+    with open_registry(REGISTRY, REPO) as registry:
+        for name, version in moves.items():
+            pointer = registry.get_pointer(name, environment_name)
+            registry.set_pointer(
+                name,
+                environment_name,
+                version,
+                expected_generation=pointer.generation if pointer else None,
+                event=Event(
+                    kind="deploy",
+                    model=name,
+                    version=version,
+                    environment=environment_name,
+                    from_version=pointer.version if pointer else None,
+                    to_version=version,
+                    actor="bench",
+                ),
+            )
+
+
 # --- processes and memory --------------------------------------------------------------------
 
 
@@ -260,6 +321,29 @@ class Host:
                 break
             time.sleep(1.0)
         return healthy, time.monotonic() - start
+
+    def wait_serving(self, wanted: dict[str, str], budget_s: float) -> tuple[int, float]:
+        """Wait until every endpoint of `wanted` serves its version healthily, polling
+        /-/endpoints every CONVERGE_POLL_S: (how many do, seconds)."""
+        start = time.monotonic()
+        done = 0
+        while time.monotonic() - start < budget_s:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"modelci serve exited; see {self.log.name}")
+            try:
+                endpoints = self.endpoints().get("endpoints", {})
+            except OSError:
+                endpoints = {}
+            done = sum(
+                1
+                for name, version in wanted.items()
+                if endpoints.get(name, {}).get("healthy")
+                and endpoints[name].get("version") == version
+            )
+            if done == len(wanted):
+                break
+            time.sleep(CONVERGE_POLL_S)
+        return done, time.monotonic() - start
 
     def server_pids(self) -> set[int]:
         return {int(p["pid"]) for p in self.endpoints().get("processes", [])}
@@ -396,9 +480,54 @@ def shared(env: dict[str, str], names: list[str], budget_s: float) -> dict[str, 
             output = run_wrk(f"{host.url}/endpoints/{name}", script, 8, WRK_SECONDS)
             rps[label] = parse_wrk(output)[0]
         figures["rps"] = rps
+        figures["converge"] = converge(env, host, sorted(endpoints), body)
     finally:
         host.stop()
     return figures
+
+
+def converge(env: dict[str, str], host: Host, healthy: list[str], body: bytes) -> dict[str, Any]:
+    """Pointer changes followed by the running host: CONVERGE_SINGLES single changes (production
+    pointers, one at a time), then CONVERGE_CHANGES staging pointers moved at once; the time
+    until the host serves each new version healthily, from the first compare-and-set."""
+    models = [  # production's endpoint is the model's name, staging's has "-staging"
+        n.removesuffix("-staging")
+        for n in healthy
+        if n.endswith("-staging") and n.removesuffix("-staging") in healthy
+    ]
+    models = [m for m in models if m != "m0000"]  # m0000 is in a process of its own
+    singles = models[:CONVERGE_SINGLES]
+    batch = models[CONVERGE_SINGLES : CONVERGE_SINGLES + CONVERGE_CHANGES]
+    new = add_versions(env, singles + batch)
+    single_s = []
+    for name in singles:
+        start = time.monotonic()
+        move({name: new[name]}, "production")
+        done, _ = host.wait_serving({name: new[name]}, CONVERGE_BUDGET_S)
+        if done == 1:
+            single_s.append(time.monotonic() - start)
+    print(f"converge: {len(single_s)} of {len(singles)} single pointer changes followed")
+    start = time.monotonic()
+    move({name: new[name] for name in batch}, "staging")
+    moved_s = time.monotonic() - start
+    wanted = {f"{name}-staging": new[name] for name in batch}
+    done, _ = host.wait_serving(wanted, CONVERGE_BUDGET_S)
+    batch_s = time.monotonic() - start
+    answered = sum(
+        1 for name in wanted if post(f"{host.url}/endpoints/{name}/invocations", body)[0] == 200
+    )
+    print(
+        f"converge: {len(batch)} pointers moved in {moved_s:.2f} s; {done} serving their new"
+        f" version after {batch_s:.1f} s; {answered} answered a request after"
+    )
+    return {
+        "singles": single_s,
+        "changes": len(batch),
+        "moved_s": moved_s,
+        "converged": done,
+        "batch_s": batch_s,
+        "answered": answered,
+    }
 
 
 def report(process: dict[str, float], figures: dict[str, Any]) -> None:
@@ -418,6 +547,10 @@ def report(process: dict[str, float], figures: dict[str, Any]) -> None:
         f" {figures['loaded_pss'] / MIB:.0f} MiB PSS ({figures['loaded_rss'] / MIB:.0f} MiB RSS);"
         f" after idle unload: {figures['idle_pss'] / MIB:.0f} MiB PSS"
         f" ({figures['idle_rss'] / MIB:.0f} MiB RSS)"
+    )
+    print(
+        f"shared: memory per idle endpoint (PSS after idle unload / {versions} endpoints):"
+        f" {figures['idle_pss'] / max(versions, 1) / MIB:.2f} MiB"
     )
     first = figures["first"]
     shared_versions = max(int(figures["loaded_count"]), 1)
@@ -460,6 +593,26 @@ def report(process: dict[str, float], figures: dict[str, Any]) -> None:
         f" ratio {ratio:.2f}"
     )
     print(f"{verdict(ratio >= THROUGHPUT_TARGET)}  shared vs own process >= {THROUGHPUT_TARGET}")
+    print()
+    result = figures["converge"]
+    singles = result["singles"]
+    changes, converged = result["changes"], result["converged"]
+    if singles:
+        print(
+            f"one pointer change, time to converge (median of {len(singles)}):"
+            f" {statistics.median(singles):.1f} s (each: "
+            + ", ".join(f"{s:.1f}" for s in singles)
+            + " s)"
+        )
+    else:
+        print("one pointer change: never converged")
+    print(
+        f"{changes} pointer changes at once (compare-and-set in {result['moved_s']:.2f} s),"
+        f" time to converge: {result['batch_s']:.1f} s; {converged} of {changes} serving"
+        f" their new version, {result['answered']} answered a request"
+    )
+    ok = converged == changes > 0 and result["batch_s"] <= CONVERGE_TARGET_S
+    print(f"{verdict(ok)}  {changes} pointer changes converge <= {CONVERGE_TARGET_S:.0f} s")
 
 
 def main() -> int:
