@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.hosts import TRAIN, Hosts, Run, Toy, watched_hosts
+from tests.support.hosts import Hosts, Run, Toy, hosted_toy, watched_hosts
 from tests.support.repos import GitRepo
 
 
@@ -26,14 +26,4 @@ def hosts(modelci: Run, monkeypatch: pytest.MonkeyPatch) -> Iterator[Hosts]:
 
 @pytest.fixture
 def toy(git_repo: Callable[..., GitRepo], modelci: Run, hosts: Hosts, shared_envs: Path) -> Toy:
-    repo = git_repo()
-    repo.write(".gitignore", ".modelci/\n")
-    repo.write("models/toy/train.py", TRAIN)
-    repo.write("models/toy/requirements.txt", "")
-    rows = "".join(f"{i},{i % 3},{i % 5},{i % 2}\n" for i in range(20))
-    repo.write("data/toy/train.csv", "id,a,b,label\n" + rows)
-    repo.write("data/toy/test.csv", "id,a,b,label\n" + rows)
-    (repo.root / ".modelci").mkdir()
-    (repo.root / ".modelci" / "envs").symlink_to(shared_envs, target_is_directory=True)
-    hosts.roots.append(repo.root)
-    return Toy(repo, modelci, hosts)
+    return hosted_toy(git_repo(), modelci, hosts, shared_envs)

@@ -30,18 +30,18 @@ from tests.support.hosts import (
     OUTCOME_KEYS,
     ROW,
     SPEC,
-    TRAIN,
     Hosts,
     Load,
     Run,
     Toy,
     host_url,
+    hosted_toy,
     prediction,
     watched_hosts,
 )
 from tests.support.ports import free_port
 from tests.support.repos import GitRepo
-from tests.support.toy import INFERENCE, write_toy
+from tests.support.toy import INFERENCE
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.slow
@@ -59,12 +59,7 @@ def hosts(modelci: Run, monkeypatch: pytest.MonkeyPatch) -> Iterator[Hosts]:
 
 @pytest.fixture
 def toy(git_repo: Callable[..., GitRepo], modelci: Run, hosts: Hosts, shared_envs: Path) -> Toy:
-    repo = git_repo()
-    write_toy(repo, "", train=TRAIN, inference=None)  # each version writes its spec and handler
-    (repo.root / ".modelci").mkdir()
-    (repo.root / ".modelci" / "envs").symlink_to(shared_envs, target_is_directory=True)
-    hosts.roots.append(repo.root)
-    return Toy(repo, modelci, hosts)
+    return hosted_toy(git_repo(), modelci, hosts, shared_envs)
 
 
 # --- deploy and invoke -------------------------------------------------------------------------

@@ -31,13 +31,34 @@ def hosts(modelci: Run, monkeypatch: pytest.MonkeyPatch) -> Iterator[Hosts]:
     yield from watched_hosts(modelci, monkeypatch)
 
 
-def containers(podman: Engine, endpoint: str) -> list[str]:
-    """The images of the containers (running or not) of an endpoint."""
+def containers(podman: Engine, endpoint: str, field: str = "Image") -> list[str]:
+    """`field` (the image, or the name) of each container, running or not, of an endpoint."""
     out = podman.run(
-        ["ps", "-a", "--filter", f"name=modelci-{endpoint}-", "--format", "{{.Image}}"],
+        ["ps", "-a", "--filter", f"name=modelci-{endpoint}-", "--format", f"{{{{.{field}}}}}"],
         what="ps",
     )
     return out.split()
+
+
+def _trained_clone(
+    toy_image: BuiltImage,
+    base_image: str,
+    hosts: Hosts,
+    modelci: Run,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Path:
+    """A clone of the image's repository at its commit, its toy trained, whose endpoints run
+    as containers of the image (its host stopped by `hosts` at the end)."""
+    root = tmp_path / "toy"
+    subprocess.run(["git", "clone", "-q", str(toy_image.repo.root), str(root)], check=True)
+    subprocess.run(["git", "-C", str(root), "checkout", "-q", toy_image.commit], check=True)
+    hosts.roots.append(root)
+    monkeypatch.setenv("MODELCI_IMAGE_BASE", base_image)
+    monkeypatch.setenv("MODELCI_IMAGE_REGISTRY", toy_image.registry)
+    monkeypatch.setenv("MODELCI_DEPLOY_BACKEND", "container")
+    assert modelci("-C", root, "train", "toy").code == 0
+    return root
 
 
 def test_the_host_serves_the_image_and_rolls_a_crash_back(
@@ -49,14 +70,7 @@ def test_the_host_serves_the_image_and_rolls_a_crash_back(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    root = tmp_path / "toy"
-    subprocess.run(["git", "clone", "-q", str(toy_image.repo.root), str(root)], check=True)
-    subprocess.run(["git", "-C", str(root), "checkout", "-q", toy_image.commit], check=True)
-    hosts.roots.append(root)
-    monkeypatch.setenv("MODELCI_IMAGE_BASE", base_image)
-    monkeypatch.setenv("MODELCI_IMAGE_REGISTRY", toy_image.registry)
-    monkeypatch.setenv("MODELCI_DEPLOY_BACKEND", "container")
-    assert modelci("-C", root, "train", "toy").code == 0
+    root = _trained_clone(toy_image, base_image, hosts, modelci, tmp_path, monkeypatch)
     deployed = modelci("-C", root, "deploy", "toy", "--env", "staging", "--skip-tests", "--json")
     assert deployed.code == 0, deployed.stdout + deployed.stderr
     outcome = deployed.json()
@@ -97,14 +111,6 @@ def test_the_host_serves_the_image_and_rolls_a_crash_back(
     wait_until(lambda: not containers(podman, "toy-staging"), "the host's containers are gone")
 
 
-def _names(podman: Engine, endpoint: str) -> list[str]:
-    out = podman.run(
-        ["ps", "-a", "--filter", f"name=modelci-{endpoint}-", "--format", "{{.Names}}"],
-        what="ps",
-    )
-    return out.split()
-
-
 def test_a_killed_host_leaves_its_container_to_the_next_host(
     podman: Engine,
     toy_image: BuiltImage,
@@ -116,28 +122,21 @@ def test_a_killed_host_leaves_its_container_to_the_next_host(
 ) -> None:
     """SIGKILL of `modelci serve` takes the host with it but not the engine's container; the
     next host of the same folder removes it before it starts its own."""
-    root = tmp_path / "toy"
-    subprocess.run(["git", "clone", "-q", str(toy_image.repo.root), str(root)], check=True)
-    subprocess.run(["git", "-C", str(root), "checkout", "-q", toy_image.commit], check=True)
-    hosts.roots.append(root)
-    monkeypatch.setenv("MODELCI_IMAGE_BASE", base_image)
-    monkeypatch.setenv("MODELCI_IMAGE_REGISTRY", toy_image.registry)
-    monkeypatch.setenv("MODELCI_DEPLOY_BACKEND", "container")
-    assert modelci("-C", root, "train", "toy").code == 0
+    root = _trained_clone(toy_image, base_image, hosts, modelci, tmp_path, monkeypatch)
     deploy = ("-C", root, "deploy", "toy", "--env", "staging", "--skip-tests", "--json")
     first = modelci(*deploy)
     assert first.code == 0, first.stdout + first.stderr
-    [left] = _names(podman, "toy-staging")
+    [left] = containers(podman, "toy-staging", "Names")
     state = json.loads((root / ".modelci/serve/serve.json").read_text())
     host, supervisor = int(state["pid"]), int(state["supervisor"])
 
     os.kill(supervisor, signal.SIGKILL)
     wait_until(lambda: not Path(f"/proc/{host}").exists(), "the host exits with its supervisor")
-    assert _names(podman, "toy-staging") == [left]  # the fault: nothing stopped the container
+    assert containers(podman, "toy-staging", "Names") == [left]  # the fault: nothing stopped it
 
     again = modelci(*deploy)  # starts a new host, which sweeps before it serves
     assert again.code == 0, again.stdout + again.stderr
-    [serving] = _names(podman, "toy-staging")
+    [serving] = containers(podman, "toy-staging", "Names")
     assert serving != left
     gateway = again.json()["gateway_url"]
     assert prediction(httpx.post(f"{gateway}/invocations", content=ROW, headers=JSON)) == 3.5

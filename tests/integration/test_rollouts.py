@@ -14,10 +14,9 @@ from typing import Any
 
 import pytest
 
-from tests.support.hosts import DEADLINE_S, TRAIN, Hosts, Run, Toy, watched_hosts
+from tests.support.hosts import DEADLINE_S, Hosts, Run, Toy, hosted_toy, watched_hosts
 from tests.support.repos import GitRepo
 from tests.support.rolling import FAILS_ONE_IN_THREE, Recorder, rollout_table
-from tests.support.toy import write_toy
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.slow
@@ -39,12 +38,7 @@ def hosts(modelci: Run, monkeypatch: pytest.MonkeyPatch) -> Iterator[Hosts]:
 
 @pytest.fixture
 def toy(git_repo: Callable[..., GitRepo], modelci: Run, hosts: Hosts, shared_envs: Path) -> Toy:
-    repo = git_repo()
-    write_toy(repo, "", train=TRAIN, inference=None)  # each version writes its spec and handler
-    (repo.root / ".modelci").mkdir()
-    (repo.root / ".modelci" / "envs").symlink_to(shared_envs, target_is_directory=True)
-    hosts.roots.append(repo.root)
-    return Toy(repo, modelci, hosts)
+    return hosted_toy(git_repo(), modelci, hosts, shared_envs)
 
 
 def test_failing_canary_is_rolled_back_by_its_alarm_within_one_bake(toy: Toy) -> None:

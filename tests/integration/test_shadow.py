@@ -18,7 +18,7 @@ from modelci.errors import ConfigError
 from modelci.registry import open_registry
 from modelci.registry.base import Event, VersionRecord
 from tests.support.cli import CliResult
-from tests.support.hosts import JSON, SPEC, TRAIN, Hosts, Run, Toy, host_url, watched_hosts
+from tests.support.hosts import JSON, SPEC, Hosts, Run, Toy, host_url, hosted_toy, watched_hosts
 from tests.support.repos import GitRepo
 from tests.support.team import DEADLINE_S, TeamHost, start_host
 from tests.support.toy import INFERENCE, write_toy
@@ -52,12 +52,7 @@ def hosts(modelci: Run, monkeypatch: pytest.MonkeyPatch) -> Iterator[Hosts]:
 
 @pytest.fixture
 def toy(git_repo: Callable[..., GitRepo], modelci: Run, hosts: Hosts, shared_envs: Path) -> Toy:
-    repo = git_repo()
-    write_toy(repo, "", train=TRAIN, inference=None)
-    (repo.root / ".modelci").mkdir()
-    (repo.root / ".modelci" / "envs").symlink_to(shared_envs, target_is_directory=True)
-    hosts.roots.append(repo.root)
-    return Toy(repo, modelci, hosts)
+    return hosted_toy(git_repo(), modelci, hosts, shared_envs)
 
 
 def candidate(toy: Toy, inference: str) -> str:

@@ -23,7 +23,7 @@ from modelci.registry.base import Event
 from tests.support.cli import CliResult
 from tests.support.ports import free_port
 from tests.support.repos import GitRepo
-from tests.support.toy import INFERENCE, SERVED_SPEC, train_script
+from tests.support.toy import INFERENCE, SERVED_SPEC, train_script, write_toy
 from tests.support.waiting import wait_until
 
 Run = Callable[..., CliResult]
@@ -315,3 +315,14 @@ def watched_hosts(modelci: Run, monkeypatch: pytest.MonkeyPatch) -> Iterator[Hos
     watch = Hosts(modelci)
     yield watch
     watch.stop()
+
+
+def hosted_toy(repo: GitRepo, modelci: Run, hosts: Hosts, shared_envs: Path) -> Toy:
+    """The toy in `repo` with no version yet (each `Toy.version` writes its spec and
+    handler), its environments in `shared_envs` (built once for the tests sharing it), its
+    endpoint host stopped by `hosts` at the end."""
+    write_toy(repo, "", train=TRAIN, inference=None)
+    (repo.root / ".modelci").mkdir()
+    (repo.root / ".modelci" / "envs").symlink_to(shared_envs, target_is_directory=True)
+    hosts.roots.append(repo.root)
+    return Toy(repo, modelci, hosts)
