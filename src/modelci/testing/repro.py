@@ -11,7 +11,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from modelci.runtime.signature import LABEL_COLUMNS
+from modelci.runtime.signature import LABEL_COLUMNS, SIGNATURE_FILE
 from modelci.spec import ModelSpec
 from modelci.testing.golden import difference
 from modelci.testing.report import CheckResult
@@ -59,11 +59,13 @@ _SUSPECTS = [
 
 
 def digests(folder: Path) -> dict[str, str]:
-    """sha256 of every file of a model folder (and its links and folders: as an artifact's
-    unpacked copy is recorded)."""
+    """sha256 of every file the training wrote into a model folder (and its links and folders:
+    as an artifact's unpacked copy is recorded). The input signature modelci records into the
+    version's folder after its job ended is not the training's output: the run it is compared
+    with has none."""
     from modelci.train.unpacked import tree_digests
 
-    return tree_digests(folder)
+    return {name: digest for name, digest in tree_digests(folder).items() if name != SIGNATURE_FILE}
 
 
 def test_rows(spec: ModelSpec, channel_dir: Path) -> bytes | None:
