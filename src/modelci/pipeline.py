@@ -60,12 +60,13 @@ def run_model(
 ) -> None:
     """Build, train, test and deploy one model; each step done, cached, failed or skipped."""
     from modelci.deploy import open_deployer
+    from modelci.deploy.ahead import Ahead, start_ahead
     from modelci.deploy.rollout import deploy
     from modelci.envs.uv import ensure_environment
     from modelci.testing.report import describe_failure, failure_causes
     from modelci.testing.runner import test_version, tests_passed
     from modelci.train.lease import LeaseHeld, wait_for
-    from modelci.train.outcome import TrainOptions
+    from modelci.train.outcome import TrainOptions, version_name
     from modelci.train.runner import train_model
 
     def skip_rest(after: str) -> None:
@@ -73,11 +74,17 @@ def run_model(
             state.steps[step] = "skipped"
 
     step = "build"
+    ahead: Ahead | None = None
     try:
         spec = workspace.model(name)
         state.steps["build"] = "running"
         environment = ensure_environment(workspace.root, spec, progress=note)
         state.steps["build"] = "cached" if environment.cached else "done"
+        # the host starts a spare of the version while it trains: its deploy skips a cold start
+        head = git.resolve(workspace.root, "HEAD")
+        if head is not None:
+            version = version_name(name, head)
+            ahead = start_ahead(workspace, open_deployer(workspace), spec, version, head)
         with workspace.lazy_registry() as registry:  # opened once the training job runs
             step = "train"
             state.steps["train"] = "running"
@@ -161,6 +168,9 @@ def run_model(
         state.error = f"{step} failed unexpectedly: {type(error).__name__}: {error}"
         state.exception = error
         skip_rest(step)
+    finally:
+        if ahead is not None and state.steps["deploy"] != "done":
+            ahead.withdraw()  # not deployed: its spare is not wanted
 
 
 def last_deployed_commit(workspace: Workspace) -> str | None:

@@ -87,6 +87,15 @@ class Deployer(abc.ABC):
         default: the backend has no shadow traffic (ConfigError)."""
         raise ConfigError(f"this deploy backend has no shadow traffic (endpoint {endpoint})")
 
+    def prepare(
+        self, endpoint: str, model: str, environment: str, version: str | None, commit: str | None
+    ) -> bool:
+        """Start a spare of `version` (of `model`, made from `commit`) for `endpoint` ahead of
+        its deploy, unrouted, where the backend can (`run` asks as the version's training
+        starts); None: stop it (the version failed). Only ever an acceleration: whether the
+        backend took it, never an error. The default: versions start only when deployed."""
+        return False
+
     def remove(self, endpoint: str, timeout: float) -> None:
         """Make the backend follow the registry for `endpoint`, whose pointer was just cleared,
         and wait until it no longer serves it. The default does nothing: for a backend that

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 START_TIMEOUT_S = 60.0
 DEFAULT_PORT = 8080
 PROBE_TIMEOUT_S = 2.0  # `status`'s look at a host and its endpoints
+PREPARE_TIMEOUT_S = 30.0  # the host reads the registry and launches, without waiting for it
 
 
 class LocalDeployer(Deployer):
@@ -152,6 +153,27 @@ class LocalDeployer(Deployer):
             if time.monotonic() > deadline:
                 raise DeployFailed(f"{endpoint} did not serve {version} within {timeout:g} s")
             time.sleep(0.1)
+
+    def prepare(
+        self, endpoint: str, model: str, environment: str, version: str | None, commit: str | None
+    ) -> bool:
+        """Have a running host start a spare of `version` (modelci.serve.prepared); no host
+        is started for it: the deploy starts one."""
+        url = self.running_url()
+        if url is None:
+            return False
+        body = {"endpoint": endpoint, "model": model, "environment": environment}
+        try:
+            code, _, _ = _request(
+                "POST",
+                f"{url}/-/prepare",
+                json.dumps({**body, "version": version, "commit": commit}).encode(),
+                {**self._auth(), "content-type": "application/json"},
+                timeout=PREPARE_TIMEOUT_S,
+            )
+        except OSError:
+            return False
+        return code == 202
 
     def rollout_state(self, endpoint: str, follow: bool = False) -> list[dict[str, Any]]:
         """The host's view of the endpoint's rollout; `follow`: after it read the registry."""

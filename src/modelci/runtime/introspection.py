@@ -1,6 +1,6 @@
 """Record a trained model's input signature, inside the model's own environment:
 `python -m modelci.runtime.introspection --model-dir DIR [--handler FILE] [--channel PATH]
-[--drop COLUMN ...]` writes `modelci-signature.json` into DIR and prints it.
+[--drop COLUMN ...] [--when-told]` writes `modelci-signature.json` into DIR and prints it.
 
 The columns come from the fitted model (`n_features_in_` and `feature_names_in_` for
 scikit-learn, `num_features()` and `feature_names` for XGBoost, the first input's shape for
@@ -200,14 +200,39 @@ def signature_of(
     return Signature(columns, sources)
 
 
+# (package, module): what the built-in handlers import to load a model of that package
+PRELOADED = (("sklearn", "sklearn.base"), ("xgboost", "xgboost"), ("onnxruntime", "onnxruntime"))
+
+
+def preload() -> None:
+    """Import the model libraries the built-in handlers load (those installed), and the
+    handlers: started beside the training job, this process has them when the model is done."""
+    import importlib
+    import importlib.util
+
+    import modelci.runtime.handlers  # noqa: F401
+
+    for package, module in PRELOADED:
+        if importlib.util.find_spec(package) is not None:
+            with contextlib.suppress(Exception):  # a broken library fails the load, later
+                importlib.import_module(module)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Record the signature of the model in --model-dir; 0 also when there is none to record."""
+    """Record the signature of the model in --model-dir; 0 also when there is none to record.
+    With --when-told: load the libraries first, then wait for the line `record` on standard
+    input (anything else, or its end: exit 0, nothing recorded)."""
     parser = argparse.ArgumentParser(prog="python -m modelci.runtime.introspection")
     parser.add_argument("--model-dir", required=True, type=Path)
     parser.add_argument("--handler", type=Path, help="the model's inference.py")
     parser.add_argument("--channel", type=Path, help="the training channel (file or folder)")
     parser.add_argument("--drop", action="append", default=[], help="a channel column to skip")
+    parser.add_argument("--when-told", action="store_true", help="record on `record` from stdin")
     args = parser.parse_args(argv)
+    if args.when_told:
+        preload()
+        if sys.stdin.readline().strip() != "record":
+            return 0
     from modelci.runtime.handlers import load_handler
 
     handler = load_handler(args.model_dir, args.handler, signature=False)

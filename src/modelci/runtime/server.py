@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import shutil
+import socket
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -29,6 +30,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m modelci.runtime.server", description=__doc__)
     parser.add_argument("--model-dir", help="the unpacked model.tar.gz (not with --shared)")
     parser.add_argument(
+        "--model-from-stdin",
+        action="store_true",
+        help="load the model libraries first, then read one JSON line "
+        '{"model_dir", "metadata_file"} from stdin (its end: exit 0)',
+    )
+    parser.add_argument(
         "--shared", action="store_true", help="serve the versions the host registers"
     )
     parser.add_argument("--idle-unload-s", type=float, default=0.0, help="--shared: 0 = never")
@@ -43,10 +50,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--max-body-bytes", type=int, default=DEFAULT_MAX_BODY_BYTES)
     parser.add_argument("--log-level", default="warning")
     args = parser.parse_args(argv)
-    if not args.shared and not args.model_dir:
-        parser.error("--model-dir is required (or --shared)")
+    if not args.shared and not args.model_dir and not args.model_from_stdin:
+        parser.error("--model-dir is required (or --shared, or --model-from-stdin)")
     if args.workers < 1:
         parser.error("--workers must be at least 1")
+    if args.model_from_stdin and (args.workers != 1 or args.shared):
+        parser.error("--model-from-stdin serves one version with one worker")
     if args.batch_max_size < 1:
         parser.error("--batch-max-size must be at least 1")
     return args
@@ -72,6 +81,18 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from modelci.runtime.protocol import HttpProtocol
 
+    listener: socket.socket | None = None
+    if args.model_from_stdin:  # a spare, started ahead: the model's libraries load meanwhile
+        from modelci.runtime.introspection import preload
+
+        # the port is bound from the start: nothing else takes it while the spare waits
+        listener = socket.create_server((args.host, args.port))
+        preload()
+        line = sys.stdin.readline()
+        if not line.strip():
+            return 0
+        told = json.loads(line)
+        args.model_dir, args.metadata_file = told["model_dir"], told.get("metadata_file")
     metadata: dict[str, Any] | None = None
     if args.metadata_file:
         metadata = json.loads(Path(args.metadata_file).read_text())
@@ -99,7 +120,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.workers == 1:
             app = create_app(config.pop("model_dir"), **config)
-            uvicorn.run(app, **options)
+            if listener is not None:
+                uvicorn.Server(uvicorn.Config(app, **options)).run(sockets=[listener])
+            else:
+                uvicorn.run(app, **options)
             return 0
         _precheck(Path(config["model_dir"]), config["handler_path"])
     except ServeError as error:

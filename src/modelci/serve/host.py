@@ -35,6 +35,7 @@ from modelci.serve.capture import Capture
 from modelci.serve.containers import sweep_for
 from modelci.serve.intake import refused_path
 from modelci.serve.orphans import finish_orphaned
+from modelci.serve.prepared import Prepared
 from modelci.serve.proxy import Answer, UpstreamError, UpstreamUnreachable
 from modelci.serve.reports import Reporter, smoke_check
 from modelci.serve.shadow import Shadows
@@ -75,6 +76,8 @@ class Host:
         self.tasks: list[asyncio.Task[None]] = []
         self.starting: list[VersionServer] = []  # launched, not routed yet: stopped on exit
         self.processes = SharedProcesses()  # versions sharing their environment's process
+        # spare servers of versions being trained: a deploy of one needs no cold start
+        self.prepared = Prepared(workspace, self.routes)
         # Set while the registry cannot be read (or reads as lost): the host then keeps
         # serving what it last knew to be wanted, and says so in /-/health.
         self.registry_problem: dict[str, Any] | None = None
@@ -198,7 +201,7 @@ class Host:
                 await asyncio.to_thread(verify_launch, self.workspace, spec)
             # launched from the event loop's thread, not a worker thread that may end first:
             # the server is to die with the host, and the kernel's "parent" is that thread
-            server = self.processes.launch(spec, restarts)
+            server = await self.prepared.take(spec) or self.processes.launch(spec, restarts)
         except ModelciError as error:
             self.failures[endpoint] = {
                 "version": version,
@@ -261,6 +264,7 @@ class Host:
         while True:
             try:
                 await self.reconcile()
+                await self.prepared.expire()
             except Exception:  # the host outlives any one failed look; the next poll retries
                 log.exception("reconcile failed; retrying in %s s", POLL_S)
             await asyncio.sleep(POLL_S)
@@ -345,6 +349,7 @@ class Host:
             "pid": os.getpid(),
             "registry": self.registry_health(),
             "capture": self.capture.describe(),
+            "spares": self.prepared.describe(),
         }
         if processes:
             report["processes"] = self.processes.describe(self.routes)
@@ -422,7 +427,8 @@ class Host:
                 await self.shadows.close()
                 await self.capture.flush()  # what was sampled is written before the host ends
                 await asyncio.to_thread(self.processes.stop_all)  # not one version at a time
-                for server in [*self.starting, *self.routes.values(), *self.traffic.servers()]:
+                running = [*self.starting, *self.routes.values(), *self.traffic.servers()]
+                for server in running + self.prepared.servers():
                     await asyncio.to_thread(server.stop)
                 self.routes.clear()
 
@@ -432,6 +438,7 @@ class Host:
                 Route("/-/health", self.guarded(self.health), methods=["GET"]),
                 Route("/-/endpoints", self.guarded(self.endpoints), methods=["GET"]),
                 Route("/-/sync", self.guarded(self.sync), methods=["POST"]),
+                Route("/-/prepare", self.guarded(self.prepared.request), methods=["POST"]),
                 Route(
                     "/endpoints/{endpoint}/invocations", self.guarded(self.invoke), methods=["POST"]
                 ),

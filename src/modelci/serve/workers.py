@@ -9,7 +9,7 @@ import os
 import socket
 import subprocess
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -107,10 +107,6 @@ def launch_spec(
 ) -> LaunchSpec:
     """Everything needed to start a version: its environment, model folder and handler, from
     the checkout, or from the version's stored bundle for a host with none."""
-    from modelci.deploy.smoke import smoke_request
-    from modelci.envs.runtime_copy import runtime_dir
-    from modelci.envs.uv import ensure_environment
-    from modelci.train.jobs import export, spec_at
     from modelci.train.unpacked import version_folder
 
     workspace = type(following)(following.root)  # fresh settings and specs each time
@@ -121,22 +117,42 @@ def launch_spec(
     if workspace.detached:
         return _from_bundle(workspace, record, endpoint, environment)
     dirty = bool(record.details.get("dirty"))
-    spec = spec_at(workspace, model, record.commit, dirty)
     model_dir = version_folder(workspace, record)
+    spec = spare_spec(workspace, endpoint, model, environment, version, record.commit, dirty)
+    return replace(spec, model_dir=str(model_dir), artifact_sha256=record.artifact_sha256)
+
+
+def spare_spec(
+    workspace: Workspace,
+    endpoint: str,
+    model: str,
+    environment: str,
+    version: str,
+    commit: str,
+    dirty: bool = False,
+) -> LaunchSpec:
+    """Everything needed to start `version` (made from `commit`) but its model, from the
+    checkout: `model_dir` and `artifact_sha256` are empty (see `launch_spec`)."""
+    from modelci.deploy.smoke import smoke_request
+    from modelci.envs.runtime_copy import runtime_dir
+    from modelci.envs.uv import ensure_environment
+    from modelci.train.jobs import export, spec_at
+
+    spec = spec_at(workspace, model, commit, dirty)
     if workspace.project.deploy.backend == "container":
         from modelci.envs.modelimage import model_image
 
-        engine, image = model_image(workspace, model, record.commit)
+        engine, image = model_image(workspace, model, commit)
         return LaunchSpec(
             endpoint=endpoint,
             model=model,
             environment=environment,
             version=version,
-            commit=record.commit,
+            commit=commit,
             python="",
             runtime="",
-            model_dir=str(model_dir),
-            artifact_sha256=record.artifact_sha256,
+            model_dir="",
+            artifact_sha256="",
             root=str(workspace.root),
             handler=None,  # the image's serve names the handler in its code
             workers=spec.file.serve.workers,
@@ -154,18 +170,18 @@ def launch_spec(
     if spec.file.serve.handler:
         code = workspace.state_dir / "serve" / "code" / version
         if not code.exists():
-            export(workspace.root, None if dirty else record.commit, [spec.folder], code)
+            export(workspace.root, None if dirty else commit, [spec.folder], code)
         handler = str(code / spec.folder / spec.file.serve.handler)
     return LaunchSpec(
         endpoint=endpoint,
         model=model,
         environment=environment,
         version=version,
-        commit=record.commit,
+        commit=commit,
         python=str(env.python),
         runtime=str(runtime_dir(workspace.state_dir)),
-        model_dir=str(model_dir),
-        artifact_sha256=record.artifact_sha256,
+        model_dir="",
+        artifact_sha256="",
         root=str(workspace.root),
         handler=handler,
         workers=spec.file.serve.workers,
@@ -213,6 +229,15 @@ def _from_bundle(
     )
 
 
+def _metadata(spec: LaunchSpec) -> Path:
+    """The file naming what a version server serves (its /metadata), written for `spec`."""
+    path = Path(spec.log_dir) / f"{spec.endpoint}-{spec.version}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fields = ("model", "version", "commit", "environment", "endpoint")
+    path.write_text(json.dumps({name: getattr(spec, name) for name in fields}))
+    return path
+
+
 def verify_launch(workspace: Workspace, spec: LaunchSpec) -> None:
     """Verify again the artifact and the unpacked copy a spec serves, before a restart serves
     them (ArtifactCorrupted naming the version and the file)."""
@@ -238,31 +263,22 @@ class VersionServer:
     stopping: bool = False
     restarts: int = 0
     container: str | None = None
+    spare: bool = False  # started before its model was stored (modelci.serve.prepared)
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
     @classmethod
-    def launch(cls, spec: LaunchSpec, restarts: int = 0) -> VersionServer:
+    def launch(cls, spec: LaunchSpec, restarts: int = 0, *, spare: bool = False) -> VersionServer:
         """Start the server process (it is not ready yet: see `wait_ready`). Call it from a
-        thread that lives as long as the host: the server dies with the thread that made it."""
+        thread that lives as long as the host: the server dies with the thread that made it.
+        A `spare` (one worker, no image) loads its libraries and waits for `assign`."""
         port = free_port()
         logs = Path(spec.log_dir)
         logs.mkdir(parents=True, exist_ok=True)
         log_path = logs / f"{spec.endpoint}-{spec.version}.log"
-        metadata = logs / f"{spec.endpoint}-{spec.version}.json"
-        metadata.write_text(
-            json.dumps(
-                {
-                    "model": spec.model,
-                    "version": spec.version,
-                    "commit": spec.commit,
-                    "environment": spec.environment,
-                    "endpoint": spec.endpoint,
-                }
-            )
-        )
+        metadata = _metadata(spec)
         if spec.image:
             return cls._launch_container(spec, port, log_path, metadata, restarts)
         command = [
@@ -270,16 +286,17 @@ class VersionServer:
             spec.python,
             "-m",
             "modelci.runtime.server",
-            "--model-dir",
-            spec.model_dir,
             "--host",
             "127.0.0.1",
             "--port",
             str(port),
             "--workers",
             str(spec.workers),
-            "--metadata-file",
-            str(metadata),
+            *(
+                ["--model-from-stdin"]
+                if spare
+                else ["--model-dir", spec.model_dir, "--metadata-file", str(metadata)]
+            ),
             "--batch-max-size",
             str(spec.batch_max_size),
             "--batch-max-wait-ms",
@@ -293,11 +310,24 @@ class VersionServer:
                 command,
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
+                stdin=subprocess.PIPE if spare else subprocess.DEVNULL,
                 env=env,
                 start_new_session=True,
             )
-        return cls(spec, port, process, log_path, Upstream("127.0.0.1", port), restarts=restarts)
+        upstream = Upstream("127.0.0.1", port)
+        return cls(spec, port, process, log_path, upstream, restarts=restarts, spare=spare)
+
+    def assign(self, spec: LaunchSpec) -> None:
+        """Give a spare (see `launch`) the model it is to serve: `spec`, the one it was
+        launched with but for the model folder. Raises OSError when the spare is gone."""
+        metadata = _metadata(spec)
+        told = {"model_dir": spec.model_dir, "metadata_file": str(metadata)}
+        assert self.process.stdin is not None, "only a spare is assigned a model"
+        try:
+            self.process.stdin.write(json.dumps(told).encode() + b"\n")
+        finally:
+            self.process.stdin.close()
+        self.spec = spec
 
     @classmethod
     def _launch_container(
@@ -378,4 +408,5 @@ class VersionServer:
             "healthy": self.healthy and self.alive(),
             "restarts": self.restarts,
             "inflight": self.inflight,
+            "warm_start": self.spare,  # a spare given its model: no cold start at the deploy
         }

@@ -18,7 +18,7 @@ from modelci.train.artifacts import pack, parse_metrics
 from modelci.train.base import JobResult, StartedJob, Trainer
 from modelci.train.jobs import run_job
 from modelci.train.outcome import TrainOptions, TrainOutcome, outcome
-from modelci.train.signature import record_signature
+from modelci.train.signature import SignatureJob, record_signature
 from modelci.workspace import Workspace
 
 if TYPE_CHECKING:
@@ -45,6 +45,8 @@ class Attempt:
     ci_url: str | None
     note: Progress
     on_line: Progress | None = None
+    # started beside the job, loading the model's libraries meanwhile (else started after it)
+    signature: SignatureJob | None = None
 
     @property
     def model(self) -> str:
@@ -248,9 +250,12 @@ def _record_result(
             job_dir=str(job_root),
         )
 
-    problem = record_signature(
-        attempt.workspace.state_dir, attempt.environment.python, attempt.spec, JobDir(job_root)
-    )
+    if attempt.signature is not None:
+        problem = attempt.signature.record()
+    else:
+        problem = record_signature(
+            attempt.workspace.state_dir, attempt.environment.python, attempt.spec, JobDir(job_root)
+        )
     if problem is not None:
         attempt.note(f"{version}: no input signature recorded: {problem}")
     _record_statistics(attempt, store, details)

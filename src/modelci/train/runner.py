@@ -8,6 +8,8 @@ out by `jobs.py`) and record it (`record.py`).
 
 from __future__ import annotations
 
+import dataclasses
+
 from modelci import git
 from modelci.errors import ConfigError
 from modelci.fingerprint import file_digests, fingerprint
@@ -20,6 +22,7 @@ from modelci.train.fastpath import cache_hit, must_train
 from modelci.train.jobs import check_inputs, job_root_for, prepare_job, run_job, spec_at
 from modelci.train.outcome import Rerun, TrainOptions, TrainOutcome, version_name
 from modelci.train.record import Attempt, train_recorded
+from modelci.train.signature import SignatureJob
 from modelci.workspace import Workspace
 
 __all__ = ["train_model"]
@@ -108,6 +111,8 @@ def train_model(
                 workspace, spec, exported, environment.python, attempt.job_root, sample=False
             )
             running = trainer.start(job, on_line)
+            signature = SignatureJob(workspace.state_dir, environment.python, spec, job.job)
+            attempt = dataclasses.replace(attempt, signature=signature)
             if options.rerun:  # the same job again, beside it, for the reproducibility check
                 again = job_root_for(workspace, version + "-rerun")
                 rerun = Rerun(
@@ -127,6 +132,8 @@ def train_model(
     finally:  # the registry decided otherwise (another pipeline won a race), or an error
         if running is not None:
             running.stop()
+        if attempt.signature is not None:
+            attempt.signature.cancel()  # recorded already, unless the job failed
         if rerun is not None:
             rerun.discard()
 
