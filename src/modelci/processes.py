@@ -23,6 +23,10 @@ DIE_WITH_PARENT = (
     else []
 )
 
+# coreutils' nice: a helper process that yields the CPU to the work everything waits on (the
+# version's own training) on a machine with fewer cores than busy processes
+LOW_PRIORITY = ["nice", "-n", "10"] if shutil.which("nice") else []
+
 
 def stop_group(process: subprocess.Popen[Any], grace: float) -> int:
     """Send the process group led by `process` SIGTERM, then SIGKILL if it has not exited

@@ -35,6 +35,9 @@ class TrainingJob:
     metrics: dict[str, str] = field(default_factory=dict)  # name -> regex, from the spec
     resources: dict[str, float] = field(default_factory=dict)  # [train].resources, as set
     sagemaker: ModelSageMakerSection | None = None  # the model's own [sagemaker], if any
+    # a check's run beside the version's own job (the reproducibility check's second run): on
+    # this machine it yields the CPU to that job, which everything after it waits on
+    yields_cpu: bool = False
 
 
 @dataclass(frozen=True)

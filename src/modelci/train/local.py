@@ -10,7 +10,7 @@ import time
 from typing import IO, TYPE_CHECKING
 
 from modelci.processes import DIE_WITH_PARENT as _DIE_WITH_PARENT
-from modelci.processes import stop_group
+from modelci.processes import LOW_PRIORITY, stop_group
 from modelci.progress import Progress
 from modelci.runtime.jobdir import command_arguments, environment
 from modelci.train.base import JobResult, StartedJob, Trainer, TrainingJob, failure_reason
@@ -63,6 +63,7 @@ class RunningJob(StartedJob):
         self.log: IO[str] = job.job.log.open("w", encoding="utf-8")
         command = command or [
             *_DIE_WITH_PARENT,
+            *(LOW_PRIORITY if job.yields_cpu else []),
             str(job.python),
             job.entrypoint,
             *command_arguments(job.hyperparameters),

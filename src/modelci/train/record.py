@@ -5,6 +5,7 @@ names versions tags the artifact first."""
 from __future__ import annotations
 
 import csv
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -250,15 +251,25 @@ def _record_result(
             job_dir=str(job_root),
         )
 
-    if attempt.signature is not None:
-        problem = attempt.signature.record()
-    else:
-        problem = record_signature(
-            attempt.workspace.state_dir, attempt.environment.python, attempt.spec, JobDir(job_root)
-        )
+    # the training data's statistics are read here while the model's own process records its
+    # signature
+    pool = ThreadPoolExecutor(max_workers=1)
+    statistics = pool.submit(_record_statistics, attempt, store, details)
+    try:
+        if attempt.signature is not None:
+            problem = attempt.signature.record()
+        else:
+            problem = record_signature(
+                attempt.workspace.state_dir,
+                attempt.environment.python,
+                attempt.spec,
+                JobDir(job_root),
+            )
+    finally:
+        pool.shutdown()
+    statistics.result()  # what failed there fails the version's record, as it would here
     if problem is not None:
         attempt.note(f"{version}: no input signature recorded: {problem}")
-    _record_statistics(attempt, store, details)
     from modelci.bundle import store_bundle
 
     details["serving"] = store_bundle(

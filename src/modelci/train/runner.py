@@ -115,12 +115,11 @@ def train_model(
             attempt = dataclasses.replace(attempt, signature=signature)
             if options.rerun:  # the same job again, beside it, for the reproducibility check
                 again = job_root_for(workspace, version + "-rerun")
+                twin = prepare_job(
+                    workspace, spec, exported, environment.python, again, sample=False
+                )
                 rerun = Rerun(
-                    trainer.start(
-                        prepare_job(
-                            workspace, spec, exported, environment.python, again, sample=False
-                        )
-                    ),
+                    trainer.start(dataclasses.replace(twin, yields_cpu=True)),
                     again,
                     attempt.job_root,
                 )

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from modelci.envs.runtime_copy import runtime_environment
+from modelci.processes import LOW_PRIORITY
 from modelci.runtime.jobdir import JobDir
 
 if TYPE_CHECKING:
@@ -45,7 +46,8 @@ class SignatureJob:
         self.problem: str | None = None
         try:
             self.process = subprocess.Popen(
-                [*signature_command(python, spec, job), "--when-told"],
+                # it waits for the job: its libraries load with the CPU the job leaves
+                [*LOW_PRIORITY, *signature_command(python, spec, job), "--when-told"],
                 env=runtime_environment(state_dir),
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
