@@ -75,6 +75,7 @@ def test_a_spare_is_given_its_model_at_the_deploy_and_bad_requests_are_refused(
         ({**staging, "endpoint": "price-staging", "version": first, "commit": "x"}, 400, "not"),
         ({**staging, "environment": "nowhere", "version": first, "commit": "x"}, 400, "nowhere"),
         ({**staging, "version": "toy-0000", "commit": "0" * 40}, 400, "no commit"),
+        ({**staging, "version": "../../escape", "commit": toy.repo.sha()}, 400, "'version'"),
     ]
     for body, status, named in refused:
         answer = _prepare(toy, body)

@@ -23,6 +23,7 @@ from starlette.responses import JSONResponse, Response
 from modelci import git
 from modelci.errors import ModelciError
 from modelci.serve.workers import LaunchSpec, VersionServer, spare_spec
+from modelci.train.outcome import version_name
 
 if TYPE_CHECKING:
     from modelci.workspace import Workspace
@@ -115,7 +116,8 @@ class Prepared:
                 return _answer(400, f"field {name!r} must be a string")
         endpoint, model, environment = body["endpoint"], body["model"], body["environment"]
         try:
-            project = type(self.workspace)(self.workspace.root).project  # as now on disk
+            workspace = type(self.workspace)(self.workspace.root)  # settings as now on disk
+            project = workspace.project
             environments = project.environments
             if (
                 environment not in environments
@@ -130,10 +132,14 @@ class Prepared:
             if self._serving(endpoint, version):
                 return _answer(200, f"{endpoint}: serves {version} already")
             commit = body["commit"]
-            if await asyncio.to_thread(git.resolve, self.workspace.root, commit) != commit:
+            if await asyncio.to_thread(git.resolve, workspace.root, commit) != commit:
                 return _answer(400, f"field 'commit': {commit!r} is no commit of this repository")
+            if version != version_name(model, commit):  # it names files: nothing else passes
+                return _answer(
+                    400, f"field 'version': {model}'s version of {commit} is not {version!r}"
+                )
             spec = await asyncio.to_thread(
-                spare_spec, self.workspace, endpoint, model, environment, version, commit
+                spare_spec, workspace, endpoint, model, environment, version, commit
             )
             if spec.image or spec.workers != 1 or spec.isolation == "shared":
                 return _answer(200, f"{endpoint}: {version} needs no spare")
