@@ -84,7 +84,7 @@ def run_model(
         head = git.resolve(workspace.root, "HEAD")
         if head is not None:
             version = version_name(name, head)
-            ahead = start_ahead(workspace, open_deployer(workspace), spec, version, head)
+            ahead = start_ahead(workspace, spec, version, head)
         with workspace.lazy_registry() as registry:  # opened once the training job runs
             step = "train"
             state.steps["train"] = "running"

@@ -44,15 +44,20 @@ class Ahead:
             self.asked = False
 
 
-def start_ahead(
-    workspace: Workspace, deployer: Deployer, spec: ModelSpec, version: str, commit: str
-) -> Ahead | None:
+def start_ahead(workspace: Workspace, spec: ModelSpec, version: str, commit: str) -> Ahead | None:
     """Start a spare of `version` for its deploy to the first environment when that deploy
-    would start it at once (an all-at-once rollout; a canary's candidate is the rollout's)."""
+    would start it at once (an all-at-once rollout; a canary's candidate is the rollout's).
+    A backend whose settings are wrong gets none: its deploy step says what is wrong."""
+    from modelci.deploy import open_deployer
+    from modelci.errors import ModelciError
     from modelci.rolloutspec import rollout_for
 
     environment = workspace.environments[0]
-    if rollout_for(workspace.project, spec, environment).strategy != "all_at_once":
+    try:
+        if rollout_for(workspace.project, spec, environment).strategy != "all_at_once":
+            return None
+        deployer = open_deployer(workspace)
+    except ModelciError:
         return None
     ahead = Ahead(deployer, workspace.endpoint(spec.name, environment), spec.name, environment)
     ahead.start(version, commit)
