@@ -16,7 +16,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from modelci.aws import SageMakerAccount, resource_name
 from modelci.deploy.base import Answer, Deployer, Served, Superseded
@@ -26,6 +26,9 @@ from modelci.registry.base import VersionRecord
 from modelci.rolloutspec import rollout_for
 from modelci.spec import ModelSpec
 from modelci.workspace import Workspace
+
+if TYPE_CHECKING:
+    from modelci.registry.base import Shadow
 
 POLL_FIRST_S = 0.2  # an endpoint's status is asked for often at first, then every POLL_MAX_S
 POLL_MAX_S = 15.0
@@ -140,6 +143,13 @@ class SageMakerDeployer(Deployer):
                 raise
             content = answer["Body"].read()
         return Answer(200, content, answer.get("ContentType"))
+
+    def await_shadow(self, endpoint: str, shadow: Shadow | None, timeout: float) -> str | None:
+        """The endpoint moved to the live version with `shadow`'s candidate as its shadow
+        variant, or back to the live version alone (modelci.deploy.sagemaker_shadow)."""
+        from modelci.deploy import sagemaker_shadow
+
+        return sagemaker_shadow.await_shadow(self, endpoint, shadow, timeout)
 
     def describe(self, endpoint: str) -> dict[str, object] | None:
         """The endpoint's status, configuration and the version that configuration serves."""
