@@ -19,6 +19,7 @@ from modelci.errors import ConfigError, DeployFailed
 if TYPE_CHECKING:
     from modelci.deploy.sagemaker import SageMakerDeployer
     from modelci.registry.base import Shadow
+    from modelci.spec import ModelSpec
 
 SHADOW_VARIANT = "Shadow"  # the candidate's variant; its capture files are under this name
 SHADOW_TAG = "modelci:shadow"  # on a shadow configuration: the candidate version
@@ -36,7 +37,7 @@ def shadow_config(
     versions' models are made when missing (their own configurations too, so that either can
     be deployed later), the variants as `ensure_config` sizes them, and data capture of every
     request and answer of both variants."""
-    records = {}
+    records: dict[str, ModelSpec] = {}
     for version in (live, candidate):
         record, spec = deployer._version(version)
         deployer.ensure_config(record, spec)
@@ -88,9 +89,14 @@ def await_shadow(
     """Move `endpoint` to the configuration the registry asks for: the live version with
     `shadow`'s candidate as its shadow variant, or (`shadow` None) the live version alone;
     wait until it is InService on it. Returns the invocation URL."""
+    from modelci.deploy.sagemaker import SETTLED
+
+    deadline = time.monotonic() + max(timeout, float(deployer.settings.max_wait_s))
     state = deployer._describe(endpoint)
     if state is None:
         raise ConfigError(f"no SageMaker endpoint {endpoint!r}: deploy a version there first")
+    if state["EndpointStatus"] not in SETTLED:
+        state = deployer._wait(endpoint, deadline)  # one change at a time
     if shadow is not None:
         with deployer.workspace.registry() as registry:
             pointer = registry.get_pointer(shadow.model, shadow.environment)
@@ -108,7 +114,6 @@ def await_shadow(
             return deployer.invocation_url(endpoint)
         record, spec = deployer._version(live)
         target = deployer.ensure_config(record, spec)
-    deadline = time.monotonic() + max(timeout, float(deployer.settings.max_wait_s))
     if state.get("EndpointConfigName") != target:
         with deployer.account.call("sagemaker", f"updating the endpoint {endpoint}") as api:
             api.update_endpoint(EndpointName=endpoint, EndpointConfigName=target)
