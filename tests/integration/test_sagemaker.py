@@ -861,19 +861,30 @@ def test_shadow_maps_onto_shadow_production_variants_and_stops(
         pointer = registry.get_pointer(toy.name, "staging")
         assert pointer is not None and pointer.version == first
 
+    # a deploy while the shadow runs: the new live version, and the shadow goes on beside it
+    third = _train_new_version(toy, modelci, "2.5")
+    assert _deploy(toy, modelci, "--version", third)["status"] == "deployed"
+    assert [u["EndpointConfigName"] for u in world.sent("UpdateEndpoint")[-2:]] == [
+        third,
+        f"{third}-shadow25-{second}",
+    ]
+    kept = world.sent("CreateEndpointConfig")[-1]
+    assert [v["ModelName"] for v in kept["ProductionVariants"]] == [third]
+    assert [v["ModelName"] for v in kept["ShadowProductionVariants"]] == [second]
+
     stopped = _shadow(toy, modelci, "--shadow", "--stop")
     assert (stopped["status"], stopped["version"]) == ("stopped", second), stopped
     assert world.sent("UpdateEndpoint")[-1] == {
         "EndpointName": endpoint,
-        "EndpointConfigName": first,
+        "EndpointConfigName": third,
     }
-    assert api.describe_endpoint(EndpointName=endpoint)["EndpointConfigName"] == first
+    assert api.describe_endpoint(EndpointName=endpoint)["EndpointConfigName"] == third
     with open_registry(REGISTRY, toy.root) as registry:
         assert registry.shadows(toy.name) == []
         kinds = [e.kind for e in registry.events(toy.name)]
         assert kinds[:2] == ["shadow_end", "shadow"]
     again = _shadow(toy, modelci, "--shadow", "--stop")
-    assert again["status"] == "none" and len(world.sent("UpdateEndpoint")) == 2
+    assert again["status"] == "none" and len(world.sent("UpdateEndpoint")) == 4
 
 
 CAPTURED_ROWS = 300

@@ -108,7 +108,18 @@ class SageMakerDeployer(Deployer):
                     f"[sagemaker] alarms fired: {', '.join(self.settings.alarms) or 'none'})"
                 )
             )
+        self._keep_shadow(endpoint, spec, timeout)
         return Served(endpoint, version, None, self.invocation_url(endpoint))
+
+    def _keep_shadow(self, endpoint: str, spec: ModelSpec, timeout: float) -> None:
+        """A shadow the registry keeps for the environment goes on mirroring to its candidate
+        beside the version now live, as on the endpoint host: the endpoint moves on to that
+        pair's shadow configuration (modelci.deploy.sagemaker_shadow)."""
+        environment = self._environment(endpoint, spec)
+        with self.workspace.registry() as registry:
+            shadow = {s.environment: s for s in registry.shadows(spec.name)}.get(environment)
+        if shadow is not None:
+            self.await_shadow(endpoint, shadow, timeout)
 
     def invoke(
         self, endpoint: str, body: bytes, content_type: str, accept: str | None = None
