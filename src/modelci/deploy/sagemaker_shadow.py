@@ -15,13 +15,13 @@ from typing import TYPE_CHECKING, Any
 
 from modelci.aws import resource_name
 from modelci.errors import ConfigError, DeployFailed
+from modelci.monitor.sources import SHADOW_VARIANT  # the candidate's variant, read back there
 
 if TYPE_CHECKING:
     from modelci.deploy.sagemaker import SageMakerDeployer
     from modelci.registry.base import Shadow
     from modelci.spec import ModelSpec
 
-SHADOW_VARIANT = "Shadow"  # the candidate's variant; its capture files are under this name
 SHADOW_TAG = "modelci:shadow"  # on a shadow configuration: the candidate version
 
 

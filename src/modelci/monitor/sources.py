@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from modelci.workspace import Workspace
 
 PRODUCTION_VARIANT = "AllTraffic"  # modelci.deploy.sagemaker.VARIANT
-SHADOW_VARIANT = "Shadow"  # modelci.deploy.sagemaker_shadow.SHADOW_VARIANT
+SHADOW_VARIANT = "Shadow"  # the candidate's variant in modelci.deploy.sagemaker_shadow
 HOUR = 3600.0
 # inferenceTime is stamped to the second (or the millisecond): a record stamped in second S
 # was answered at some moment of [S, S + 1), so it is attributed as of S + 1.
