@@ -882,7 +882,7 @@ def test_shadow_maps_onto_shadow_production_variants_and_stops(
     with open_registry(REGISTRY, toy.root) as registry:
         assert registry.shadows(toy.name) == []
         kinds = [e.kind for e in registry.events(toy.name)]
-        assert kinds[:2] == ["shadow_end", "shadow"]
+        assert kinds[:4] == ["shadow_end", "deploy", "train", "shadow"]
     again = _shadow(toy, modelci, "--shadow", "--stop")
     assert again["status"] == "none" and len(world.sent("UpdateEndpoint")) == 4
 

@@ -166,12 +166,16 @@ def _metrics(
     from modelci.aws import SageMakerAccount
 
     start, end, _, _ = chosen
-    finish = min(end, time.time() + 60)
-    period = max(60, math.ceil((finish - start) / 60) * 60)
+    now = time.time()
+    finish = min(end, now + 60)
+    span = finish - start + 120
+    # one datapoint over the whole shadow; CloudWatch keeps one-minute points for 15 days,
+    # then asks for periods of 5 minutes or an hour
+    unit = 60 if now - start < 14 * 86400 else 3600
     window = {
         "StartTime": datetime.fromtimestamp(start - 60, UTC),
         "EndTime": datetime.fromtimestamp(finish + 60, UTC),
-        "Period": period + 120,
+        "Period": max(unit, math.ceil(span / unit) * unit),
     }
     account = SageMakerAccount.open(workspace.project.sagemaker, need_bucket=False)
     latency: dict[str, Any] = {}
