@@ -36,11 +36,11 @@ def summarize(
     if reads_sagemaker(workspace):
         from modelci.shadow.sagemaker_report import summarize_sagemaker
 
-        document = summarize_sagemaker(
+        summary = summarize_sagemaker(
             workspace, registry, model, environment, session=session, version=version, limit=limit
         )
-        document["gate"] = judge(workspace, model, document)
-        return document
+        summary["gate"] = judge(workspace, model, summary)
+        return summary
     active = {s.environment: s for s in registry.shadows(model)}.get(environment)
     found = sessions(registry, model, environment)
     chosen: Session | None
