@@ -5,13 +5,14 @@ datapoints as one summary."""
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import pytest
 
 from modelci.errors import ConfigError
 from modelci.monitor.captured import inference_time, read_records
 from modelci.monitor.sources import Timeline
-from modelci.shadow.sagemaker_report import _choose, _key, _latency, _side
+from modelci.shadow.sagemaker_report import _choose, _latency, _side, match
 
 
 def timeline() -> Timeline:
@@ -42,11 +43,31 @@ def test_versions_of_an_hour_name_every_version_served_in_it() -> None:
     assert found.versions("Shadow", 181.0, 185.0) == []
 
 
-def test_pairs_are_keyed_by_event_id_else_inference_id() -> None:
-    both = {"eventMetadata": {"eventId": "e1", "inferenceId": "i1"}}
-    assert _key(both) == ("event", "e1")
-    assert _key({"eventMetadata": {"inferenceId": "i1"}}) == ("inference", "i1")
-    assert _key({"eventMetadata": {}}) is None
+def meta(event: str | None, inference: str | None = None) -> dict[str, Any]:
+    return {"eventMetadata": {"eventId": event, "inferenceId": inference}}
+
+
+def test_records_pair_by_event_id_then_by_an_inference_id_found_once_a_side() -> None:
+    live = [
+        (3.0, "v1", meta("e1")),
+        (1.0, "v1", meta("e2", "i2")),  # the replica got another event id: i2 pairs it
+        (2.0, "v1", meta("e3", "dup")),
+        (4.0, "v1", meta("e4", "dup")),  # an inference id sent twice pairs nothing
+        (5.0, "v1", meta("e5")),  # not mirrored
+    ]
+    mirrored = [
+        meta("e1"),
+        meta("x2", "i2"),
+        meta("x3", "dup"),
+        meta("x9"),  # no live partner
+    ]
+    pairs, unpaired_live, unpaired_shadow = match(live, mirrored)
+    assert [(entry[2], shadow) for entry, shadow in pairs] == [
+        (meta("e2", "i2"), meta("x2", "i2")),  # oldest first
+        (meta("e1"), meta("e1")),
+    ]
+    assert (unpaired_live, unpaired_shadow) == (3, 2)
+    assert match([], []) == ([], 0, 0)
 
 
 def test_a_side_is_the_captured_answer() -> None:

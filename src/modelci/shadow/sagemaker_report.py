@@ -1,18 +1,21 @@
 """`modelci shadow` on the `sagemaker` deploy backend: SageMaker replicates the requests to the
 shadow variant itself (modelci.deploy.sagemaker_shadow) and its data capture writes each
 variant's records apart, `capture/<endpoint>/AllTraffic/...` and `capture/<endpoint>/Shadow/...`
-in the bucket. A mirrored request's two records are paired by their `eventMetadata.eventId`
-(the one id of the inference event, which the replica keeps), else by the `inferenceId` a
-client sent with InvokeEndpoint; each pair becomes the host's pair record
-(modelci.shadow.pairs) and is compared as the host's are (modelci.shadow.report). Capture
-records carry no latency: each variant's comes from SageMaker's own CloudWatch metrics
-(`ModelLatency`, in microseconds, per `EndpointName` and `VariantName`) over the shadow's
-time, with its `Invocation5XXErrors` and `InvocationModelErrors`."""
+in the bucket. A mirrored request's two records are paired by their `eventMetadata.eventId`,
+then, among the records left, by the `inferenceId` a client sent with InvokeEndpoint, which
+SageMaker adds to the captured data (its documentation does not say whether the replica keeps
+the production record's event id: a client that sends an inference id pairs either way). Each
+pair becomes the host's pair record (modelci.shadow.pairs) and is compared as the host's are
+(modelci.shadow.report). Capture records carry no latency: each variant's comes from
+SageMaker's own CloudWatch metrics (`ModelLatency`, in microseconds, per `EndpointName` and
+`VariantName`) over the shadow's time, with its `Invocation5XXErrors` and
+`InvocationModelErrors`."""
 
 from __future__ import annotations
 
 import math
 import time
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -96,13 +99,54 @@ def _choose(
     return newest_first[0] if newest_first else None
 
 
-def _key(record: dict[str, Any]) -> tuple[str, str] | None:
+def _ids(record: dict[str, Any]) -> tuple[str | None, str | None]:
     metadata = record.get("eventMetadata") or {}
-    if metadata.get("eventId"):
-        return ("event", str(metadata["eventId"]))
-    if metadata.get("inferenceId"):
-        return ("inference", str(metadata["inferenceId"]))
-    return None
+    return metadata.get("eventId") or None, metadata.get("inferenceId") or None
+
+
+Live = tuple[float, str, dict[str, Any]]  # inference time, version served, record
+
+
+def match(
+    live: list[Live], mirrored: list[dict[str, Any]]
+) -> tuple[list[tuple[Live, dict[str, Any]]], int, int]:
+    """Pair each live record with the shadow variant's record of the same request: by
+    `eventId`, then, among those left, by an `inferenceId` found once on each side. The pairs
+    (oldest first), and how many live and shadow records found no partner."""
+    by_event = {e: r for r in mirrored if (e := _ids(r)[0]) is not None}
+    pairs: list[tuple[Live, dict[str, Any]]] = []
+    left_live: list[Live] = []
+    used: set[int] = set()
+    for entry in live:
+        found = by_event.get(_ids(entry[2])[0] or "")
+        if found is not None and id(found) not in used:
+            pairs.append((entry, found))
+            used.add(id(found))
+        else:
+            left_live.append(entry)
+    left = [r for r in mirrored if id(r) not in used]
+    once = _unique(_ids(r)[1] for r in left)
+    by_inference = {i: r for r in left if (i := _ids(r)[1]) in once}
+    unique_live = _unique(_ids(entry[2])[1] for entry in left_live)
+    unmatched = 0
+    for entry in left_live:
+        inference = _ids(entry[2])[1]
+        found = by_inference.pop(inference, None) if inference in unique_live else None
+        if found is None:
+            unmatched += 1
+        else:
+            pairs.append((entry, found))
+            used.add(id(found))
+    pairs.sort(key=lambda pair: pair[0][0])
+    return pairs, unmatched, len(mirrored) - len(used)
+
+
+def _unique(values: Iterable[str | None]) -> set[str]:
+    seen: dict[str, int] = {}
+    for value in values:
+        if value is not None:
+            seen[value] = seen.get(value, 0) + 1
+    return {value for value, count in seen.items() if count == 1}
 
 
 def _side(version: str, record: dict[str, Any]) -> dict[str, Any]:
@@ -127,35 +171,30 @@ def _pairs(
     partner (requests not mirrored, or a side not captured)."""
     start, end, candidate, event = chosen
     files = capture_files(source.store, source.endpoint, None, start)
-    live: dict[tuple[str, str], tuple[float, str, dict[str, Any]]] = {}
-    mirrored: dict[tuple[str, str], dict[str, Any]] = {}
+    live: list[Live] = []
+    mirrored: list[dict[str, Any]] = []
     for variant, record in source.variant_records(files, None, start - STAMP_S):
         at = inference_time(record)
-        key = _key(record)
-        if key is None or at + STAMP_S < start or at >= end:
+        if at + STAMP_S < start or at >= end:
             continue
         if variant == SHADOW_VARIANT:
-            mirrored[key] = record
+            mirrored.append(record)
         elif variant == PRODUCTION_VARIANT:
             served = source.timeline.version(variant, at)
             if served is not None:
-                live[key] = (at, served, record)
-    paired = sorted(set(live) & set(mirrored), key=lambda k: live[k][0])[-limit:]
+                live.append((at, served, record))
+    matched, unpaired_live, unpaired_candidate = match(live, mirrored)
     pairs = [
         {
-            "id": key[1],
+            "id": _ids(record)[0] or _ids(record)[1],
             "shadow": event,
-            "time": live[key][0],
-            "live": _side(live[key][1], live[key][2]),
-            "candidate": _side(candidate, mirrored[key]),
+            "time": at,
+            "live": _side(served, record),
+            "candidate": _side(candidate, shadow),
         }
-        for key in paired
+        for (at, served, record), shadow in matched[-limit:]
     ]
-    unpaired = {
-        "live": len(set(live) - set(mirrored)),
-        "candidate": len(set(mirrored) - set(live)),
-    }
-    return pairs, unpaired
+    return pairs, {"live": unpaired_live, "candidate": unpaired_candidate}
 
 
 def _metrics(
