@@ -1062,6 +1062,12 @@ def test_capture_drift_and_shadow_read_sagemakers_capture(
     assert latency["candidate"]["mean"] == 9.0
     human = modelci("-C", toy.root, "shadow", toy.name, "--env", "staging")
     assert human.code == 0 and "unpaired records: live 15, candidate 0" in human.stdout
+    # the shadow_disagreement gate judges the same pairs
+    gate = '\n[gates]\nshadow_disagreement = "<= 0.01"\n'
+    toy.repo.write(f"models/{toy.name}/model.toml", spec.replace("bias = 0.5", "bias = 1.5") + gate)
+    gated = modelci("-C", toy.root, "shadow", toy.name, "--env", "staging", "--json")
+    assert gated.code == 1, gated.stdout + gated.stderr
+    assert gated.json()["gate"]["passed"] is False and gated.json()["gate"]["value"] == 1.0
 
     # shifted rows two minutes later: drift since then, exit 1
     shifted = [[a + 3, b + 5] for a, b in rows]
