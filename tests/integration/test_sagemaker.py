@@ -18,6 +18,12 @@ that effect is not the emulator's:
 - `fake_describe_training_job_failed`: moto's jobs never fail; this stand-in answers
   DescribeTrainingJob with the emulator's own description turned Failed, with a FailureReason.
 
+- `fake_sagemaker_capture` and `fake_sagemaker_metrics`: the emulator serves no model, so
+  SageMaker's data capture writes no file and no ModelLatency is published. These stand-ins
+  put capture files where SageMaker writes them (`<DestinationS3Uri>/<endpoint>/<variant>/
+  yyyy/mm/dd/hh/...jsonl`, its JSON-lines format) and latencies into CloudWatch, so that
+  `capture`, `drift` and `shadow` read them as they read SageMaker's own.
+
 sagemaker-runtime's InvokeEndpoint is the emulator's: it answers from a queue of canned results
 that the test fills through moto's documented `/moto-api/static/sagemaker/endpoint-results`.
 """
@@ -34,6 +40,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from uuid import uuid4
 
 import httpx
 import pytest
@@ -766,3 +773,314 @@ def test_rollout_settings_become_the_deployment_config_and_alarms(
         "p99",
         250_000.0,
     )
+
+
+# --- shadow variants, and SageMaker's own capture -----------------------------------------------
+
+
+def _shadow(toy: Toy, modelci: Run, *extra: str) -> dict[str, Any]:
+    result = modelci("-C", toy.root, "deploy", toy.name, "--env", "staging", "--json", *extra)
+    _secret_nowhere(toy, result)
+    outcome: dict[str, Any] = result.json()
+    assert result.code == (1 if outcome["status"] == "failed" else 0), result.stderr
+    return outcome
+
+
+def test_shadow_maps_onto_shadow_production_variants_and_stops(
+    world: SageMakerWorld, toy: Toy, modelci: Run
+) -> None:
+    """`deploy --shadow` moves the endpoint to a configuration with the live version as its
+    production variant and the candidate as its shadow variant, the share as the shadow's
+    weight against the production variant's, data capture on both; `--shadow --stop` moves it
+    back. moto accepts and ignores ShadowProductionVariants, so the request as sent is checked,
+    as the rollout tests check DeploymentConfig."""
+    endpoint = f"{toy.name}-staging"
+    first = _train_new_version(toy, modelci, "0.5")
+    world.queue_answers('{"predictions": [1.5]}')
+    assert _deploy(toy, modelci)["status"] == "deployed"
+    second = _train_new_version(toy, modelci, "1.5")
+
+    started = _shadow(toy, modelci, "--shadow", "--percent", "25", "--version", second)
+    assert (started["status"], started["version"], started["live_version"]) == (
+        "shadowing",
+        second,
+        first,
+    ), started
+    assert started["percent"] == 25 and started["url"].endswith(
+        f"/endpoints/{endpoint}/invocations"
+    )
+    config = world.sent("CreateEndpointConfig")[-1]
+    name = config["EndpointConfigName"]
+    assert name == f"{first}-shadow25-{second}"
+    assert config == {
+        "EndpointConfigName": name,
+        "Tags": [
+            {"Key": "modelci:version", "Value": first},
+            {"Key": "modelci:shadow", "Value": second},
+        ],
+        "ProductionVariants": [
+            {
+                "VariantName": "AllTraffic",
+                "ModelName": first,
+                "InitialInstanceCount": 1,
+                "InstanceType": "ml.m5.large",
+                "InitialVariantWeight": 1.0,
+            }
+        ],
+        "ShadowProductionVariants": [
+            {
+                "VariantName": "Shadow",
+                "ModelName": second,
+                "InitialInstanceCount": 1,
+                "InstanceType": "ml.m5.large",
+                "InitialVariantWeight": 0.25,
+            }
+        ],
+        "DataCaptureConfig": {
+            "EnableCapture": True,
+            "InitialSamplingPercentage": 100,
+            "DestinationS3Uri": f"s3://{world.bucket}/ci/capture",
+            "CaptureOptions": [{"CaptureMode": "Input"}, {"CaptureMode": "Output"}],
+            "CaptureContentTypeHeader": {
+                "CsvContentTypes": ["text/csv"],
+                "JsonContentTypes": ["application/json"],
+            },
+        },
+    }
+    assert world.sent("UpdateEndpoint")[-1] == {
+        "EndpointName": endpoint,
+        "EndpointConfigName": name,
+    }
+    api = world.admin.client("sagemaker")
+    assert api.describe_endpoint(EndpointName=endpoint)["EndpointConfigName"] == name
+    described = SageMakerDeployer(Workspace(toy.root)).describe(endpoint)
+    assert described is not None and described["version"] == first  # the live version serves
+    with open_registry(REGISTRY, toy.root) as registry:
+        [shadow] = registry.shadows(toy.name)
+        assert (shadow.environment, shadow.version, shadow.percent) == ("staging", second, 25)
+        pointer = registry.get_pointer(toy.name, "staging")
+        assert pointer is not None and pointer.version == first
+
+    # a deploy while the shadow runs: the new live version, and the shadow goes on beside it
+    third = _train_new_version(toy, modelci, "2.5")
+    assert _deploy(toy, modelci, "--version", third)["status"] == "deployed"
+    assert [u["EndpointConfigName"] for u in world.sent("UpdateEndpoint")[-2:]] == [
+        third,
+        f"{third}-shadow25-{second}",
+    ]
+    kept = world.sent("CreateEndpointConfig")[-1]
+    assert [v["ModelName"] for v in kept["ProductionVariants"]] == [third]
+    assert [v["ModelName"] for v in kept["ShadowProductionVariants"]] == [second]
+
+    stopped = _shadow(toy, modelci, "--shadow", "--stop")
+    assert (stopped["status"], stopped["version"]) == ("stopped", second), stopped
+    assert world.sent("UpdateEndpoint")[-1] == {
+        "EndpointName": endpoint,
+        "EndpointConfigName": third,
+    }
+    assert api.describe_endpoint(EndpointName=endpoint)["EndpointConfigName"] == third
+    with open_registry(REGISTRY, toy.root) as registry:
+        assert registry.shadows(toy.name) == []
+        kinds = [e.kind for e in registry.events(toy.name)]
+        assert kinds[:4] == ["shadow_end", "deploy", "train", "shadow"]
+    again = _shadow(toy, modelci, "--shadow", "--stop")
+    assert again["status"] == "none" and len(world.sent("UpdateEndpoint")) == 4
+
+
+CAPTURED_ROWS = 300
+
+
+def captured_features(i: int) -> list[float]:
+    """Training row i's features: `a` categorical (3 values), `b` numerical."""
+    return [i % 3, (i * 37) % 101 / 10]
+
+
+def captured_table(rows: int) -> str:
+    return "id,a,b,label\n" + "".join(
+        f"{i},{captured_features(i)[0]},{captured_features(i)[1]},{i % 2}\n" for i in range(rows)
+    )
+
+
+def capture_record(rows: list[list[float]], answers: list[float], event: str, at: float) -> str:
+    """One record as SageMaker's data capture writes it (a CSV request, a JSON answer, the
+    inference time to the millisecond)."""
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(at)) + f".{int(at * 1000) % 1000:03d}Z"
+    return json.dumps(
+        {
+            "captureData": {
+                "endpointInput": {
+                    "observedContentType": "text/csv",
+                    "mode": "INPUT",
+                    "data": "\n".join(",".join(f"{v:g}" for v in row) for row in rows),
+                    "encoding": "CSV",
+                },
+                "endpointOutput": {
+                    "observedContentType": "application/json",
+                    "mode": "OUTPUT",
+                    "data": json.dumps({"predictions": answers}),
+                    "encoding": "JSON",
+                },
+            },
+            "eventMetadata": {"eventId": event, "inferenceTime": stamp},
+            "eventVersion": "0",
+        }
+    )
+
+
+def fake_sagemaker_capture(
+    world: SageMakerWorld, endpoint: str, variant: str, lines: list[str], at: float
+) -> str:
+    """Stand in for SageMaker's data capture, which the emulator does not run (it serves no
+    model): one file of records where SageMaker writes them,
+    `<DestinationS3Uri>/<endpoint>/<variant>/yyyy/mm/dd/hh/<mm-ss-fff>-<uuid>.jsonl`."""
+    hour = time.strftime("%Y/%m/%d/%H", time.gmtime(at))
+    name = time.strftime("%M-%S", time.gmtime(at)) + f"-{int(at * 1000) % 1000:03d}-{uuid4()}"
+    key = f"ci/capture/{endpoint}/{variant}/{hour}/{name}.jsonl"
+    body = "".join(line + "\n" for line in lines).encode()
+    world.admin.client("s3").put_object(Bucket=world.bucket, Key=key, Body=body)
+    return key
+
+
+def fake_sagemaker_metrics(
+    world: SageMakerWorld, endpoint: str, variant: str, microseconds: list[float]
+) -> None:
+    """Stand in for the ModelLatency SageMaker publishes per variant (no model runs here)."""
+    world.admin.client("cloudwatch").put_metric_data(
+        Namespace="AWS/SageMaker",
+        MetricData=[
+            {
+                "MetricName": "ModelLatency",
+                "Dimensions": [
+                    {"Name": "EndpointName", "Value": endpoint},
+                    {"Name": "VariantName", "Value": variant},
+                ],
+                "Value": value,
+                "Unit": "Microseconds",
+            }
+            for value in microseconds
+        ],
+    )
+
+
+def test_capture_drift_and_shadow_read_sagemakers_capture(
+    world: SageMakerWorld, toy: Toy, modelci: Run
+) -> None:
+    """`capture`, `drift` and `shadow` read the files SageMaker's data capture writes for the
+    endpoint (put there by fake_sagemaker_capture): each variant's records belong to the
+    version it served then, a mirrored request's two records pair by their event id."""
+    import random
+
+    endpoint = f"{toy.name}-staging"
+    toy.repo.write("data/toy/train.csv", captured_table(CAPTURED_ROWS))
+    spec = SPEC + '\n[serve.capture]\npercent = 100\ncolumns = ["a", "b"]\n'
+    toy.repo.write(f"models/{toy.name}/model.toml", spec)
+    toy.repo.commit("a table to compare with, captured")
+    first = modelci("-C", toy.root, "train", toy.name, "--json").json()["versions"][0]["version"]
+    world.queue_answers('{"predictions": [1.5]}')
+    assert _deploy(toy, modelci)["status"] == "deployed"
+    toy.repo.write(f"models/{toy.name}/model.toml", spec.replace("bias = 0.5", "bias = 1.5"))
+    toy.repo.commit("bias 1.5")
+    second = modelci("-C", toy.root, "train", toy.name, "--json").json()["versions"][0]["version"]
+    assert second != first
+    started = _shadow(toy, modelci, "--shadow", "--percent", "50", "--version", second)
+    assert started["status"] == "shadowing", started
+
+    # 30 requests of 3 training-like rows; SageMaker mirrored every other one (50 %)
+    sampler = random.Random(7)
+    rows = [captured_features(i) for i in sampler.sample(range(CAPTURED_ROWS), 90)]
+    requests = [rows[i : i + 3] for i in range(0, 90, 3)]
+    now = time.time()
+    live = [
+        capture_record(r, [sum(row) + 0.5 for row in r], f"event-{n}", now)
+        for n, r in enumerate(requests)
+    ]
+    mirrored = [
+        capture_record(r, [sum(row) + 1.5 for row in r], f"event-{n}", now + 0.2)
+        for n, r in enumerate(requests)
+        if n % 2 == 0
+    ]
+    fake_sagemaker_capture(world, endpoint, "AllTraffic", live[:20], now)
+    fake_sagemaker_capture(world, endpoint, "AllTraffic", live[20:], now)
+    shadow_key = fake_sagemaker_capture(world, endpoint, "Shadow", mirrored, now)
+    fake_sagemaker_metrics(world, endpoint, "AllTraffic", [2000.0, 4000.0])
+    fake_sagemaker_metrics(world, endpoint, "Shadow", [9000.0])
+
+    listed = modelci("-C", toy.root, "capture", toy.name, "--env", "staging", "--json")
+    assert listed.code == 0, listed.stdout + listed.stderr
+    files = listed.json()["files"]
+    assert sorted((f["variant"], f["version"]) for f in files) == [
+        ("AllTraffic", first),
+        ("AllTraffic", first),
+        ("Shadow", second),
+    ]
+    assert f"ci/{next(f['name'] for f in files if f['variant'] == 'Shadow')}" == shadow_key
+    records = modelci(
+        "-C",
+        toy.root,
+        "capture",
+        toy.name,
+        "--env",
+        "staging",
+        "--records",
+        "--json",
+        "--version",
+        second,
+    ).json()["records"]
+    assert len(records) == len(mirrored)
+    assert {r["eventMetadata"]["eventId"] for r in records} == {
+        f"event-{n}" for n in range(0, 30, 2)
+    }
+
+    # training-like rows: no drift, on the live version's records only
+    passed = modelci("-C", toy.root, "drift", toy.name, "--env", "staging", "--json")
+    assert passed.code == 0, passed.stdout + passed.stderr
+    report = passed.json()
+    assert (report["version"], report["records"], report["rows"]) == (first, 30, 90)
+    assert [(c["column"], c["test"], c["drifted"]) for c in report["columns"]] == [
+        ("a", "chi_squared", False),
+        ("b", "ks", False),
+    ]
+
+    # the shadow: 15 pairs, every prediction off by the bias, latency from CloudWatch
+    shadow = modelci("-C", toy.root, "shadow", toy.name, "--env", "staging", "--json")
+    assert shadow.code == 0, shadow.stdout + shadow.stderr
+    document = shadow.json()
+    assert (document["version"], document["running"], document["percent"]) == (second, True, 50)
+    assert document["session"] == started["event"] and document["live_versions"] == [first]
+    assert (document["pairs"], document["predictions"], document["differing"]) == (15, 45, 45)
+    assert document["kind"] == "numbers" and document["disagreement"] == 1.0
+    assert document["unpaired"] == {"live": 15, "candidate": 0}
+    paired_rows = [row for n, r in enumerate(requests) if n % 2 == 0 for row in r]
+    largest = max(1.0 / (sum(row) + 1.5) for row in paired_rows)
+    assert document["relative_error"]["max"] == pytest.approx(largest)
+    latency = document["latency_ms"]
+    assert (latency["live"]["mean"], latency["live"]["max"], latency["live"]["requests"]) == (
+        3.0,
+        4.0,
+        2,
+    )
+    assert latency["candidate"]["mean"] == 9.0
+    human = modelci("-C", toy.root, "shadow", toy.name, "--env", "staging")
+    assert human.code == 0 and "unpaired records: live 15, candidate 0" in human.stdout
+    # the shadow_disagreement gate judges the same pairs
+    gate = '\n[gates]\nshadow_disagreement = "<= 0.01"\n'
+    toy.repo.write(f"models/{toy.name}/model.toml", spec.replace("bias = 0.5", "bias = 1.5") + gate)
+    gated = modelci("-C", toy.root, "shadow", toy.name, "--env", "staging", "--json")
+    assert gated.code == 1, gated.stdout + gated.stderr
+    assert gated.json()["gate"]["passed"] is False and gated.json()["gate"]["value"] == 1.0
+
+    # shifted rows two minutes later: drift since then, exit 1
+    shifted = [[a + 3, b + 5] for a, b in rows]
+    later = [
+        capture_record(shifted[i : i + 3], [0.0] * 3, f"late-{i}", now + 120)
+        for i in range(0, 90, 3)
+    ]
+    fake_sagemaker_capture(world, endpoint, "AllTraffic", later, now + 120)
+    since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now + 60))
+    failed = modelci(
+        "-C", toy.root, "drift", toy.name, "--env", "staging", "--since", since, "--json"
+    )
+    assert failed.code == 1, failed.stdout + failed.stderr
+    drifted = failed.json()
+    assert drifted["drifted"] and drifted["rows"] == 90
+    assert [(c["column"], c["drifted"]) for c in drifted["columns"]] == [("a", True), ("b", True)]

@@ -37,9 +37,11 @@ def capture(
     json_mode: bool,
 ) -> None:
     """List the capture files of MODEL's endpoint in ENV (SageMaker's data-capture format,
-    `capture/<endpoint>/<version>/yyyy/mm/dd/hh/<uuid>.jsonl` in the store), print their
-    records, or copy them into a folder."""
-    from modelci.monitor.captured import capture_files, fetch_files, parse_since, read_records
+    `capture/<endpoint>/<version>/yyyy/mm/dd/hh/<uuid>.jsonl` in the store; on the sagemaker
+    deploy backend, those SageMaker writes under `[sagemaker] bucket`,
+    `capture/<endpoint>/<variant>/...`), print their records, or copy them into a folder."""
+    from modelci.monitor.captured import fetch_files, parse_since
+    from modelci.monitor.sources import capture_source
 
     if environment not in workspace.environments:
         known = ", ".join(workspace.environments)
@@ -47,13 +49,14 @@ def capture(
     out = Output(json_mode)
     moment = parse_since(since) if since else None
     endpoint = workspace.endpoint(model, environment)
-    store = workspace.store()
-    files = capture_files(store, endpoint, version, moment)
-    found = read_records(store, files, moment) if records else []
-    written = fetch_files(store, files, output) if output is not None else []
+    source = capture_source(workspace, model, environment)  # the host's, or SageMaker's
+    files = source.files(version, moment)
+    found = source.records(files, version, moment) if records else []
+    written = fetch_files(source.store, files, output) if output is not None else []
+    listed = [source.file_json(f) for f in files]
     document = {
         "endpoint": endpoint,
-        "files": [f.to_json() for f in files],
+        "files": listed,
         **({"records": found} if records else {}),
         **({"written": [str(p) for p in written]} if output is not None else {}),
     }
@@ -63,8 +66,8 @@ def capture(
             for record in found:
                 click.echo(json.dumps(record, separators=(",", ":")))
             return
-        for item in files:
-            out.out.print(f"{item.to_json()['hour']}  {item.version}  {item.name}")
+        for item in listed:
+            out.out.print(f"{item['hour']}  {item['version'] or '-'}  {item['name']}")
         out.info(f"{endpoint}: {len(files)} capture file(s)")
         if output is not None:
             out.info(f"copied into {output}")

@@ -61,8 +61,9 @@ def shadow(
         raise click.exceptions.Exit(1)
 
 
-def _ms(side: dict[str, float] | None, key: str) -> str:
-    return f"{side[key]:.2f}" if side else "-"
+def _ms(side: dict[str, float | None] | None, key: str) -> str:
+    value = side.get(key) if side else None
+    return f"{value:.2f}" if value is not None else "-"
 
 
 def _render(console: Console, document: dict[str, Any]) -> None:
@@ -85,6 +86,11 @@ def _render(console: Console, document: dict[str, Any]) -> None:
         + (f" ({rate:.4%})" if rate is not None else "")
         + f", candidate errors {document['candidate_errors']}, dropped {document['dropped']}"
     )
+    if "unpaired" in document:  # SageMaker's capture: records whose other side is missing
+        unpaired = document["unpaired"]
+        console.print(
+            f"unpaired records: live {unpaired['live']}, candidate {unpaired['candidate']}"
+        )
     errors = document["relative_error"]
     if errors:
         console.print(

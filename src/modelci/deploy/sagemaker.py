@@ -16,7 +16,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from modelci.aws import SageMakerAccount, resource_name
 from modelci.deploy.base import Answer, Deployer, Served, Superseded
@@ -26,6 +26,9 @@ from modelci.registry.base import VersionRecord
 from modelci.rolloutspec import rollout_for
 from modelci.spec import ModelSpec
 from modelci.workspace import Workspace
+
+if TYPE_CHECKING:
+    from modelci.registry.base import Shadow
 
 POLL_FIRST_S = 0.2  # an endpoint's status is asked for often at first, then every POLL_MAX_S
 POLL_MAX_S = 15.0
@@ -105,7 +108,18 @@ class SageMakerDeployer(Deployer):
                     f"[sagemaker] alarms fired: {', '.join(self.settings.alarms) or 'none'})"
                 )
             )
+        self._keep_shadow(endpoint, spec, timeout)
         return Served(endpoint, version, None, self.invocation_url(endpoint))
+
+    def _keep_shadow(self, endpoint: str, spec: ModelSpec, timeout: float) -> None:
+        """A shadow the registry keeps for the environment goes on mirroring to its candidate
+        beside the version now live, as on the endpoint host: the endpoint moves on to that
+        pair's shadow configuration (modelci.deploy.sagemaker_shadow)."""
+        environment = self._environment(endpoint, spec)
+        with self.workspace.registry() as registry:
+            shadow = {s.environment: s for s in registry.shadows(spec.name)}.get(environment)
+        if shadow is not None:
+            self.await_shadow(endpoint, shadow, timeout)
 
     def invoke(
         self, endpoint: str, body: bytes, content_type: str, accept: str | None = None
@@ -140,6 +154,13 @@ class SageMakerDeployer(Deployer):
                 raise
             content = answer["Body"].read()
         return Answer(200, content, answer.get("ContentType"))
+
+    def await_shadow(self, endpoint: str, shadow: Shadow | None, timeout: float) -> str | None:
+        """The endpoint moved to the live version with `shadow`'s candidate as its shadow
+        variant, or back to the live version alone (modelci.deploy.sagemaker_shadow)."""
+        from modelci.deploy import sagemaker_shadow
+
+        return sagemaker_shadow.await_shadow(self, endpoint, shadow, timeout)
 
     def describe(self, endpoint: str) -> dict[str, object] | None:
         """The endpoint's status, configuration and the version that configuration serves."""

@@ -83,9 +83,12 @@ def capture_files(
 
 
 def inference_time(record: dict[str, Any]) -> float:
-    """A record's `eventMetadata.inferenceTime`, in seconds since the epoch."""
+    """A record's `eventMetadata.inferenceTime`, in seconds since the epoch (SageMaker stamps
+    to the second, `2026-12-03T01:02:03Z`, or to the millisecond, `...03.456Z`)."""
     stamp = str(record["eventMetadata"]["inferenceTime"])
-    return float(calendar.timegm(time.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ")))
+    whole, dot, fraction = stamp.removesuffix("Z").partition(".")
+    seconds = float(calendar.timegm(time.strptime(whole, "%Y-%m-%dT%H:%M:%S")))
+    return seconds + (float("0." + fraction) if dot else 0.0)
 
 
 def read_records(

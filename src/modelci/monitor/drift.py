@@ -18,8 +18,9 @@ import numpy as np
 
 from modelci.errors import ConfigError
 from modelci.monitor import stattests
-from modelci.monitor.captured import capture_files, input_rows, read_records
+from modelci.monitor.captured import input_rows
 from modelci.monitor.datastats import SMALL, category_key, load_statistics
+from modelci.monitor.sources import capture_source
 
 if TYPE_CHECKING:
     from modelci.workspace import Workspace
@@ -207,7 +208,8 @@ def drift_report(
     channels: dict[str, Any] = document["channels"]
     channel_name = "train" if "train" in channels else sorted(channels)[0]
     report = DriftReport(model, environment, endpoint, version, channel_name, threshold)
-    records = read_records(store, capture_files(store, endpoint, version, since), since)
+    source = capture_source(workspace, model, environment)  # the host's, or SageMaker's
+    records = source.records(source.files(version, since), version, since)
     rows = [row for record in records for row in input_rows(record)]
     report.records, report.rows = len(records), len(rows)
     if rows:

@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from modelci.errors import ConfigError
+from modelci.monitor.sources import reads_sagemaker
 from modelci.registry.base import Registry
 from modelci.shadow.pairs import Session, read_pairs, sessions
 from modelci.shadow.report import compare
@@ -29,7 +30,17 @@ def summarize(
     limit: int = MAX_PAIRS,
 ) -> dict[str, Any]:
     """The comparison of one shadow of the environment: `session` (a start event's id),
-    else the newest of `version`'s, else the running one, else the newest with pairs."""
+    else the newest of `version`'s, else the running one, else the newest with pairs. On the
+    sagemaker deploy backend the pairs come from SageMaker's own capture
+    (modelci.shadow.sagemaker_report)."""
+    if reads_sagemaker(workspace):
+        from modelci.shadow.sagemaker_report import summarize_sagemaker
+
+        summary = summarize_sagemaker(
+            workspace, registry, model, environment, session=session, version=version, limit=limit
+        )
+        summary["gate"] = judge(workspace, model, summary)
+        return summary
     active = {s.environment: s for s in registry.shadows(model)}.get(environment)
     found = sessions(registry, model, environment)
     chosen: Session | None
