@@ -99,11 +99,19 @@ async def _respond(send: Send, status: int, headers: list[Any], body: bytes) -> 
     await send({"type": "http.response.body", "body": body})
 
 
+def deployment_handle(deployment: str, application: str) -> Any:
+    """A Serve handle to a deployment of another application (not checked: it may be starting)."""
+    from ray import serve
+
+    return serve.get_deployment_handle(deployment, app_name=application, _check_exists=False)
+
+
 class Splitter:
     """The ASGI app of a replica of the serving version: its own app, and while a rollout is
     configured the candidate's share of the invocations routed away and counted."""
 
-    def __init__(self) -> None:
+    def __init__(self, connect: Callable[[str, str], Any] = deployment_handle) -> None:
+        self.connect = connect
         self.app: ASGIApp | None = None
         self.replica = uuid.uuid4().hex[:12]
         self.rollout: dict[str, Any] | None = None
