@@ -182,10 +182,9 @@ class RayRollouts:
             return self.checked[key]
         deployer = self.deployer
         client = deployer._client()
-        application = (deployer._details(client).get("applications") or {}).get(
-            candidate_name(endpoint)
-        )
-        status = (application or {}).get("status")
+        applications = deployer._details(client).get("applications") or {}
+        application: dict[str, Any] = applications.get(candidate_name(endpoint)) or {}
+        status = application.get("status")
         if _version(application) != plan["candidate"]:
             return ""
         if status == "DEPLOY_FAILED":

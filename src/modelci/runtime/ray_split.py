@@ -127,13 +127,7 @@ class Splitter:
             return
         before = self.rollout or {}
         if before.get("application") != rollout.get("application") or self.handle is None:
-            from ray import serve
-
-            self.handle = serve.get_deployment_handle(
-                str(rollout["deployment"]),
-                app_name=str(rollout["application"]),
-                _check_exists=False,
-            )
+            self.handle = self.connect(str(rollout["deployment"]), str(rollout["application"]))
         same = (before.get("generation"), before.get("step")) == (
             rollout.get("generation"),
             rollout.get("step"),
