@@ -18,13 +18,22 @@ host for the whole run; every answer is kept with its time and status.
   first failure to B's last answer, and the requests failed meanwhile. The canary's figures are
   reported as ratios to these, and against the bake interval.
 
-Run: `.venv/bin/python bench/rollout_bench.py` from the repository root (after scripts/setup).
-Loopback only; everything started is stopped at the end (`serve --stop`, then any process left
-that names the bench's repository is killed). Exits 0 whatever the figures.
+With `--backend ray` the same runs on Ray Serve (`[deploy] backend = "ray"`): a two-node Ray
+cluster on this machine (tests/support/ray_cluster.py, one CPU per node, 127.0.0.1 only), the
+clients posting through Serve's proxy. The canary runs as its own Serve application whose
+share the serving replicas route to it (modelci.deploy.ray_rollout); the baseline's deploy and
+rollback are Serve's rolling updates of the endpoint's application.
+
+Run: `.venv/bin/python bench/rollout_bench.py [--backend ray]` from the repository root (after
+scripts/setup). Loopback only; everything started is stopped at the end (`serve --stop`, then
+any process left that names the bench's repository is killed; the Ray cluster's own process
+groups). Exits 0 whatever the figures.
 """
 
 from __future__ import annotations
 
+import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -32,6 +41,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +51,7 @@ REPO = WORK / "repo"
 sys.path.insert(0, str(ROOT))
 from tests.support.hosts import processes_of  # noqa: E402
 from tests.support.ports import free_port  # noqa: E402
+from tests.support.ray_cluster import ray_cluster  # noqa: E402
 from tests.support.rolling import (  # noqa: E402
     FAILS_ONE_IN_THREE,
     Answered,
@@ -56,6 +67,7 @@ STEP_TIMEOUT_S = 300.0
 OLD, NEW = 3.5, 4.5  # A answers 1 + 2 + 0.5, B 1 + 2 + 1.5
 
 Row = tuple[str, str, str, str, bool]
+BACKEND = ["local"]  # set from --backend: what `[deploy] backend` the repository names
 
 
 def environment() -> dict[str, str]:
@@ -106,6 +118,7 @@ def make_repository(env: dict[str, str]) -> tuple[str, str]:
     (REPO / ".gitignore").write_text(".modelci/\n")
     (REPO / "models/toy/train.py").write_text(train_script())
     (REPO / "models/toy/requirements.txt").write_text("")
+    set_strategy("all_at_once")  # the backend A is deployed to
     for name in ("train", "test"):
         (REPO / f"data/toy/{name}.csv").write_text(toy_rows(20))
     run(env, ["git", "init", "-q", "-b", "main"])
@@ -113,8 +126,10 @@ def make_repository(env: dict[str, str]) -> tuple[str, str]:
 
 
 def set_strategy(strategy: str) -> None:
+    on = f'[deploy]\nbackend = "{BACKEND[0]}"\n\n'
     (REPO / "modelci.toml").write_text(
-        rollout_table(
+        on
+        + rollout_table(
             strategy,
             canary_percent=CANARY_PERCENT,
             bake_seconds=BAKE_S,
@@ -189,9 +204,39 @@ def stop_everything(env: dict[str, str]) -> list[int]:
     return left
 
 
+@contextlib.contextmanager
+def backend(env: dict[str, str]) -> Iterator[None]:
+    """The Ray cluster the repository deploys to, with `--backend ray` (none for local)."""
+    if BACKEND[0] != "ray":
+        yield
+        return
+    print("-- starting a two-node Ray cluster on 127.0.0.1", flush=True)
+    with ray_cluster() as cluster:
+        env.update(cluster.environ())
+        yield
+
+
 def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--backend", choices=["local", "ray"], default="local")
+    BACKEND[0] = parser.parse_args().backend
     began = time.monotonic()
     env = environment()
+    rows: list[Row] = []
+    with backend(env):
+        rows, left = measure(env)
+    if left:
+        rows.append(("processes left after `serve --stop`", str(len(left)), "", "0", False))
+    print(f"\nbackend: {BACKEND[0]}")
+    print(f"\n{'case':40} {'figure':>12}  {'against':84} {'target':12} result")
+    for name, figure, against, target, ok in rows:
+        print(f"{name:40} {figure:>12}  {against:84} {target:12} {'PASS' if ok else 'FAIL'}")
+    print(f"\nbench took {time.monotonic() - began:.0f} s")
+    return 0
+
+
+def measure(env: dict[str, str]) -> tuple[list[Row], list[int]]:
+    """The canary and the baseline, on the backend; the rows, and processes left over."""
     rows: list[Row] = []
     try:
         print(f"-- toy repository at {REPO}: train A and B, deploy A", flush=True)
@@ -223,13 +268,7 @@ def main() -> int:
         rows.append(("the bench ran to its end", "no", str(error)[:56], "yes", False))
     finally:
         left = stop_everything(env)
-    if left:
-        rows.append(("processes left after `serve --stop`", str(len(left)), "", "0", False))
-    print(f"\n{'case':40} {'figure':>12}  {'against':84} {'target':12} result")
-    for name, figure, against, target, ok in rows:
-        print(f"{name:40} {figure:>12}  {against:84} {target:12} {'PASS' if ok else 'FAIL'}")
-    print(f"\nbench took {time.monotonic() - began:.0f} s")
-    return 0
+    return rows, left
 
 
 if __name__ == "__main__":

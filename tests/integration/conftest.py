@@ -1,8 +1,10 @@
-"""Servers the integration tests need, started once per session: PostgreSQL for the registry."""
+"""Servers the integration tests need, started once per session: PostgreSQL for the registry,
+a two-node Ray cluster for the Ray backends."""
 
 from __future__ import annotations
 
 import itertools
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,6 +20,7 @@ from tests.support.postgres import (
     temporary_postgres,
     unavailable,
 )
+from tests.support.ray_cluster import RayCluster, RayUnavailable, ray_cluster
 
 _databases = itertools.count()
 
@@ -178,3 +181,23 @@ def toy_image(
     return build_toy_image(
         tmp_path_factory.mktemp("images") / "toy", base_image, f"{oci_registry}/ml"
     )
+
+
+@pytest.fixture(scope="session")
+def cluster() -> Iterator[RayCluster]:
+    """A head and a worker node with one CPU each, started once for the session's Ray tests."""
+    try:
+        with ray_cluster() as started:
+            yield started
+    except RayUnavailable as error:
+        if os.environ.get("CI"):
+            raise
+        pytest.skip(f"no Ray cluster: {error}")
+
+
+@pytest.fixture
+def on_ray(cluster: RayCluster, monkeypatch: pytest.MonkeyPatch) -> RayCluster:
+    """modelci pointed at the cluster through MODELCI_RAY_* variables."""
+    for name, value in cluster.environ().items():
+        monkeypatch.setenv(name, value)
+    return cluster

@@ -1,16 +1,16 @@
 """The Ray backends on a real two-node Ray cluster (a head and a worker node on this machine,
 bound to 127.0.0.1): training as Ray jobs, endpoints as Ray Serve applications.
 
-The cluster starts once for the module and is stopped by its own process groups. The toy
+The cluster starts once for the session (`cluster` in tests/integration/conftest.py, shared with
+test_ray_rollouts.py) and is stopped by its own process groups. The toy
 model needs nothing beyond the standard library, so its runtime environments install nothing.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,7 @@ from modelci.registry import open_registry
 from modelci.registry.base import VersionRecord
 from tests.support.cli import CliResult
 from tests.support.ports import free_port
-from tests.support.ray_cluster import RayCluster, RayUnavailable, ray_cluster
+from tests.support.ray_cluster import RayCluster
 from tests.support.repos import GitRepo
 from tests.support.toy import write_toy
 
@@ -64,26 +64,6 @@ resources = {{ {resources} }}
 handler = "inference.py"
 """
 ROW = b"[[1, 2]]"  # the toy model answers 3 + bias
-
-
-@pytest.fixture(scope="module")
-def cluster() -> Iterator[RayCluster]:
-    """A head and a worker node with one CPU each, for the whole module."""
-    try:
-        with ray_cluster() as started:
-            yield started
-    except RayUnavailable as error:
-        if os.environ.get("CI"):
-            raise
-        pytest.skip(f"no Ray cluster: {error}")
-
-
-@pytest.fixture
-def on_ray(cluster: RayCluster, monkeypatch: pytest.MonkeyPatch) -> RayCluster:
-    """modelci pointed at the cluster through MODELCI_RAY_* variables."""
-    for name, value in cluster.environ().items():
-        monkeypatch.setenv(name, value)
-    return cluster
 
 
 def make_toy(

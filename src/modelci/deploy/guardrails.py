@@ -1,10 +1,10 @@
 """Canary and linear rollouts on a backend that routes by weight (the endpoint host, locally
-or following a shared registry): after the pointer moved with a `gradual` intent, wait until
-the candidate runs beside the old version, then for each step of `[deploy.rollout]` record the
-candidate's share (`rollout_step`, modelci.serve.split), wait until the hosts route it, and
-bake: watch the candidate's own requests of that step against the alarms. An alarm raises
-RolloutAlarm, and the caller (`modelci.deploy.rollout`) puts the old version back, which takes
-all traffic at once."""
+or following a shared registry, and Ray Serve's replicas): after the pointer moved with a
+`gradual` intent, wait until the candidate runs beside the old version, then for each step of
+`[deploy.rollout]` record the candidate's share (`rollout_step`, modelci.serve.split), wait
+until the hosts route it, and bake: watch the candidate's own requests of that step against
+the alarms. An alarm raises RolloutAlarm, and the caller (`modelci.deploy.rollout`) puts the
+old version back, which takes all traffic at once."""
 
 from __future__ import annotations
 
@@ -39,7 +39,7 @@ def gradual_plan(
     if not deployer.weighted:
         backend = workspace.project.deploy.backend
         raise ConfigError(
-            f"a {plan.strategy} rollout needs a backend that routes by weight (local, "
+            f"a {plan.strategy} rollout needs a backend that routes by weight (local, ray, "
             f"container, host, sagemaker); the {backend} backend deploys all_at_once only",
             key="deploy.rollout.strategy",
         )

@@ -14,6 +14,10 @@ once, named by content), so a deploy is a config change that Serve rolls out rep
 replica, draining the old ones; `apply` waits until the application is RUNNING with the new
 config and its server answers `/metadata` with the version. A rollback re-applies the previous
 version's config the same way.
+
+Canary and linear rollouts (`weighted`) run the candidate beside the serving version as a
+second application whose share of the requests the serving replicas route to it
+(`modelci.deploy.ray_rollout`).
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from modelci.deploy.base import Answer, Deployer, Served, Superseded, stop_if_superseded
+from modelci.deploy.ray_rollout import RayRollouts, candidate_name, rollout_of, with_rollout
 from modelci.errors import ConfigError, DeployFailed, ModelciError
 from modelci.raycluster import RayCluster, quiet_ray_sdk
 from modelci.runtime.ray_app import DEPLOYMENT
@@ -43,10 +48,13 @@ HTTP_TIMEOUT_S = 60.0
 class RayDeployer(Deployer):
     """Puts endpoints on the Ray Serve of the cluster `[ray]` names."""
 
+    weighted = True  # the serving replicas route a rollout's share (modelci.deploy.ray_rollout)
+
     def __init__(self, workspace: Workspace):
         self.workspace = workspace
         self.settings = workspace.project.ray
         self.cluster = RayCluster.from_settings(self.settings)
+        self.rollouts = RayRollouts(self)
 
     @property
     def proxy_url(self) -> str:
@@ -79,12 +87,13 @@ class RayDeployer(Deployer):
             raise DeployFailed(f"Ray Serve on {self.cluster.describe()}: {error}") from None
         return details
 
-    def _put(self, client: Any, endpoint: str, config: dict[str, Any]) -> None:
-        """Write every application back, ours replaced by `config`."""
+    def _put(self, client: Any, changes: dict[str, dict[str, Any] | None]) -> None:
+        """Write every application back, those named in `changes` replaced by their config
+        (None: deleted)."""
         details = self._details(client)
         applications = []
         for name, application in (details.get("applications") or {}).items():
-            if name == endpoint:
+            if name in changes:
                 continue
             deployed = application.get("deployed_app_config")
             if deployed is None:
@@ -97,13 +106,14 @@ class RayDeployer(Deployer):
         document = {
             "proxy_location": "HeadOnly",  # one proxy, on the head: one port on one host
             "http_options": {"host": self.settings.serve_host, "port": self.settings.serve_port},
-            "applications": [*applications, config],
+            "applications": [*applications, *filter(None, changes.values())],
         }
         try:
             client.deploy_applications(document)
         except Exception as error:
             raise DeployFailed(
-                f"Ray Serve on {self.cluster.describe()} refused the config of {endpoint}: {error}"
+                f"Ray Serve on {self.cluster.describe()} refused the config of "
+                f"{', '.join(changes)}: {error}"
             ) from None
 
     # --- a version's application ----------------------------------------------------------
@@ -217,8 +227,15 @@ class RayDeployer(Deployer):
         superseded: Superseded | None = None,
     ) -> Served:
         client = self._client()
-        config = self.application(client, endpoint, version)
-        self._put(client, endpoint, config)
+        applications = self._details(client).get("applications") or {}
+        serving = applications.get(endpoint)
+        split = rollout_of(serving) is not None
+        if split and serving and _state(serving)["version"] == version:
+            # a rollout put back: the old version takes all traffic in place, nothing restarts
+            config = with_rollout(serving["deployed_app_config"], None)
+        else:
+            config = self.application(client, endpoint, version)
+        self._put(client, {endpoint: config})
         deadline = time.monotonic() + timeout
         written = time.monotonic()
         while True:
@@ -229,13 +246,19 @@ class RayDeployer(Deployer):
                     raise DeployFailed(
                         f"{endpoint} could not serve {version} on Ray Serve: {state['message']}"
                     )
-                if state["status"] == "RUNNING" and self._serves(endpoint, version):
+                if (
+                    state["status"] == "RUNNING"
+                    and self._serves(endpoint, version)
+                    and not (split and not self.rollouts.unsplit(endpoint))
+                ):
+                    if candidate_name(endpoint) in applications:
+                        self.rollouts.retire(client, endpoint)
                     url = self.endpoint_url(endpoint)
                     return Served(endpoint, version, url, url)
             stop_if_superseded(superseded, endpoint, version)  # never write ours over theirs
             if state["version"] != version and time.monotonic() - written > REWRITE_AFTER_S:
                 # another deploy wrote the applications over ours: write ours again
-                self._put(client, endpoint, config)
+                self._put(client, {endpoint: config})
                 written = time.monotonic()
             if time.monotonic() > deadline:
                 raise DeployFailed(
@@ -254,6 +277,13 @@ class RayDeployer(Deployer):
             return answer.status_code == 200 and answer.json().get("version") == version
         except (httpx.HTTPError, ValueError):
             return False
+
+    def rollout_state(self, endpoint: str, follow: bool = False) -> list[dict[str, Any]]:
+        """Each serving replica's window of the endpoint's rollout; `follow`: write what the
+        registry says (the candidate's application, the step in force) first."""
+        if follow:
+            self.rollouts.follow(endpoint)
+        return self.rollouts.views(endpoint)
 
     def invoke(
         self, endpoint: str, body: bytes, content_type: str, accept: str | None = None
@@ -294,11 +324,13 @@ class RayDeployer(Deployer):
         if application is None:
             return None
         state = _state(application)
+        rollout = rollout_of(application)
         return {
             "backend": "ray",
             "healthy": state["status"] == "RUNNING",
             "url": self.endpoint_url(endpoint),
             **state,
+            **({"rollout": rollout} if rollout else {}),
         }
 
 

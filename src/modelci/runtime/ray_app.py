@@ -6,6 +6,10 @@ The application's config (written by `modelci.deploy.ray`) names `build` as its 
 its working directory holds the version's `model/` and, with a user handler, `code/`. The
 version is the deployment's `user_config`, so that every deploy changes the config and Serve
 rolls the replicas over to it. Runs on the cluster, in the model's runtime environment.
+
+During a canary or linear rollout the serving version's `user_config` also carries the
+`rollout` (`modelci.runtime.ray_split`): its replicas route the step's share of the requests
+to the candidate, whose replicas answer them through `forward`.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 DEPLOYMENT = "InferenceServer"
+FORWARD = "forward"  # the method a rollout's router calls on the candidate's replicas
 
 
 def _absolute(path: str | None) -> str | None:
@@ -35,23 +40,38 @@ def build(args: dict[str, Any]) -> Any:
         """One replica: the model loaded once, served by modelci's ASGI app."""
 
         def __init__(self, settings: dict[str, Any]):
+            from modelci.runtime.ray_split import Splitter
+
             self.settings = settings
             self.version: str | None = None
+            self.splitter = Splitter()
+            self.served: Any = None
 
         def __serve_build_asgi_app__(self) -> Any:
             from modelci.runtime.app import create_app
 
             settings = self.settings
-            return create_app(
+            self.served = self.splitter.app = create_app(
                 _absolute(settings["model_dir"]) or "model",
                 handler_path=_absolute(settings.get("handler")),
                 metadata=settings.get("metadata"),
                 batch_max_size=int(settings.get("batch_max_size", 64)),
                 batch_max_wait_ms=float(settings.get("batch_max_wait_ms", 2.0)),
             )
+            return self.splitter
 
         def reconfigure(self, user_config: dict[str, Any]) -> None:
-            """The version this replica serves, from the deployment's user_config."""
+            """The version this replica serves and the rollout it routes, from the
+            deployment's user_config."""
             self.version = user_config.get("version")
+            self.splitter.configure(user_config.get("rollout"))
+
+        async def forward(
+            self, method: str, path: str, query: bytes, headers: list[Any], body: bytes
+        ) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+            """A request a rollout's router sent here, answered by this version's own app."""
+            from modelci.runtime.ray_split import call_app
+
+            return await call_app(self.served, method, path, query, headers, body)
 
     return InferenceServer.bind(args)  # type: ignore[attr-defined]
