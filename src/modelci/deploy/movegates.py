@@ -23,15 +23,16 @@ def move_refusals(
     `previous`), from `source` (default: the environment before it). The first environment
     has none before it: a move there is judged only when it names its source (`promote
     --from`). The shadow gate needs a version serving to shadow."""
-    from modelci.shadow.summary import shadow_refusal
-    from modelci.testing.driftgate import drift_refusal
-
     order = workspace.environments
     index = order.index(environment)
     refusals: list[str | None] = []
     if index > 0 and previous is not None:
+        from modelci.shadow.summary import shadow_refusal
+
         refusals.append(shadow_refusal(workspace, registry, record.version, environment))
     origin = source if source is not None else order[index - 1] if index else None
-    if origin is not None and origin != environment:
+    if origin is not None and origin != environment:  # none for `run`'s deploy: nothing loaded
+        from modelci.testing.driftgate import drift_refusal
+
         refusals.append(drift_refusal(workspace, record.model, origin, record.version))
     return [r for r in refusals if r]

@@ -22,12 +22,10 @@ def check_drift_gate(
     workspace: Workspace, model: str, environment: str, version: str
 ) -> CheckResult | None:
     """The drift gate's verdict on `version`'s captures in `environment`, or None when the
-    model (as the checkout has it) declares no drift gate."""
+    model (as the checkout has it) declares no drift gate. An unknown model is a ConfigError."""
     from modelci.monitor.drift import drift_report
 
-    readable, _ = workspace.readable_models
-    spec = next((m for m in readable if m.name == model), None)
-    expression = spec.file.gates.get(DRIFT) if spec is not None else None
+    expression = workspace.model(model).file.gates.get(DRIFT)  # as the deploy reads the spec
     if expression is None:
         return None
     gate = parse_gate(str(expression), metric=DRIFT)
