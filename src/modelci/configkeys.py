@@ -158,8 +158,9 @@ DESCRIPTIONS: dict[str, dict[str, str]] = {
         '`shadow_disagreement` (such as `"<= 0.01"`) bounds the share of predictions a '
         "shadow of the version (`modelci deploy --shadow`) disagreed on, judged when it is "
         "deployed to an environment after the first that serves another version, and `drift` "
-        "bounds, at promotion, the share of columns whose requests captured in the source "
-        "environment drifted from the training data (`modelci drift`).",
+        "bounds the share of columns whose requests captured in the environment a version "
+        "served before drifted from the training data (`modelci drift`), judged when it moves "
+        "into a later environment (`deploy`, `promote`, `release`).",
         "gates.no_regression": "The version may not be worse than the production version.",
         "gates.no_regression.metric": "The metric compared with the production version's.",
         "gates.no_regression.max_drop": "How far (absolutely) the metric may fall below "

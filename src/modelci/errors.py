@@ -11,7 +11,6 @@
     ├── EnvironmentFailed   exit 1: uv could not resolve or install a model's environment
     ├── DeployFailed        exit 1: a deploy's health check or smoke request failed
     │   └── RolloutAlarm    exit 1: an alarm of a canary or linear rollout went off
-    ├── GateFailed          exit 1: a gate held at promotion (drift) refused the version
     └── DeploySuperseded    exit 1: another deploy moved the pointer while this one waited
 
 A missing optional package (boto3, ray, psycopg, pyarrow) is a ConfigError naming the extra to
@@ -102,10 +101,6 @@ class RolloutAlarm(DeployFailed):
     def __init__(self, message: str, *, details: dict[str, object]):
         self.details = details
         super().__init__(message)
-
-
-class GateFailed(ModelciError):
-    """A gate judged at promotion (`[gates] drift`) refused the version; nothing moved."""
 
 
 class DeploySuperseded(ModelciError):

@@ -361,8 +361,11 @@ def version_to_release(
     return None
 
 
-def release(workspace: Workspace, tag: str, note: Progress) -> tuple[str, list[dict[str, Any]]]:
-    """Deploy to production, for every model, the version in force at the tagged commit."""
+def release(
+    workspace: Workspace, tag: str, note: Progress, *, force: bool = False
+) -> tuple[str, list[dict[str, Any]]]:
+    """Deploy to production, for every model, the version in force at the tagged commit;
+    `force`: although a gate of the move refuses it (recorded with the release)."""
     from modelci.changes import SpecCache, snapshot
     from modelci.deploy import open_deployer
     from modelci.deploy.rollout import deploy
@@ -419,6 +422,7 @@ def release(workspace: Workspace, tag: str, note: Progress) -> tuple[str, list[d
                     spec.name,
                     production,
                     version=record.version,
+                    force=force,
                     kind="release",
                     tag=tag,
                     note=note,

@@ -122,6 +122,60 @@ def test_history_newest_first_with_actor_and_ci(
     assert modelci("-C", repo.root, "history", "price", "--json").json() == {"events": []}
 
 
+def test_history_hides_the_events_hosts_write_in_bulk(
+    git_repo: Callable[..., GitRepo], modelci: Run
+) -> None:
+    """`rollout_traffic` and `shadow_batch` events are left out of a person's view, and
+    counted; `--all` shows them, `--json` has them all; `--limit` counts the events shown."""
+    repo = git_repo(examples=True)
+    repo.write("README.md", "more\n")
+    repo.commit("second")
+    seed_registry(repo)  # deploy, gate_failed
+    with open_registry("sqlite:///.modelci/registry.db", repo.root) as registry:
+        for kind in ["rollout_traffic"] * 3 + ["rollback"] + ["shadow_batch"] * 2:
+            registry.append_event(
+                Event(kind=kind, model="churn", environment="staging", details={"n": 1})
+            )
+        for _ in range(2):
+            registry.append_event(Event(kind="rollout_traffic", model="churn", details={}))
+
+    def history(*options: str) -> CliResult:
+        result = modelci("-C", repo.root, "history", "churn", *options)
+        assert result.code == 0, result.stdout + result.stderr
+        return result
+
+    human = history().stdout
+    assert "rollback" in human and "gate_failed" in human and "deploy" in human
+    assert human.count("rollout_traffic") == human.count("shadow_batch") == 1  # the note's
+    assert "5 rollout_traffic and 2 shadow_batch events hidden (--all shows them)" in human
+    everything = history("--all").stdout
+    assert everything.count("rollout_traffic") == 5 and everything.count("shadow_batch") == 2
+    assert "hidden" not in everything
+    kinds = [e["kind"] for e in history("--json").json()["events"]]
+    assert kinds == [
+        *["rollout_traffic"] * 2,
+        *["shadow_batch"] * 2,
+        "rollback",
+        *["rollout_traffic"] * 3,
+        "gate_failed",
+        "deploy",
+    ]
+    assert [e["kind"] for e in history("--json", "--limit", "3").json()["events"]] == [
+        "rollout_traffic",
+        "rollout_traffic",
+        "shadow_batch",
+    ]
+    # the newest shown event, and the bulk ones newer than it
+    newest = history("--limit", "1").stdout
+    assert "rollback" in newest and "gate_failed" not in newest
+    assert "2 rollout_traffic and 2 shadow_batch events hidden" in newest
+    two = history("--limit", "2").stdout
+    assert "gate_failed" in two and "deploy" not in two
+    assert "5 rollout_traffic and 2 shadow_batch events hidden" in two
+    plain = modelci("-C", repo.root, "history", "churn", "--limit", "1", "--all").stdout
+    assert "rollout_traffic" in plain and "hidden" not in plain
+
+
 def test_registry_upgrade(git_repo: Callable[..., GitRepo], modelci: Run) -> None:
     repo = git_repo(examples=True)
     first = modelci("-C", repo.root, "registry", "upgrade", "--json")

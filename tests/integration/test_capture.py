@@ -1,7 +1,8 @@
 """Data capture and drift end to end: a toy model trained for real on a CSV channel, served by
 the endpoint host (beside the checkout, and on a host with no checkout following a shared
 registry), requests over real HTTP on 127.0.0.1, the capture files read back from the store
-as SageMaker's format, and `modelci drift` (and the drift gate of `promote`) on them."""
+as SageMaker's format, and `modelci drift` on them, and the drift gate wherever a version
+moves on (`promote`, `deploy --env`, `release`)."""
 
 from __future__ import annotations
 
@@ -194,17 +195,75 @@ def test_capture_files_hold_the_requests_and_drift_judges_them(
     assert [(c["column"], c["drifted"]) for c in report["columns"]] == [("a", True), ("b", True)]
     human = modelci("-C", repo.root, "drift", "toy", "--env", "production")
     assert human.code == 1 and "DRIFT" in human.stdout and "chi_squared" in human.stdout
-    # ... and the drift gate refuses to promote from there
+    # ... and the drift gate refuses to promote from there (to a staging that serves nothing:
+    # promoting to where the version already serves moves nothing, and judges nothing)
+    ok(modelci("-C", repo.root, "undeploy", "toy", "--env", "staging"))
     refused = modelci(
         "-C", repo.root, "promote", "toy", "--from", "production", "--to", "staging", "--json"
     )
     assert refused.code == 1, refused.stdout + refused.stderr
-    assert "drift gate" in refused.json()["error"]["message"]
+    message = refused.json()["error"]["message"]
+    assert f"the drift gate refuses {version} from production: drift = 1," in message
 
     # the host says what it captured
     endpoints = httpx.get(f"{url}/-/endpoints", timeout=10).json()
     assert endpoints["capture"]["dropped"] == 0
     assert endpoints["capture"]["written"] >= 2 * 50
+
+
+def test_release_and_deploy_refuse_a_version_whose_captures_drifted(
+    git_repo: Callable[..., GitRepo], modelci: Run, hosts: Hosts, shared_envs: Path
+) -> None:
+    """The drift gate judges a move into production on what the version served before, in
+    staging: `deploy --env production` and `release` refuse it, naming the gate and the
+    measured share, and record the refusal; `release --force` releases it, recorded."""
+    repo = git_repo()
+    toy_repository(repo)
+    linked_envs(repo.root, shared_envs)
+    hosts.roots.append(repo.root)
+    ok(modelci("-C", repo.root, "train", "toy"))
+    ok(modelci("-C", repo.root, "test", "toy", "--skip", "reproducibility"))
+    staged = ok(modelci("-C", repo.root, "deploy", "toy", "--env", "staging", "--json")).json()
+    version = staged["version"]
+    url = host_url(repo.root)
+    assert url is not None
+    # staging's requests come from elsewhere than the training data: `a` and `b` shifted
+    shifted = [[a + 3, b + 5] for a, b in (features(i) for i in range(0, ROWS, 3))]
+    captured(
+        modelci, repo.root, "staging", send(f"{url}/endpoints/toy-staging/invocations", shifted)
+    )
+    expected = f"the drift gate refuses {version} from staging: drift = 1, expected < 0.5"
+
+    deployed = modelci("-C", repo.root, "deploy", "toy", "--env", "production", "--json")
+    assert deployed.code == 1, deployed.stdout + deployed.stderr
+    assert expected in deployed.json()["error"]["message"]
+
+    repo.git("tag", "v1")
+    refused = modelci("-C", repo.root, "release", "v1", "--json")
+    assert refused.code == 1, refused.stdout + refused.stderr
+    [entry] = refused.json()["models"]
+    assert (entry["version"], entry["status"]) == (version, "failed"), entry
+    assert expected in entry["reason"] and "100% of columns drifted (a, b)" in entry["reason"]
+    assert "--force" in entry["reason"]
+    human = modelci("-C", repo.root, "release", "v1")
+    assert human.code == 1 and "the drift gate refuses" in human.stdout
+    assert httpx.get(f"{url}/endpoints/toy/ping", timeout=10).status_code == 404  # not served
+
+    forced = ok(modelci("-C", repo.root, "release", "v1", "--force", "--json")).json()
+    [entry] = forced["models"]
+    assert (entry["version"], entry["status"]) == (version, "deployed"), entry
+    answer = httpx.post(
+        f"{url}/endpoints/toy/invocations", json={"instances": [features(1)]}, timeout=30
+    )
+    assert answer.status_code == 200 and answer.json()["predictions"]
+
+    events = ok(modelci("-C", repo.root, "history", "toy", "--json")).json()["events"]
+    refusals = [e for e in events if e["kind"] == "deploy_refused"]
+    assert len(refusals) == 3 and all(e["environment"] == "production" for e in refusals)
+    assert all(any(expected in r for r in e["details"]["reasons"]) for e in refusals)
+    [release] = [e for e in events if e["kind"] == "release"]
+    assert release["tag"] == "v1" and release["details"]["forced"] is True
+    assert any(expected in r for r in release["details"]["overridden"])
 
 
 def test_a_host_with_no_checkout_captures_as_the_bundle_says(

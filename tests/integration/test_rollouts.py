@@ -1,9 +1,13 @@
 """Canary and linear rollouts through the local endpoint host (`[deploy.rollout]`), with real
 traffic on loopback: the candidate runs beside the version that serves, takes its share of
-the requests, and an alarm over its own requests sends them all back at once."""
+the requests, and an alarm over its own requests sends them all back at once; a host killed
+mid-rollout comes back routing the step's share."""
 
 from __future__ import annotations
 
+import json
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -12,9 +16,22 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
-from tests.support.hosts import DEADLINE_S, Hosts, Run, Toy, hosted_toy, watched_hosts
+from tests.support.hosts import (
+    DEADLINE_S,
+    JSON,
+    ROW,
+    Hosts,
+    Run,
+    Toy,
+    alive,
+    get_json,
+    host_url,
+    hosted_toy,
+    watched_hosts,
+)
 from tests.support.repos import GitRepo
 from tests.support.rolling import FAILS_ONE_IN_THREE, Recorder, rollout_table
 from tests.support.waiting import wait_until
@@ -24,6 +41,7 @@ pytestmark = pytest.mark.slow
 BAKE_S = 120.0  # far longer than the alarm takes: a rollback before it is the alarm's
 CANARY_PERCENT = 20
 MODELCI = [sys.executable, "-m", "modelci", "-C"]
+DEPLOY = ("deploy", "toy", "--env", "staging", "--json")
 
 
 @pytest.fixture(scope="module")
@@ -218,3 +236,100 @@ def test_a_rollout_whose_deploy_is_killed_goes_back_to_the_old_version(toy: Toy)
     [failure] = toy.events("deploy_failed")
     assert "left unfinished" in failure.details["reason"]
     assert toy.events("rollback")[0].to_version == first
+
+
+def _split(base: str) -> tuple[int, dict[str, Any]] | None:
+    """(the host's pid, its endpoint's state) once its canary is ready at its step's share;
+    None meanwhile, or while nothing answers (the host is being started again)."""
+    document = get_json(f"{base}/-/endpoints")
+    if document is None:
+        return None
+    endpoint: dict[str, Any] = document["endpoints"].get("toy-staging") or {}
+    split = endpoint.get("rollout") or {}
+    if split.get("ready") and split.get("percent") == CANARY_PERCENT and split.get("step"):
+        return int(document["pid"]), endpoint
+    return None
+
+
+def test_a_host_killed_mid_rollout_comes_back_routing_the_step_share(
+    toy: Toy, tmp_path: Path
+) -> None:
+    """The host process is killed (SIGKILL) while a canary bakes; its supervisor starts it
+    again, and the new host serves the previous version with the candidate beside it at the
+    step's share, not the candidate alone, while the deploy still bakes. The deploy then ends
+    as before: its alarm goes off on the candidate's own requests and puts the old one back."""
+    toy.repo.write(
+        "modelci.toml",
+        rollout_table(
+            "canary",
+            canary_percent=CANARY_PERCENT,
+            bake_seconds=BAKE_S * 5,  # ended by the alarm, never by the bake
+            max_error_rate=0.1,
+            min_requests=40,  # the 20 counted below are too few to judge
+        ),
+    )
+    first = toy.version()
+    gateway = toy.deployed("--version", first)["gateway_url"]
+    base = host_url(toy.root)
+    assert base is not None
+    second = toy.version(bias=1.5, inference=FAILS_ONE_IN_THREE, test=False)
+    out, err = tmp_path / "deploy.json", tmp_path / "deploy.log"
+    with out.open("wb") as stdout, err.open("wb") as stderr:
+        deploy = subprocess.Popen(
+            [*MODELCI, str(toy.root), *DEPLOY, "--version", second, "--skip-tests"],
+            stdout=stdout,
+            stderr=stderr,
+        )
+
+    def log() -> str:
+        return err.read_text(errors="replace")
+
+    killed, before = wait_until(
+        lambda: _split(base), "the canary is ready", deadline_s=DEADLINE_S, process=deploy
+    )
+    assert before["version"] == first
+    toy.endpoints()  # its processes are checked for leftovers at the end
+    os.kill(killed, signal.SIGKILL)
+    wait_until(lambda: not alive(killed), "the host is gone")
+
+    def restarted() -> tuple[int, dict[str, Any]] | None:
+        found = _split(base)
+        return found if found is not None and found[0] != killed else None
+
+    pid, after = wait_until(
+        restarted,
+        "the restarted host routes the canary's share",
+        deadline_s=DEADLINE_S * 2,
+        process=deploy,
+        details=log,
+    )
+    assert after["version"] == first  # the previous version serves, the candidate beside it
+    assert pid != killed and toy.endpoints()
+    # counted by real requests, one at a time: the step's share to the candidate, no more
+    answers = []
+    with httpx.Client(headers=JSON, timeout=30) as client:
+        for _ in range(100):
+            answer = client.post(f"{gateway}/invocations", content=ROW)
+            answers.append(answer.json()["predictions"][0] if answer.status_code == 200 else 500)
+    candidate = [a for a in answers if a != 3.5]
+    assert len(candidate) == CANARY_PERCENT, answers
+    assert set(candidate) <= {4.5, 500} and 4.5 in candidate
+    assert deploy.poll() is None, log()  # still baking
+    assert (_rollout_seen(toy) or {}).get("candidate_percent") == CANARY_PERCENT
+    [step] = toy.events("rollout_step")  # the restart took no step of its own
+    assert step.version == second and step.details["percent"] == CANARY_PERCENT
+
+    # ... and the deploy ends as it would have: the alarm, over the candidate's requests
+    with Recorder(f"{gateway}/invocations") as load:
+        wait_until(lambda: deploy.poll() is not None, "the alarm ends the deploy", details=log)
+        ended = time.monotonic()
+        done = load.count()
+        wait_until(lambda: load.count() >= done + 50, "answers after it")
+    assert deploy.returncode == 1, log()
+    outcome = json.loads(out.read_text())
+    assert outcome["status"] == "rolled_back", outcome
+    assert "alarm max_error_rate went off at 20%" in outcome["reason"]
+    [failure] = toy.events("deploy_failed")
+    assert failure.details["alarm"] == "max_error_rate" and failure.details["requests"] >= 40
+    assert toy.pointer() == first
+    assert {(a.status, a.value) for a in load.answers if a.at > ended} == {(200, 3.5)}

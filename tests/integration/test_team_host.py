@@ -7,6 +7,9 @@ folder store, real HTTP on 127.0.0.1.
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -19,7 +22,14 @@ import pytest
 from modelci.registry import open_registry
 from modelci.registry.base import Event
 from tests.support.cli import CliResult
-from tests.support.hosts import CANNOT_LOAD, FAILS_ON_SMOKE_ROW, JSON, ROW, prediction
+from tests.support.hosts import (
+    CANNOT_LOAD,
+    FAILS_ON_SMOKE_ROW,
+    JSON,
+    ROW,
+    get_json,
+    prediction,
+)
 from tests.support.postgres import create_database
 from tests.support.repos import GitRepo
 from tests.support.rolling import FAILS_ONE_IN_THREE, Recorder, rollout_table
@@ -30,6 +40,8 @@ from tests.support.waiting import wait_until
 pytestmark = pytest.mark.slow
 
 Run = Callable[..., CliResult]
+MODELCI = [sys.executable, "-m", "modelci", "-C"]
+CANARY_DEPLOY = ("deploy", "toy", "--env", "staging", "--json", "--skip-tests")
 
 
 @pytest.fixture(scope="module")
@@ -337,3 +349,77 @@ def test_a_healthy_linear_rollout_on_the_host_goes_through_every_step(team: Team
     # the deploy ended once the host reported serving the new version alone
     after = [a for a in load.answers if a.at > ended]
     assert after and {a.value for a in after} == {4.5}
+
+
+def test_a_host_that_joins_mid_rollout_routes_the_step_share(team: Team) -> None:
+    """A host started while a canary bakes serves the old version with the candidate beside
+    it at the step's share, not the candidate alone, and reports its window; the deploy's
+    alarm, over the hosts' requests, then ends the rollout as before, on both hosts."""
+    first = team.host("a")
+    team.repo.write(
+        "modelci.toml",
+        rollout_table(
+            "canary", canary_percent=20, bake_seconds=600.0, max_error_rate=0.1, min_requests=40
+        ),
+    )
+    good = team.version(0.5)
+    assert team.deploy()["status"] == "deployed"
+    failing = team.version(1.5, inference=FAILS_ONE_IN_THREE, test=False)
+    out = team.tmp / "deploy.json"
+    with out.open("wb") as stdout:
+        deploy = subprocess.Popen(
+            [*MODELCI, str(team.repo.root), *CANARY_DEPLOY],
+            stdout=stdout,
+            stderr=subprocess.DEVNULL,
+        )
+    try:
+        wait_until(lambda: _canary(first) is not None, "the canary bakes on a", process=deploy)
+        joined = team.host("b")
+        split = wait_until(
+            lambda: _canary(joined), "b joins the rollout", process=deploy, deadline_s=DEADLINE_S
+        )
+        assert split["version"] == good  # the old version serves on b, the candidate beside it
+        answers = []
+        with httpx.Client(headers=JSON, timeout=30) as client:
+            for _ in range(100):
+                answer = client.post(f"{joined.url}/endpoints/toy-staging/invocations", content=ROW)
+                answers.append(prediction(answer) if answer.status_code == 200 else 500)
+        candidate = [a for a in answers if a != 3.5]
+        assert len(candidate) == 20 and set(candidate) <= {4.5, 500}, answers
+        assert deploy.poll() is None  # still baking
+        with Recorder(f"{joined.url}/endpoints/toy-staging/invocations"):
+            wait_until(
+                lambda: deploy.poll() is not None,
+                "the alarm ends the deploy",
+                deadline_s=DEADLINE_S,
+            )
+    finally:
+        if deploy.poll() is None:
+            deploy.kill()
+        deploy.wait(timeout=30)
+    outcome = json.loads(out.read_text())
+    assert deploy.returncode == 1 and outcome["status"] == "rolled_back", outcome
+    assert outcome["version"] == failing and "alarm max_error_rate" in outcome["reason"]
+    hosts = {r.details["host"] for r in team.events("rollout_traffic") if r.details["requests"]}
+    assert hosts == {"b"}  # only b had requests; its reports were what the alarm judged
+    # each host stops the candidate at its next look: the old version alone, on both
+    for host in (first, joined):
+        wait_until(lambda host=host: _rollout_over(host), f"{host.name} stops the candidate")
+        with httpx.Client(headers=JSON, timeout=30) as client:
+            url = f"{host.url}/endpoints/toy-staging/invocations"
+            assert {prediction(client.post(url, content=ROW)) for _ in range(20)} == {3.5}
+
+
+def _rollout_over(host: TeamHost) -> bool:
+    document = get_json(f"{host.url}/-/endpoints") or {}
+    endpoint = (document.get("endpoints") or {}).get("toy-staging") or {}
+    return bool(endpoint) and "rollout" not in endpoint
+
+
+def _canary(host: TeamHost) -> dict[str, Any] | None:
+    """The host's endpoint once its canary is ready at its step's share, else None."""
+    document = get_json(f"{host.url}/-/endpoints")
+    endpoint: dict[str, Any] = ((document or {}).get("endpoints") or {}).get("toy-staging") or {}
+    split = endpoint.get("rollout") or {}
+    ready = split.get("ready") and split.get("percent") == 20 and split.get("step")
+    return endpoint if ready else None

@@ -106,10 +106,6 @@ def promote(
                 f"{version} has never been deployed to {source}: nothing to "
                 "promote from there (--force to deploy it anyway)"
             )
-        if not force:
-            from modelci.testing.driftgate import hold_drift_gate
-
-            hold_drift_gate(workspace, model, source, version)
         outcome = deploy(
             workspace,
             registry,
@@ -119,6 +115,7 @@ def promote(
             version=version,
             force=force,
             kind="promote",
+            source=source,  # the drift gate judges the version's captures there
             note=output.info,
         )
     _finish(output, outcome)

@@ -141,16 +141,18 @@ def _print_tracebacks(runs: list[ModelRun]) -> None:
 
 @click.command()
 @click.argument("tag")
+@click.option("--force", is_flag=True, help="Release although a gate refuses it (recorded).")
 @json_option
 @click.pass_obj
 @allow_local_option
-def release(workspace: Workspace, tag: str, json_mode: bool) -> None:
+def release(workspace: Workspace, tag: str, force: bool, json_mode: bool) -> None:
     """The tag pipeline: deploy to production, for every model, the version in force at the
-    tagged main commit, and move the alias `latest` to it. Exit 1 when a model has none."""
+    tagged main commit, and move the alias `latest` to it. Exit 1 when a model has none, or
+    a gate (shadow_disagreement, drift) refuses its version."""
     from modelci.pipeline import release as run_release
 
     output = Output(json_mode)
-    commit, results = run_release(workspace, tag, note=output.info)
+    commit, results = run_release(workspace, tag, note=output.info, force=force)
     document = {"tag": tag, "commit": commit, "models": results}
 
     def render(console: Any) -> None:

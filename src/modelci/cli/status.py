@@ -144,27 +144,50 @@ def _event_json(event: Event) -> dict[str, Any]:
 @click.command()
 @click.argument("model")
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Show at most N events.")
+@click.option(
+    "--all",
+    "everything",
+    is_flag=True,
+    help="Show the events hosts write in bulk too (rollout_traffic, shadow_batch; --json "
+    "always has them).",
+)
 @json_option
 @click.pass_obj
-def history(workspace: Workspace, model: str, limit: int | None, json_mode: bool) -> None:
+def history(
+    workspace: Workspace, model: str, limit: int | None, everything: bool, json_mode: bool
+) -> None:
     """Show MODEL's events (train, deploy, promote, rollback, gate failure), newest first."""
+    from modelci.history import History, describe_hidden
+    from modelci.history import history as read_history
+
     output = Output(json_mode)
     readable, broken = workspace.readable_models
     for error in broken:
         output.warn(f"{error.render()} (left out)")
     known = {m.name for m in readable}
-    events: list[Event] = []
+    found = History([])
     if workspace.registry_exists():
         with workspace.registry() as registry:
             known.update(registry.models())
-            events = registry.events(model, limit=limit) if model in known else []
+            if model in known:
+                found = read_history(
+                    registry, model, limit=limit, everything=everything or json_mode
+                )
     if model not in known:
         from modelci.spec import find_model
 
         find_model(readable, model)  # raises, listing the known names
         raise ConfigError(f"no model named {model!r}")
-    report = {"events": [_event_json(e) for e in events]}
-    output.result(report, lambda console: _render_history(console, model, report["events"]))
+    report = {"events": [_event_json(e) for e in found.events]}
+    hidden = describe_hidden(found.hidden)
+
+    def render(console: Console) -> None:
+        if report["events"] or not hidden:
+            _render_history(console, model, report["events"])
+        if hidden:
+            console.print(f"[dim]{hidden}[/]")
+
+    output.result(report, render)
 
 
 def _render_history(console: Console, model: str, events: list[dict[str, Any]]) -> None:

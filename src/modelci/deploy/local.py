@@ -176,7 +176,10 @@ class LocalDeployer(Deployer):
         return code == 202
 
     def rollout_state(self, endpoint: str, follow: bool = False) -> list[dict[str, Any]]:
-        """The host's view of the endpoint's rollout; `follow`: after it read the registry."""
+        """The host's view of the endpoint's rollout; `follow`: after it read the registry.
+        None ([]) when the answer is cut off: a host killed mid-rollout is started again on
+        the same socket by its supervisor, and rejoins the rollout (modelci.serve.traffic);
+        the rollout's wait asks again until its deadline, its bake until its end."""
         url = self.ensure_host()
         try:
             code, body, _ = _request(
@@ -187,6 +190,8 @@ class LocalDeployer(Deployer):
             )
             state = json.loads(body)["endpoints"].get(endpoint, {}).get("rollout")
         except (OSError, ValueError, KeyError) as error:
+            if isinstance(error, OSError) and not isinstance(error, ConnectionRefusedError):
+                return []  # refused: no supervisor holds the socket any more
             raise DeployFailed(f"the endpoint host at {url} did not answer: {error!r}") from None
         if code != 200 or state is None:
             return []

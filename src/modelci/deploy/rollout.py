@@ -13,6 +13,7 @@ from modelci.deploy.base import Deployer, Served, superseded_error
 from modelci.deploy.checked import check_artifact
 from modelci.deploy.guardrails import finish_rollout, gradual_plan, roll_out
 from modelci.deploy.intent import ended_event, new_intent, put_back, settle
+from modelci.deploy.movegates import move_refusals
 from modelci.deploy.recovery import finish_interrupted
 from modelci.deploy.smoke import HEALTH_TIMEOUT_S, check_serving
 from modelci.errors import (
@@ -111,12 +112,14 @@ def deploy(
     skip_tests: bool = False,
     kind: str = "deploy",
     tag: str | None = None,
+    source: str | None = None,
     note: Progress,
 ) -> DeployOutcome:
     """Make `environment` serve `version` of `model`, health-checked, or put back the previous
     version and report why. Bad requests raise ConfigError and change nothing. A deploy of
     the endpoint that was killed before its health check is finished first; this one's intent
-    is recorded with its pointer move, so that the same holds if it is killed."""
+    is recorded with its pointer move, so that the same holds if it is killed. `source`: where
+    the version comes from (`promote --from`), for the drift gate (default: the one before)."""
     from modelci.testing.runner import tests_passed
 
     check_environment(workspace, environment)
@@ -179,11 +182,8 @@ def deploy(
             skip_tests=skip_tests,
             tested=tests_passed(record),
         )
+        + move_refusals(workspace, registry, record, environment, previous, source)  # shadow, drift
     )
-    if kind != "rollback" and index > 0 and previous is not None:
-        from modelci.shadow.summary import shadow_refusal  # the `shadow_disagreement` gate
-
-        problems += filter(None, [shadow_refusal(workspace, registry, record.version, environment)])
     unapproved = (
         missing_approval(registry, record, environment)
         if kind != "rollback" and workspace.project.environments[environment].approval

@@ -80,6 +80,7 @@ class Traffic:
     async def follow(self, host: Host, wanted: dict[str, Pointer]) -> set[str]:
         """Start, step, promote or stop candidates as the pointers say; the endpoints whose
         rollout this handled (the host's own reconciliation leaves them alone)."""
+        await self._join(host, wanted)
         rolling = {
             endpoint: pointer
             for endpoint, pointer in wanted.items()
@@ -109,6 +110,29 @@ class Traffic:
             if step != split.window.step:  # a new step: a new window
                 split.window, split.sent = Window(step, percent), 0
         return {*rolling, *left}
+
+    @staticmethod
+    async def _join(host: Host, wanted: dict[str, Pointer]) -> None:
+        """A host that joins a rollout in progress (started, or restarted, mid-rollout) starts
+        the previous version first, then follows the rollout as the others do: the candidate
+        takes the current step's share, not all. Should the previous version not start, the
+        host serves the candidate (the pointer's version) rather than nothing."""
+        for endpoint, pointer in wanted.items():
+            previous = pointer.pending.previous if pointer.pending else None
+            serving = host.routes.get(endpoint)
+            served = serving.spec.version if serving is not None else None
+            failed = host.failures.get(endpoint) or {}
+            if (
+                previous is None
+                or not gradual(pointer)
+                or served in (previous, pointer.version)
+                or (failed.get("version") == previous and time.time() - failed["time"] < 30)
+            ):
+                continue
+            log.warning(
+                "%s: joining the rollout of %s: %s first", endpoint, pointer.version, previous
+            )
+            await host.swap(endpoint, pointer.model, pointer.environment, previous)
 
     @staticmethod
     def _steps(host: Host, rolling: dict[str, Pointer]) -> dict[str, tuple[int, int]]:

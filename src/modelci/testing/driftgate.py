@@ -1,13 +1,14 @@
-"""The drift gate (`[gates] drift = "< 0.5"`): before `promote` takes a version from an
-environment, the share of columns whose captured requests there drifted from the version's
-training data (`modelci drift`) must hold the bound. Nothing captured holds no bound. `modelci
-test` leaves this gate to promotion: a version has served nothing when it is tested."""
+"""The drift gate (`[gates] drift = "< 0.5"`): when a version moves into a later environment
+(`deploy --env`, `promote`, `release`), the share of columns whose captured requests in the
+environment it served before drifted from the version's training data (`modelci drift`) must
+hold the bound; `modelci.deploy.movegates` judges it with the other gates of a move. Nothing
+captured holds no bound. `modelci test` leaves this gate to the move: a version has served
+nothing when it is tested."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from modelci.errors import GateFailed
 from modelci.testing.gates import parse_gate
 from modelci.testing.report import CheckResult
 
@@ -21,12 +22,10 @@ def check_drift_gate(
     workspace: Workspace, model: str, environment: str, version: str
 ) -> CheckResult | None:
     """The drift gate's verdict on `version`'s captures in `environment`, or None when the
-    model (as the checkout has it) declares no drift gate."""
+    model (as the checkout has it) declares no drift gate. An unknown model is a ConfigError."""
     from modelci.monitor.drift import drift_report
 
-    readable, _ = workspace.readable_models
-    spec = next((m for m in readable if m.name == model), None)
-    expression = spec.file.gates.get(DRIFT) if spec is not None else None
+    expression = workspace.model(model).file.gates.get(DRIFT)  # as the deploy reads the spec
     if expression is None:
         return None
     gate = parse_gate(str(expression), metric=DRIFT)
@@ -40,13 +39,16 @@ def check_drift_gate(
     return CheckResult(DRIFT, DRIFT, held, str(gate), report.share, message)
 
 
-def hold_drift_gate(workspace: Workspace, model: str, environment: str, version: str) -> None:
-    """Raise GateFailed when the drift gate refuses to promote `version` from `environment`."""
-    result = check_drift_gate(workspace, model, environment, version)
-    if result is not None and not result.passed:
-        raise GateFailed(
-            f"the drift gate refuses to promote {version} from {environment}: {result.message}, "
-            f"expected drift {result.expected} (`modelci drift {model} --env {environment}`; "
-            "--force to promote anyway)",
-            key=f"gates.{DRIFT}",
-        )
+def drift_refusal(workspace: Workspace, model: str, source: str, version: str) -> str | None:
+    """Why the drift gate refuses to move `version` on from `source`, judged on its captures
+    there; None when it holds or the model declares no drift gate."""
+    result = check_drift_gate(workspace, model, source, version)
+    if result is None or result.passed:
+        return None
+    how = f"`modelci drift {model} --env {source}`"
+    why = (
+        f"{result.message}, expected drift {result.expected} ({how})"
+        if result.actual is None
+        else f"drift = {result.actual:.4g}, expected {result.expected} ({result.message}; {how})"
+    )
+    return f"the drift gate refuses {version} from {source}: {why}"

@@ -96,7 +96,7 @@ def check_gates(
     with the production version's metric, and is skipped with a note when there is none."""
     results: list[CheckResult] = []
     for metric, expression in gates.items():
-        if metric in ("no_regression", SHADOW_GATE, "drift"):  # drift: at promotion
+        if metric in ("no_regression", SHADOW_GATE, "drift"):  # the last two: when it moves on
             continue
         gate = parse_gate(str(expression), metric=metric)
         if metric not in metrics:

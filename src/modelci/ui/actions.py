@@ -163,6 +163,7 @@ class Actions:
 
         workspace = ActingWorkspace(self.root, actor)
         model = _field(form, "model")
+        source: str | None = None  # a promote's: where the drift gate judges its captures
         with workspace.registry() as registry:
             if kind == "rollback":
                 environment = _field(form, "environment")
@@ -184,6 +185,7 @@ class Actions:
                 environment,
                 version=version,
                 kind=kind,
+                source=source,
                 note=lambda _message: None,
             )
         return dict(outcome.to_json())
