@@ -99,12 +99,15 @@ def test_a_spare_is_given_its_model_at_the_deploy_and_bad_requests_are_refused(
     served = httpx.post(gateway, content=ROW, headers={"content-type": "application/json"})
     assert served.json() == {"predictions": [3.5]}, served.text
 
+    first_pid = toy.endpoints()["toy-staging"]["pid"]
     toy.deployed("--version", second)
     endpoint = toy.endpoints()["toy-staging"]
     assert endpoint["version"] == second and endpoint["pid"] == spare["pid"], endpoint
     assert endpoint["warm_start"] is True and _spares(toy) == {}
     served = httpx.post(gateway, content=ROW, headers={"content-type": "application/json"})
     assert served.json() == {"predictions": [4.5]}, served.text
+    # the replaced server is drained and stopped after the swap (modelci.serve.retiring)
+    wait_until(lambda: not _alive(first_pid), "the first version's server ends")
 
     # a spare withdrawn (its version failed) is stopped
     third = toy.version(bias=2.5)

@@ -20,12 +20,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from modelci.errors import (
-    ArtifactCorrupted,
-    ArtifactNotFound,
-    ModelciError,
-    RegistryError,
-)
+from modelci.errors import ArtifactCorrupted, ArtifactNotFound, ModelciError, RegistryError
 from modelci.registry.base import Pointer
 from modelci.runtime.bodies import read_body
 from modelci.runtime.errors import ServeError
@@ -38,6 +33,7 @@ from modelci.serve.orphans import finish_orphaned
 from modelci.serve.prepared import Prepared
 from modelci.serve.proxy import Answer, UpstreamError, UpstreamUnreachable
 from modelci.serve.reports import Reporter, smoke_check
+from modelci.serve.retiring import Retiring
 from modelci.serve.shadow import Shadows
 from modelci.serve.shared import SharedProcesses
 from modelci.serve.traffic import Traffic
@@ -76,8 +72,8 @@ class Host:
         self.tasks: list[asyncio.Task[None]] = []
         self.starting: list[VersionServer] = []  # launched, not routed yet: stopped on exit
         self.processes = SharedProcesses()  # versions sharing their environment's process
-        # spare servers of versions being trained: a deploy of one needs no cold start
-        self.prepared = Prepared(workspace, self.routes)
+        self.prepared = Prepared(workspace, self.routes)  # spares of versions being trained
+        self.retiring = Retiring(DRAIN_TIMEOUT_S)  # what swaps replaced, still draining
         # Set while the registry cannot be read (or reads as lost): the host then keeps
         # serving what it last knew to be wanted, and says so in /-/health.
         self.registry_problem: dict[str, Any] | None = None
@@ -230,8 +226,7 @@ class Host:
         old = self.routes.get(endpoint)
         self.routes[endpoint] = server  # from here on new requests go to the new version
         if old is not None:
-            await old.drain(DRAIN_TIMEOUT_S)
-            await asyncio.to_thread(old.stop)
+            self.retiring.start(old)  # drained and stopped after the swap, not inside it
         return True
 
     async def monitor(self) -> None:
@@ -426,6 +421,7 @@ class Host:
                 await asyncio.gather(*self.tasks, return_exceptions=True)
                 await self.shadows.close()
                 await self.capture.flush()  # what was sampled is written before the host ends
+                await self.retiring.close()
                 await asyncio.to_thread(self.processes.stop_all)  # not one version at a time
                 running = [*self.starting, *self.routes.values(), *self.traffic.servers()]
                 for server in running + self.prepared.servers():
