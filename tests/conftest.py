@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.cli import CliResult
+from tests.support.hosts import Hosts, Toy, hosted_toy, watched_hosts
 from tests.support.repos import GitRepo
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
@@ -86,3 +87,21 @@ def modelci(capsys: pytest.CaptureFixture[str]) -> Callable[..., CliResult]:
         return CliResult(code, captured.out, captured.err)
 
     return run
+
+
+@pytest.fixture
+def hosts(modelci: Callable[..., CliResult], monkeypatch: pytest.MonkeyPatch) -> Iterator[Hosts]:
+    """The endpoint hosts a test starts: stopped, and checked for leftover processes, after."""
+    yield from watched_hosts(modelci, monkeypatch)
+
+
+@pytest.fixture
+def toy(
+    git_repo: Callable[..., GitRepo],
+    modelci: Callable[..., CliResult],
+    hosts: Hosts,
+    shared_envs: Path,
+) -> Toy:
+    """The toy model in a fresh repository, served by a watched host (tests/support/hosts);
+    `shared_envs` comes from the folder's conftest (or the module)."""
+    return hosted_toy(git_repo(), modelci, hosts, shared_envs)

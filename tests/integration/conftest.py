@@ -25,6 +25,12 @@ from tests.support.ray_cluster import RayCluster, RayUnavailable, ray_cluster
 _databases = itertools.count()
 
 
+@pytest.fixture(scope="module")
+def shared_envs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The toy's environments, built once per test module (tests/conftest.py's `toy`)."""
+    return tmp_path_factory.mktemp("envs")
+
+
 @pytest.fixture(scope="session")
 def postgres_url() -> Iterator[str]:
     """A real PostgreSQL server for the whole session; its URL names an empty database.

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import random
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from tests.support.cli import CliResult
-from tests.support.hosts import Hosts, host_url, watched_hosts
+from tests.support.hosts import Hosts, host_url
 from tests.support.repos import GitRepo
 from tests.support.team import start_host
 from tests.support.toy import INFERENCE, train_script
@@ -71,19 +71,9 @@ def toy_repository(repo: GitRepo) -> None:
     repo.commit("toy with data capture")
 
 
-@pytest.fixture(scope="module")
-def shared_envs(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("envs")
-
-
 def linked_envs(root: Path, envs: Path) -> None:
     (root / ".modelci").mkdir(parents=True, exist_ok=True)
     (root / ".modelci" / "envs").symlink_to(envs, target_is_directory=True)
-
-
-@pytest.fixture
-def hosts(modelci: Run, monkeypatch: pytest.MonkeyPatch) -> Iterator[Hosts]:
-    yield from watched_hosts(modelci, monkeypatch)
 
 
 def ok(result: CliResult) -> CliResult:

@@ -15,7 +15,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,36 +29,16 @@ from tests.support.hosts import (
     OUTCOME_KEYS,
     ROW,
     SPEC,
-    Hosts,
     Load,
-    Run,
     Toy,
     host_url,
-    hosted_toy,
     prediction,
-    watched_hosts,
 )
 from tests.support.ports import free_port
-from tests.support.repos import GitRepo
 from tests.support.toy import INFERENCE
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def shared_envs(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("envs")
-
-
-@pytest.fixture
-def hosts(modelci: Run, monkeypatch: pytest.MonkeyPatch) -> Iterator[Hosts]:
-    yield from watched_hosts(modelci, monkeypatch)
-
-
-@pytest.fixture
-def toy(git_repo: Callable[..., GitRepo], modelci: Run, hosts: Hosts, shared_envs: Path) -> Toy:
-    return hosted_toy(git_repo(), modelci, hosts, shared_envs)
 
 
 # --- deploy and invoke -------------------------------------------------------------------------

@@ -9,7 +9,7 @@ import json
 import os
 import signal
 import subprocess
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -17,18 +17,13 @@ import pytest
 
 from modelci.envs.engine import Engine
 from tests.support.cli import CliResult
-from tests.support.hosts import JSON, ROW, Hosts, prediction, watched_hosts
+from tests.support.hosts import JSON, ROW, Hosts, prediction
 from tests.support.images import BuiltImage
 from tests.support.waiting import wait_until
 
 pytestmark = [pytest.mark.podman, pytest.mark.oci, pytest.mark.slow]
 Run = Callable[..., CliResult]
 CRASHING = "import os\nos._exit(3)  # the server dies as it loads the handler\n"
-
-
-@pytest.fixture
-def hosts(modelci: Run, monkeypatch: pytest.MonkeyPatch) -> Iterator[Hosts]:
-    yield from watched_hosts(modelci, monkeypatch)
 
 
 def containers(podman: Engine, endpoint: str, field: str = "Image") -> list[str]:

@@ -5,8 +5,6 @@ the requests, and an alarm over its own requests sends them all back at once."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from datetime import timedelta
@@ -18,7 +16,13 @@ from tests.support.cli import CliResult
 from tests.support.hosts import TRAIN, Hosts, Toy
 from tests.support.ray_cluster import RayCluster
 from tests.support.repos import GitRepo
-from tests.support.rolling import FAILS_ONE_IN_THREE, Recorder, rollout_table
+from tests.support.rolling import (
+    FAILS_ONE_IN_THREE,
+    Recorder,
+    check_linear_steps,
+    linear_rollout,
+    rollout_table,
+)
 from tests.support.toy import write_toy
 from tests.support.waiting import wait_until
 
@@ -114,16 +118,6 @@ def test_failing_canary_on_ray_is_rolled_back_by_its_alarm_within_one_bake(
     assert [d["user_config"] for d in config["deployments"]] == [{"version": first}]
 
 
-def _rollout_seen(toy: Toy) -> dict[str, Any] | None:
-    """The rollout `status --json` shows under way in staging, if any."""
-    status = toy.modelci("-C", toy.root, "status", "--json")
-    assert status.code == 0, status.stdout + status.stderr
-    [model] = status.json()["models"]
-    staging = model["environments"]["staging"] or {}
-    split: dict[str, Any] | None = (staging.get("pending") or {}).get("rollout")
-    return split
-
-
 def test_healthy_candidate_on_ray_goes_through_every_linear_step(
     on_ray: RayCluster, toy: Toy
 ) -> None:
@@ -142,47 +136,12 @@ def test_healthy_candidate_on_ray_goes_through_every_linear_step(
     first = toy.version(test=False)
     gateway = toy.deployed("--version", first, "--skip-tests")["gateway_url"]
     second = toy.version(bias=1.5, test=False)
-    seen: list[dict[str, Any]] = []
     with Recorder(f"{gateway}/invocations") as load:
         wait_until(lambda: load.count() >= 20, "the load is running")
-        began = time.monotonic()
-        deploy = subprocess.Popen(
-            [sys.executable, "-m", "modelci", "-C", str(toy.root), "deploy", "toy", "--env",
-             "staging", "--json", "--skip-tests", "--version", second],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-        )  # fmt: skip
-
-        def ended() -> bool:
-            split = _rollout_seen(toy)
-            if split is not None and split not in seen:
-                seen.append(split)
-            return deploy.poll() is not None
-
-        wait_until(ended, "the linear rollout ends", deadline_s=DEADLINE_S * 2)
-        finished = time.monotonic()
-        out, err = deploy.communicate(timeout=30)
-        done = load.count()
-        wait_until(lambda: load.count() >= done + 50, "answers after the rollout")
-    assert deploy.returncode == 0, out.decode() + err.decode()
-    assert b'"status": "deployed"' in out
-
-    steps = [e for e in toy.events("rollout_step") if e.version == second]
-    assert sorted(e.details["percent"] for e in steps) == [25, 50, 75]
-    assert toy.events("deploy_failed") == []
-    # `status` showed the split while it was under way
-    assert seen, "status never showed the rollout"
-    for split in seen:
-        assert split["candidate"] == second and split["previous"] == first
-        assert split["candidate_percent"] + split["previous_percent"] == 100
-    assert {s["candidate_percent"] for s in seen} <= {0, 25, 50, 75}
-    # no request failed; both versions answered during it, the new one alone after it
-    during = load.between(began, finished)
-    assert {a.status for a in during} == {200}
-    assert {a.value for a in during} == {3.5, 4.5}
-    after = [a for a in load.answers if a.at > finished]
-    assert after and {(a.status, a.value) for a in after} == {(200, 4.5)}
-    assert toy.pointer() == second
+        seen, began, finished = linear_rollout(
+            toy, load, second, "--skip-tests", deadline_s=DEADLINE_S * 2
+        )
+    check_linear_steps(toy, load, seen, (began, finished), first, second)
     # the new version took the endpoint's own application; the candidate's is gone
     serving = wait_until(
         lambda: (found := applications(on_ray)).keys() == {"toy-staging"} and found,

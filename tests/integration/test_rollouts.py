@@ -11,7 +11,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -23,17 +22,19 @@ from tests.support.hosts import (
     DEADLINE_S,
     JSON,
     ROW,
-    Hosts,
-    Run,
     Toy,
     alive,
     get_json,
     host_url,
-    hosted_toy,
-    watched_hosts,
 )
-from tests.support.repos import GitRepo
-from tests.support.rolling import FAILS_ONE_IN_THREE, Recorder, rollout_table
+from tests.support.rolling import (
+    FAILS_ONE_IN_THREE,
+    Recorder,
+    check_linear_steps,
+    linear_rollout,
+    rollout_seen,
+    rollout_table,
+)
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.slow
@@ -42,21 +43,6 @@ BAKE_S = 120.0  # far longer than the alarm takes: a rollback before it is the a
 CANARY_PERCENT = 20
 MODELCI = [sys.executable, "-m", "modelci", "-C"]
 DEPLOY = ("deploy", "toy", "--env", "staging", "--json")
-
-
-@pytest.fixture(scope="module")
-def shared_envs(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("envs")
-
-
-@pytest.fixture
-def hosts(modelci: Run, monkeypatch: pytest.MonkeyPatch) -> Iterator[Hosts]:
-    yield from watched_hosts(modelci, monkeypatch)
-
-
-@pytest.fixture
-def toy(git_repo: Callable[..., GitRepo], modelci: Run, hosts: Hosts, shared_envs: Path) -> Toy:
-    return hosted_toy(git_repo(), modelci, hosts, shared_envs)
 
 
 def test_failing_canary_is_rolled_back_by_its_alarm_within_one_bake(toy: Toy) -> None:
@@ -114,16 +100,6 @@ def test_failing_canary_is_rolled_back_by_its_alarm_within_one_bake(toy: Toy) ->
     assert endpoint["version"] == first and "rollout" not in endpoint
 
 
-def _rollout_seen(toy: Toy) -> dict[str, Any] | None:
-    """The rollout `status --json` shows under way in staging, if any."""
-    status = toy.modelci("-C", toy.root, "status", "--json")
-    assert status.code == 0, status.stdout + status.stderr
-    [model] = status.json()["models"]
-    staging = model["environments"]["staging"] or {}
-    split: dict[str, Any] | None = (staging.get("pending") or {}).get("rollout")
-    return split
-
-
 def test_healthy_candidate_goes_through_every_linear_step(toy: Toy) -> None:
     toy.repo.write(
         "modelci.toml",
@@ -139,56 +115,10 @@ def test_healthy_candidate_goes_through_every_linear_step(toy: Toy) -> None:
     first = toy.version()
     gateway = toy.deployed("--version", first)["gateway_url"]
     second = toy.version(bias=1.5)
-    seen: list[dict[str, Any]] = []
     with Recorder(f"{gateway}/invocations") as load:
         wait_until(lambda: load.count() >= 20, "the load is running", deadline_s=DEADLINE_S)
-        began = time.monotonic()
-        deploy = subprocess.Popen(
-            [
-                *MODELCI,
-                str(toy.root),
-                "deploy",
-                "toy",
-                "--env",
-                "staging",
-                "--json",
-                "--version",
-                second,
-            ],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-        )
-
-        def ended() -> bool:
-            split = _rollout_seen(toy)
-            if split is not None and split not in seen:
-                seen.append(split)
-            return deploy.poll() is not None
-
-        wait_until(ended, "the linear rollout ends", deadline_s=DEADLINE_S * 2)
-        finished = time.monotonic()
-        out, err = deploy.communicate(timeout=30)
-        done = load.count()
-        wait_until(lambda: load.count() >= done + 50, "answers after the rollout")
-    assert deploy.returncode == 0, out.decode() + err.decode()
-    assert b'"status": "deployed"' in out
-
-    steps = [e for e in toy.events("rollout_step") if e.version == second]
-    assert sorted(e.details["percent"] for e in steps) == [25, 50, 75]
-    assert toy.events("deploy_failed") == []
-    # `status` showed the split while it was under way
-    assert seen, "status never showed the rollout"
-    for split in seen:
-        assert split["candidate"] == second and split["previous"] == first
-        assert split["candidate_percent"] + split["previous_percent"] == 100
-    assert {s["candidate_percent"] for s in seen} <= {0, 25, 50, 75}
-    # no request failed; both versions answered during it, the new one alone after it
-    during = load.between(began, finished)
-    assert {a.status for a in during} == {200}
-    assert {a.value for a in during} == {3.5, 4.5}
-    after = [a for a in load.answers if a.at > finished]
-    assert after and {(a.status, a.value) for a in after} == {(200, 4.5)}
-    assert toy.pointer() == second
+        seen, began, finished = linear_rollout(toy, load, second, deadline_s=DEADLINE_S * 2)
+    check_linear_steps(toy, load, seen, (began, finished), first, second)
     [endpoint] = toy.endpoints().values()
     assert endpoint["version"] == second and "rollout" not in endpoint
 
@@ -207,7 +137,7 @@ def test_a_rollout_whose_deploy_is_killed_goes_back_to_the_old_version(toy: Toy)
             stderr=subprocess.DEVNULL,
         )
         wait_until(
-            lambda: (_rollout_seen(toy) or {}).get("candidate_percent") == 50,
+            lambda: (rollout_seen(toy) or {}).get("candidate_percent") == 50,
             "the canary takes its share",
             deadline_s=DEADLINE_S,
         )
@@ -315,7 +245,7 @@ def test_a_host_killed_mid_rollout_comes_back_routing_the_step_share(
     assert len(candidate) == CANARY_PERCENT, answers
     assert set(candidate) <= {4.5, 500} and 4.5 in candidate
     assert deploy.poll() is None, log()  # still baking
-    assert (_rollout_seen(toy) or {}).get("candidate_percent") == CANARY_PERCENT
+    assert (rollout_seen(toy) or {}).get("candidate_percent") == CANARY_PERCENT
     [step] = toy.events("rollout_step")  # the restart took no step of its own
     assert step.version == second and step.details["percent"] == CANARY_PERCENT
 

@@ -4,24 +4,19 @@ runs: one more run of the same job, started beside it, instead of two more train
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 
 from modelci.registry import open_registry
 from tests.support.cli import CliResult
-from tests.support.hosts import REGISTRY, Hosts, watched_hosts
+from tests.support.hosts import REGISTRY, Hosts
 from tests.support.repos import GitRepo
 from tests.support.toy import SERVED_SPEC, write_toy
 
 pytestmark = pytest.mark.slow
 
 Run = Callable[..., CliResult]
-
-
-@pytest.fixture
-def hosts(modelci: Run, monkeypatch: pytest.MonkeyPatch) -> Iterator[Hosts]:
-    yield from watched_hosts(modelci, monkeypatch)
 
 
 def test_run_compares_its_own_training_with_one_more_run(

@@ -18,7 +18,7 @@ from modelci.errors import ConfigError
 from modelci.registry import open_registry
 from modelci.registry.base import Event, VersionRecord
 from tests.support.cli import CliResult
-from tests.support.hosts import JSON, SPEC, Hosts, Run, Toy, host_url, hosted_toy, watched_hosts
+from tests.support.hosts import JSON, SPEC, Run, Toy, host_url
 from tests.support.repos import GitRepo
 from tests.support.team import DEADLINE_S, TeamHost, start_host
 from tests.support.toy import INFERENCE, write_toy
@@ -38,21 +38,6 @@ def predict_fn(data, model):
     return [p + (1.0 if row[0] == 1 else 0.0) for p, row in zip(_predict(data, model), data)]
 """
 )
-
-
-@pytest.fixture(scope="module")
-def shared_envs(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("envs")
-
-
-@pytest.fixture
-def hosts(modelci: Run, monkeypatch: pytest.MonkeyPatch) -> Iterator[Hosts]:
-    yield from watched_hosts(modelci, monkeypatch)
-
-
-@pytest.fixture
-def toy(git_repo: Callable[..., GitRepo], modelci: Run, hosts: Hosts, shared_envs: Path) -> Toy:
-    return hosted_toy(git_repo(), modelci, hosts, shared_envs)
 
 
 def candidate(toy: Toy, inference: str) -> str:

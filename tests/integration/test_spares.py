@@ -5,36 +5,19 @@ prepare request is a 400 (or 409) naming what is wrong, and the host serves on."
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.support.hosts import SPEC, Hosts, Run, Toy, host_url, hosted_toy, watched_hosts
-from tests.support.repos import GitRepo
+from tests.support.hosts import SPEC, Toy, host_url
 from tests.support.toy import INFERENCE
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.slow
 
 ROW = b"[[1, 2]]"  # the toy answers 3 + bias
-
-
-@pytest.fixture(scope="module")
-def shared_envs(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("envs")
-
-
-@pytest.fixture
-def hosts(modelci: Run, monkeypatch: pytest.MonkeyPatch) -> Iterator[Hosts]:
-    yield from watched_hosts(modelci, monkeypatch)
-
-
-@pytest.fixture
-def toy(git_repo: Callable[..., GitRepo], modelci: Run, hosts: Hosts, shared_envs: Path) -> Toy:
-    return hosted_toy(git_repo(), modelci, hosts, shared_envs)
 
 
 def _alive(pid: int) -> bool:

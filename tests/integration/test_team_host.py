@@ -44,11 +44,6 @@ MODELCI = [sys.executable, "-m", "modelci", "-C"]
 CANARY_DEPLOY = ("deploy", "toy", "--env", "staging", "--json", "--skip-tests")
 
 
-@pytest.fixture(scope="module")
-def shared_envs(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("envs")
-
-
 class Team:
     """A shared registry and store, a checkout whose commands use them with the `host`
     backend, and the hosts a test started (stopped at its end)."""
