@@ -4,6 +4,7 @@ process that owns a lease or a deploy's intent still runs."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -25,7 +26,19 @@ DIE_WITH_PARENT = (
 
 # coreutils' nice: a helper process that yields the CPU to the work everything waits on (the
 # version's own training) on a machine with fewer cores than busy processes
-LOW_PRIORITY = ["nice", "-n", "10"] if shutil.which("nice") else []
+LOW_PRIORITY_NICE = 10
+LOW_PRIORITY = ["nice", "-n", str(LOW_PRIORITY_NICE)] if shutil.which("nice") else []
+
+
+def yield_cpu(pid: int) -> None:
+    """Let the process `pid`, leader of a session of its own, yield the CPU as LOW_PRIORITY
+    does. Where the kernel groups each session's processes for scheduling (Linux's autogroup,
+    on by default on desktops and many servers), a process's own nice value weighs only
+    against its session's other processes, and a new session competes as an equal with every
+    other: the session's own nice value is set here. Nothing happens where there is no such
+    grouping or the kernel refuses."""
+    with contextlib.suppress(OSError):
+        Path(f"/proc/{pid}/autogroup").write_text(f"{LOW_PRIORITY_NICE}\n")
 
 
 def stop_group(process: subprocess.Popen[Any], grace: float) -> int:

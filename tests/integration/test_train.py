@@ -26,6 +26,9 @@ import json, os, sys
 seen = {
     "argv": sys.argv[1:],
     "cwd": os.getcwd(),
+    "path0": sys.path[0],
+    "name": __name__,
+    "file": __file__,
     "env": {k: v for k, v in os.environ.items() if k.startswith(("SM_", "MODELCI_"))
             or k == "PYTHONHASHSEED"},
     "channels": {c: sorted(os.listdir(os.environ["SM_CHANNEL_" + c.upper()]))
@@ -135,8 +138,62 @@ def test_script_mode_contract(toy: GitRepo, modelci: Run, tmp_path: Path) -> Non
     assert json.loads(env["SM_HOSTS"]) == ["algo-1"] and env["SM_CURRENT_HOST"] == "algo-1"
     assert env["MODELCI_SEED"] == "7" and env["PYTHONHASHSEED"] == "7"
     assert seen["cwd"].endswith("/code")
+    # as `python train.py` runs it (the job's own process then records the signature)
+    assert seen["name"] == "__main__" and seen["path0"] == seen["cwd"]
+    assert seen["file"] == seen["cwd"] + "/train.py"
     assert seen["channels"] == {"train": ["train.csv"], "extra": ["a.txt", "b.txt"]}
     assert seen["modelci_importable"] is False
+
+
+# model_fn crashes the training job's own process (a real SIGSEGV) when it loads the model
+# to record the signature there; the record made apart, by `modelci.runtime.introspection`,
+# leaves a mark beside the model folder
+CRASHING_HANDLER = """\
+import json, os, signal, sys
+
+def model_fn(model_dir):
+    if sys.argv[0] == "train.py":
+        os.kill(os.getpid(), signal.SIGSEGV)
+    open(os.path.join(model_dir, "..", "recorded-apart"), "w").close()
+    return {}
+
+def predict_fn(data, model):
+    return [0.0 for row in data]
+"""
+
+
+@pytest.mark.parametrize("ending", ["crash", "os._exit"])
+def test_the_signature_is_recorded_apart_when_the_jobs_process_cannot(
+    git_repo: Callable[..., GitRepo], modelci: Run, ending: str
+) -> None:
+    """The record crashes the job's process after its script succeeded, or the script ends
+    its own process: the version is trained all the same, and the signature is recorded in a
+    process of its own."""
+    repo = git_repo()
+    repo.write(".gitignore", ".modelci/\n")
+    repo.write(
+        "models/toy/model.toml",
+        '[train]\nentrypoint = "train.py"\n\n[serve]\nhandler = "inference.py"\n',
+    )
+    script = "print('trained', flush=True)\n"
+    repo.write(
+        "models/toy/train.py", script + ("import os\nos._exit(0)\n" if ending != "crash" else "")
+    )
+    repo.write("models/toy/inference.py", CRASHING_HANDLER)
+    repo.write("models/toy/requirements.txt", "")
+    repo.commit("toy model")
+    result, document = train(modelci, repo, "toy")
+    assert result.code == 0, result.stdout + result.stderr
+    [version] = document["versions"]
+    assert version["status"] == "ready"
+    [job] = (repo.root / ".modelci/jobs").iterdir()
+    report = job / "modelci-signature-report.json"
+    if ending == "crash":
+        assert json.loads(report.read_text()) == {"state": "started"}
+    else:
+        assert not report.exists()
+    assert (job / "recorded-apart").exists()
+    assert "trained" in (job / "output/log.txt").read_text()
 
 
 def test_version_record_and_event(
@@ -364,3 +421,6 @@ def test_unchanged_sagemaker_sklearn_script(
         ("number", False, False)
     }
     assert signature["sources"] == ["model", "channel train", "probe"]
+    # recorded by the training job's own process, which had scikit-learn loaded already
+    [job] = (repo.root / ".modelci/jobs").iterdir()
+    assert json.loads((job / "modelci-signature-report.json").read_text()) == {"state": "recorded"}

@@ -218,21 +218,20 @@ def preload() -> None:
                 importlib.import_module(module)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Record the signature of the model in --model-dir; 0 also when there is none to record.
-    With --when-told: load the libraries first, then wait for the line `record` on standard
-    input (anything else, or its end: exit 0, nothing recorded)."""
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m modelci.runtime.introspection")
     parser.add_argument("--model-dir", required=True, type=Path)
     parser.add_argument("--handler", type=Path, help="the model's inference.py")
     parser.add_argument("--channel", type=Path, help="the training channel (file or folder)")
     parser.add_argument("--drop", action="append", default=[], help="a channel column to skip")
     parser.add_argument("--when-told", action="store_true", help="record on `record` from stdin")
-    args = parser.parse_args(argv)
-    if args.when_told:
-        preload()
-        if sys.stdin.readline().strip() != "record":
-            return 0
+    return parser
+
+
+def record(argv: Sequence[str]) -> Signature | None:
+    """Record the signature of the model in --model-dir (the arguments `main` takes, without
+    --when-told) into that folder; None when the model says nothing of its columns."""
+    args = _parser().parse_args(argv)
     from modelci.runtime.handlers import load_handler
 
     handler = load_handler(args.model_dir, args.handler, signature=False)
@@ -240,6 +239,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     signature = signature_of(handler.model, predict, args.channel, args.drop)
     if signature is not None:
         signature.write(args.model_dir)
+    return signature
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Record the signature of the model in --model-dir; 0 also when there is none to record.
+    With --when-told: load the libraries first, then wait for the line `record` on standard
+    input (anything else, or its end: exit 0, nothing recorded)."""
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    if _parser().parse_args(arguments).when_told:
+        preload()
+        if sys.stdin.readline().strip() != "record":
+            return 0
+    signature = record([a for a in arguments if a != "--when-told"])
     json.dump(None if signature is None else signature.to_dict(), sys.stdout)
     return 0
 

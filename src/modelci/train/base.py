@@ -13,6 +13,7 @@ from modelci.runtime.jobdir import JobDir
 
 if TYPE_CHECKING:  # pydantic stays off the cache-hit paths that import this module
     from modelci.sections import ModelSageMakerSection
+    from modelci.train.signature import InJobSignature
 
 # A job's name: the version `<model>-<sha12>`, then the time it was laid out.
 JOB_VERSION = re.compile(r"^(?P<model>[a-z][a-z0-9-]*?)-(?P<sha12>[0-9a-f]{12})(?:-|$)")
@@ -38,6 +39,9 @@ class TrainingJob:
     # a check's run beside the version's own job (the reproducibility check's second run): on
     # this machine it yields the CPU to that job, which everything after it waits on
     yields_cpu: bool = False
+    # the job's own process records the model's signature once the script has ended (the
+    # trainers that say `signs_in_job`)
+    signs: InJobSignature | None = None
 
 
 @dataclass(frozen=True)
@@ -84,6 +88,8 @@ class Trainer(abc.ABC):
     # Whether `start` returns while the job runs, so that the registry's bookkeeping overlaps
     # it: `train` then starts a job it knows must run before it opens the registry.
     starts_in_background = False
+    # Whether a job's `signs` plan is followed: its own process records the model's signature
+    signs_in_job = False
 
     @abc.abstractmethod
     def run(self, job: TrainingJob, on_line: Progress | None = None) -> JobResult:

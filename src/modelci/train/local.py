@@ -10,7 +10,7 @@ import time
 from typing import IO, TYPE_CHECKING
 
 from modelci.processes import DIE_WITH_PARENT as _DIE_WITH_PARENT
-from modelci.processes import LOW_PRIORITY, stop_group
+from modelci.processes import LOW_PRIORITY, stop_group, yield_cpu
 from modelci.progress import Progress
 from modelci.runtime.jobdir import command_arguments, environment
 from modelci.train.base import JobResult, StartedJob, Trainer, TrainingJob, failure_reason
@@ -61,12 +61,15 @@ class RunningJob(StartedJob):
         self.started = time.monotonic()
         job.job.log.parent.mkdir(parents=True, exist_ok=True)
         self.log: IO[str] = job.job.log.open("w", encoding="utf-8")
+        arguments = command_arguments(job.hyperparameters)
         command = command or [
             *_DIE_WITH_PARENT,
             *(LOW_PRIORITY if job.yields_cpu else []),
-            str(job.python),
-            job.entrypoint,
-            *command_arguments(job.hyperparameters),
+            *(
+                job.signs.command(job.python, job.entrypoint, arguments)
+                if job.signs is not None
+                else [str(job.python), job.entrypoint, *arguments]
+            ),
         ]
         self.process = subprocess.Popen(
             command,
@@ -80,6 +83,8 @@ class RunningJob(StartedJob):
             errors="replace",
             bufsize=1,
         )
+        if job.yields_cpu:
+            yield_cpu(self.process.pid)
         self.reader = threading.Thread(target=self._pump, args=(on_line,), daemon=True)
         self.reader.start()
 
@@ -119,11 +124,20 @@ class RunningJob(StartedJob):
                 f"timed out after {self.job.timeout:g} s ([train].timeout)",
                 True,
             )
+        if returncode != 0 and self._script_succeeded():
+            # the script ended with 0; what ended the process was the signature's record
+            # (a crash in a library asked about NaN): the record is made afresh, apart
+            return JobResult(True, duration, log_path, returncode)
         if returncode != 0:
             return JobResult(
                 False, duration, log_path, returncode, failure_reason(self.job.job, list(self.tail))
             )
         return JobResult(True, duration, log_path, returncode)
+
+    def _script_succeeded(self) -> bool:
+        """Whether the job's script ended with 0 before its own process recorded the
+        signature (only a job that `signs` can tell)."""
+        return self.job.signs is not None and self.job.signs.state() is not None
 
     def stop(self) -> None:
         """Stop the job if it still runs."""
@@ -139,6 +153,7 @@ class LocalTrainer(Trainer):
     """Runs a job as a local process group, killed when it outlives its timeout."""
 
     starts_in_background = True
+    signs_in_job = True
 
     def __init__(self, workspace: Workspace | None = None):
         self.workspace = workspace  # unused: this machine needs no settings

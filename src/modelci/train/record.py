@@ -5,6 +5,7 @@ names versions tags the artifact first."""
 from __future__ import annotations
 
 import csv
+import dataclasses
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,9 +18,9 @@ from modelci.runtime.jobdir import JobDir
 from modelci.train import lease
 from modelci.train.artifacts import pack, parse_metrics
 from modelci.train.base import JobResult, StartedJob, Trainer
-from modelci.train.jobs import run_job
+from modelci.train.jobs import prepare_job
 from modelci.train.outcome import TrainOptions, TrainOutcome, outcome
-from modelci.train.signature import SignatureJob, record_signature
+from modelci.train.signature import SignatureRecorder, record_signature, sign_in_job
 from modelci.workspace import Workspace
 
 if TYPE_CHECKING:
@@ -47,7 +48,7 @@ class Attempt:
     note: Progress
     on_line: Progress | None = None
     # started beside the job, loading the model's libraries meanwhile (else started after it)
-    signature: SignatureJob | None = None
+    signature: SignatureRecorder | None = None
 
     @property
     def model(self) -> str:
@@ -161,16 +162,18 @@ def train_recorded(
             attempt.note(
                 f"{version}: training in {attempt.job_root.relative_to(attempt.workspace.root)}"
             )
-            result = run_job(
+            job = prepare_job(
                 attempt.workspace,
                 attempt.spec,
                 None if options.dirty else attempt.commit,
                 attempt.environment.python,
                 attempt.job_root,
                 sample=False,
-                on_line=attempt.on_line,
-                trainer=attempt.trainer,
             )
+            if attempt.trainer.signs_in_job:  # its own process records it
+                job, signature = sign_in_job(job, attempt.workspace.state_dir, attempt.spec)
+                attempt = dataclasses.replace(attempt, signature=signature)
+            result = attempt.trainer.run(job, attempt.on_line)
     return _record_result(attempt, registry, result, existing, taken)
 
 

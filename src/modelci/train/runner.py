@@ -22,7 +22,7 @@ from modelci.train.fastpath import cache_hit, must_train
 from modelci.train.jobs import check_inputs, job_root_for, prepare_job, run_job, spec_at
 from modelci.train.outcome import Rerun, TrainOptions, TrainOutcome, version_name
 from modelci.train.record import Attempt, train_recorded
-from modelci.train.signature import SignatureJob
+from modelci.train.signature import SignatureJob, SignatureRecorder, SignedInJob, in_job_signature
 from modelci.workspace import Workspace
 
 __all__ = ["train_model"]
@@ -110,8 +110,16 @@ def train_model(
             job = prepare_job(
                 workspace, spec, exported, environment.python, attempt.job_root, sample=False
             )
+            signature: SignatureRecorder
+            if trainer.signs_in_job:  # its own process records it once the script has ended
+                plan = in_job_signature(workspace.state_dir, spec, job.job)
+                job = dataclasses.replace(job, signs=plan)
+                signature = SignedInJob(
+                    plan, workspace.state_dir, environment.python, spec, job.job
+                )
+            else:  # a process that loads the libraries meanwhile
+                signature = SignatureJob(workspace.state_dir, environment.python, spec, job.job)
             running = trainer.start(job, on_line)
-            signature = SignatureJob(workspace.state_dir, environment.python, spec, job.job)
             attempt = dataclasses.replace(attempt, signature=signature)
             if options.rerun:  # the same job again, beside it, for the reproducibility check
                 again = job_root_for(workspace, version + "-rerun")

@@ -1,39 +1,138 @@
 """The input signature of a trained model, recorded into its model folder before the folder is
 packed, so that it travels with the artifact (`modelci.runtime.signature`). It is read inside
 the model's own environment, where the model can be loaded
-(`python -m modelci.runtime.introspection`)."""
+(`python -m modelci.runtime.introspection`): on this machine by the training job's own process
+once its script has ended (`modelci.runtime.scriptmode`), else by a process of its own."""
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
-from modelci.envs.runtime_copy import runtime_environment
+from modelci.envs.runtime_copy import runtime_dir, runtime_environment
 from modelci.processes import LOW_PRIORITY
 from modelci.runtime.jobdir import JobDir
 
 if TYPE_CHECKING:
     from modelci.spec import ModelSpec
+    from modelci.train.base import TrainingJob
 
 TIMEOUT_S = 300.0
 
 
-def signature_command(python: Path, spec: ModelSpec, job: JobDir) -> list[str]:
-    """The command that records the signature of the model in `job`'s model folder."""
-    command = [str(python), "-m", "modelci.runtime.introspection", "--model-dir", str(job.model)]
+def introspection_arguments(spec: ModelSpec, job: JobDir) -> list[str]:
+    """The arguments of `modelci.runtime.introspection` that record the signature of the model
+    in `job`'s model folder (absolute paths: the script may change its folder)."""
+    job = JobDir(job.root.absolute())
+    arguments = ["--model-dir", str(job.model)]
     handler = spec.file.serve.handler
     if handler and (job.code / handler).is_file():
-        command += ["--handler", str(job.code / handler)]
+        arguments += ["--handler", str(job.code / handler)]
     channels = sorted(spec.train.channels)
     if channels:
         name = "train" if "train" in channels else channels[0]
         if job.channel(name).exists():
-            command += ["--channel", str(job.channel(name))]
+            arguments += ["--channel", str(job.channel(name))]
     sample = spec.train.sample
     if sample is not None and sample.key:
-        command += ["--drop", sample.key]
-    return command
+        arguments += ["--drop", sample.key]
+    return arguments
+
+
+def signature_command(python: Path, spec: ModelSpec, job: JobDir) -> list[str]:
+    """The command that records the signature of the model in `job`'s model folder."""
+    return [str(python), "-m", "modelci.runtime.introspection", *introspection_arguments(spec, job)]
+
+
+class SignatureRecorder(Protocol):
+    """What records a version's signature once its job has succeeded."""
+
+    def record(self) -> str | None:
+        """Write the signature into the job's model folder; None when done (or the model says
+        nothing of its columns), else why it could not be recorded."""
+
+    def cancel(self) -> None:
+        """The job failed, or the record is not wanted: record nothing."""
+
+
+@dataclass(frozen=True)
+class InJobSignature:
+    """The signature recorded by the training job's own process once its script has ended
+    with 0 (`modelci.runtime.scriptmode`), reporting how it went into `report`."""
+
+    wrapper: Path  # the runtime's copy of scriptmode.py
+    introspection: list[str]
+    report: Path
+
+    def command(self, python: Path, entrypoint: str, arguments: list[str]) -> list[str]:
+        """The job's command: the script, then the record, in one process."""
+        plan = json.dumps({"introspection": self.introspection, "report": str(self.report)})
+        return [str(python), str(self.wrapper), plan, entrypoint, *arguments]
+
+    def state(self) -> str | None:
+        """The report's state: None before the script has ended with 0, then `started`, then
+        `recorded` or `failed`."""
+        state = self._report().get("state")
+        return str(state) if state is not None else None
+
+    def error(self) -> str:
+        """Why a `failed` record failed."""
+        return str(self._report().get("error") or "the record failed")
+
+    def _report(self) -> dict[str, object]:
+        try:
+            report = json.loads(self.report.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}
+        return report if isinstance(report, dict) else {}
+
+
+def in_job_signature(state_dir: Path, spec: ModelSpec, job: JobDir) -> InJobSignature:
+    """The plan for the job at `job` to record its own signature."""
+    return InJobSignature(
+        runtime_dir(state_dir).absolute() / "modelci" / "runtime" / "scriptmode.py",
+        introspection_arguments(spec, job),
+        job.root.absolute() / "modelci-signature-report.json",
+    )
+
+
+def sign_in_job(
+    job: TrainingJob, state_dir: Path, spec: ModelSpec
+) -> tuple[TrainingJob, SignedInJob]:
+    """The job, told to record its signature in its own process, and what then checks the
+    record (for the trainers that say `signs_in_job`)."""
+    plan = in_job_signature(state_dir, spec, job.job)
+    return (
+        dataclasses.replace(job, signs=plan),
+        SignedInJob(plan, state_dir, job.python, spec, job.job),
+    )
+
+
+class SignedInJob:
+    """The signature the job's own process recorded; recorded afresh, in a process of its own,
+    when the job's report does not say `recorded` (the record failed, or the script ended the
+    process itself)."""
+
+    def __init__(
+        self, plan: InJobSignature, state_dir: Path, python: Path, spec: ModelSpec, job: JobDir
+    ):
+        self.plan = plan
+        self.fallback = (state_dir, python, spec, job)
+
+    def record(self) -> str | None:
+        state = self.plan.state()
+        if state == "recorded":
+            return None
+        if state == "failed":  # an error a process of its own would meet again
+            return self.plan.error()
+        return record_signature(*self.fallback)
+
+    def cancel(self) -> None:
+        return None
 
 
 class SignatureJob:
