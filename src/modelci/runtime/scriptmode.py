@@ -21,20 +21,20 @@ from __future__ import annotations
 
 import sys
 
-# this file's folder (`modelci/runtime/`) must shadow nothing the script imports
-del sys.path[0]
+if __name__ == "__main__":  # run as a file: its folder (`modelci/runtime/`) is sys.path[0],
+    del sys.path[0]  # and must shadow nothing the script imports
 
-import builtins  # noqa: E402
-import contextlib  # noqa: E402
-import importlib.machinery  # noqa: E402
-import io  # noqa: E402
-import json  # noqa: E402
-import os  # noqa: E402
-import traceback  # noqa: E402
-import types  # noqa: E402
-from collections.abc import Iterator  # noqa: E402
-from pathlib import Path  # noqa: E402
-from typing import Any  # noqa: E402
+import builtins
+import contextlib
+import importlib.machinery
+import io
+import json
+import os
+import traceback
+import types
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 RUNTIME_ROOT = str(Path(__file__).resolve().parents[2])  # the folder holding `modelci/`
 REPORT_STARTED = "started"  # the script ended with 0 and the record began

@@ -13,6 +13,7 @@ from modelci.processes import DIE_WITH_PARENT as _DIE_WITH_PARENT
 from modelci.processes import LOW_PRIORITY, stop_group, yield_cpu
 from modelci.progress import Progress
 from modelci.runtime.jobdir import command_arguments, environment
+from modelci.runtime.scriptmode import REPORT_STARTED
 from modelci.train.base import JobResult, StartedJob, Trainer, TrainingJob, failure_reason
 
 if TYPE_CHECKING:
@@ -135,9 +136,10 @@ class RunningJob(StartedJob):
         return JobResult(True, duration, log_path, returncode)
 
     def _script_succeeded(self) -> bool:
-        """Whether the job's script ended with 0 before its own process recorded the
-        signature (only a job that `signs` can tell)."""
-        return self.job.signs is not None and self.job.signs.state() is not None
+        """Whether the job's script ended with 0 and its process then ended in the record of
+        the signature (only a job that `signs` can tell). A process that ends badly after the
+        record (at its exit) fails, as `python train.py` would."""
+        return self.job.signs is not None and self.job.signs.state() == REPORT_STARTED
 
     def stop(self) -> None:
         """Stop the job if it still runs."""

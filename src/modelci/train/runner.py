@@ -22,7 +22,7 @@ from modelci.train.fastpath import cache_hit, must_train
 from modelci.train.jobs import check_inputs, job_root_for, prepare_job, run_job, spec_at
 from modelci.train.outcome import Rerun, TrainOptions, TrainOutcome, version_name
 from modelci.train.record import Attempt, train_recorded
-from modelci.train.signature import SignatureJob, SignatureRecorder, SignedInJob, in_job_signature
+from modelci.train.signature import SignatureJob, SignatureRecorder, sign_in_job
 from modelci.workspace import Workspace
 
 __all__ = ["train_model"]
@@ -112,11 +112,7 @@ def train_model(
             )
             signature: SignatureRecorder
             if trainer.signs_in_job:  # its own process records it once the script has ended
-                plan = in_job_signature(workspace.state_dir, spec, job.job)
-                job = dataclasses.replace(job, signs=plan)
-                signature = SignedInJob(
-                    plan, workspace.state_dir, environment.python, spec, job.job
-                )
+                job, signature = sign_in_job(job, workspace.state_dir, spec)
             else:  # a process that loads the libraries meanwhile
                 signature = SignatureJob(workspace.state_dir, environment.python, spec, job.job)
             running = trainer.start(job, on_line)

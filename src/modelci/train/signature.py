@@ -114,8 +114,8 @@ def sign_in_job(
 
 class SignedInJob:
     """The signature the job's own process recorded; recorded afresh, in a process of its own,
-    when the job's report does not say `recorded` (the record failed, or the script ended the
-    process itself)."""
+    when the job left no report (its script ended the process itself) or one that still says
+    `started` (the record crashed the process)."""
 
     def __init__(
         self, plan: InJobSignature, state_dir: Path, python: Path, spec: ModelSpec, job: JobDir
