@@ -94,6 +94,26 @@ print(json.dumps({"argv": sys.argv, "path0": sys.path[0], "name": __name__,
     assert "no handler fits" in report_of(report)["error"]  # type: ignore[index]
 
 
+def test_multiprocessing_children_of_the_script_work_as_under_python(
+    wrapper: Path, tmp_path: Path
+) -> None:
+    """`spawn` children import the script again by its path, as `__mp_main__`."""
+    script = """\
+import multiprocessing as mp
+
+def square(x):
+    return x * x
+
+if __name__ == "__main__":
+    with mp.get_context("spawn").Pool(2) as pool:
+        print(sum(pool.map(square, range(10))))
+"""
+    done, report = run(wrapper, tmp_path / "code", script)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "285\n"
+    assert report_of(report) is not None  # the record ran after the pool had ended
+
+
 @pytest.mark.parametrize(
     ("ending", "code", "stderr"),
     [
