@@ -110,12 +110,12 @@ def train_model(
             job = prepare_job(
                 workspace, spec, exported, environment.python, attempt.job_root, sample=False
             )
-            signature: SignatureRecorder
+            signature: SignatureRecorder | None = None
             if trainer.signs_in_job:  # its own process records it once the script has ended
                 job, signature = sign_in_job(job, workspace.state_dir, spec)
-            else:  # a process that loads the libraries meanwhile
-                signature = SignatureJob(workspace.state_dir, environment.python, spec, job.job)
             running = trainer.start(job, on_line)
+            if signature is None:  # a process that loads the libraries meanwhile
+                signature = SignatureJob(workspace.state_dir, environment.python, spec, job.job)
             attempt = dataclasses.replace(attempt, signature=signature)
             if options.rerun:  # the same job again, beside it, for the reproducibility check
                 again = job_root_for(workspace, version + "-rerun")
