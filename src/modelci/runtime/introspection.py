@@ -229,9 +229,12 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def record(argv: Sequence[str]) -> Signature | None:
-    """Record the signature of the model in --model-dir (the arguments `main` takes, without
-    --when-told) into that folder; None when the model says nothing of its columns."""
-    args = _parser().parse_args(argv)
+    """Record the signature of the model in --model-dir (the arguments `main` takes) into that
+    folder; None when the model says nothing of its columns."""
+    return _record(_parser().parse_args(argv))
+
+
+def _record(args: argparse.Namespace) -> Signature | None:
     from modelci.runtime.handlers import load_handler
 
     handler = load_handler(args.model_dir, args.handler, signature=False)
@@ -246,12 +249,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Record the signature of the model in --model-dir; 0 also when there is none to record.
     With --when-told: load the libraries first, then wait for the line `record` on standard
     input (anything else, or its end: exit 0, nothing recorded)."""
-    arguments = list(sys.argv[1:] if argv is None else argv)
-    if _parser().parse_args(arguments).when_told:
+    args = _parser().parse_args(argv)
+    if args.when_told:
         preload()
         if sys.stdin.readline().strip() != "record":
             return 0
-    signature = record([a for a in arguments if a != "--when-told"])
+    signature = _record(args)
     json.dump(None if signature is None else signature.to_dict(), sys.stdout)
     return 0
 

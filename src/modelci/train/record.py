@@ -47,7 +47,8 @@ class Attempt:
     ci_url: str | None
     note: Progress
     on_line: Progress | None = None
-    # started beside the job, loading the model's libraries meanwhile (else started after it)
+    # the job's own record (SignedInJob), or a process loading the libraries beside the job
+    # (SignatureJob); None: a process of its own records it after the job
     signature: SignatureRecorder | None = None
 
     @property
