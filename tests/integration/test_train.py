@@ -196,6 +196,38 @@ def test_the_signature_is_recorded_apart_when_the_jobs_process_cannot(
     assert "trained" in (job / "output/log.txt").read_text()
 
 
+def test_a_record_that_fails_in_the_job_is_reported_not_retried(
+    git_repo: Callable[..., GitRepo], modelci: Run
+) -> None:
+    """The model cannot be loaded for its signature in the job's process: the version is
+    trained all the same, the error is shown, and no second process meets it again."""
+    repo = git_repo()
+    repo.write(".gitignore", ".modelci/\n")
+    repo.write(
+        "models/toy/model.toml",
+        '[train]\nentrypoint = "train.py"\n\n[serve]\nhandler = "inference.py"\n',
+    )
+    repo.write("models/toy/train.py", "print('trained', flush=True)\n")
+    repo.write(
+        "models/toy/inference.py",
+        CRASHING_HANDLER.replace(
+            "os.kill(os.getpid(), signal.SIGSEGV)", "raise RuntimeError('no model in here')"
+        ),
+    )
+    repo.write("models/toy/requirements.txt", "")
+    repo.commit("toy model")
+    result = modelci("-C", repo.root, "train", "toy")
+    assert result.code == 0, result.stdout + result.stderr
+    assert "no input signature recorded: RuntimeError: no model in here" in result.stderr
+    with open_registry("sqlite:///.modelci/registry.db", repo.root) as registry:
+        record = registry.get_version(f"toy-{repo.sha()[:12]}")
+        assert record is not None and record.status == "ready"
+    [job] = (repo.root / ".modelci/jobs").iterdir()
+    report = json.loads((job / "modelci-signature-report.json").read_text())
+    assert report == {"state": "failed", "error": "RuntimeError: no model in here"}
+    assert not (job / "recorded-apart").exists()
+
+
 def test_version_record_and_event(
     toy: GitRepo, modelci: Run, monkeypatch: pytest.MonkeyPatch
 ) -> None:

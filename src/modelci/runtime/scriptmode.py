@@ -37,7 +37,8 @@ from pathlib import Path
 from typing import Any
 
 RUNTIME_ROOT = str(Path(__file__).resolve().parents[2])  # the folder holding `modelci/`
-REPORT_STARTED = "started"  # the script ended with 0 and the record began
+# the report's states: the script ended with 0 and the record began; then how the record went
+REPORT_STARTED, REPORT_RECORDED, REPORT_FAILED = "started", "recorded", "failed"
 
 
 def _write_report(path: str, report: dict[str, Any]) -> None:
@@ -119,9 +120,9 @@ def record_signature(plan: dict[str, Any]) -> None:
         with _library_defaults():
             record([str(argument) for argument in plan["introspection"]])
     except Exception as error:  # the version is served without a signature, as before
-        _write_report(report, {"state": "failed", "error": f"{type(error).__name__}: {error}"})
+        _write_report(report, {"state": REPORT_FAILED, "error": f"{type(error).__name__}: {error}"})
         return
-    _write_report(report, {"state": "recorded"})
+    _write_report(report, {"state": REPORT_RECORDED})
 
 
 def main(argv: list[str]) -> int:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Protocol
 from modelci.envs.runtime_copy import runtime_dir, runtime_environment
 from modelci.processes import LOW_PRIORITY
 from modelci.runtime.jobdir import JobDir
+from modelci.runtime.scriptmode import REPORT_FAILED, REPORT_RECORDED
 
 if TYPE_CHECKING:
     from modelci.spec import ModelSpec
@@ -76,19 +77,17 @@ class InJobSignature:
     def state(self) -> str | None:
         """The report's state: None before the script has ended with 0, then `started`, then
         `recorded` or `failed`."""
-        state = self._report().get("state")
-        return str(state) if state is not None else None
+        return self.outcome()[0]
 
-    def error(self) -> str:
-        """Why a `failed` record failed."""
-        return str(self._report().get("error") or "the record failed")
-
-    def _report(self) -> dict[str, object]:
+    def outcome(self) -> tuple[str | None, str]:
+        """The report's state, and why a `failed` record failed (read once)."""
         try:
             report = json.loads(self.report.read_text(encoding="utf-8"))
         except (OSError, ValueError):
-            return {}
-        return report if isinstance(report, dict) else {}
+            report = None
+        if not isinstance(report, dict) or report.get("state") is None:
+            return None, ""
+        return str(report["state"]), str(report.get("error") or "the record failed")
 
 
 def in_job_signature(state_dir: Path, spec: ModelSpec, job: JobDir) -> InJobSignature:
@@ -124,11 +123,11 @@ class SignedInJob:
         self.fallback = (state_dir, python, spec, job)
 
     def record(self) -> str | None:
-        state = self.plan.state()
-        if state == "recorded":
+        state, error = self.plan.outcome()
+        if state == REPORT_RECORDED:
             return None
-        if state == "failed":  # an error a process of its own would meet again
-            return self.plan.error()
+        if state == REPORT_FAILED:  # an error a process of its own would meet again
+            return error
         return record_signature(*self.fallback)
 
     def cancel(self) -> None:
